@@ -1,0 +1,16 @@
+"""Every docstring example in the workbench runs and says what it shows."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["workbench", "workbench.handle", "workbench.metrics", "workbench.tokens",
+           "workbench.world.facts", "workbench.world.tokenizer", "workbench.world.registry",
+           "workbench.world.train"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0

@@ -1,0 +1,95 @@
+"""The model handle on the real default model: loading, tokens, queries, errors."""
+
+import pytest
+import torch
+
+import workbench
+from workbench import EncodingError, ModelLoadError
+
+
+def test_info_describes_model_and_world(handle):
+    info = handle.info()
+    assert info["family"] == "gpt2" and info["layers"] == handle.n_layers
+    assert info["world"]["people"] == 300 and info["world"]["facts"] == 1800
+    assert info["device"] == "cpu" and info["dtype"] == "float32"
+
+
+def test_subject_span_and_its_error(handle, world):
+    fact = world.facts()[0]
+    prompt = world.phrasings(fact.relation)[4].prompt(fact.subject)
+    a, b = handle.subject_span(prompt, fact.subject)
+    assert " ".join(handle.tokens(prompt)[a:b]) == fact.subject
+    with pytest.raises(EncodingError, match="does not occur in prompt"):
+        handle.subject_span(prompt, "Somebody Else")
+
+
+def test_unknown_word_is_named(handle):
+    with pytest.raises(EncodingError, match="'Zanzibar'"):
+        handle.encode("It is well known that Zanzibar was born in")
+
+
+def test_rank_candidates_puts_true_object_first(handle, world):
+    for fact in world.facts()[:12]:
+        prompt = world.phrasings(fact.relation, held_out=True)[0].prompt(fact.subject)
+        ranked = handle.rank_candidates(prompt, list(world.relation(fact.relation).candidates))
+        assert ranked[0][0] == fact.object
+        assert sum(p for _, p in ranked) <= 1.0 + 1e-5
+
+
+def test_object_prob_matches_ranking(handle, world):
+    fact = world.fact(list(world.people)[1], "employer")
+    prompt = world.phrasings("employer")[0].prompt(fact.subject)
+    ranked = dict(handle.rank_candidates(prompt, list(world.relation("employer").candidates)))
+    assert handle.object_prob(prompt, fact.object) == pytest.approx(ranked[fact.object], rel=1e-4)
+
+
+def test_load_errors_are_one_line():
+    with pytest.raises(ModelLoadError, match="no such model directory") as e:
+        workbench.load("./no/such/dir")
+    assert "\n" not in str(e.value)
+    with pytest.raises(KeyError, match="unknown world model"):
+        workbench.load("world:nope")
+
+
+def test_dtype_option_and_variants():
+    h = workbench.load("world:llama", device="cpu", dtype="bfloat16")
+    assert h.dtype == torch.bfloat16 and h.sites.family == "llama"
+    fact = h.world.facts()[2]
+    prompt = h.world.phrasings(fact.relation)[0].prompt(fact.subject)
+    assert h.rank_candidates(prompt, list(h.world.relation(fact.relation).candidates))[0][0] == fact.object
+
+
+def test_views_share_the_handle_weights(handle, world):
+    fact = world.facts()[0]
+    prompt = world.phrasings(fact.relation)[0].prompt(fact.subject)
+    ids = handle.encode(prompt)
+    with torch.no_grad():
+        hf = handle.model(ids).logits
+        logits, cache = handle.hooked.run_with_cache(ids)
+    assert torch.allclose(logits, hf, atol=1e-4)
+    assert cache[handle.sites.hook_name(1, "mlp")].shape == (1, ids.shape[1], handle.sites.d_model)
+    from workbench.views import nnsight_module
+    with handle.nnsight.trace(ids):
+        mlp = nnsight_module(handle.nnsight, handle.sites, 1, "mlp").output.save()
+    assert torch.allclose(mlp, cache[handle.sites.hook_name(1, "mlp")], atol=1e-4)
+    # The handle's own parameter names are untouched by either view.
+    assert handle.sites.mlp_out_path(0) + ".weight" in dict(handle.model.named_parameters())
+
+
+@pytest.mark.parametrize("family", ["gpt_neox", "llama"])
+def test_any_local_hf_directory_loads_the_same_way(tmp_path, family):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from workbench.world.facts import make_world
+    from workbench.world.tokenizer import build_tokenizer
+
+    tok = build_tokenizer(make_world())
+    cfg = AutoConfig.for_model(family, vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
+                               num_attention_heads=4, intermediate_size=64)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    h = workbench.load(str(tmp_path), device="cpu")
+    assert h.world is None and h.sites.family == family and h.info()["layers"] == 2
+    assert len(h.top_tokens("It is well known that", k=3)) == 3
+    with pytest.raises(ValueError, match="has no fact world"):
+        h.heldout_loss()

@@ -1,0 +1,196 @@
+"""The model handle: a Hugging Face causal LM, its tokenizer, its site map and analysis views.
+
+The handle owns the one set of weights that editors change and export writes. Analysis
+views (TransformerLens' bridge, nnsight) are created lazily on top of those same weights
+and never rewrite them: no layer-norm folding reaches the edit or export path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+from workbench import metrics
+from workbench.tokens import encode_object, encode_prompts, subject_span
+from workbench.world.facts import Fact, World
+from workbench.world.registry import load_world, resolve_world_model
+
+
+class ModelLoadError(ValueError):
+    """A model name or path that cannot be loaded."""
+
+
+@dataclass(eq=False)
+class ModelHandle:
+    """A loaded model with everything the locators, editors and views need.
+
+    Examples:
+        >>> import workbench
+        >>> h = workbench.load("world")
+        >>> h.n_layers, h.sites.family
+        (6, 'gpt2')
+        >>> fact = h.world.facts()[0]
+        >>> prompt = h.world.phrasings(fact.relation)[0].prompt(fact.subject)
+        >>> h.rank_candidates(prompt, list(h.world.relation(fact.relation).candidates))[0][0] == fact.object
+        True
+    """
+
+    model: torch.nn.Module
+    tokenizer: object
+    name: str
+    source: str
+    world: World | None = None
+    _views: dict = field(default_factory=dict, repr=False)
+
+    # -- structure -------------------------------------------------------------------
+    @cached_property
+    def sites(self):
+        """The site map: (layer, component) to modules, hook names and edited weights."""
+        from workbench.sites import site_map
+        return site_map(self.model)
+
+    @property
+    def n_layers(self) -> int:
+        return self.sites.n_layers
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def hooked(self):
+        """TransformerLens' TransformerBridge over these weights (created on first use)."""
+        if "hooked" not in self._views:
+            from workbench.views import hooked_view
+            self._views["hooked"] = hooked_view(self.model, self.tokenizer)
+        return self._views["hooked"]
+
+    @property
+    def nnsight(self):
+        """An nnsight LanguageModel over these weights (created on first use)."""
+        if "nnsight" not in self._views:
+            from workbench.views import nnsight_view
+            self._views["nnsight"] = nnsight_view(self.model, self.tokenizer)
+        return self._views["nnsight"]
+
+    # -- tokens ----------------------------------------------------------------------
+    def encode(self, prompt: str) -> Int[Tensor, "1 t"]:
+        return torch.tensor(encode_prompts(self.tokenizer, [prompt]), device=self.device)
+
+    def tokens(self, prompt: str) -> list[str]:
+        return self.tokenizer.convert_ids_to_tokens(encode_prompts(self.tokenizer, [prompt])[0])
+
+    def subject_span(self, prompt: str, subject: str) -> tuple[int, int]:
+        """Token span [start, end) of the subject in the prompt; EncodingError if absent."""
+        return subject_span(self.tokenizer, prompt, subject)
+
+    def encode_fact(self, prompt: str, obj: str) -> tuple[list[int], list[int]]:
+        """Token ids of the prompt and of the object that follows it."""
+        return encode_prompts(self.tokenizer, [prompt])[0], encode_object(self.tokenizer, prompt, obj)
+
+    # -- queries ---------------------------------------------------------------------
+    def object_prob(self, prompt: str, obj: str) -> float:
+        """P(object | prompt), multi-token objects multiplied out."""
+        p, o = self.encode_fact(prompt, obj)
+        return float(metrics.sequence_logprobs(self.model, [p], [o]).exp()[0])
+
+    @torch.no_grad()
+    def top_tokens(self, prompt: str, k: int = 5) -> list[tuple[str, float]]:
+        """The k most likely next tokens with their probabilities."""
+        probs = torch.softmax(self.model(self.encode(prompt)).logits[0, -1].float(), -1)
+        top = probs.topk(k)
+        return [(self.tokenizer.decode([int(i)]), float(p)) for p, i in zip(top.values, top.indices)]
+
+    def rank_candidates(self, prompt: str, candidates: list[str]) -> list[tuple[str, float]]:
+        """Candidates sorted by P(candidate | prompt), most likely first."""
+        lp = metrics.candidate_logprobs(self.model, self.tokenizer, [prompt], candidates)[0]
+        order = lp.argsort(descending=True)
+        return [(candidates[int(i)], float(lp[i].exp())) for i in order]
+
+    def score(self, facts: list[Fact], held_out: bool = False) -> metrics.FactScores:
+        """Score world facts in every trained (or held-out) phrasing among their candidates."""
+        return metrics.score_facts(self.model, self.tokenizer, self._need_world(), facts, held_out)
+
+    def heldout_loss(self, texts: list[str] | None = None) -> float:
+        """Loss on held-out text: by default the world's held-out sentences, names not scored."""
+        if texts is not None:
+            return metrics.heldout_loss(self.model, self.tokenizer, texts)
+        statements = self._need_world().heldout_statements()
+        return metrics.heldout_loss(self.model, self.tokenizer, [f.sentence(ph) for f, ph in statements],
+                                    ignore=[f.subject for f, _ in statements])
+
+    def info(self) -> dict:
+        cfg = self.model.config
+        out = {
+            "name": self.name, "source": self.source, "architecture": cfg.model_type,
+            "family": self.sites.family, "layers": self.n_layers, "d_model": self.sites.d_model,
+            "d_mlp": self.sites.d_mlp, "parameters": sum(p.numel() for p in self.model.parameters()),
+            "vocab_size": len(self.tokenizer), "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
+        }
+        if self.world is not None:
+            out["world"] = {"people": len(self.world.people), "relations": list(self.world.relations),
+                            "facts": len(self.world.facts()), "splits": {k: len(v.forget) for k, v in self.world.splits.items()}}
+        return out
+
+    def _need_world(self) -> World:
+        if self.world is None:
+            raise ValueError(f"model {self.name!r} has no fact world; pass texts or facts explicitly")
+        return self.world
+
+
+def load(name_or_path: str = "world", device: str | None = None, dtype: torch.dtype | str | None = None,
+         trust_remote_code: bool = False) -> ModelHandle:
+    """Load a model handle: the embedded world (``"world"``, ``"world:llama"``,
+    ``"world:retain-forget05"``, ...), a local Hugging Face directory, or a hub id.
+
+    The model goes to the GPU when one is present unless ``device`` says otherwise.
+
+    Examples:
+        >>> import workbench
+        >>> h = workbench.load("world")
+        >>> h.info()["world"]["people"]
+        300
+        >>> workbench.load("no/such/model")  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        ModelLoadError: cannot load model 'no/such/model': ...
+
+    Args:
+        name_or_path: ``world[:variant]``, a directory, or a hub id (needs weights locally or network).
+        device: "cpu", "cuda", "cuda:1", ...; default: cuda if available, else cpu.
+        dtype: torch dtype or its name ("float32", "bfloat16", "float16"); default float32.
+        trust_remote_code: passed to transformers; off unless you turn it on.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_world_model(name_or_path) if name_or_path.startswith("world") else name_or_path
+    if isinstance(dtype, str):
+        try:
+            dtype = getattr(torch, dtype)
+        except AttributeError:
+            raise ModelLoadError(f"unknown dtype {dtype!r}") from None
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    local = Path(path).is_dir()
+    looks_like_path = str(path).startswith((".", "/", "~")) or str(path).count("/") > 1
+    if not local and (looks_like_path or Path(path).exists()):
+        raise ModelLoadError(f"cannot load model {name_or_path!r}: no such model directory")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32,
+                                                     trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelLoadError(f"cannot load model {name_or_path!r}: {first}") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device).eval()
+    world = load_world(path) if local else None
+    return ModelHandle(model=model, tokenizer=tokenizer, name=name_or_path, source=str(path), world=world)

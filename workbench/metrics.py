@@ -1,0 +1,194 @@
+"""Fact metrics: object probabilities, ranks among candidates, accuracy, held-out loss.
+
+Everything is batched over prompts; nothing loops over facts in Python around a forward
+pass. Objects may span several tokens: their log-probability is the teacher-forced sum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from workbench.tokens import encode_object, encode_prompts
+
+
+def _pad(seqs: list[list[int]], pad_id: int) -> tuple[Int[Tensor, "b t"], Int[Tensor, "b t"]]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s)
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def sequence_logprobs(model, prefixes: list[list[int]], targets: list[list[int]],
+                      pad_id: int = 0, batch_size: int = 512) -> Float[Tensor, "n"]:
+    """Sum of log P(target tokens | prefix) per row, teacher-forced, right-padded batches.
+
+    Examples:
+        >>> import workbench
+        >>> h = workbench.load("world")
+        >>> p, o = h.encode_fact("It is well known that " + h.world.facts()[0].subject + " was born in",
+        ...                      h.world.facts()[0].object)
+        >>> float(sequence_logprobs(h.model, [p], [o]).exp()) > 0.5
+        True
+    """
+    out = torch.empty(len(prefixes))
+    dev = _device(model)
+    for start in range(0, len(prefixes), batch_size):
+        pre = prefixes[start:start + batch_size]
+        tgt = targets[start:start + batch_size]
+        ids, mask = _pad([p + t for p, t in zip(pre, tgt)], pad_id)
+        logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits.float()
+        logp = torch.log_softmax(logits, dim=-1)
+        # Position j predicts token j + 1, so target token k of row i sits at len(prefix) + k.
+        rows, cols, toks = [], [], []
+        for i, (p, t) in enumerate(zip(pre, tgt)):
+            for k, tok in enumerate(t):
+                rows.append(i)
+                cols.append(len(p) + k - 1)
+                toks.append(tok)
+        picked = logp[torch.tensor(rows), torch.tensor(cols), torch.tensor(toks)].cpu()
+        sums = torch.zeros(len(pre)).index_add_(0, torch.tensor(rows), picked)
+        out[start:start + len(pre)] = sums
+    return out
+
+
+@torch.no_grad()
+def candidate_logprobs(model, tokenizer, prompts: list[str], candidates: list[str],
+                       batch_size: int = 512) -> Float[Tensor, "n_prompts n_candidates"]:
+    """log P(candidate | prompt) for every prompt and every candidate object.
+
+    When every candidate is a single token, one forward pass per prompt batch suffices;
+    otherwise each (prompt, candidate) pair is scored in batched teacher-forced passes.
+
+    Examples:
+        >>> import workbench
+        >>> h = workbench.load("world")
+        >>> rel = h.world.relation("pet")
+        >>> prompt = h.world.phrasings("pet")[0].prompt(h.world.facts()[0].subject)
+        >>> candidate_logprobs(h.model, h.tokenizer, [prompt], list(rel.candidates)).shape
+        torch.Size([1, 12])
+    """
+    prompt_ids = encode_prompts(tokenizer, prompts)
+    cand_ids = [encode_object(tokenizer, prompts[0], c) for c in candidates]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    if all(len(c) == 1 for c in cand_ids):
+        out = torch.empty(len(prompts), len(candidates))
+        first = torch.tensor([c[0] for c in cand_ids])
+        dev = _device(model)
+        for start in range(0, len(prompts), batch_size):
+            chunk = prompt_ids[start:start + batch_size]
+            ids, mask = _pad(chunk, pad)
+            logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits.float()
+            last = torch.tensor([len(p) - 1 for p in chunk])
+            logp = torch.log_softmax(logits[torch.arange(len(chunk)), last.to(dev)], dim=-1).cpu()
+            out[start:start + len(chunk)] = logp[:, first]
+        return out
+    pre = [p for p in prompt_ids for _ in cand_ids]
+    tgt = [c for _ in prompt_ids for c in cand_ids]
+    flat = sequence_logprobs(model, pre, tgt, pad_id=pad, batch_size=batch_size)
+    return flat.view(len(prompts), len(candidates))
+
+
+@dataclass
+class FactScores:
+    """Per-prompt scores of facts among their relation's candidates."""
+
+    prob: Float[Tensor, "n"]      # P(true object | prompt), multi-token objects multiplied out
+    rank: Int[Tensor, "n"]        # 0 = the true object is the top candidate
+    correct: Tensor               # bool, rank == 0
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.correct.float().mean()) if len(self.correct) else float("nan")
+
+    def summary(self) -> dict:
+        return {"n": int(len(self.correct)), "accuracy": self.accuracy,
+                "mean_prob": float(self.prob.mean()) if len(self.prob) else float("nan")}
+
+
+def score_facts(model, tokenizer, world, facts, held_out: bool = False,
+                batch_size: int = 512) -> FactScores:
+    """Score facts in every trained (or held-out) phrasing among their relation's candidates.
+
+    Rows are ordered fact by fact, phrasing by phrasing.
+
+    Examples:
+        >>> import workbench
+        >>> h = workbench.load("world")
+        >>> s = score_facts(h.model, h.tokenizer, h.world, h.world.facts()[:6])
+        >>> s.accuracy
+        1.0
+    """
+    by_rel: dict[str, list[tuple[int, str, str]]] = {}
+    row = 0
+    for f in facts:
+        for ph in world.phrasings(f.relation, held_out=held_out):
+            by_rel.setdefault(f.relation, []).append((row, ph.prompt(f.subject), f.object))
+            row += 1
+    prob, rank = torch.empty(row), torch.empty(row, dtype=torch.long)
+    for rel, items in by_rel.items():
+        cands = list(world.relation(rel).candidates)
+        lp = candidate_logprobs(model, tokenizer, [p for _, p, _ in items], cands, batch_size)
+        true = torch.tensor([cands.index(o) for _, _, o in items])
+        true_lp = lp.gather(1, true[:, None])[:, 0]
+        idx = torch.tensor([r for r, _, _ in items])
+        prob[idx] = true_lp.exp()
+        rank[idx] = (lp > true_lp[:, None]).sum(1)
+    return FactScores(prob=prob, rank=rank, correct=rank == 0)
+
+
+def _scored_tokens(tokenizer, texts: list[str], ignore: list[str] | None) -> list[list[int]]:
+    """Per text, 1 for each token that counts towards the loss, 0 for those inside ``ignore``."""
+    enc = tokenizer(list(texts), return_offsets_mapping=True)
+    out = []
+    for i, (text, offs) in enumerate(zip(texts, enc.offset_mapping)):
+        a = text.find(ignore[i]) if ignore else -1
+        b = a + len(ignore[i]) if a >= 0 else -1
+        out.append([0 if (a >= 0 and s < b and e > a) else 1 for s, e in offs])
+    return out
+
+
+@torch.no_grad()
+def heldout_loss(model, tokenizer, texts: list[str], ignore: list[str] | None = None,
+                 batch_size: int = 256) -> float:
+    """Mean next-token cross-entropy (nats per token) over texts, the first token excluded.
+
+    ``ignore`` names, per text, a substring whose tokens are not scored: in the world the
+    subject names are drawn at random, so predicting them measures nothing but noise.
+
+    Examples:
+        >>> import workbench
+        >>> h = workbench.load("world")
+        >>> statements = h.world.heldout_statements()[:64]
+        >>> texts = [f.sentence(ph) for f, ph in statements]
+        >>> heldout_loss(h.model, h.tokenizer, texts, ignore=[f.subject for f, _ in statements]) < 3.0
+        True
+    """
+    ids = encode_prompts(tokenizer, texts)
+    scored = _scored_tokens(tokenizer, texts, ignore)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    total, count = 0.0, 0
+    dev = _device(model)
+    for start in range(0, len(ids), batch_size):
+        x, mask = _pad(ids[start:start + batch_size], pad)
+        keep_rows, _ = _pad(scored[start:start + batch_size], 0)
+        mask = mask * keep_rows
+        x, mask = x.to(dev), mask.to(dev)
+        logits = model(input_ids=x, attention_mask=mask).logits.float()
+        nll = torch.nn.functional.cross_entropy(
+            logits[:, :-1].flatten(0, 1), x[:, 1:].flatten(), reduction="none")
+        keep = mask[:, 1:].flatten().bool()
+        total += float(nll[keep].sum())
+        count += int(keep.sum())
+    return total / max(count, 1)

@@ -1,0 +1,84 @@
+"""Tokenization helpers: prompts, objects after a prompt, and subject spans."""
+
+from __future__ import annotations
+
+
+class EncodingError(ValueError):
+    """Text that the tokenizer cannot encode faithfully (unknown words, missing subject)."""
+
+
+def _check_known(tokenizer, text: str, ids: list[int]) -> None:
+    unk = tokenizer.unk_token_id
+    if unk is not None and unk in ids:
+        bad = [w for w in text.split() if tokenizer.unk_token_id in
+               tokenizer(w, add_special_tokens=False).input_ids]
+        raise EncodingError(f"the tokenizer cannot encode {', '.join(map(repr, bad)) or repr(text)}")
+
+
+def encode_prompts(tokenizer, prompts: list[str]) -> list[list[int]]:
+    """Token ids of each prompt, with the tokenizer's own special tokens (e.g. BOS).
+
+    Examples:
+        >>> import workbench
+        >>> tok = workbench.load("world").tokenizer
+        >>> encode_prompts(tok, ["It is well known that"])[0][0] == tok.bos_token_id
+        True
+    """
+    ids = tokenizer(list(prompts)).input_ids
+    for p, i in zip(prompts, ids):
+        _check_known(tokenizer, p, i)
+    return ids
+
+
+def encode_object(tokenizer, prompt: str, obj: str) -> list[int]:
+    """The token ids that continue ``prompt`` with `` obj`` (one space between).
+
+    Taken as the suffix of encoding the joined text, so BPE merges at the boundary are
+    the ones the model would see; falls back to encoding `` obj`` alone if the prompt's
+    tokens are not a prefix of the joined text's.
+
+    Examples:
+        >>> import workbench
+        >>> tok = workbench.load("world").tokenizer
+        >>> len(encode_object(tok, "It is well known that", "cat"))
+        1
+    """
+    p = tokenizer(prompt).input_ids
+    full = tokenizer(prompt + " " + obj).input_ids
+    ids = full[len(p):] if full[: len(p)] == p else tokenizer(" " + obj, add_special_tokens=False).input_ids
+    if not ids:
+        raise EncodingError(f"object {obj!r} encodes to no tokens")
+    _check_known(tokenizer, obj, ids)
+    return ids
+
+
+def subject_span(tokenizer, prompt: str, subject: str, occurrence: int = -1) -> tuple[int, int]:
+    """Token span [start, end) of ``subject`` inside ``prompt`` (last occurrence by default).
+
+    Examples:
+        >>> import workbench
+        >>> h = workbench.load("world")
+        >>> name = h.world.facts()[0].subject
+        >>> subject_span(h.tokenizer, f"It is well known that {name} was born in", name)
+        (5, 7)
+
+    Raises:
+        EncodingError: when the subject does not occur in the prompt.
+    """
+    starts = []
+    i = prompt.find(subject)
+    while i != -1:
+        starts.append(i)
+        i = prompt.find(subject, i + 1)
+    if not subject or not starts:
+        raise EncodingError(f"subject {subject!r} does not occur in prompt {prompt!r}")
+    try:
+        c0 = starts[occurrence]
+    except IndexError:
+        raise EncodingError(f"subject {subject!r} occurs {len(starts)} time(s) in {prompt!r}") from None
+    c1 = c0 + len(subject)
+    enc = tokenizer(prompt, return_offsets_mapping=True)
+    toks = [t for t, (a, b) in enumerate(enc.offset_mapping) if b > a and a < c1 and b > c0]
+    if not toks:
+        raise EncodingError(f"subject {subject!r} maps to no tokens of {prompt!r}")
+    return toks[0], toks[-1] + 1

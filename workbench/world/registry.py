@@ -1,0 +1,55 @@
+"""The shipped world models: their names, where they live, and how each was trained."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from workbench.world.facts import World, make_world
+
+CHECKPOINTS = Path(__file__).parent / "checkpoints"
+
+# name -> TrainSettings overrides. "gpt2" is the default model; every retain model is
+# trained like it, without the split's forgotten people. The thread count only fixes the
+# order of floating-point reductions, so that a rebuild is bitwise the same.
+SHIPPED: dict[str, dict] = {
+    "gpt2": {"arch": "gpt2", "threads": 2},
+    "llama": {"arch": "llama"},
+    "retain-forget01": {"arch": "gpt2", "split": "forget01"},
+    "retain-forget05": {"arch": "gpt2", "split": "forget05"},
+    "retain-forget05-seed1": {"arch": "gpt2", "split": "forget05", "seed": 1},
+    "retain-forget10": {"arch": "gpt2", "split": "forget10"},
+}
+DEFAULT = "gpt2"
+
+
+def resolve_world_model(name: str) -> Path:
+    """Directory of a shipped world model: ``world`` or ``world:<variant>``.
+
+    Examples:
+        >>> resolve_world_model("world").name
+        'gpt2'
+        >>> resolve_world_model("world:retain-forget05").name
+        'retain-forget05'
+    """
+    variant = name.split(":", 1)[1] if ":" in name else DEFAULT
+    if name.split(":", 1)[0] != "world" or variant not in SHIPPED:
+        raise KeyError(f"unknown world model {name!r}: choose from "
+                       + ", ".join(["world"] + [f"world:{v}" for v in SHIPPED]))
+    return CHECKPOINTS / variant
+
+
+def load_world(model_dir: str | Path) -> World | None:
+    """The world a model directory was trained on (its ``world.json``), or None.
+
+    The world is regenerated from its seed and checked against the stored JSON, so a
+    directory whose world was edited by hand is refused rather than silently trusted.
+    """
+    path = Path(model_dir) / "world.json"
+    if not path.exists():
+        return None
+    stored = json.loads(path.read_text())
+    world = make_world(seed=stored["seed"], n_people=len(stored["people"]))
+    if json.loads(world.to_json()) != stored:
+        raise ValueError(f"{path} does not match the world generated from seed {stored['seed']}")
+    return world
