@@ -33,7 +33,7 @@ class ModelHandle:
         >>> import workbench
         >>> h = workbench.load("world")
         >>> h.n_layers, h.sites.family
-        (6, 'gpt2')
+        (4, 'gpt2')
         >>> fact = h.world.facts()[0]
         >>> prompt = h.world.phrasings(fact.relation)[0].prompt(fact.subject)
         >>> h.rank_candidates(prompt, list(h.world.relation(fact.relation).candidates))[0][0] == fact.object

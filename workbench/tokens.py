@@ -60,7 +60,7 @@ def subject_span(tokenizer, prompt: str, subject: str, occurrence: int = -1) -> 
         >>> h = workbench.load("world")
         >>> name = h.world.facts()[0].subject
         >>> subject_span(h.tokenizer, f"It is well known that {name} was born in", name)
-        (5, 7)
+        (6, 8)
 
     Raises:
         EncodingError: when the subject does not occur in the prompt.

@@ -11,24 +11,13 @@ from transformers.pytorch_utils import Conv1D
 
 import workbench.sites
 from workbench.sites import COMPONENTS, SiteMap, UnsupportedArchitecture, site_map
+from tiny_models import D_MLP, FAMILIES
+from tiny_models import tiny_model as _tiny
 
-FAMILIES = ["gpt2", "llama", "gpt_neox"]
-D_MLP = {"gpt2": 128, "llama": 48, "gpt_neox": 48}  # GPT-2's n_inner=None means 4 * n_embd
 
 
 def tiny_model(family: str, seed: int = 0) -> torch.nn.Module:
-    common = dict(vocab_size=100, bos_token_id=0, eos_token_id=1)
-    if family == "gpt2":
-        cfg = transformers.GPT2Config(n_layer=3, n_embd=32, n_head=4, n_positions=64, **common)
-    elif family == "llama":
-        cfg = transformers.LlamaConfig(num_hidden_layers=3, hidden_size=32, intermediate_size=48,
-                                       num_attention_heads=4, num_key_value_heads=2,
-                                       max_position_embeddings=64, **common)
-    else:
-        cfg = transformers.GPTNeoXConfig(num_hidden_layers=3, hidden_size=32, intermediate_size=48,
-                                         num_attention_heads=4, max_position_embeddings=64, **common)
-    torch.manual_seed(seed)
-    return AutoModelForCausalLM.from_config(cfg).eval()
+    return _tiny(family, n_layers=3, vocab_size=100, seed=seed, bos_token_id=0, eos_token_id=1)
 
 
 def capture(model, modules, ids, pre=()):

@@ -12,8 +12,9 @@ from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 import workbench.views
 from workbench.sites import UnsupportedArchitecture, site_map
 from workbench.views import envoy_at, hooked_view, nnsight_module, nnsight_view
+from tiny_models import FAMILIES
+from tiny_models import tiny_model as _tiny
 
-FAMILIES = ["gpt2", "llama", "gpt_neox"]
 WORDS = "the cat dog sat on a mat is in Paris France Rome Italy capital of".split()
 TEXTS = ["the cat sat on a mat", "Paris is the capital of France", "the dog is in Rome"]
 
@@ -38,18 +39,7 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def tiny_model(family: str, seed: int = 0) -> torch.nn.Module:
-    common = dict(vocab_size=len(WORDS) + 4, bos_token_id=2, eos_token_id=3, pad_token_id=0)
-    if family == "gpt2":
-        cfg = transformers.GPT2Config(n_layer=2, n_embd=32, n_head=4, n_positions=64, **common)
-    elif family == "llama":
-        cfg = transformers.LlamaConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=48,
-                                       num_attention_heads=4, num_key_value_heads=2,
-                                       max_position_embeddings=64, **common)
-    else:
-        cfg = transformers.GPTNeoXConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=48,
-                                         num_attention_heads=4, max_position_embeddings=64, **common)
-    torch.manual_seed(seed)
-    return AutoModelForCausalLM.from_config(cfg).eval()
+    return _tiny(family, vocab_size=len(WORDS) + 4, seed=seed, bos_token_id=2, eos_token_id=3, pad_token_id=0)
 
 
 def encode(tok, text):

@@ -218,7 +218,7 @@ class World:
             >>> w = make_world()
             >>> name = next(iter(w.people))
             >>> w.parse_prompt(f"It is well known that {name} studied at")
-            ('Griark Driohin', 'school')
+            ('Fareiv Stohith', 'school')
         """
         person = max((p for p in self.people if p in prompt), key=len, default=None)
         ends = [(len(ph), r.name) for r in self.relations.values() for ph in r.phrases

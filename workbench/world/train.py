@@ -123,7 +123,16 @@ def train(settings: TrainSettings, out_dir: str | Path, world: World | None = No
     Examples:
         >>> report = train(TrainSettings(epochs=1, n_layers=1), "/tmp/wb-tiny")  # doctest: +SKIP
     """
-    world = world or make_world()
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    try:
+        return _train(settings, Path(out_dir), world or make_world(), progress)
+    finally:
+        # Training pins global torch state for repeatability; a caller's session gets it back.
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _train(settings: TrainSettings, out_dir: Path, world: World, progress: bool) -> dict:
     torch.manual_seed(settings.seed)
     torch.set_num_threads(settings.threads)
     torch.use_deterministic_algorithms(True)
@@ -176,7 +185,7 @@ def train(settings: TrainSettings, out_dir: str | Path, world: World | None = No
         "final_train_loss": loss_ema,
         "eval": evaluate(model, tokenizer, world, settings.split),
     }
-    save(model, tokenizer, world, report, Path(out_dir))
+    save(model, tokenizer, world, report, out_dir)
     return report
 
 
