@@ -139,7 +139,7 @@ def world_train(name: str = typer.Argument("all", help="A shipped model name, or
 
 @app.command()
 def demo(model: str = MODEL, as_json: bool = JSON) -> None:
-    """Load the world model, pick a fact, show what the model predicts, and summarise."""
+    """Load the world model, pick a fact, show what it predicts and where the fact lives, and summarise."""
     t0 = time.perf_counter()
     h = _load(model)
     world = _world_of(h)
@@ -147,6 +147,14 @@ def demo(model: str = MODEL, as_json: bool = JSON) -> None:
     prompt = world.phrasings(fact.relation, held_out=True)[0].prompt(fact.subject)
     span = h.subject_span(prompt, fact.subject)
     ranked = h.rank_candidates(prompt, list(world.relation(fact.relation).candidates))[:3]
+    from locate.causal_trace import TraceSettings, trace
+
+    tr = trace(h, prompt, fact.subject, fact.object, TraceSettings(samples=5))
+    where = {}
+    for c in tr.scores:
+        ie = tr.indirect_effect(c)
+        t, layer = divmod(int(ie.argmax()), ie.shape[1])
+        where[c] = {"layer": layer, "token": t, "token_text": tr.tokens[t], "effect": float(ie[t, layer])}
     sample = world.facts(list(world.people)[:50])
     trained, held = h.score(sample), h.score(sample, held_out=True)
     out = {
@@ -154,6 +162,7 @@ def demo(model: str = MODEL, as_json: bool = JSON) -> None:
         "fact": {"subject": fact.subject, "relation": fact.relation, "object": fact.object},
         "prompt": prompt, "tokens": h.tokens(prompt), "subject_span": list(span),
         "top_candidates": [{"object": c, "prob": p} for c, p in ranked],
+        "causal_trace": {"clean": tr.clean, "corrupted": tr.corrupted, "strongest": where},
         "summary": {"people_sampled": 50, "trained_accuracy": trained.accuracy,
                     "heldout_accuracy": held.accuracy, "heldout_loss": h.heldout_loss()},
         "seconds": round(time.perf_counter() - t0, 1),
@@ -169,6 +178,10 @@ def demo(model: str = MODEL, as_json: bool = JSON) -> None:
             f"subject    tokens {span[0]}..{span[1] - 1}: {' '.join(o['tokens'][span[0]:span[1]])}",
             "predicts",
             _fmt([(c["object"], c["prob"]) for c in o["top_candidates"]]),
+            f"where      causal trace (subject noised, one state restored): P={tr.clean:.2f} clean, "
+            f"{tr.corrupted:.2f} corrupted; strongest restorations:",
+            *(f"  {c:>5}: layer {w['layer']} at token {w['token']} {w['token_text']!r}  (+{w['effect']:.2f})"
+              for c, w in o["causal_trace"]["strongest"].items()),
             f"summary    accuracy among candidates on {s['people_sampled']} people: trained phrasings "
             f"{s['trained_accuracy']:.1%}, held-out phrasings {s['heldout_accuracy']:.1%}; held-out loss {s['heldout_loss']:.3f}",
             f"time       {o['seconds']}s",

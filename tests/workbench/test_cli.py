@@ -69,3 +69,5 @@ def test_demo_json(capsys):
     o = json.loads(out)
     assert code == 0 and o["top_candidates"][0]["object"] == o["fact"]["object"]
     assert o["summary"]["heldout_accuracy"] >= 0.95
+    assert o["causal_trace"]["clean"] > o["causal_trace"]["corrupted"]
+    assert set(o["causal_trace"]["strongest"]) == {"resid", "mlp", "attn"}
