@@ -50,7 +50,7 @@ def main() -> dict:
         known = r.get("all", r.get("retain"))
         forget = f"{r['forget']['trained']:.1%}" if "forget" in r else "n/a"
         print(f"| `world:{name}` | {known['trained']:.2%} | {known['heldout']:.2%} | {forget} | "
-              f"{r['heldout_loss']:.3f} | {r['train_seconds'] / 60:.1f} min | {r['checkpoint_mb']:.1f} MB |")
+              f"{r['heldout_loss']:.3f} | {r['train_seconds'] / 60:.1f} min | {r['checkpoint_mb']:.2f} MB |")
     return rows
 
 
