@@ -196,9 +196,9 @@ Restores = dict[tuple[int, str], tuple[Tensor, Tensor]]
 Runner = Callable[[Tensor, Tensor, Restores], Tensor]
 
 
-def _grid(problem: _Problem, clean_logits: Tensor, run: Runner, batch_size: int,
-          settings: TraceSettings, handle, components, prompt, subject, target_object) -> TraceResult:
-    samples = problem.corrupt.shape[0]
+def _grid(problem: _Problem, clean_logits: Tensor, run: Runner, settings: TraceSettings, handle,
+          components, prompt, subject, target_object) -> TraceResult:
+    samples, batch_size = problem.corrupt.shape[0], settings.batch_size
     rows = list(itertools.product(range(samples), range(len(problem.cells))))
     probs = torch.empty(len(rows))
     for start in range(0, len(rows), batch_size):
@@ -278,7 +278,7 @@ def trace(handle, prompt: str, subject: str, target_object: str, settings: Trace
                   for (l, c), i in idx.items()]
         return bridge.run_with_hooks(ids, fwd_hooks=hooks)
 
-    return _grid(problem, clean_logits, run, settings.batch_size, settings, handle, tuple(components),
+    return _grid(problem, clean_logits, run, settings, handle, tuple(components),
                  prompt, subject, target_object)
 
 
@@ -338,7 +338,7 @@ def trace_reference(handle, prompt: str, subject: str, target_object: str, setti
             rows.append(run_one(ids[r:r + 1], embeds[r:r + 1], mine))
         return torch.cat(rows)
 
-    return _grid(problem, clean_logits, run, settings.batch_size, settings, handle, tuple(components),
+    return _grid(problem, clean_logits, run, settings, handle, tuple(components),
                  prompt, subject, target_object)
 
 
@@ -388,5 +388,5 @@ def trace_nnsight(handle, prompt: str, subject: str, target_object: str, setting
             logits = envoy_at(lm, sites.unembed_path).output.save()
         return logits
 
-    return _grid(problem, clean_logits, run, settings.batch_size, settings, handle, tuple(components),
+    return _grid(problem, clean_logits, run, settings, handle, tuple(components),
                  prompt, subject, target_object)
