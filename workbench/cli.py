@@ -150,11 +150,12 @@ def demo(model: str = MODEL, as_json: bool = JSON) -> None:
     from locate.causal_trace import TraceSettings, trace
 
     tr = trace(h, prompt, fact.subject, fact.object, TraceSettings(samples=5))
+    ranked_sites = tr.to_location().sites  # best first: the first of each component is its peak
     where = {}
-    for c in tr.scores:
-        ie = tr.indirect_effect(c)
-        t, layer = divmod(int(ie.argmax()), ie.shape[1])
-        where[c] = {"layer": layer, "token": t, "token_text": tr.tokens[t], "effect": float(ie[t, layer])}
+    for site in ranked_sites:
+        if site.component not in where:
+            where[site.component] = {"layer": site.layer, "token": site.token,
+                                     "token_text": tr.tokens[site.token], "effect": site.score}
     sample = world.facts(list(world.people)[:50])
     trained, held = h.score(sample), h.score(sample, held_out=True)
     out = {
