@@ -20,6 +20,7 @@ import torch
 from einops import reduce
 from jaxtyping import Float, Int
 from torch import Tensor
+from transformers import DynamicCache
 
 from locate.location import Location, Site
 
@@ -79,6 +80,7 @@ class TraceResult:
         settings: The settings used.
         prompt, subject, target_object: The traced fact.
         replacement: The counterfactual subject, if that corruption was used.
+        method: The locator that produced the scores ("causal_trace", "attribution_patching").
     """
 
     scores: dict[str, Float[Tensor, "token layer"]]
@@ -91,6 +93,7 @@ class TraceResult:
     subject: str = ""
     target_object: str = ""
     replacement: str | None = None
+    method: str = "causal_trace"
 
     def indirect_effect(self, component: str) -> Float[Tensor, "token layer"]:
         """P(object) restored minus P(object) corrupted, for one component."""
@@ -105,7 +108,7 @@ class TraceResult:
                  for c in self.scores for ie in [self.indirect_effect(c)]
                  for t, l in itertools.product(range(ie.shape[0]), range(ie.shape[1]))]
         return Location(
-            "causal_trace", asdict(self.settings),
+            self.method, asdict(self.settings),
             {"prompt": self.prompt, "subject": self.subject, "object": self.target_object},
             sites, grids={c: g for c, g in self.scores.items()}, tokens=self.tokens,
             extras={"clean": self.clean, "corrupted": self.corrupted, "subject_span": list(self.subject_span),
@@ -183,46 +186,69 @@ def _prepare(handle, prompt: str, subject: str, target_object: str, settings: Tr
     return _Problem(ids, len(prompt_ids), obj, span, corrupt.to(handle.dtype), cells, replacement, used)
 
 
-def _object_prob(logits: Float[Tensor, "batch seq vocab"], problem: _Problem) -> Float[Tensor, "batch"]:
-    # Position j predicts token j + 1: object token k is read at n_prompt - 1 + k.
-    pos = torch.arange(len(problem.obj), device=logits.device) + problem.n_prompt - 1
+def _object_prob(logits: Float[Tensor, "batch seq vocab"], problem: _Problem, start: int = 0) -> Float[Tensor, "batch"]:
+    # Position j predicts token j + 1: object token k is read at n_prompt - 1 + k (less `start`
+    # when the logits begin at position `start`).
+    pos = torch.arange(len(problem.obj), device=logits.device) + problem.n_prompt - 1 - start
     logp = torch.log_softmax(logits[:, pos].float(), -1)[:, torch.arange(len(problem.obj)), problem.obj]
     return logp.sum(-1).exp().cpu()
 
 
-# A runner does one forward over `ids` with the subject embeddings replaced by `embeds` (one row
-# each) and, for each (layer, component), rows[i] at token toks[i] set to the clean state.
+# A runner does one forward with the subject corrupted by noise samples `samples` (one row each)
+# and, for each (layer, component), rows[i] at token toks[i] set to the clean state. It returns
+# the logits from position `start` on: every restoration in the pass is at token `start` or later,
+# so earlier positions are those of the corrupted run and a runner may reuse them. The first call
+# is always the plain corrupted run of every sample (start 0, nothing restored).
 Restores = dict[tuple[int, str], tuple[Tensor, Tensor]]
-Runner = Callable[[Tensor, Tensor, Restores], Tensor]
+Runner = Callable[[Tensor, Restores, int], Tensor]
 
 
 def _grid(problem: _Problem, clean_logits: Tensor, run: Runner, settings: TraceSettings, handle,
-          components, prompt, subject, target_object) -> TraceResult:
+          components, prompt, subject, target_object, skip_unchanged: bool = True) -> TraceResult:
     samples, batch_size = problem.corrupt.shape[0], settings.batch_size
-    rows = list(itertools.product(range(samples), range(len(problem.cells))))
-    probs = torch.empty(len(rows))
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
-        restores: dict[tuple[int, str], list[tuple[int, int]]] = {}
-        for i, (_, cell) in enumerate(chunk):
-            c, t, _, layers = problem.cells[cell]
-            for l in layers:
-                restores.setdefault((l, c), []).append((i, t))
-        idx = {k: tuple(torch.tensor(x) for x in zip(*v)) for k, v in restores.items()}
-        embeds = problem.corrupt[torch.tensor([s for s, _ in chunk])]
-        probs[start:start + len(chunk)] = _object_prob(run(problem.ids.expand(len(chunk), -1), embeds, idx), problem)
-    baseline = _object_prob(run(problem.ids.expand(samples, -1), problem.corrupt, {}), problem)
-    mean = reduce(probs, "(sample comp token layer) -> comp token layer", "mean", sample=samples,
+    baseline = _object_prob(run(torch.arange(samples), {}, 0), problem)
+    probs = baseline[:, None].repeat(1, len(problem.cells))
+    by_token: dict[int, list[int]] = {}
+    for i, (_, t, _, _) in enumerate(problem.cells):
+        # The model is causal and only the subject is corrupted: states before it are already
+        # clean, so restoring one changes nothing and the row would equal the baseline.
+        if t >= problem.span[0] or not skip_unchanged:
+            by_token.setdefault(t, []).append(i)
+    for t, cells in by_token.items():
+        start = t if skip_unchanged else 0
+        rows = list(itertools.product(range(samples), cells))
+        for first in range(0, len(rows), batch_size):
+            chunk = rows[first:first + batch_size]
+            restores: dict[tuple[int, str], list[tuple[int, int]]] = {}
+            for i, (_, cell) in enumerate(chunk):
+                c, t, _, layers = problem.cells[cell]
+                for l in layers:
+                    restores.setdefault((l, c), []).append((i, t))
+            idx = {k: tuple(torch.tensor(x) for x in zip(*v)) for k, v in restores.items()}
+            rows_s, rows_c = (torch.tensor(x) for x in zip(*chunk))
+            probs[rows_s, rows_c] = _object_prob(run(rows_s, idx, start), problem, start)
+    mean = reduce(probs, "sample (comp token layer) -> comp token layer", "mean",
                   comp=len(components), token=problem.n_prompt)
     return TraceResult({c: mean[i] for i, c in enumerate(components)},
                        float(_object_prob(clean_logits, problem)[0]), float(baseline.mean()), problem.span,
                        handle.tokens(prompt), settings, prompt, subject, target_object, problem.replacement)
 
 
-def _set_rows(x: Tensor, idx: tuple[Tensor, Tensor], clean: Float[Tensor, "seq d_model"]) -> Tensor:
+def _corrupt_from(x: Tensor, problem: _Problem, samples: Tensor, start: int) -> Tensor:
+    # Token embeddings from position `start` on, with the subject's replaced per row.
+    a, b = problem.span
+    if b <= start:
+        return x
+    x = x.clone()
+    x[:, max(a, start) - start:b - start] = problem.corrupt[samples, max(a, start) - a:].to(x.device, x.dtype)
+    return x
+
+
+def _set_rows(x: Tensor, idx: tuple[Tensor, Tensor], clean: Float[Tensor, "seq d_model"], start: int = 0) -> Tensor:
+    # x holds positions from `start` on; token indices are absolute.
     rows, toks = idx
     x = x.clone()
-    x[rows.to(x.device), toks.to(x.device)] = clean[toks.to(clean.device)].to(x.device, x.dtype)
+    x[rows.to(x.device), (toks - start).to(x.device)] = clean[toks.to(clean.device)].to(x.device, x.dtype)
     return x
 
 
@@ -265,21 +291,28 @@ def trace(handle, prompt: str, subject: str, target_object: str, settings: Trace
     names = {sites.hook_name(l, c): (l, c) for l, c in problem.sites}
     clean_logits, cache = bridge.run_with_cache(problem.ids[:1], names_filter=lambda n: n in names)
     clean = {site: cache[name][0] for name, site in names.items()}
-    a, b = problem.span
+    embed = sites.hook_name(None, "embed")
+    corrupted = DynamicCache()  # keys and values of every sample's corrupted run, filled by the first pass
 
-    def set_embed(x, hook, embeds):
-        x = x.clone()
-        x[:, a:b] = embeds.to(x.device, x.dtype)
-        return x
-
-    def run(ids, embeds, idx):
-        hooks = [(sites.hook_name(None, "embed"), partial(set_embed, embeds=embeds))]
-        hooks += [(sites.hook_name(l, c), lambda x, hook, i=i, k=(l, c): _set_rows(x, i, clean[k]))
+    def run(samples, idx, start):
+        past = _rows_of(corrupted, samples, start) if start else corrupted if not idx else None
+        hooks = [(embed, lambda x, hook: _corrupt_from(x, problem, samples, start))]
+        hooks += [(sites.hook_name(l, c), lambda x, hook, i=i, k=(l, c): _set_rows(x, i, clean[k], start))
                   for (l, c), i in idx.items()]
-        return bridge.run_with_hooks(ids, fwd_hooks=hooks)
+        n = len(samples)
+        return bridge.run_with_hooks(problem.ids[:, start:].expand(n, -1), fwd_hooks=hooks,
+                                     past_key_values=past, use_cache=True)
 
     return _grid(problem, clean_logits, run, settings, handle, tuple(components),
                  prompt, subject, target_object)
+
+
+def _rows_of(cache: DynamicCache, samples: Int[Tensor, "row"], start: int) -> DynamicCache:
+    """The corrupted run's keys and values before ``start``, one copy per row's noise sample."""
+    out = DynamicCache()
+    for i, layer in enumerate(cache.layers):
+        out.update(layer.keys[samples, :, :start], layer.values[samples, :, :start], i)
+    return out
 
 
 # -- reference: one plain forward per cell ---------------------------------------------------
@@ -312,34 +345,31 @@ def trace_reference(handle, prompt: str, subject: str, target_object: str, setti
     finally:
         for h in hooks:
             h.remove()
-    a, b = problem.span
 
-    def set_embed(module, args, out, embeds):
-        out = out.clone()
-        out[:, a:b] = embeds.to(out.device, out.dtype)
-        return out
+    def set_embed(module, args, out, samples):
+        return _corrupt_from(out, problem, samples, 0)
 
-    def run_one(ids, embeds, idx):
-        hooks = [sites.module(model, None, "embed").register_forward_hook(partial(set_embed, embeds=embeds))]
+    def run_one(sample, idx):
+        hooks = [sites.module(model, None, "embed").register_forward_hook(partial(set_embed, samples=sample))]
         hooks += [sites.module(model, l, c).register_forward_hook(
             lambda m, args, out, i=i, k=(l, c): _on_first(out, lambda x: _set_rows(x, i, clean[k])))
             for (l, c), i in idx.items()]
         try:
-            return model(ids).logits
+            return model(problem.ids).logits
         finally:
             for h in hooks:
                 h.remove()
 
-    def run(ids, embeds, idx):
-        # Unbatch: row r alone, with only its own restorations.
+    def run(samples, idx, start):
+        # Unbatch: row r alone, with only its own restorations, the whole prompt every time.
         rows = []
-        for r in range(ids.shape[0]):
+        for r in range(len(samples)):
             mine = {k: (torch.zeros_like(rs[rs == r]), ts[rs == r]) for k, (rs, ts) in idx.items() if (rs == r).any()}
-            rows.append(run_one(ids[r:r + 1], embeds[r:r + 1], mine))
-        return torch.cat(rows)
+            rows.append(run_one(samples[r:r + 1], mine))
+        return torch.cat(rows)[:, start:]
 
     return _grid(problem, clean_logits, run, settings, handle, tuple(components),
-                 prompt, subject, target_object)
+                 prompt, subject, target_object, skip_unchanged=False)
 
 
 # -- through nnsight -------------------------------------------------------------------------
@@ -375,10 +405,10 @@ def trace_nnsight(handle, prompt: str, subject: str, target_object: str, setting
     clean = {k: torch.as_tensor(v) for k, v in saved.items()}
     a, b = problem.span
 
-    def run(ids, embeds, idx):
-        with lm.trace(ids):
+    def run(samples, idx, start):
+        with lm.trace(problem.ids.expand(len(samples), -1)):
             emb = nnsight_module(lm, sites, None, "embed").output
-            emb[:, a:b] = embeds.to(emb.device, emb.dtype)
+            emb[:, a:b] = problem.corrupt[samples].to(emb.device, emb.dtype)
             for l, c in order:
                 if (l, c) in idx:
                     out = nnsight_module(lm, sites, l, c).output
@@ -386,7 +416,7 @@ def trace_nnsight(handle, prompt: str, subject: str, target_object: str, setting
                     rows, toks = idx[(l, c)]
                     x[rows, toks] = clean[(l, c)][toks].to(x.dtype)
             logits = envoy_at(lm, sites.unembed_path).output.save()
-        return logits
+        return logits[:, start:]
 
     return _grid(problem, clean_logits, run, settings, handle, tuple(components),
                  prompt, subject, target_object)

@@ -199,6 +199,10 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(msg).split()) or type(e).__name__
 
 
+# Commands of the other steps live beside this file; importing them registers them on `app`.
+import workbench.cli_locate  # noqa: E402,F401
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app and turns every input error into one line and exit status 2."""
     args = sys.argv[1:] if argv is None else argv

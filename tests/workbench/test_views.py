@@ -6,16 +6,13 @@ import socket
 import pytest
 import torch
 import transformers
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
-from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+from transformers import AutoModelForCausalLM
 
 import workbench.views
 from workbench.sites import UnsupportedArchitecture, site_map
 from workbench.views import envoy_at, hooked_view, nnsight_module, nnsight_view
-from tiny_models import FAMILIES
-from tiny_models import tiny_model as _tiny
+from tiny_models import FAMILIES, tiny_tokenizer, tiny_word_model as tiny_model
 
-WORDS = "the cat dog sat on a mat is in Paris France Rome Italy capital of".split()
 TEXTS = ["the cat sat on a mat", "Paris is the capital of France", "the dog is in Rome"]
 
 
@@ -26,20 +23,6 @@ def no_network(monkeypatch):
         raise AssertionError("network access attempted")
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
-
-
-def tiny_tokenizer() -> PreTrainedTokenizerFast:
-    """A word-level tokenizer that prepends BOS, like the world's."""
-    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[BOS]", "[EOS]"] + WORDS)}
-    raw = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    raw.pre_tokenizer = pre_tokenizers.Whitespace()
-    raw.post_processor = processors.TemplateProcessing(single="[BOS] $A", special_tokens=[("[BOS]", 2)])
-    return PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="[BOS]", eos_token="[EOS]",
-                                   pad_token="[PAD]", unk_token="[UNK]")
-
-
-def tiny_model(family: str, seed: int = 0) -> torch.nn.Module:
-    return _tiny(family, vocab_size=len(WORDS) + 4, seed=seed, bos_token_id=2, eos_token_id=3, pad_token_id=0)
 
 
 def encode(tok, text):

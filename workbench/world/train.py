@@ -47,8 +47,10 @@ def model_config(s: TrainSettings, tokenizer):
     common = dict(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                   eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     if s.arch == "gpt2":
+        # gelu_pytorch_tanh is GPT-2's tanh GELU as one fused kernel: same function, about a third
+        # faster on CPU than the elementwise "gelu_new".
         return GPT2Config(n_embd=s.d_model, n_layer=s.n_layers, n_head=s.n_heads, n_inner=s.d_mlp,
-                          n_positions=128, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **common)
+                          activation_function="gelu_pytorch_tanh", n_positions=128, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **common)
     if s.arch == "llama":
         return LlamaConfig(hidden_size=s.d_model, num_hidden_layers=s.n_layers,
                            num_attention_heads=s.n_heads, num_key_value_heads=s.n_heads,

@@ -1,0 +1,52 @@
+"""The locate commands: one JSON object with --json, one-line errors with exit status 2."""
+
+import json
+
+import pytest
+
+from workbench.cli import main
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("method", ["causal", "attribution"])
+def test_trace_json(capsys, world, method):
+    person = list(world.people)[5]
+    code, out, _ = run(capsys, "trace", person, "pet", "--method", method, "--samples", "2", "--json")
+    assert code == 0
+    o = json.loads(out)
+    fact = world.fact(person, "pet")
+    assert o["method"] == {"causal": "causal_trace", "attribution": "attribution_patching"}[method]
+    assert o["object"] == fact.object and o["clean"] > o["corrupted"]
+    assert set(o["grids"]) == {"resid", "mlp", "attn"}
+    assert len(o["grids"]["mlp"]) == len(o["tokens"]) and len(o["grids"]["mlp"][0]) == 4
+    best = o["best"]
+    assert o["grids"][best["component"]][best["token"]][best["layer"]] - o["corrupted"] == pytest.approx(best["effect"])
+
+
+def test_trace_text_marks_the_subject(capsys, world):
+    person = list(world.people)[5]
+    code, out, _ = run(capsys, "trace", person, "pet", "--samples", "1", "--phrasing", "2")
+    assert code == 0 and "best site:" in out
+    assert sum(line.startswith("*") for line in out.splitlines()) == 3 * 2  # two subject tokens, three grids
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["trace", "Nobody Here", "pet"], "unknown person 'Nobody Here'"),
+    (["trace", "@person", "favourite_colour"], "unknown relation 'favourite_colour'"),
+    (["trace", "@person", "pet", "--prompt", "the cat was born in"], "does not occur in prompt"),
+    (["trace", "@person", "pet", "--window", "9"], "window 9 out of range 1..4"),
+    (["trace", "@person", "pet", "--method", "magic"], "unknown trace method 'magic'"),
+    (["trace", "@person", "pet", "--phrasing", "40"], "phrasing 40 out of range"),
+    (["trace", "@person", "pet", "--corruption", "blur"], "unknown corruption 'blur'"),
+])
+def test_trace_bad_input_is_one_line(capsys, world, args, needle):
+    args = [list(world.people)[0] if a == "@person" else a for a in args]
+    code, out, err = run(capsys, *args, "--json")
+    assert code == 2, err
+    assert needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert needle in json.loads(out)["error"]

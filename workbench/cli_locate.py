@@ -1,0 +1,87 @@
+"""The locate commands of the ``workbench`` CLI: ``trace`` (and the other locators' commands).
+
+Registered on the main app by :mod:`workbench.cli`; shares its conventions: ``--json`` prints one
+object, bad input is one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from workbench.cli import JSON, MODEL, CliError, _load, _Output, _world_of, app
+
+
+def fact_prompt(h, person: str, relation: str, prompt: Optional[str], obj: Optional[str],
+                phrasing: int) -> tuple[str, str]:
+    """The prompt and object to trace: from the world, or given (any model)."""
+    if h.world is None:
+        if not (prompt and obj):
+            raise CliError(f"model {h.name!r} has no fact world: give --prompt and --object")
+        return prompt, obj
+    world = h.world
+    if person not in world.people:
+        raise CliError(f"unknown person {person!r}: not in the world (try `workbench world facts` with a listed name)")
+    if relation not in world.relations:
+        raise CliError(f"unknown relation {relation!r}: choose from {', '.join(world.relations)}")
+    phrasings = world.phrasings(relation, held_out=None)
+    if not 0 <= phrasing < len(phrasings):
+        raise CliError(f"phrasing {phrasing} out of range 0..{len(phrasings) - 1}")
+    fact = world.fact(person, relation)
+    return prompt or phrasings[phrasing].prompt(person), obj or fact.object
+
+
+@app.command("trace")
+def trace_cmd(person: str = typer.Argument(..., help="The subject, e.g. a person of the world."),
+              relation: str = typer.Argument(..., help="A relation of the world, e.g. birthplace."),
+              method: str = typer.Option("causal", help="causal | attribution | nnsight | reference."),
+              model: str = MODEL,
+              prompt: Optional[str] = typer.Option(None, help="Trace this prompt instead (must contain PERSON)."),
+              obj: Optional[str] = typer.Option(None, "--object", help="Object to measure (default: the world's)."),
+              phrasing: int = typer.Option(0, help="Which of the relation's phrasings (world models)."),
+              samples: int = typer.Option(10, min=1, help="Noise samples."),
+              noise: float = typer.Option(3.0, min=0.0, help="Noise std as a multiple of the embedding std."),
+              window: int = typer.Option(1, min=1, help="Layers restored together (mlp, attn)."),
+              corruption: str = typer.Option("noise", help="noise | counterfactual."),
+              seed: int = typer.Option(0),
+              as_json: bool = JSON) -> None:
+    """Where does the model keep PERSON's RELATION? Grid of restored P(object) and the best site."""
+    from locate.causal_trace import TraceSettings
+    from locate.registry import tracer
+
+    fn = tracer(method)
+    if corruption not in ("noise", "counterfactual"):
+        raise CliError(f"unknown corruption {corruption!r}: choose noise or counterfactual")
+    h = _load(model)
+    text, target = fact_prompt(h, person, relation, prompt, obj, phrasing)
+    if window > h.n_layers:
+        raise CliError(f"window {window} out of range 1..{h.n_layers} for a {h.n_layers}-layer model")
+    result = fn(h, text, person, target, TraceSettings(noise=noise, samples=samples, window=window, seed=seed,
+                                                        corruption=corruption))
+    loc = result.to_location()
+    best = loc.best()
+    out = {"method": loc.method, "prompt": text, "subject": person, "object": target, "tokens": result.tokens,
+           "subject_span": list(result.subject_span), "clean": result.clean, "corrupted": result.corrupted,
+           "replacement": result.replacement,
+           "grids": {c: g.tolist() for c, g in result.scores.items()},
+           "best": {"component": best.component, "layer": best.layer, "token": best.token,
+                    "token_text": result.tokens[best.token], "effect": best.score}}
+
+    def render(o: dict) -> str:
+        a, b = o["subject_span"]
+        lines = [f"{o['method']}: {o['prompt']!r} -> {o['object']!r}  P clean {o['clean']:.3f}, "
+                 f"corrupted {o['corrupted']:.3f}" + (f" (subject replaced by {o['replacement']})" if o["replacement"] else "")]
+        width = max(len(t) for t in o["tokens"]) + 2
+        for c, grid in o["grids"].items():
+            lines.append(f"{c}: P(object) with one state restored, rows tokens (* subject), columns layers")
+            lines.append(" " * width + "".join(f"{l:>7}" for l in range(len(grid[0]))))
+            for t, row in enumerate(grid):
+                mark = "*" if a <= t < b else " "
+                lines.append(f"{mark}{o['tokens'][t]:<{width - 1}}" + "".join(f"{v:7.3f}" for v in row))
+        w = o["best"]
+        lines.append(f"best site: {w['component']} layer {w['layer']} at token {w['token']} {w['token_text']!r} "
+                     f"(+{w['effect']:.3f})")
+        return "\n".join(lines)
+
+    _Output(as_json).emit(out, render)
