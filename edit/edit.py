@@ -1,0 +1,259 @@
+"""The one result type of every editor: a reversible patch on named parameter tensors.
+
+An :class:`Edit` says what changed (the request, the Location used, the settings) and how: one
+:class:`Delta` per touched tensor, as low-rank factors where the method has them (ROME, MEMIT) or
+as a dense difference of that tensor only. ``apply`` checks every new tensor before writing any
+(all or nothing); ``revert`` writes back the saved originals, so weights are bitwise what they
+were. Hashes of every touched tensor before and after tie an edit to the weights it was made on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from locate.location import Location
+
+
+class EditError(ValueError):
+    """An edit that cannot be made: non-finite weights, wrong model, applied twice, bad request."""
+
+
+def tensor_hash(t: Tensor) -> str:
+    """sha256 of a tensor's dtype, shape and bytes.
+
+    Examples:
+        >>> tensor_hash(torch.zeros(2)) == tensor_hash(torch.zeros(2)), tensor_hash(torch.zeros(2)) == tensor_hash(torch.zeros(3))
+        (True, False)
+    """
+    t = t.detach().contiguous().cpu()
+    h = hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode())
+    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+@dataclass
+class Delta:
+    """The change to one parameter tensor: ``left @ right.T`` (low rank) or ``dense``.
+
+    Shapes are those of the parameter as stored (a Conv1D weight is in x out), so applying needs
+    no knowledge of the architecture.
+
+    Examples:
+        >>> d = Delta(left=torch.ones(3, 1), right=torch.full((2, 1), 0.5))
+        >>> d.tensor().tolist(), d.rank
+        ([[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]], 1)
+        >>> Delta(dense=torch.eye(2)).rank is None
+        True
+    """
+
+    left: Float[Tensor, "rows rank"] | None = None
+    right: Float[Tensor, "cols rank"] | None = None
+    dense: Tensor | None = None
+
+    def __post_init__(self):
+        if (self.dense is None) == (self.left is None or self.right is None):
+            raise EditError("a delta is either dense or a pair of factors (left, right)")
+
+    @property
+    def rank(self) -> int | None:
+        return None if self.left is None else self.left.shape[1]
+
+    def tensor(self) -> Tensor:
+        """The full difference, in float32 at least."""
+        if self.dense is not None:
+            return self.dense
+        return self.left.double().mm(self.right.double().T).to(torch.promote_types(self.left.dtype, torch.float32))
+
+
+@dataclass
+class Edit:
+    """A reversible change to named tensors of a model, with everything that produced it.
+
+    Examples:
+        >>> from transformers import AutoModelForCausalLM, GPT2Config
+        >>> model = AutoModelForCausalLM.from_config(GPT2Config(n_layer=1, n_embd=8, n_head=2))
+        >>> name = "transformer.h.0.mlp.c_proj.weight"
+        >>> before = model.get_parameter(name).detach().clone()
+        >>> e = Edit("demo", {"note": "scale one row"}, {name: Delta(left=torch.eye(32)[:, :1], right=torch.ones(8, 1))})
+        >>> e.apply(model).applied, bool((model.get_parameter(name)[0] - before[0] - 1).abs().max() < 1e-6)
+        (True, True)
+        >>> bool(torch.equal(e.revert(model) and model.get_parameter(name), before))
+        True
+
+    Args:
+        method: The editor's name ("rome", "memit", "rmu", ...).
+        request: What was asked, JSON-able (subject, relation, new object, erase, forget set...).
+        deltas: Parameter name -> :class:`Delta`; the only tensors the edit touches.
+        location: The Location the editor used, if any.
+        settings: The editor's settings, JSON-able.
+        metrics: Anything the editor measured (losses, times), JSON-able.
+    """
+
+    method: str
+    request: dict[str, Any]
+    deltas: dict[str, Delta]
+    location: Location | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    hashes_before: dict[str, str] = field(default_factory=dict)
+    hashes_after: dict[str, str] = field(default_factory=dict)
+    _originals: dict[str, Tensor] = field(default_factory=dict, repr=False)
+
+    @property
+    def applied(self) -> bool:
+        return bool(self._originals)
+
+    @property
+    def names(self) -> list[str]:
+        """The touched parameter names, in a fixed order."""
+        return sorted(self.deltas)
+
+    def apply(self, model: nn.Module) -> Edit:
+        """Add every delta to ``model`` in place; nothing is written unless every result is finite.
+
+        Raises:
+            EditError: already applied, a tensor the model lacks, a shape mismatch, weights
+                other than those the edit was made on, or a non-finite result.
+        """
+        if self.applied:
+            raise EditError(f"{self.method} edit is already applied; revert it first")
+        params = _params(model, self.names)
+        for name in self.names:
+            if self.hashes_before and tensor_hash(params[name]) != self.hashes_before[name]:
+                raise EditError(f"{name} differs from the weights this {self.method} edit was made on")
+        new = {}
+        for name in self.names:
+            p, d = params[name], self.deltas[name].tensor()
+            if tuple(d.shape) != tuple(p.shape):
+                raise EditError(f"delta for {name} has shape {tuple(d.shape)}, the parameter {tuple(p.shape)}")
+            new[name] = (p.detach().to(d.dtype) + d.to(p.device)).to(p.dtype)
+            if not torch.isfinite(new[name]).all():
+                raise EditError(f"{self.method} edit gives non-finite values in {name}; the model is unchanged")
+        originals = {name: params[name].detach().clone() for name in self.names}
+        with torch.no_grad():
+            for name in self.names:
+                params[name].copy_(new[name])
+        self._originals = originals
+        self.hashes_before = self.hashes_before or {n: tensor_hash(t) for n, t in originals.items()}
+        self.hashes_after = {n: tensor_hash(params[n]) for n in self.names}
+        return self
+
+    def revert(self, model: nn.Module) -> Edit:
+        """Write the original tensors back: the model is bitwise as before :meth:`apply`."""
+        if not self.applied:
+            raise EditError(f"{self.method} edit is not applied")
+        params = _params(model, self.names)
+        with torch.no_grad():
+            for name in self.names:
+                params[name].copy_(self._originals[name])
+        self._originals = {}
+        return self
+
+    @contextmanager
+    def applied_to(self, model: nn.Module) -> Iterator[nn.Module]:
+        """Apply for the duration of a ``with`` block, then revert (also on error).
+
+        Examples:
+            >>> from transformers import AutoModelForCausalLM, GPT2Config
+            >>> m = AutoModelForCausalLM.from_config(GPT2Config(n_layer=1, n_embd=8, n_head=2))
+            >>> n = "transformer.h.0.attn.c_proj.bias"
+            >>> e = Edit("demo", {}, {n: Delta(dense=torch.ones(8))})
+            >>> with e.applied_to(m):
+            ...     float(m.get_parameter(n).detach().sum())
+            8.0
+            >>> float(m.get_parameter(n).detach().sum())
+            0.0
+        """
+        self.apply(model)
+        try:
+            yield model
+        finally:
+            self.revert(model)
+
+
+@dataclass
+class EditSequence:
+    """Edits applied in order and reverted in reverse order; all of them or none.
+
+    Each edit keeps the hashes of the weights it was made on, so a sequence only applies in the
+    order its edits were made.
+
+    Examples:
+        >>> m = nn.Linear(2, 2, bias=False)
+        >>> w = m.weight.detach().clone()
+        >>> seq = EditSequence([Edit("a", {}, {"weight": Delta(dense=torch.ones(2, 2))}),
+        ...                     Edit("b", {}, {"weight": Delta(dense=torch.full((2, 2), float("nan")))})])
+        >>> seq.apply(m)  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        EditError: b edit gives non-finite values in weight; the model is unchanged
+        >>> bool(torch.equal(m.weight, w)), seq.edits[0].applied
+        (True, False)
+    """
+
+    edits: list[Edit]
+
+    @property
+    def names(self) -> list[str]:
+        return sorted({n for e in self.edits for n in e.names})
+
+    def apply(self, model: nn.Module) -> EditSequence:
+        done: list[Edit] = []
+        try:
+            for e in self.edits:
+                e.apply(model)
+                done.append(e)
+        except BaseException:
+            for e in reversed(done):
+                e.revert(model)
+            raise
+        return self
+
+    def revert(self, model: nn.Module) -> EditSequence:
+        for e in reversed(self.edits):
+            e.revert(model)
+        return self
+
+
+def _params(model: nn.Module, names: list[str]) -> dict[str, nn.Parameter]:
+    params = dict(model.named_parameters())
+    missing = [n for n in names if n not in params]
+    if missing:
+        raise EditError(f"{type(model).__name__} has no parameter {missing[0]!r}")
+    return {n: params[n] for n in names}
+
+
+@contextmanager
+def restored_on_failure(model: nn.Module, names: list[str]) -> Iterator[dict[str, Tensor]]:
+    """Snapshot the named tensors; if the block raises (or is interrupted), write them back.
+
+    Editors that change weights while they work (gradient methods) run inside this, so a NaN, a
+    bad request or Ctrl-C leaves the model bitwise as it was.
+
+    Examples:
+        >>> m = nn.Linear(2, 2)
+        >>> w = m.weight.detach().clone()
+        >>> try:
+        ...     with restored_on_failure(m, ["weight"]):
+        ...         _ = m.weight.data.add_(1.0)
+        ...         raise KeyboardInterrupt
+        ... except KeyboardInterrupt:
+        ...     pass
+        >>> bool(torch.equal(m.weight, w))
+        True
+    """
+    params = _params(model, names)
+    saved = {n: p.detach().clone() for n, p in params.items()}
+    try:
+        yield saved
+    except BaseException:
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(saved[n])
+        raise
