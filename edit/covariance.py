@@ -1,0 +1,189 @@
+"""Second moment of the keys an MLP output projection reads: C = E[k k^T], streamed and cached.
+
+ROME and MEMIT solve for weight updates that change the output for new keys while disturbing the
+outputs for typical keys as little as possible; "typical" is C, estimated from text. The sum is
+accumulated in float64 over batches, so memory is one d_key x d_key matrix whatever the sample
+count. Results are cached on disk, keyed by a hash of every weight the keys depend on, the
+layer, the sample count and the text, so a second edit at the same layer costs nothing; an
+edited model has other weights and so gets its own entry.
+
+Samples: C is d_key x d_key; Meng et al. used 100,000 Wikipedia tokens for GPT-2 XL, and later
+work (e.g. Gupta et al. 2024 on MEMIT's statistics) found a few multiples of d_key already give
+nearly the same edits. The default is 16 x d_key tokens, capped by the text available.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from jaxtyping import Float
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from edit.edit import tensor_hash
+
+SAMPLES_PER_KEY_DIM = 16
+
+
+def cache_dir() -> Path:
+    """Where statistics are cached: ``$WORKBENCH_CACHE`` or ``~/.cache/knowledge-workbench``.
+
+    Examples:
+        >>> cache_dir().name in ("knowledge-workbench", os.environ.get("WORKBENCH_CACHE", "").rstrip("/").split("/")[-1])
+        True
+    """
+    root = os.environ.get("WORKBENCH_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "knowledge-workbench"
+
+
+@dataclass
+class KeyStats:
+    """C = E[k k^T] (and the mean key) at one layer, and how it was estimated.
+
+    Args:
+        second_moment: E[k k^T], float64, [d_key, d_key].
+        mean: E[k], float64, [d_key].
+        count: Tokens averaged over.
+        layer: The layer whose MLP output projection reads k.
+        key: The cache key (hash of weights, layer, samples, text).
+    """
+
+    second_moment: Float[Tensor, "d_key d_key"]
+    mean: Float[Tensor, "d_key"]
+    count: int
+    layer: int
+    key: str
+
+
+def default_samples(d_key: int) -> int:
+    """Default token count for C: a few multiples of the key dimension.
+
+    Examples:
+        >>> default_samples(512)
+        8192
+    """
+    return SAMPLES_PER_KEY_DIM * d_key
+
+
+def weights_hash(model, sites, layer: int) -> str:
+    """Hash of every parameter the keys at ``layer`` depend on: embeddings and blocks up to ``layer``.
+
+    Examples:
+        >>> from transformers import AutoModelForCausalLM, GPT2Config
+        >>> from workbench.sites import site_map
+        >>> m = AutoModelForCausalLM.from_config(GPT2Config(n_layer=2, n_embd=8, n_head=2))
+        >>> a = weights_hash(m, site_map(m), 0)
+        >>> _ = m.transformer.h[1].mlp.c_fc.weight.data.add_(1)
+        >>> weights_hash(m, site_map(m), 0) == a, weights_hash(m, site_map(m), 1) == a
+        (True, False)
+    """
+    later = tuple(sites.module_path(l, "resid") + "." for l in range(layer + 1, sites.n_layers))
+    h = hashlib.sha256()
+    for name, p in model.named_parameters():
+        if not name.startswith(later) and _before_final_norm(name, sites):
+            h.update(name.encode())
+            h.update(tensor_hash(p).encode())
+    return h.hexdigest()[:16]
+
+
+def _before_final_norm(name: str, sites) -> bool:
+    return not (name.startswith(sites.final_norm_path + ".") or name.startswith(sites.unembed_path + "."))
+
+
+def _text_hash(texts: list[str]) -> str:
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+@torch.no_grad()
+def key_statistics(handle, layer: int, texts: list[str] | None = None, samples: int | None = None,
+                   batch_size: int = 64, use_cache: bool = True, progress: bool = True) -> KeyStats:
+    """E[k k^T] of the keys read by ``layer``'s MLP output projection, over tokens of ``texts``.
+
+    Examples:
+        >>> import workbench
+        >>> h = workbench.load("world", device="cpu")
+        >>> s = key_statistics(h, 1, samples=2000, use_cache=False, progress=False)
+        >>> tuple(s.second_moment.shape), s.count >= 2000, bool(torch.allclose(s.second_moment, s.second_moment.T))
+        ((512, 512), True, True)
+
+    Args:
+        handle: A :class:`workbench.handle.ModelHandle`.
+        layer: Block index (negative counts from the end).
+        texts: Text to draw keys from; default: the world's training sentences (needed for a
+            model without a world).
+        samples: Tokens to average over; default :func:`default_samples` of the key dimension.
+            Streaming stops once this many are seen; all of the text if it has fewer.
+        batch_size: Texts per forward pass.
+        use_cache: Read and write the on-disk cache (:func:`cache_dir`).
+        progress: Show a progress bar on stderr.
+
+    Raises:
+        ValueError: no text for a model without a world, layer out of range.
+    """
+    sites = handle.sites
+    if not -sites.n_layers <= layer < sites.n_layers:
+        raise ValueError(f"layer {layer} out of range 0..{sites.n_layers - 1}")
+    layer %= sites.n_layers
+    if texts is None:
+        if handle.world is None:
+            raise ValueError(f"model {handle.name!r} has no fact world: pass texts for the key statistics")
+        texts = handle.world.training_sentences()
+    if not texts:
+        raise ValueError("no text to estimate key statistics from")
+    samples = samples or default_samples(sites.d_mlp)
+    key = f"{weights_hash(handle.model, sites, layer)}-L{layer}-n{samples}-t{_text_hash(texts)}"
+    path = cache_dir() / "covariance" / f"{key}.safetensors"
+    if use_cache and path.exists():
+        t = load_file(path)
+        return KeyStats(t["second_moment"], t["mean"], int(t["count"]), layer, key)
+
+    d = sites.d_mlp
+    total = torch.zeros(d, d, dtype=torch.float64)
+    first = torch.zeros(d, dtype=torch.float64)
+    count = 0
+    mask_now: list[Tensor] = []
+
+    def grab(module, args):
+        nonlocal total, first, count
+        k = args[0].detach()[mask_now[0].to(args[0].device).bool()].to(torch.float64)  # real tokens only
+        total += k.T @ k
+        first += k.sum(0)
+        count += k.shape[0]
+
+    # Shuffle deterministically: world sentences come grouped by person and relation.
+    order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(0)).tolist()
+    module = handle.model.get_submodule(sites.key_module_path(layer))
+    hook = module.register_forward_pre_hook(grab)
+    tok = handle.tokenizer
+    bar = tqdm(total=samples, desc=f"key statistics, layer {layer}", unit="tok", disable=not progress, leave=False)
+    try:
+        for start in range(0, len(order), batch_size):
+            batch = [texts[i] for i in order[start:start + batch_size]]
+            enc = tok(batch, return_tensors="pt", padding=True)
+            mask_now[:] = [enc["attention_mask"]]
+            before = count
+            handle.model(input_ids=enc["input_ids"].to(handle.device),
+                         attention_mask=enc["attention_mask"].to(handle.device))
+            bar.update(count - before)
+            if count >= samples:
+                break
+    finally:
+        hook.remove()
+        bar.close()
+    stats = KeyStats(total / count, first / count, count, layer, key)
+    if use_cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        save_file({"second_moment": stats.second_moment, "mean": stats.mean,
+                   "count": torch.tensor(count)}, str(tmp))
+        tmp.replace(path)  # a half-written file never looks like a finished one
+    return stats

@@ -1,0 +1,89 @@
+"""Key statistics: the right matrix, streamed to a sample count, cached by weights, layer and text."""
+
+import pytest
+import torch
+
+import workbench
+from edit.covariance import default_samples, key_statistics
+from tiny_models import tiny_handle
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture()
+def fresh():
+    return workbench.load("world", device="cpu")
+
+
+def _keys(handle, layer, texts):
+    got = []
+    module = handle.model.get_submodule(handle.sites.key_module_path(layer))
+    hook = module.register_forward_pre_hook(lambda m, args: got.append(args[0][0].double()))
+    try:
+        with torch.no_grad():
+            for t in texts:
+                handle.model(handle.encode(t))
+    finally:
+        hook.remove()
+    return torch.cat(got)
+
+
+def test_equals_the_mean_outer_product_of_the_keys(fresh):
+    texts = fresh.world.training_sentences()[:40]
+    stats = key_statistics(fresh, 2, texts, samples=10**9, batch_size=7, progress=False)
+    k = _keys(fresh, 2, texts)  # one text at a time: no padding to get wrong
+    assert stats.count == k.shape[0]
+    torch.testing.assert_close(stats.second_moment, k.T @ k / k.shape[0], atol=1e-6, rtol=1e-4)  # batched float32 forwards
+    torch.testing.assert_close(stats.mean, k.mean(0), atol=1e-6, rtol=1e-4)
+
+
+def test_stops_after_the_sample_count(fresh):
+    stats = key_statistics(fresh, 0, samples=500, batch_size=8, progress=False)
+    assert 500 <= stats.count < 500 + 8 * 64
+    assert default_samples(fresh.sites.d_mlp) == 16 * 512
+
+
+def test_cached_on_disk_and_reused(fresh, private_cache):
+    texts = fresh.world.training_sentences()[:30]
+    first = key_statistics(fresh, 1, texts, samples=10**9, progress=False)
+    assert len(list((private_cache / "covariance").glob("*.safetensors"))) == 1
+    calls = []
+    h = fresh.model.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        again = key_statistics(fresh, 1, texts, samples=10**9, progress=False)
+    finally:
+        h.remove()
+    assert calls == [] and again.key == first.key
+    assert torch.equal(again.second_moment, first.second_moment)
+
+
+def test_cache_key_follows_weights_layer_samples_and_text(fresh):
+    texts = fresh.world.training_sentences()[:20]
+    base = key_statistics(fresh, 1, texts, samples=10**9, progress=False).key
+    assert key_statistics(fresh, 2, texts, samples=10**9, progress=False).key != base
+    assert key_statistics(fresh, 1, texts[:10], samples=10**9, progress=False).key != base
+    assert key_statistics(fresh, 1, texts, samples=100, progress=False).key != base
+    later = fresh.sites.mlp_out_path(3) + ".weight"
+    fresh.model.get_parameter(later).data.add_(1.0)  # a later layer: keys at layer 1 are unchanged
+    assert key_statistics(fresh, 1, texts, samples=10**9, progress=False).key == base
+    earlier = fresh.sites.mlp_out_path(0) + ".weight"
+    fresh.model.get_parameter(earlier).data.add_(1.0)
+    assert key_statistics(fresh, 1, texts, samples=10**9, progress=False).key != base
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt_neox"])
+def test_other_families(family):
+    h = tiny_handle(family)
+    stats = key_statistics(h, -1, ["the cat sat on a mat", "Paris is the capital of France"], progress=False)
+    assert stats.layer == 1 and stats.second_moment.shape == (h.sites.d_mlp, h.sites.d_mlp)
+
+
+def test_errors(fresh):
+    with pytest.raises(ValueError, match="layer 4 out of range 0..3"):
+        key_statistics(fresh, 4)
+    with pytest.raises(ValueError, match="has no fact world"):
+        key_statistics(tiny_handle("gpt2"), 0)
