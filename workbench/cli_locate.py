@@ -85,3 +85,54 @@ def trace_cmd(person: str = typer.Argument(..., help="The subject, e.g. a person
         return "\n".join(lines)
 
     _Output(as_json).emit(out, render)
+
+
+@app.command("fisher")
+def fisher_cmd(forget: str = typer.Argument(..., help="A person of the world, or a forget split (forget01/05/10)."),
+               model: str = MODEL,
+               top_fraction: float = typer.Option(0.01, help="Fraction of parameters the mask keeps (0, 1]."),
+               granularity: str = typer.Option("element", help="element | row | tensor."),
+               score: str = typer.Option("ratio", help="ratio (forget / retain) | forget."),
+               alpha: float = typer.Option(10.0, help="Selective Synaptic Dampening threshold."),
+               max_examples: Optional[int] = typer.Option(None, min=1, help="At most this many examples per set."),
+               out: Optional[str] = typer.Option(None, help="Write the Location (JSON) here."),
+               top: int = typer.Option(10, min=1, help="How many sites to list."),
+               as_json: bool = JSON) -> None:
+    """Which parameters does FORGET lean on, compared with everything else? A Fisher parameter mask."""
+    from locate.fisher import FisherSettings, fisher
+
+    settings = FisherSettings(max_examples=max_examples, top_fraction=top_fraction, granularity=granularity,
+                              score=score, alpha=alpha)
+    h = _load(model)
+    _world_of(h)
+    scores = fisher(h, forget, settings=settings, progress=not as_json)
+    loc = scores.to_location()
+    if out:
+        loc.save(out)
+    f, r = scores.components("forget"), scores.components("retain")
+    comps = [{"layer": l, "component": c, "forget": f[(l, c)], "retain": r[(l, c)],
+              "ratio": f[(l, c)] / (r[(l, c)] + settings.eps)} for l, c in sorted(f, key=lambda k: (k[0] is None, k))]
+    o = {"target": loc.target, "examples": loc.extras["examples"], "seconds": scores.seconds,
+         "selected_elements": loc.extras["elements"], "total_elements": loc.extras["total_elements"],
+         "ssd_elements": loc.extras.get("ssd_elements"), "components": comps,
+         "sites": [{"param": s.param, "layer": s.layer, "component": s.component, "unit": s.feature,
+                    "elements": len(loc.masks[s.param]) if s.param in loc.masks else None, "score": s.score}
+                   for s in loc.sites[:top]], "location_file": out}
+
+    def render(o: dict) -> str:
+        lines = [f"fisher of {forget}: {o['examples']['forget']} forget and {o['examples']['retain']} retain "
+                 f"examples in {o['seconds']:.1f}s",
+                 f"mask: {o['selected_elements']:,} of {o['total_elements']:,} parameters "
+                 f"({o['selected_elements'] / o['total_elements']:.2%}); SSD (forget > {alpha:g} x retain): "
+                 f"{o['ssd_elements']:,}",
+                 "per component (summed Fisher):  layer component  forget  retain  ratio"]
+        lines += [f"  {str(c['layer']):>5} {c['component']:<9} {c['forget']:.2e} {c['retain']:.2e} {c['ratio']:7.2f}"
+                  for c in o["components"]]
+        lines.append(f"top {len(o['sites'])} sites:")
+        lines += [f"  {s['score']:10.3g}  {s['param']}" + (f" unit {s['unit']}" if s["unit"] is not None else "")
+                  + (f" ({s['elements']} elements)" if s["elements"] else "") for s in o["sites"]]
+        if o["location_file"]:
+            lines.append(f"location written to {o['location_file']}")
+        return "\n".join(lines)
+
+    _Output(as_json).emit(o, render)

@@ -8,7 +8,11 @@ import torch
 from transformers import AutoModelForCausalLM, GPT2Config
 
 import locate.location
-from locate.location import Location, LocationError, Site
+from locate.location import (Location, LocationError, Site, component_totals, neuron_totals, parameter_sites,
+                             unit_axis, unit_totals)
+from tiny_models import FAMILIES
+from tiny_models import tiny_model as family_model
+from workbench.sites import site_map
 
 
 def example() -> Location:
@@ -91,6 +95,59 @@ def test_parameter_mask_errors():
     with pytest.raises(LocationError, match="out of range"):
         Location("m", sites=[Site("activation", 9, "mlp", 0)]).parameter_mask(model)
     assert Location("m", sites=[Site("activation", 1, "resid", 0)]).parameter_mask(model) == {}
+
+
+def test_sparse_and_unit_masks_select_exactly_their_elements(tmp_path):
+    model = tiny_model()
+    fc, proj = "transformer.h.0.mlp.c_fc.weight", "transformer.h.2.mlp.c_proj.weight"  # Conv1D: [in, out]
+    loc = Location("fisher", sites=[Site("parameter", 0, "mlp", param=fc, score=2.0),
+                                    Site("parameter", 2, "mlp", param=proj, feature=7, score=1.0),
+                                    Site("parameter", 2, "mlp", param=proj, feature=9, score=0.5)],
+                   masks={fc: torch.tensor([40, 3, 3, 4095])})
+    assert loc.masks == {fc: [3, 40, 4095]}  # sorted, deduplicated, plain ints
+    masks = loc.parameter_mask(model)
+    assert masks[fc].flatten().nonzero().flatten().tolist() == [3, 40, 4095]
+    # c_proj's neuron axis is its input axis: rows 7 and 9 of the stored [d_mlp, d_model] weight.
+    assert masks[proj].any(1).nonzero().flatten().tolist() == [7, 9] and bool(masks[proj][[7, 9]].all())
+    again = Location.from_json(loc.to_json())
+    assert again == loc and Location.load(loc.save(tmp_path / "l.json")) == loc
+    assert Location.from_json(Location("m").to_json()).masks == {}
+    assert set(loc.top(1).masks) == {fc} and loc.top(0).masks == {}
+    # A whole-tensor site on the same tensor as a unit site selects the whole tensor.
+    whole = Location("m", sites=loc.sites + [Site("parameter", param=proj)], masks=loc.masks)
+    assert bool(whole.parameter_mask(model)[proj].all())
+
+
+def test_bad_masks_are_location_errors():
+    model, fc = tiny_model(), "transformer.h.0.mlp.c_fc.weight"
+    with pytest.raises(LocationError, match="outside"):
+        Location("m", sites=[Site("parameter", param=fc)], masks={fc: [32 * 128]}).parameter_mask(model)
+    with pytest.raises(LocationError, match="out of range"):
+        Location("m", sites=[Site("parameter", param=fc, feature=128)]).parameter_mask(model)
+    with pytest.raises(LocationError, match="not a location"):
+        Location.from_json('{"method": "m", "masks": {"w": ["x"]}}')
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_units_neurons_and_components_follow_each_family(family):
+    model = family_model(family)
+    sm = site_map(model)
+    torch.manual_seed(0)
+    rand = {n: torch.rand_like(p).detach() for n, p in model.named_parameters()}
+    layer, t = 1, sm.weight_is_transposed()
+    ins, out = sm.mlp_in_paths(layer), sm.mlp_out_path(layer) + ".weight"
+    assert all(unit_axis(sm, p + ".weight", 2) == (1 if t else 0) for p in ins)
+    assert unit_axis(sm, out, 2) == (0 if t else 1)
+    manual = sum(rand[p + ".weight"].sum(0 if t else 1) + rand.get(p + ".bias", 0) for p in ins)
+    torch.testing.assert_close(neuron_totals(rand, sm)[layer], manual + rand[out].sum(1 if t else 0))
+    assert neuron_totals(rand, sm).shape == (2, sm.d_mlp)
+    units = unit_totals(rand, sm)
+    assert all(len(units[p + ".weight"]) == sm.d_mlp for p in ins) and len(units[out]) == sm.d_mlp
+    totals = component_totals(rand, sm)
+    assert sum(totals.values()) == pytest.approx(sum(float(v.double().sum()) for v in rand.values()), rel=1e-9)
+    where = parameter_sites(sm)
+    assert where[out] == (layer, "mlp") and (None, "embed") in totals
+    assert {c for l, c in where.values() if l == 0} == {"attn", "mlp", "resid"}
 
 
 def test_docstring_examples():

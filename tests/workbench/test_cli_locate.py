@@ -50,3 +50,29 @@ def test_trace_bad_input_is_one_line(capsys, world, args, needle):
     assert code == 2, err
     assert needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert needle in json.loads(out)["error"]
+
+
+def test_fisher_json_writes_a_location(capsys, world, tmp_path):
+    from locate.location import Location
+    person, out = list(world.people)[5], tmp_path / "mask.json"
+    code, stdout, _ = run(capsys, "fisher", person, "--max-examples", "60", "--top-fraction", "0.001",
+                          "--out", str(out), "--json")
+    assert code == 0
+    o = json.loads(stdout)
+    assert o["examples"] == {"forget": 54, "retain": 60}
+    assert o["selected_elements"] == pytest.approx(0.001 * o["total_elements"], abs=1)
+    loc = Location.load(out)
+    assert loc.method == "fisher" and sum(len(m) for m in loc.masks.values()) == o["selected_elements"]
+    assert {(c["layer"], c["component"]) for c in o["components"]} >= {(0, "mlp"), (3, "attn")}
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["fisher", "Nobody Here"], "unknown split or person 'Nobody Here'"),
+    (["fisher", "forget05", "--top-fraction", "2"], "top_fraction must be in (0, 1]"),
+    (["fisher", "forget05", "--granularity", "atoms"], "unknown granularity 'atoms'"),
+])
+def test_fisher_bad_input_is_one_line(capsys, args, needle):
+    code, out, err = run(capsys, *args, "--json")
+    assert code == 2, err
+    assert needle in err and len(err.strip().splitlines()) == 1
+    assert needle in json.loads(out)["error"]

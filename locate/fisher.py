@@ -1,0 +1,477 @@
+"""Diagonal Fisher information of a forget set and a retain set: which parameters a fact set leans on.
+
+The diagonal empirical Fisher of parameter j over N examples, each scored on its own answer, is
+F_j = 1/N sum_i (d log p(y_i | x_i) / d theta_j)^2: the mean of squared per-example gradients,
+not the square of a batch gradient. The gradients come from ``torch.func`` (``vmap`` of ``grad``
+over a functional call of the model) a chunk at a time, and their squares go into one running
+sum per parameter, so memory does not grow with N.
+
+Over a forget set and a retain set that gives forget importance, retain importance and their
+ratio; Selective Synaptic Dampening (Foster et al., 2024) dampens exactly the parameters where
+forget > alpha x retain. :func:`fisher` returns the raw tensors as :class:`FisherScores`, which
+aggregates them per (layer, component), unit and MLP neuron, and keeps the top fraction as a
+:class:`~locate.location.Location` whose ``parameter_mask`` a gradient editor restricts itself to.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from typing import Iterator, Literal, Sequence
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor, nn
+from torch.func import functional_call, grad, vmap
+from tqdm.auto import tqdm
+
+from locate.location import Location, Site, component_totals, neuron_totals, parameter_sites, unit_totals
+from workbench.sites import SiteMap
+from workbench.tokens import encode_prompts
+from workbench.world.facts import Fact, World
+
+# A text (every token after the first scored), a world fact (its object scored after each trained
+# phrasing), or a (prompt, object) pair (the object scored after the prompt).
+Datum = str | Fact | tuple[str, str]
+Scores = dict[str, Tensor]
+Which = Literal["forget", "retain", "ratio"]
+GRID_ROWS = ("attn", "mlp", "resid")
+_CHOICES = {"granularity": ("element", "row", "tensor"), "score": ("ratio", "forget"), "params": ("blocks", "all")}
+# Below this many chunks a progress bar is more noise than help.
+_QUIET_CHUNKS = 4
+
+
+class FisherError(ValueError):
+    """Bad Fisher input: unknown person or split, empty data, settings out of range."""
+
+
+@dataclass(frozen=True)
+class FisherSettings:
+    """Settings of a Fisher locator: what to score, and how much of it to keep.
+
+    Examples:
+        >>> FisherSettings().alpha, FisherSettings(top_fraction=0.05).granularity
+        (10.0, 'element')
+        >>> FisherSettings(top_fraction=1.5)  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        FisherError: top_fraction must be in (0, 1] or None, got 1.5
+
+    Args:
+        batch_size: Examples per vmapped chunk of per-example gradients; memory grows with it
+            (one parameter-sized gradient per example). On CPU 16 to 64 run about equally fast.
+        max_examples: At most this many examples per set, drawn with ``seed``; None keeps all.
+        top_fraction: Fraction of the candidates (elements, units or tensors, by ``granularity``)
+            that the Location keeps, best first; None keeps all.
+        granularity: "element" (a sparse element mask per tensor), "row" (units along
+            :func:`~locate.location.unit_axis`: MLP neurons, output features) or "tensor".
+        score: How candidates are ranked: "ratio" (forget / (retain + eps), the Selective
+            Synaptic Dampening criterion) or "forget" (forget importance alone).
+        alpha: Selective Synaptic Dampening's threshold: a parameter is selected where
+            forget > alpha x retain (Foster et al. use 10).
+        eps: Added to the retain Fisher in every ratio, so that parameters which hardly move
+            either way do not rank first (on the world model the median element's Fisher is
+            about 1e-12 to 1e-11, the largest about 1e-5).
+        seed: Seed of the example draw when ``max_examples`` cuts a set.
+        params: "blocks" (every parameter inside the transformer blocks: attention, MLP, norms)
+            or "all" (also embeddings, final norm and an untied unembedding).
+    """
+
+    batch_size: int = 32
+    max_examples: int | None = None
+    top_fraction: float | None = 0.01
+    granularity: Literal["element", "row", "tensor"] = "element"
+    score: Literal["ratio", "forget"] = "ratio"
+    alpha: float = 10.0
+    eps: float = 1e-12
+    seed: int = 0
+    params: Literal["blocks", "all"] = "blocks"
+
+    def __post_init__(self):
+        if self.top_fraction is not None and not 0 < self.top_fraction <= 1:
+            raise FisherError(f"top_fraction must be in (0, 1] or None, got {self.top_fraction}")
+        for name, allowed in _CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise FisherError(f"unknown {name} {getattr(self, name)!r}; expected one of {allowed}")
+        if self.batch_size < 1 or (self.max_examples is not None and self.max_examples < 1):
+            raise FisherError("batch_size and max_examples must be >= 1")
+        if self.alpha < 0 or not self.eps > 0:
+            raise FisherError(f"alpha must be >= 0 and eps > 0, got alpha={self.alpha}, eps={self.eps}")
+
+
+# -- data -------------------------------------------------------------------------------------
+def forget_retain(world: World, name: str) -> tuple[list[Fact], list[Fact]]:
+    """Forget and retain facts of a world split ("forget05") or of one person (vs everybody else).
+
+    Examples:
+        >>> from workbench.world.facts import make_world
+        >>> w = make_world()
+        >>> forget, retain = forget_retain(w, "forget05")
+        >>> len(forget), len(retain)
+        (90, 1710)
+        >>> forget, retain = forget_retain(w, "Tikrelm Robreir")
+        >>> {f.subject for f in forget}, len(retain)
+        ({'Tikrelm Robreir'}, 1794)
+
+    Args:
+        world: The fact world.
+        name: A split name (``world.splits``) or a person's full name.
+    """
+    if name in world.splits:
+        split = world.splits[name]
+        return world.facts(split.forget), world.facts(split.retain)
+    if name in world.people:
+        return world.facts([name]), world.facts([p for p in world.people if p != name])
+    raise FisherError(f"unknown split or person {name!r}: splits are {', '.join(world.splits)}; "
+                      f"people are full names such as {next(iter(world.people))!r}")
+
+
+def _examples(handle, data: Sequence[Datum], settings: FisherSettings,
+              what: str) -> list[tuple[list[int], list[int]]]:
+    """(token ids, positions whose token is scored) per example, cut to ``max_examples``."""
+    if isinstance(data, str) or not len(data):
+        raise FisherError(f"no {what} examples: pass a non-empty list of texts, facts or (prompt, object) pairs")
+    raw: list[str | tuple[str, str]] = []
+    for d in data:
+        if isinstance(d, Fact):
+            if handle.world is None:
+                raise FisherError(f"model {handle.name!r} has no fact world to phrase facts with")
+            raw += [(ph.prompt(d.subject), d.object) for ph in handle.world.phrasings(d.relation)]
+        elif isinstance(d, str) or (isinstance(d, tuple) and len(d) == 2 and all(isinstance(x, str) for x in d)):
+            raw.append(d)
+        else:
+            raise FisherError(f"{what} data must be texts, facts or (prompt, object) pairs, not {type(d).__name__}")
+    if settings.max_examples is not None and len(raw) > settings.max_examples:
+        raw = [raw[i] for i in sorted(random.Random(settings.seed).sample(range(len(raw)), settings.max_examples))]
+    out = []
+    for r in raw:
+        if isinstance(r, str):
+            ids = encode_prompts(handle.tokenizer, [r])[0]
+            out.append((ids, list(range(1, len(ids)))))
+        else:
+            p, o = handle.encode_fact(*r)
+            out.append((p + o, list(range(len(p), len(p) + len(o)))))
+    if not all(scored for _, scored in out):
+        raise FisherError(f"{what} data holds a text of one token: there is nothing to score in it")
+    return out
+
+
+def _describe(data: Sequence[Datum], name: str | None, n_examples: int) -> dict:
+    people = list(dict.fromkeys(d.subject for d in data if isinstance(d, Fact)))
+    out = {"name": name} if name else {}
+    out.update(items=len(data), examples=n_examples, n_people=len(people))
+    if 0 < len(people) <= 20:
+        out["people"] = people
+    return out
+
+
+# -- the estimator ----------------------------------------------------------------------------
+def _param_names(handle, which: str) -> list[str]:
+    sites: SiteMap = handle.sites
+    blocks = tuple(sites.module_path(l, "resid") + "." for l in range(sites.n_layers))
+    return [n for n, _ in handle.model.named_parameters() if which == "all" or n.startswith(blocks)]
+
+
+def _loglik(model: nn.Module, theta: Scores, ids: Int[Tensor, "seq"],
+            scored: Float[Tensor, "seq"]) -> Float[Tensor, ""]:
+    # An all-ones mask, built from the shape alone, keeps transformers from inspecting the
+    # (vmapped) ids for padding; right padding never reaches a scored token under causal attention.
+    mask = torch.ones(1, ids.shape[-1], dtype=torch.long, device=ids.device)
+    logits = functional_call(model, theta, (ids[None],), {"attention_mask": mask, "use_cache": False}).logits[0]
+    logp = torch.log_softmax(logits[:-1].float(), -1).gather(-1, ids[1:, None])[:, 0]
+    return (logp * scored[1:]).sum()
+
+
+@contextmanager
+def _per_example_mode(model: nn.Module) -> Iterator[None]:
+    # Dropout would make the Fisher random (and vmap refuses random ops). vmap runs the fused
+    # attention kernels through its per-example fallback, as fast here as eager attention, but warns.
+    training = model.training
+    model.eval()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet")
+            yield
+    finally:
+        model.train(training)
+
+
+def _diagonal(handle, examples: list[tuple[list[int], list[int]]], names: list[str], batch_size: int,
+              progress: bool, desc: str) -> Scores:
+    model = handle.model
+    params = dict(model.named_parameters())
+    theta = {n: params[n].detach() for n in names}
+    sums = {n: torch.zeros(p.shape, dtype=torch.float32, device=p.device) for n, p in theta.items()}
+    pad = handle.tokenizer.pad_token_id or 0
+    # Similar lengths share a chunk, so little of each chunk is padding.
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i][0]))
+    chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    per_example = vmap(grad(partial(_loglik, model)), in_dims=(None, 0, 0))
+    # torch.func's grad ignores an outer no_grad; the outer one keeps the parameters left out of
+    # theta (which still require grad) from growing an autograd graph through every gradient.
+    with _per_example_mode(model), torch.no_grad():
+        for chunk in tqdm(chunks, desc=desc, disable=not progress or len(chunks) <= _QUIET_CHUNKS):
+            width = max(len(examples[i][0]) for i in chunk)
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            scored = torch.zeros(len(chunk), width)
+            for row, i in enumerate(chunk):
+                tokens, positions = examples[i]
+                ids[row, :len(tokens)] = torch.tensor(tokens)
+                scored[row, positions] = 1.0
+            grads = per_example(theta, ids.to(handle.device), scored.to(handle.device))
+            for n, g in grads.items():
+                # addcmul over the chunk adds the squares without materialising them: ~4x faster.
+                for one in g.float():
+                    sums[n].addcmul_(one, one)
+    return {n: (s / len(examples)).cpu() for n, s in sums.items()}
+
+
+def fisher_diagonal(handle, data: Sequence[Datum], settings: FisherSettings | None = None,
+                    progress: bool = True) -> Scores:
+    """Diagonal empirical Fisher, mean over examples of squared per-example log-likelihood gradients.
+
+    For a fact or a (prompt, object) pair the log-likelihood is log P(object tokens | prompt),
+    teacher-forced: the model's own answer is not sampled, the data's answer is scored (the
+    empirical Fisher). For a text it is the sum of log P(token | previous tokens) over every
+    token after the first. Gradients are exact per example, not per batch.
+
+    Examples:
+        >>> import workbench
+        >>> h = workbench.load("world", device="cpu")
+        >>> F = fisher_diagonal(h, h.world.facts(["Tikrelm Robreir"])[:2])
+        >>> name = "transformer.h.0.mlp.c_fc.weight"
+        >>> F[name].shape, bool((F[name] >= 0).all()), bool(F[name].sum() > 0)
+        (torch.Size([128, 512]), True, True)
+
+    Args:
+        handle: A :class:`workbench.handle.ModelHandle` (facts need its world).
+        data: Texts, world facts (each in all its trained phrasings) or (prompt, object) pairs.
+        settings: Uses ``batch_size``, ``max_examples``, ``seed`` and ``params``.
+        progress: Show a progress bar (stderr) when there are more than a few chunks.
+
+    Returns:
+        Parameter name -> Fisher tensor of the parameter's shape (float32, on the CPU).
+    """
+    settings = settings or FisherSettings()
+    examples = _examples(handle, data, settings, "fisher")
+    return _diagonal(handle, examples, _param_names(handle, settings.params), settings.batch_size, progress, "fisher")
+
+
+def fisher(handle, forget: str | Sequence[Datum], retain: Sequence[Datum] | None = None,
+           settings: FisherSettings | None = None, progress: bool = True) -> FisherScores:
+    """Fisher scores of a forget set and, if given, a retain set, with what the Location needs.
+
+    Examples:
+        >>> import workbench
+        >>> h = workbench.load("world", device="cpu")
+        >>> forget, retain = forget_retain(h.world, "Tikrelm Robreir")
+        >>> scores = fisher(h, forget[:3], retain[:6])
+        >>> scores.n_forget, scores.n_retain
+        (27, 54)
+        >>> loc = scores.to_location()
+        >>> loc.method, loc.best().kind, sum(len(m) for m in loc.masks.values())
+        ('fisher', 'parameter', 7931)
+
+    Args:
+        handle: A :class:`workbench.handle.ModelHandle`.
+        forget: Forget data (see :func:`fisher_diagonal`), or a split or person name of the world,
+            which also supplies the retain data when ``retain`` is None (see :func:`forget_retain`).
+        retain: Retain data; without it only the "forget" score is available.
+        settings: :class:`FisherSettings`; defaults if None.
+        progress: Show progress bars (stderr) for long runs.
+
+    Raises:
+        FisherError: unknown person or split, empty data, "ratio" scoring without retain data.
+    """
+    settings = settings or FisherSettings()
+    name = None
+    if isinstance(forget, str):
+        if handle.world is None:
+            raise FisherError(f"model {handle.name!r} has no fact world to look {forget!r} up in")
+        name = forget
+        forget, named_retain = forget_retain(handle.world, forget)
+        retain = named_retain if retain is None else retain
+    if retain is None and settings.score == "ratio":
+        raise FisherError("score 'ratio' needs retain data; pass retain=... or use score='forget'")
+    start = time.perf_counter()
+    names = _param_names(handle, settings.params)
+    f_ex = _examples(handle, forget, settings, "forget")
+    r_ex = _examples(handle, retain, settings, "retain") if retain is not None else []
+    f = _diagonal(handle, f_ex, names, settings.batch_size, progress, "fisher (forget)")
+    r = _diagonal(handle, r_ex, names, settings.batch_size, progress, "fisher (retain)") if r_ex else None
+    target = {"forget": _describe(forget, name, len(f_ex))}
+    if retain is not None:
+        target["retain"] = _describe(retain, name, len(r_ex))
+    return FisherScores(f, r, settings, handle.sites, target, len(f_ex), len(r_ex), time.perf_counter() - start)
+
+
+@dataclass(eq=False)
+class FisherScores:
+    """Diagonal Fisher of a forget set and a retain set, per parameter element; made by :func:`fisher`.
+
+    Scores are "forget", "retain" or "ratio" (forget / (retain + eps)). Aggregates (units,
+    neurons, components) sum the Fisher first; their ratio is a ratio of sums.
+
+    Examples:
+        >>> import workbench
+        >>> h = workbench.load("world", device="cpu")
+        >>> forget, retain = forget_retain(h.world, "Tikrelm Robreir")
+        >>> s = fisher(h, forget[:2], retain[:4])
+        >>> s.neurons("ratio").shape, s.components("forget")[(0, "mlp")] > 0
+        (torch.Size([4, 512]), True)
+        >>> n = "transformer.h.0.mlp.c_proj.weight"
+        >>> bool((s.ssd_mask()[n] == (s.forget[n] > 10 * s.retain[n])).all())
+        True
+
+    Args:
+        forget: Parameter name -> forget Fisher (float32, on the CPU, the parameter's shape).
+        retain: The same over the retain set, or None.
+        settings: The settings used; :meth:`to_location` reads the selection fields.
+        sites: The model's site map: units, neurons and components are read through it.
+        target: What the sets were (names, people, counts), JSON-able.
+        n_forget, n_retain: Examples scored in each set.
+        seconds: Wall time of encoding and both passes; kept out of the Location, so that stays
+            reproducible.
+    """
+
+    forget: Scores = field(repr=False)
+    retain: Scores | None = field(repr=False)
+    settings: FisherSettings
+    sites: SiteMap = field(repr=False)
+    target: dict = field(default_factory=dict)
+    n_forget: int = 0
+    n_retain: int = 0
+    seconds: float = 0.0
+
+    def score(self, which: Which | None = None) -> Scores:
+        """Per-element scores: "forget", "retain" or "ratio"; default the settings' ``score``."""
+        return self._aggregate(lambda x: x, which)
+
+    def ssd_mask(self, alpha: float | None = None) -> dict[str, Bool[Tensor, "..."]]:
+        """Elements where forget > alpha x retain; ``alpha`` defaults to the settings'."""
+        return ssd_mask(self.forget, self._need_retain(), self.settings.alpha if alpha is None else alpha)
+
+    def units(self, which: Which | None = None) -> dict[str, Tensor]:
+        """Per tensor, scores summed over each unit (MLP neuron, output feature); see :func:`unit_totals`."""
+        return self._aggregate(partial(unit_totals, sites=self.sites), which)
+
+    def neurons(self, which: Which | None = None) -> Float[Tensor, "layer d_mlp"]:
+        """Per layer and MLP neuron, scores summed over the neuron's weights; see :func:`neuron_totals`."""
+        return self._aggregate(partial(neuron_totals, sites=self.sites), which)
+
+    def components(self, which: Which | None = None) -> dict:
+        """Per (layer, component), summed scores; see :func:`component_totals`."""
+        return self._aggregate(partial(component_totals, sites=self.sites), which)
+
+    def _aggregate(self, total, which):
+        which = which or self.settings.score
+        if which not in ("forget", "retain", "ratio"):
+            raise FisherError(f"unknown score {which!r}; expected 'forget', 'retain' or 'ratio'")
+        if which != "ratio":
+            return total(self.forget if which == "forget" else self._need_retain())
+        f, r, eps = total(self.forget), total(self._need_retain()), self.settings.eps
+        return {k: f[k] / (r[k] + eps) for k in f} if isinstance(f, dict) else f / (r + eps)
+
+    def _need_retain(self) -> Scores:
+        if self.retain is None:
+            raise FisherError("these scores have no retain set: only the 'forget' score is available")
+        return self.retain
+
+    def to_location(self, settings: FisherSettings | None = None) -> Location:
+        """The top fraction of elements, units or tensors as a Location of parameter sites.
+
+        "element": one site per tensor holding selected elements (scored by the selection's
+        forget sum, or its ratio of sums), the elements themselves in ``masks``. "row": one site
+        per selected unit (``feature`` = its index). "tensor": one site per selected tensor.
+        Same scores and settings give the same Location, JSON included.
+
+        Examples:
+            >>> import workbench
+            >>> from dataclasses import replace
+            >>> h = workbench.load("world", device="cpu")
+            >>> s = fisher(h, h.world.facts(["Tikrelm Robreir"])[:2], settings=FisherSettings(score="forget"))
+            >>> rows = s.to_location(replace(s.settings, granularity="row", top_fraction=0.001))
+            >>> len(rows.sites), rows.best().feature is not None
+            (13, True)
+
+        Args:
+            settings: Selection settings (``top_fraction``, ``granularity``, ``score``, ``eps``);
+                default the ones the scores were computed with.
+        """
+        s = settings or self.settings
+        names = list(self.forget)
+        f_c = _candidates(self.forget, s.granularity, self.sites)
+        flat_score = torch.cat([f_c[n].flatten().double() for n in names])
+        if s.score == "ratio":
+            r_c = _candidates(self._need_retain(), s.granularity, self.sites)
+            flat_score = flat_score / (torch.cat([r_c[n].flatten().double() for n in names]) + s.eps)
+        # How many elements each candidate covers.
+        size = torch.cat([torch.full((f_c[n].numel(),), self.forget[n].numel() // f_c[n].numel()) for n in names])
+        n = len(flat_score)
+        k = n if s.top_fraction is None else max(1, math.ceil(s.top_fraction * n))
+        order = torch.sort(flat_score, descending=True, stable=True).indices[:k]
+        keep = torch.zeros(n, dtype=torch.bool)
+        keep[order] = True
+        where, sites, masks, start = parameter_sites(self.sites), [], {}, 0
+        for name in names:
+            stop = start + f_c[name].numel()
+            chosen = keep[start:stop].nonzero().flatten()
+            layer, comp = where.get(name, (None, None))
+            if s.granularity == "row":
+                sites += [Site("parameter", layer, comp, param=name, feature=int(u),
+                               score=float(flat_score[start + u])) for u in chosen]
+            elif len(chosen):
+                f_sum = float(self.forget[name].flatten()[chosen].double().sum())
+                score = f_sum if s.score == "forget" else \
+                    f_sum / (float(self._need_retain()[name].flatten()[chosen].double().sum()) + s.eps)
+                sites.append(Site("parameter", layer, comp, param=name, score=score))
+                if s.granularity == "element" and len(chosen) < self.forget[name].numel():
+                    masks[name] = chosen.tolist()
+            start = stop
+        grids = {"forget": _grid(self.components("forget"), self.sites.n_layers)}
+        if self.retain is not None:
+            grids["retain"] = _grid(self.components("retain"), self.sites.n_layers)
+        extras = {"grid_rows": list(GRID_ROWS), "candidates": n, "selected": k,
+                  "threshold": float(flat_score[order[-1]]), "elements": int(size[order].sum()),
+                  "total_elements": int(size.sum()), "examples": {"forget": self.n_forget, "retain": self.n_retain}}
+        if self.retain is not None:
+            extras["ssd_elements"] = int(sum(int(m.sum()) for m in self.ssd_mask(s.alpha).values()))
+        return Location("fisher", asdict(s), self.target, sites, grids=grids, extras=extras, masks=masks)
+
+
+def _candidates(scores: Scores, granularity: str, sites: SiteMap) -> Scores:
+    if granularity == "element":
+        return scores
+    if granularity == "row":
+        return unit_totals(scores, sites)
+    return {n: t.double().sum().reshape(1) for n, t in scores.items()}
+
+
+def _grid(totals: dict, n_layers: int) -> list[list[float]]:
+    return [[float(totals.get((layer, c), 0.0)) for layer in range(n_layers)] for c in GRID_ROWS]
+
+
+# -- criteria: pure functions of the Fisher tensors --------------------------------------------
+def fisher_ratio(forget: Scores, retain: Scores, eps: float = 1e-12) -> Scores:
+    """Forget importance over retain importance, forget / (retain + eps), per element.
+
+    Examples:
+        >>> fisher_ratio({"w": torch.tensor([2.0, 0.0])}, {"w": torch.tensor([1.0, 1.0])})["w"].tolist()
+        [2.0, 0.0]
+    """
+    return {n: f / (retain[n] + eps) for n, f in forget.items()}
+
+
+def ssd_mask(forget: Scores, retain: Scores, alpha: float = 10.0) -> dict[str, Bool[Tensor, "..."]]:
+    """Selective Synaptic Dampening's selection: the elements where forget > alpha x retain.
+
+    Examples:
+        >>> m = ssd_mask({"w": torch.tensor([5.0, 20.0, 1.0])}, {"w": torch.tensor([1.0, 1.0, 0.0])}, alpha=10)
+        >>> m["w"].tolist()
+        [False, True, True]
+    """
+    return {n: f > alpha * retain[n] for n, f in forget.items()}
