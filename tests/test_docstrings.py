@@ -7,7 +7,9 @@ import pytest
 
 MODULES = ["workbench", "workbench.handle", "workbench.metrics", "workbench.tokens",
            "workbench.world.facts", "workbench.world.tokenizer", "workbench.world.registry",
-           "workbench.world.train"]
+           "workbench.world.train",
+           "locate.attribution_patching", "locate.fisher", "locate.registry",
+           "edit.covariance", "edit.edit", "edit.request", "edit.values", "edit.rome"]
 
 
 @pytest.mark.parametrize("name", MODULES)

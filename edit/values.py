@@ -1,0 +1,286 @@
+"""Target values for rank-one editors: what an MLP should output, at one position, to make an edit true.
+
+ROME and MEMIT first find, per request, a vector delta that, added to layer l's MLP output at the
+key position, makes the prompt continue with the new object (or stop giving the true one),
+across random short prefixes, while the subject's other facts keep their predictions (KL) and
+delta stays small (weight decay, norm clamp). Requests are independent, so all of them are
+optimised together in one batch: one forward and backward pass per step for every request,
+rather than one optimisation after another as in the original MEMIT code. Adam is elementwise,
+so each request's trajectory is the one it would have alone; a request that has converged is
+frozen while the rest go on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from edit.request import Request
+from workbench.tokens import encode_object, encode_prompts, subject_span
+
+TokenRole = Literal["subject_last", "last"]
+
+
+@dataclass(frozen=True)
+class ValueSettings:
+    """Settings of the value optimisation; defaults are ROME's for GPT-2 XL.
+
+    Examples:
+        >>> ValueSettings().steps, ValueSettings().lr
+        (20, 0.5)
+
+    Args:
+        steps: Most Adam steps.
+        lr: Adam learning rate, in units of the RMS of the original output at the key (so one
+            setting suits layers and models whose activations differ in scale by 100x).
+        weight_decay: Weight of ||delta||^2 / ||original output||^2.
+        clamp_norm: ||delta|| is kept at most this multiple of ||original output||.
+        kl_factor: Weight of KL(original || edited) on the subject's other facts.
+        erase_kl: For erasures, weight of KL between the original and edited distributions with
+            the true object's first token removed: pushes the true object down without steering
+            the model to one chosen wrong object.
+        early_stop: A request stops once its fit (the new object's NLL, or the erase loss) falls below this.
+        batch_requests: Requests optimised together per batch (bounds memory).
+    """
+
+    steps: int = 20
+    lr: float = 0.5
+    weight_decay: float = 0.5
+    clamp_norm: float = 4.0
+    kl_factor: float = 0.0625
+    erase_kl: float = 1.0
+    early_stop: float = 0.05
+    batch_requests: int = 64
+
+
+@dataclass
+class Values:
+    """Optimised deltas and what they were optimised at.
+
+    Args:
+        delta: Per request, the vector added to the MLP output at the key position.
+        original: Per request, the mean original MLP output there (over contexts).
+        losses: Per request, the objective at each step it ran.
+    """
+
+    delta: Float[Tensor, "request d_model"]
+    original: Float[Tensor, "request d_model"]
+    losses: list[list[float]] = field(default_factory=list)
+
+
+_CONTEXTS: dict[tuple, list[str]] = {}
+
+
+@torch.no_grad()
+def contexts(handle, n: int = 10, length: int = 5, seed: int = 0) -> list[str]:
+    """The empty prefix plus ``n`` short texts sampled from the model, to vary what precedes a prompt.
+
+    Sampled once per model and cached, as ROME does, so every edit in a session sees the same.
+
+    Examples:
+        >>> import workbench
+        >>> h = workbench.load("world", device="cpu")
+        >>> c = contexts(h, n=3)
+        >>> len(c), c[0], c == contexts(h, n=3)
+        (4, '', True)
+    """
+    key = (id(handle.model), n, length, seed)
+    if n == 0:
+        return [""]
+    if key not in _CONTEXTS:
+        tok = handle.tokenizer
+        start = torch.tensor([[tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id]] * n,
+                             device=handle.device)
+        g = torch.Generator(device="cpu").manual_seed(seed)
+        ids = start
+        for _ in range(length):
+            probs = torch.softmax(handle.model(ids).logits[:, -1].float().cpu(), -1)
+            ids = torch.cat([ids, torch.multinomial(probs, 1, generator=g).to(ids.device)], 1)
+        texts = tok.batch_decode(ids[:, 1:], skip_special_tokens=True)
+        _CONTEXTS[key] = [""] + [" ".join(t.split()) for t in texts]
+    return _CONTEXTS[key]
+
+
+def with_context(context: str, prompt: str) -> str:
+    return f"{context} {prompt}" if context else prompt
+
+
+def key_position(tokenizer, text: str, subject: str, role: TokenRole) -> int:
+    """Token index of the key: the subject's last token (ROME) or the prompt's last token."""
+    return subject_span(tokenizer, text, subject)[1] - 1 if role == "subject_last" else len(tokenizer(text).input_ids) - 1
+
+
+@dataclass
+class _Rows:
+    ids: list[list[int]]
+    pos: list[int]          # key position per row
+    owner: list[int]        # request index per row
+    target: list[list[int]]  # object tokens (edit rows) or [] (keep rows)
+    n_prompt: list[int]
+
+
+def _rows(handle, requests: list[Request], ctxs: list[str], role: TokenRole) -> tuple[_Rows, _Rows]:
+    tok = handle.tokenizer
+    edit, keep = _Rows([], [], [], [], []), _Rows([], [], [], [], [])
+    for b, r in enumerate(requests):
+        for c in ctxs:
+            text = with_context(c, r.prompt)
+            p = encode_prompts(tok, [text])[0]
+            o = encode_object(tok, text, r.target)
+            for field_, value in zip(vars(edit).values(), (p + o[:-1], key_position(tok, text, r.subject, role),
+                                                            b, o, len(p))):
+                field_.append(value)
+        for text in r.keep:
+            p = encode_prompts(tok, [text])[0]
+            for field_, value in zip(vars(keep).values(), (p, key_position(tok, text, r.subject, role), b, [], len(p))):
+                field_.append(value)
+    return edit, keep
+
+
+def _pad(ids: list[list[int]], pad: int, device) -> tuple[Tensor, Tensor]:
+    width = max(len(i) for i in ids)
+    out = torch.full((len(ids), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for i, row in enumerate(ids):
+        out[i, :len(row)] = torch.tensor(row)
+        mask[i, :len(row)] = 1
+    return out.to(device), mask.to(device)
+
+
+def optimise_values(handle, layer: int, requests: list[Request], role: TokenRole, ctxs: list[str],
+                    settings: ValueSettings | None = None) -> Values:
+    """Find each request's delta at ``layer``'s MLP output, all requests in shared passes.
+
+    Examples:
+        >>> import workbench
+        >>> from edit.request import world_request
+        >>> h = workbench.load("world", device="cpu")
+        >>> w = h.world
+        >>> p = list(w.people)[0]
+        >>> r = world_request(w, p, "pet", [c for c in w.relation("pet").candidates if c != w.fact(p, "pet").object][0])
+        >>> v = optimise_values(h, 0, [r], "last", [""], ValueSettings(steps=5))
+        >>> tuple(v.delta.shape) == (1, h.sites.d_model), v.losses[0][-1] < v.losses[0][0]
+        (True, True)
+    """
+    settings = settings or ValueSettings()
+    deltas, originals, losses = [], [], []
+    for start in range(0, len(requests), settings.batch_requests):
+        chunk = requests[start:start + settings.batch_requests]
+        v = _optimise(handle, layer, chunk, role, ctxs, settings)
+        deltas.append(v.delta)
+        originals.append(v.original)
+        losses += v.losses
+    return Values(torch.cat(deltas), torch.cat(originals), losses)
+
+
+def _optimise(handle, layer, requests, role, ctxs, s: ValueSettings) -> Values:
+    model, sites, dev = handle.model, handle.sites, handle.device
+    pad = handle.tokenizer.pad_token_id or 0
+    edit, keep = _rows(handle, requests, ctxs, role)
+    rows = _Rows(*(a + b for a, b in zip(vars(edit).values(), vars(keep).values())))
+    n_edit, n_req = len(edit.ids), len(requests)
+    ids, mask = _pad(rows.ids, pad, dev)
+    owner = torch.tensor(rows.owner, device=dev)
+    pos = torch.tensor(rows.pos, device=dev)
+    arange = torch.arange(len(rows.ids), device=dev)
+    # delta = scale * z: Adam moves z, whose unit is the RMS of the request's original output.
+    z = torch.zeros(n_req, sites.d_model, device=dev, requires_grad=True)
+    scale = torch.ones(n_req, 1, device=dev)
+    delta = z * scale
+    seen: list[Tensor] = []
+
+    def add_delta(module, args, out):
+        x = out[0] if isinstance(out, tuple) else out
+        seen.append(x[arange, pos].detach())
+        x = x.index_put((arange, pos), x[arange, pos] + delta[owner].to(x.dtype))
+        return (x, *out[1:]) if isinstance(out, tuple) else x
+
+    # Prediction positions: object token k of an edit row is read at n_prompt - 1 + k; a keep
+    # row's prediction is at its last prompt token.
+    tgt_rows, tgt_cols, tgt_toks = [], [], []
+    for i in range(n_edit):
+        for k, t in enumerate(rows.target[i]):
+            tgt_rows.append(i)
+            tgt_cols.append(rows.n_prompt[i] - 1 + k)
+            tgt_toks.append(t)
+    last = torch.tensor(rows.n_prompt, device=dev) - 1
+    params = [p for p in model.parameters()]
+    flags = [p.requires_grad for p in params]
+    hook = sites.module(model, layer, "mlp").register_forward_hook(add_delta)
+    try:
+        for p in params:
+            p.requires_grad_(False)  # only delta is optimised; the weights stay as they are
+        with torch.no_grad():
+            base = model(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
+        original_at = seen.pop()
+        original = torch.zeros(n_req, sites.d_model, device=dev).index_add_(0, owner[:n_edit], original_at[:n_edit])
+        original /= torch.bincount(owner[:n_edit], minlength=n_req)[:, None].clamp(min=1)
+        scale = original.pow(2).mean(-1, keepdim=True).sqrt().clamp(min=1e-6)
+        keep_base = base[torch.arange(n_edit, len(rows.ids), device=dev), last[n_edit:]]
+        first_obj = base[torch.arange(n_edit, device=dev), last[:n_edit]]
+        opt = torch.optim.Adam([z], lr=s.lr)
+        done = torch.zeros(n_req, dtype=torch.bool, device=dev)
+        history: list[list[float]] = [[] for _ in requests]
+        r_idx, c_idx, t_idx = (torch.tensor(x, device=dev, dtype=torch.long) for x in (tgt_rows, tgt_cols, tgt_toks))
+        for _ in range(s.steps):
+            opt.zero_grad()
+            delta = z * scale
+            logp = model(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
+            seen.clear()
+            per_req, fit = _objective(logp, base, keep_base, first_obj, requests, rows, n_edit, owner, last,
+                                 (r_idx, c_idx, t_idx), delta, original, s)
+            for b, value in enumerate(per_req.detach().tolist()):
+                if not done[b]:
+                    history[b].append(value)
+            done |= fit.detach() < s.early_stop
+            if bool(done.all()):
+                break
+            kept = z.detach()[done].clone()
+            (per_req * (~done).float()).sum().backward()
+            opt.step()
+            with torch.no_grad():
+                limit = s.clamp_norm * original.norm(dim=-1, keepdim=True)
+                z.mul_(torch.clamp(limit / (z * scale).norm(dim=-1, keepdim=True).clamp(min=1e-12), max=1.0))
+                z[done] = kept
+    finally:
+        hook.remove()
+        for p, f in zip(params, flags):
+            p.requires_grad_(f)
+    return Values((z * scale).detach(), original.detach(), history)
+
+
+def _objective(logp, base, keep_base, first_obj, requests, rows, n_edit, owner, last, tgt, delta, original,
+               s: ValueSettings) -> tuple[Float[Tensor, "request"], Float[Tensor, "request"]]:
+    """Per request: the whole objective, and its fit part (the early-stopping criterion)."""
+    dev, n_req = logp.device, len(requests)
+    r_idx, c_idx, t_idx = tgt
+    tok_lp = logp[r_idx, c_idx, t_idx]
+    row_lp = torch.zeros(n_edit, device=dev).index_add(0, r_idx, tok_lp)
+    n_tok = torch.tensor([len(t) for t in rows.target[:n_edit]], device=dev, dtype=torch.float)
+    erase = torch.tensor([r.erase for r in requests], device=dev)[owner[:n_edit]]
+    # Rewrite: mean token NLL of the new object. Erase: -log(1 - P(true object)), which is
+    # small once the object is unlikely and does not reward pushing it to minus infinity.
+    p_true = row_lp.exp().clamp(max=1 - 1e-6)
+    row_loss = torch.where(erase, -torch.log1p(-p_true), -row_lp / n_tok)
+    if erase.any():
+        # Keep the rest of the distribution: KL of the renormalised distributions without the true object's first token.
+        first = torch.tensor([t[0] for t in rows.target[:n_edit]], device=dev)
+        now = logp[torch.arange(n_edit, device=dev), last[:n_edit]]
+        drop = torch.nn.functional.one_hot(first, now.shape[-1]).bool()
+        b_ = first_obj.masked_fill(drop, float("-inf")).log_softmax(-1)
+        n_ = now.masked_fill(drop, float("-inf")).log_softmax(-1)
+        kl = (b_.exp() * (b_ - n_)).nan_to_num().sum(-1)
+        row_loss = row_loss + s.erase_kl * kl * erase.float()
+    counts = torch.bincount(owner[:n_edit], minlength=n_req).clamp(min=1).float()
+    loss = torch.zeros(n_req, device=dev).index_add(0, owner[:n_edit], row_loss) / counts
+    fit = loss.detach()
+    if len(rows.ids) > n_edit:
+        now = logp[torch.arange(n_edit, len(rows.ids), device=dev), last[n_edit:]]
+        kl = (keep_base.exp() * (keep_base - now)).sum(-1)
+        k_counts = torch.bincount(owner[n_edit:], minlength=n_req).clamp(min=1).float()
+        loss = loss + s.kl_factor * torch.zeros(n_req, device=dev).index_add(0, owner[n_edit:], kl) / k_counts
+    return loss + s.weight_decay * delta.pow(2).sum(-1) / original.pow(2).sum(-1).clamp(min=1e-12), fit
