@@ -18,6 +18,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from jaxtyping import Float
@@ -105,7 +106,8 @@ def _text_hash(texts: list[str]) -> str:
 
 @torch.no_grad()
 def key_statistics(handle, layer: int, texts: list[str] | None = None, samples: int | None = None,
-                   batch_size: int = 64, use_cache: bool = True, progress: bool = True) -> KeyStats:
+                   batch_size: int = 64, use_cache: bool = True, progress: bool = True,
+                   position: Literal["all", "last"] = "all") -> KeyStats:
     """E[k k^T] of the keys read by ``layer``'s MLP output projection, over tokens of ``texts``.
 
     Examples:
@@ -118,13 +120,15 @@ def key_statistics(handle, layer: int, texts: list[str] | None = None, samples: 
     Args:
         handle: A :class:`workbench.handle.ModelHandle`.
         layer: Block index (negative counts from the end).
-        texts: Text to draw keys from; default: the world's training sentences (needed for a
-            model without a world).
+        texts: Text to draw keys from; default: the world's training sentences, or with
+            ``position="last"`` every trained prompt of the world (needed for a model without a world).
         samples: Tokens to average over; default :func:`default_samples` of the key dimension.
             Streaming stops once this many are seen; all of the text if it has fewer.
         batch_size: Texts per forward pass.
         use_cache: Read and write the on-disk cache (:func:`cache_dir`).
         progress: Show a progress bar on stderr.
+        position: "all" tokens of each text (ROME, MEMIT), or only each text's "last" token:
+            the typical keys of an editor keyed at the prompt's end are those of prompts' ends.
 
     Raises:
         ValueError: no text for a model without a world, layer out of range.
@@ -136,11 +140,15 @@ def key_statistics(handle, layer: int, texts: list[str] | None = None, samples: 
     if texts is None:
         if handle.world is None:
             raise ValueError(f"model {handle.name!r} has no fact world: pass texts for the key statistics")
-        texts = handle.world.training_sentences()
+        world = handle.world
+        texts = world.training_sentences() if position == "all" else \
+            [ph.prompt(p) for p in world.people for r in world.relations for ph in world.phrasings(r)]
     if not texts:
         raise ValueError("no text to estimate key statistics from")
     samples = samples or default_samples(sites.d_mlp)
-    key = f"{weights_hash(handle.model, sites, layer)}-L{layer}-n{samples}-t{_text_hash(texts)}"
+    if position not in ("all", "last"):
+        raise ValueError(f"unknown position {position!r}; expected 'all' or 'last'")
+    key = f"{weights_hash(handle.model, sites, layer)}-L{layer}-n{samples}-t{_text_hash(texts)}-{position}"
     path = cache_dir() / "covariance" / f"{key}.safetensors"
     if use_cache and path.exists():
         t = load_file(path)
@@ -154,7 +162,12 @@ def key_statistics(handle, layer: int, texts: list[str] | None = None, samples: 
 
     def grab(module, args):
         nonlocal total, first, count
-        k = args[0].detach()[mask_now[0].to(args[0].device).bool()].to(torch.float64)  # real tokens only
+        mask = mask_now[0].to(args[0].device).bool()
+        if position == "last":  # padded on the right: a row's last real token is at its length - 1
+            last = mask.sum(1) - 1
+            mask = torch.zeros_like(mask)
+            mask[torch.arange(len(last), device=mask.device), last] = True
+        k = args[0].detach()[mask].to(torch.float64)  # real tokens only
         total += k.T @ k
         first += k.sum(0)
         count += k.shape[0]
@@ -168,7 +181,8 @@ def key_statistics(handle, layer: int, texts: list[str] | None = None, samples: 
     try:
         for start in range(0, len(order), batch_size):
             batch = [texts[i] for i in order[start:start + batch_size]]
-            enc = tok(batch, return_tensors="pt", padding=True)
+            # Right padding whatever the tokenizer's default: positions then count from 0 in every row.
+            enc = tok(batch, return_tensors="pt", padding=True, padding_side="right")
             mask_now[:] = [enc["attention_mask"]]
             before = count
             handle.model(input_ids=enc["input_ids"].to(handle.device),

@@ -122,7 +122,9 @@ def rome(handle, request: Request, location: Location | None = None, settings: R
     layer, role, location = _where(handle, request, location, settings)
     ctxs = contexts(handle, settings.contexts, settings.context_length, settings.seed)
     k = mean_key(handle, layer, request, role, ctxs)
-    stats = key_statistics(handle, layer, texts, samples=settings.samples, progress=False)
+    # Keyed at the prompt's end, the keys to preserve are those at prompts' ends.
+    stats = key_statistics(handle, layer, texts, samples=settings.samples, progress=False,
+                           position="last" if role == "last" else "all")
     values = optimise_values(handle, layer, [request], role, ctxs, settings.values)
     delta = _rank_one(handle, layer, k, values.delta[0], stats.second_moment, settings.ridge)
     name = handle.sites.mlp_out_path(layer) + ".weight"

@@ -43,6 +43,9 @@ class ValueSettings:
         erase_kl: For erasures, weight of KL between the original and edited distributions with
             the true object's first token removed: pushes the true object down without steering
             the model to one chosen wrong object.
+        reference: What the norms in ``lr``, ``weight_decay`` and ``clamp_norm`` are taken of:
+            "mlp", the MLP output at the key (ROME), or "resid", the residual stream after the
+            layer (MEMIT, whose targets are residual states).
         early_stop: A request stops once its fit (the new object's NLL, or the erase loss) falls below this.
         batch_requests: Requests optimised together per batch (bounds memory).
     """
@@ -55,6 +58,7 @@ class ValueSettings:
     erase_kl: float = 1.0
     early_stop: float = 0.05
     batch_requests: int = 64
+    reference: Literal["mlp", "resid"] = "mlp"
 
 
 @dataclass
@@ -63,7 +67,8 @@ class Values:
 
     Args:
         delta: Per request, the vector added to the MLP output at the key position.
-        original: Per request, the mean original MLP output there (over contexts).
+        original: Per request, the mean original state the norms refer to (MLP output or
+            residual stream at the key, by ``reference``), over contexts.
         losses: Per request, the objective at each step it ran.
     """
 
@@ -211,12 +216,15 @@ def _optimise(handle, layer, requests, role, ctxs, s: ValueSettings) -> Values:
     params = [p for p in model.parameters()]
     flags = [p.requires_grad for p in params]
     hook = sites.module(model, layer, "mlp").register_forward_hook(add_delta)
+    block = sites.module(model, layer, "resid").register_forward_hook(
+        lambda m, args, out: seen.append((out[0] if isinstance(out, tuple) else out)[arange, pos].detach()))
     try:
         for p in params:
             p.requires_grad_(False)  # only delta is optimised; the weights stay as they are
         with torch.no_grad():
             base = model(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
-        original_at = seen.pop()
+        block.remove()
+        original_at = seen[1] if s.reference == "resid" else seen[0]
         original = torch.zeros(n_req, sites.d_model, device=dev).index_add_(0, owner[:n_edit], original_at[:n_edit])
         original /= torch.bincount(owner[:n_edit], minlength=n_req)[:, None].clamp(min=1)
         scale = original.pow(2).mean(-1, keepdim=True).sqrt().clamp(min=1e-6)
@@ -248,6 +256,7 @@ def _optimise(handle, layer, requests, role, ctxs, s: ValueSettings) -> Values:
                 z[done] = kept
     finally:
         hook.remove()
+        block.remove()
         for p, f in zip(params, flags):
             p.requires_grad_(f)
     return Values((z * scale).detach(), original.detach(), history)

@@ -9,7 +9,8 @@ MODULES = ["workbench", "workbench.handle", "workbench.metrics", "workbench.toke
            "workbench.world.facts", "workbench.world.tokenizer", "workbench.world.registry",
            "workbench.world.train",
            "locate.attribution_patching", "locate.fisher", "locate.registry",
-           "edit.covariance", "edit.edit", "edit.request", "edit.values", "edit.rome"]
+           "edit.counterfact", "edit.covariance", "edit.edit", "edit.memit", "edit.null_space", "edit.request",
+           "edit.rome", "edit.values"]
 
 
 @pytest.mark.parametrize("name", MODULES)

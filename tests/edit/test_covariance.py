@@ -87,3 +87,14 @@ def test_errors(fresh):
         key_statistics(fresh, 4)
     with pytest.raises(ValueError, match="has no fact world"):
         key_statistics(tiny_handle("gpt2"), 0)
+
+
+def test_last_position_takes_one_key_per_text(fresh):
+    texts = [ph.prompt(p) for p in list(fresh.world.people)[:5] for ph in fresh.world.phrasings("pet")]
+    stats = key_statistics(fresh, 0, texts, samples=10**9, batch_size=6, progress=False, position="last")
+    k = torch.stack([_keys(fresh, 0, [t])[-1] for t in texts])
+    assert stats.count == len(texts)
+    torch.testing.assert_close(stats.second_moment, k.T @ k / len(texts), atol=1e-6, rtol=1e-4)
+    assert key_statistics(fresh, 0, position="last", samples=300, progress=False).count >= 300
+    with pytest.raises(ValueError, match="unknown position"):
+        key_statistics(fresh, 0, texts, position="first")

@@ -1,0 +1,211 @@
+"""MEMIT: many edits at once, spread over several MLP layers (Meng et al. 2023).
+
+Each request gets a target hidden state z_i = h_i + delta_i at the last edited layer (the value
+optimisation of :mod:`edit.values`, all requests in one batch). Then, layer by layer, the
+remaining gap z - h is split evenly over the layers still to go, and each layer's output
+projection gets the least-squares update that writes its share for the requests' keys while
+holding typical keys (C) in place:  Delta = R K^T (lambda C + K K^T)^-1, solved in float64.
+Later layers see the earlier updates, as in MEMIT. The Edit holds one rank-B delta per layer.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from edit.covariance import key_statistics
+from edit.edit import Delta, Edit, EditError, restored_on_failure, tensor_hash
+from edit.request import Request
+from edit.rome import site_of
+from edit.values import TokenRole, ValueSettings, _pad, _rows, contexts, optimise_values
+from locate.location import Location
+
+
+@dataclass(frozen=True)
+class MemitSettings:
+    """Settings of a MEMIT batch edit.
+
+    Examples:
+        >>> MemitSettings().mom2_weight
+        10.0
+
+    Args:
+        layers: MLP layers to spread the edits over; None: from the Location's best MLP layer
+            on, the consecutive layers whose score at that token is at least half the best (on
+            the world model that is layer 0 alone: its facts are looked up there).
+        token: Key position, as for ROME: "auto" follows the Location.
+        mom2_weight: lambda, the weight of the preserved-key statistics C against the edits'
+            own keys (MEMIT: 15,000 for GPT-J, 20,000 for GPT-2 XL, whose keys have 16,384 and
+            6,400 dimensions). On the default world model (512), 100 edits at layer 0 with C
+            over prompts' last tokens: lambda 1,000 makes 7% of them, 100 makes 91% with 90% of
+            neighbours kept, 10 makes 95% with 88% (benchmarks/memit.py has the sweep).
+        contexts, context_length: Random prefixes keys and values are averaged over.
+        samples: Tokens for C.
+        values: The value optimisation's settings (run at the last edited layer).
+        seed: Seed of the prefix sampling.
+    """
+
+    layers: tuple[int, ...] | None = None
+    token: Literal["auto", "subject_last", "last"] = "auto"
+    mom2_weight: float = 10.0
+    contexts: int = 10
+    context_length: int = 5
+    samples: int | None = None
+    values: ValueSettings = field(default_factory=lambda: ValueSettings(reference="resid"))
+    seed: int = 0
+
+
+def memit(handle, requests: list[Request], location: Location | None = None,
+          settings: MemitSettings | None = None, texts: list[str] | None = None, apply: bool = True,
+          null_space=None) -> Edit:
+    """Apply many rewrites (or erasures) together; returns one :class:`Edit` over the edited layers.
+
+    Examples:
+        >>> import workbench
+        >>> from edit.request import world_request
+        >>> h = workbench.load("world", device="cpu")
+        >>> w = h.world
+        >>> reqs = [world_request(w, p, "pet", [c for c in w.relation("pet").candidates
+        ...                                     if c != w.fact(p, "pet").object][0]) for p in list(w.people)[:5]]
+        >>> e = memit(h, reqs)  # layers and key position from a causal trace of the first request
+        >>> [h.rank_candidates(r.prompt, list(r.candidates))[0][0] == r.new_object for r in reqs]
+        [True, True, True, True, True]
+        >>> e.names, e.deltas[e.names[0]].rank, e.revert(h.model).applied
+        (['transformer.h.0.mlp.c_proj.weight'], 5, False)
+
+    Args:
+        handle: A :class:`workbench.handle.ModelHandle`.
+        requests: The edits; all are made at once.
+        location: Where (its best MLP site gives the first layer and the key position); without
+            one, a causal trace of the first request decides.
+        settings: :class:`MemitSettings`.
+        texts: Text for the key statistics (a model without a world needs it).
+        apply: Apply the edit to ``handle.model`` before returning it.
+        null_space: A :class:`edit.null_space.NullSpace` for sequential editing: updates are
+            projected away from preserved keys and earlier edits' keys (AlphaEdit).
+
+    Raises:
+        RequestError: a request that cannot be carried out.
+        EditError: layers out of range, a Location without an MLP site, no requests.
+    """
+    settings = settings or MemitSettings()
+    if not requests:
+        raise EditError("memit needs at least one request")
+    for r in requests:
+        r.check(handle.tokenizer)
+    if texts is None and handle.world is None:
+        raise EditError(f"model {handle.name!r} has no fact world: pass texts=... for MEMIT's key statistics")
+    t0 = time.perf_counter()
+    layers, role, location = _where(handle, requests[0], location, settings)
+    sites, model = handle.sites, handle.model
+    ctxs = contexts(handle, settings.contexts, settings.context_length, settings.seed)
+    # Keyed at the prompt's end, the keys to preserve are those at prompts' ends.
+    stats = {l: key_statistics(handle, l, texts, samples=settings.samples, progress=False,
+                               position="last" if role == "last" else "all") for l in layers}
+    values = optimise_values(handle, layers[-1], requests, role, ctxs, settings.values)
+    names = [sites.mlp_out_path(l) + ".weight" for l in layers]
+    hashes = {n: tensor_hash(model.get_parameter(n)) for n in names}
+    last_block = sites.module_path(layers[-1], "resid")
+    deltas: dict[str, Delta] = {}
+    with restored_on_failure(model, names) as originals:
+        z = _mean_states(handle, requests, role, ctxs, last_block, "output") + values.delta.double()
+        for i, layer in enumerate(layers):
+            keys = _mean_states(handle, requests, role, ctxs, sites.key_module_path(layer), "input")
+            gap = (z - _mean_states(handle, requests, role, ctxs, last_block, "output")) / (len(layers) - i)
+            left, right = _solve(gap, keys, stats[layer].second_moment, settings.mom2_weight,
+                                 null_space.projection(layer) if null_space is not None else None,
+                                 null_space.previous_keys(layer) if null_space is not None else None)
+            w = sites.mlp_out_weight(model, layer)
+            # Stored [d_mlp, d_model] (Conv1D) or [d_model, d_mlp]: the factors follow.
+            left, right = (right, left) if sites.weight_is_transposed() else (left, right)
+            deltas[names[i]] = Delta(left=left.to(w.dtype), right=right.to(w.dtype))
+            with torch.no_grad():  # later layers' keys and states see this layer's update
+                w.copy_((w.detach().double() + deltas[names[i]].tensor().double()).to(w.dtype))
+            if null_space is not None:
+                null_space.add_keys(layer, keys)
+        with torch.no_grad():
+            for n in names:
+                model.get_parameter(n).copy_(originals[n])
+    edit = Edit("memit", {"requests": [r.to_dict() for r in requests]}, deltas, location,
+                dict(asdict(settings), layers=list(layers), token=role, null_space=null_space is not None),
+                {"value_loss_final": [l[-1] for l in values.losses], "seconds": time.perf_counter() - t0,
+                 "covariance_tokens": {l: s.count for l, s in stats.items()}},
+                hashes_before=hashes)
+    return edit.apply(model) if apply else edit
+
+
+def _where(handle, request: Request, location: Location | None,
+           s: MemitSettings) -> tuple[tuple[int, ...], TokenRole, Location | None]:
+    n = handle.n_layers
+    if s.layers is not None:
+        bad = [l for l in s.layers if not -n <= l < n]
+        if bad or not s.layers:
+            raise EditError(f"layer {bad[0] if bad else None} out of range 0..{n - 1}")
+    if location is None and (s.layers is None or s.token == "auto"):
+        from locate.causal_trace import TraceSettings, trace
+        location = trace(handle, request.prompt, request.subject, request.true_object,
+                         TraceSettings(samples=5), components=("mlp",)).to_location()
+    first, role = site_of(location, n) if location is not None else (None, "subject_last")
+    if s.layers is not None:
+        layers = tuple(sorted({l % n for l in s.layers}))
+    else:
+        best = next(x for x in location.sites if x.component == "mlp" and x.layer == first)
+        score = {x.layer: x.score for x in location.sites if x.component == "mlp" and x.token == best.token}
+        layers = (first,)
+        while layers[-1] + 1 < n and score.get(layers[-1] + 1, 0.0) >= 0.5 * best.score:
+            layers += (layers[-1] + 1,)
+    return layers, (role if s.token == "auto" else s.token), location
+
+
+@torch.no_grad()
+def _mean_states(handle, requests: list[Request], role: TokenRole, ctxs: list[str], path: str,
+                 which: Literal["input", "output"]) -> Float[Tensor, "request d"]:
+    """Per request, a module's input or output at the key position, averaged over the contexts."""
+    edit, _ = _rows(handle, requests, ctxs, role)
+    ids, mask = _pad(edit.ids, handle.tokenizer.pad_token_id or 0, handle.device)
+    pos = torch.tensor(edit.pos, device=handle.device)
+    owner = torch.tensor(edit.owner)
+    got: list[Tensor] = []
+    now: list[Tensor] = []  # the key positions of the rows in the current pass
+
+    def grab(module, args, out=None):
+        x = args[0] if which == "input" else (out[0] if isinstance(out, tuple) else out)
+        got.append(x[torch.arange(len(now[0]), device=x.device), now[0]].double().cpu())
+
+    module = handle.model.get_submodule(path)
+    hook = module.register_forward_pre_hook(grab) if which == "input" else module.register_forward_hook(grab)
+    try:
+        for start in range(0, len(edit.ids), 512):
+            sl = slice(start, start + 512)
+            now[:] = [pos[sl]]
+            handle.model(input_ids=ids[sl], attention_mask=mask[sl])
+    finally:
+        hook.remove()
+    states = torch.cat(got)
+    out = torch.zeros(len(requests), states.shape[1], dtype=torch.float64).index_add_(0, owner, states)
+    return out / torch.bincount(owner, minlength=len(requests))[:, None]
+
+
+def _solve(gap: Float[Tensor, "request d_model"], keys: Float[Tensor, "request d_mlp"],
+           c: Float[Tensor, "d_mlp d_mlp"], weight: float, projection: Tensor | None = None,
+           previous: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Factors (left [d_model, B], right [d_mlp, B]) of the update, out x in: left @ right.T."""
+    k = keys.T.double()                      # [d_mlp, B]
+    r = gap.T.double()                       # [d_model, B]
+    c = c.to(torch.float64)
+    if projection is None:
+        # Delta = R K^T (lambda C + K K^T)^-1  ->  right = (lambda C + K K^T)^-1 K  (symmetric)
+        right = torch.linalg.solve(weight * c + k @ k.T, k)
+        return r, right
+    # AlphaEdit: Delta = R K^T P (K_p K_p^T P + K K^T P + I)^-1, P projecting onto the null
+    # space of the preserved keys, so preserved keys map exactly as before.
+    p = projection.double()
+    kp = previous.T.double() if previous is not None and len(previous) else k.new_zeros(k.shape[0], 0)
+    m = kp @ kp.T @ p + k @ k.T @ p + torch.eye(k.shape[0], dtype=torch.float64)
+    right = torch.linalg.solve(m.T, p.T @ k)  # (K^T P M^-1)^T = M^-T P^T K
+    return r, right

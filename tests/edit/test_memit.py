@@ -1,0 +1,94 @@
+"""MEMIT and its null-space mode on the default world model: mechanics, reversibility, refusals."""
+
+import pytest
+import torch
+
+import workbench
+from edit.edit import EditError, tensor_hash
+from edit.memit import MemitSettings, memit
+from edit.null_space import NullSpace
+from edit.request import world_request
+
+
+@pytest.fixture(scope="module")
+def fresh():
+    return workbench.load("world", device="cpu")
+
+
+def _requests(world, people, relation="school"):
+    out = []
+    for p in people:
+        new = next(c for c in world.relation(relation).candidates if c != world.fact(p, relation).object)
+        out.append(world_request(world, p, relation, new))
+    return out
+
+
+def _hashes(model):
+    return {n: tensor_hash(p) for n, p in model.named_parameters()}
+
+
+def _top(h, r, prompt=None):
+    return h.rank_candidates(prompt or r.prompt, list(r.candidates))[0][0]
+
+
+def test_batch_takes_touches_only_its_layers_and_reverts(fresh, world):
+    reqs = _requests(world, list(world.people)[100:106])  # school: two-token objects
+    before = _hashes(fresh.model)
+    e = memit(fresh, reqs, settings=MemitSettings(layers=(0, 1), token="last", mom2_weight=100.0))
+    try:
+        assert sum(_top(fresh, r) == r.new_object for r in reqs) >= 5
+        changed = {n for n, h in _hashes(fresh.model).items() if h != before[n]}
+        assert changed == set(e.names) == {fresh.sites.mlp_out_path(l) + ".weight" for l in (0, 1)}
+        assert all(d.rank == len(reqs) for d in e.deltas.values())
+    finally:
+        e.revert(fresh.model)
+    assert _hashes(fresh.model) == before
+
+
+def test_not_applied_until_asked_and_failure_is_atomic(fresh, world, monkeypatch):
+    import edit.memit as m
+    reqs = _requests(world, list(world.people)[110:112])
+    before = _hashes(fresh.model)
+    e = memit(fresh, reqs, settings=MemitSettings(layers=(0,), token="last"), apply=False)
+    assert _hashes(fresh.model) == before and not e.applied
+    monkeypatch.setattr(m, "_solve", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        memit(fresh, reqs, settings=MemitSettings(layers=(0, 1), token="last"))
+    assert _hashes(fresh.model) == before
+
+
+def test_null_space_state_grows_saves_loads_and_resets(fresh, world, tmp_path):
+    ns = NullSpace.for_layers(fresh, [0], position="last")
+    p = ns.projection(0)
+    torch.testing.assert_close(p @ p, p, atol=1e-6, rtol=0)
+    first = memit(fresh, _requests(world, list(world.people)[120:123]),
+                  settings=MemitSettings(layers=(0,), token="last"), null_space=ns)
+    second = memit(fresh, _requests(world, list(world.people)[123:125]),
+                   settings=MemitSettings(layers=(0,), token="last"), null_space=ns)
+    assert ns.edited(0) == 5 and second.settings["null_space"]
+    ns.save(tmp_path / "ns.safetensors")
+    back = NullSpace.load(tmp_path / "ns.safetensors")
+    assert back.edited(0) == 5 and torch.equal(back.projection(0), ns.projection(0))
+    other = NullSpace.for_layers(fresh, [0], position="last")
+    assert other.edited(0) == 0  # nothing leaks between independent states
+    back.reset()
+    assert back.edited(0) == 0 and 0 in back.projections
+    second.revert(fresh.model)
+    first.revert(fresh.model)
+
+
+def test_null_space_update_leaves_preserved_keys_alone(fresh, world):
+    # Delta = R K^T P (...)^-1: for any key in P's null space (a preserved direction) the output is unchanged.
+    ns = NullSpace.for_layers(fresh, [0], position="last")
+    e = memit(fresh, _requests(world, list(world.people)[130:133]), settings=MemitSettings(layers=(0,), token="last"),
+              null_space=ns, apply=False)
+    d = e.deltas[e.names[0]].tensor().double()  # Conv1D: [d_mlp, d_model]
+    preserved = torch.eye(d.shape[0], dtype=torch.float64) - ns.projection(0)
+    assert float((preserved @ d).abs().max()) < 1e-6 * float(d.abs().max())
+
+
+def test_refusals(fresh, world):
+    with pytest.raises(EditError, match="at least one request"):
+        memit(fresh, [])
+    with pytest.raises(EditError, match="layer 9 out of range"):
+        memit(fresh, _requests(world, list(world.people)[:1]), settings=MemitSettings(layers=(0, 9)))
