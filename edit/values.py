@@ -184,67 +184,64 @@ def optimise_values(handle, layer: int, requests: list[Request], role: TokenRole
 
 def _optimise(handle, layer, requests, role, ctxs, s: ValueSettings) -> Values:
     model, sites, dev = handle.model, handle.sites, handle.device
-    pad = handle.tokenizer.pad_token_id or 0
     edit, keep = _rows(handle, requests, ctxs, role)
     rows = _Rows(*(a + b for a, b in zip(vars(edit).values(), vars(keep).values())))
-    n_edit, n_req = len(edit.ids), len(requests)
-    ids, mask = _pad(rows.ids, pad, dev)
-    owner = torch.tensor(rows.owner, device=dev)
-    pos = torch.tensor(rows.pos, device=dev)
-    arange = torch.arange(len(rows.ids), device=dev)
-    # delta = scale * z: Adam moves z, whose unit is the RMS of the request's original output.
+    n_rows, n_req = len(rows.ids), len(requests)
+    ids, mask = _pad(rows.ids, handle.tokenizer.pad_token_id or 0, dev)
+    # Everything per row, so that a pass can take any subset of rows.
+    t = _RowTable(owner=torch.tensor(rows.owner, device=dev), pos=torch.tensor(rows.pos, device=dev),
+                  last=torch.tensor(rows.n_prompt, device=dev) - 1,
+                  is_edit=torch.arange(n_rows, device=dev) < len(edit.ids),
+                  erase=torch.tensor([requests[b].erase for b in rows.owner], device=dev),
+                  targets=_pad([tg or [0] for tg in rows.target], -1, dev)[0],
+                  n_tok=torch.tensor([max(len(tg), 1) for tg in rows.target], device=dev))
+    # delta = scale * z: Adam moves z, whose unit is the RMS of the request's original state.
     z = torch.zeros(n_req, sites.d_model, device=dev, requires_grad=True)
-    scale = torch.ones(n_req, 1, device=dev)
-    delta = z * scale
+    now: dict[str, Tensor] = {}
     seen: list[Tensor] = []
 
     def add_delta(module, args, out):
         x = out[0] if isinstance(out, tuple) else out
-        seen.append(x[arange, pos].detach())
-        x = x.index_put((arange, pos), x[arange, pos] + delta[owner].to(x.dtype))
+        r = torch.arange(x.shape[0], device=x.device)
+        seen.append(x[r, now["pos"]].detach())
+        x = x.index_put((r, now["pos"]), x[r, now["pos"]] + now["delta"].to(x.dtype))
         return (x, *out[1:]) if isinstance(out, tuple) else x
 
-    # Prediction positions: object token k of an edit row is read at n_prompt - 1 + k; a keep
-    # row's prediction is at its last prompt token.
-    tgt_rows, tgt_cols, tgt_toks = [], [], []
-    for i in range(n_edit):
-        for k, t in enumerate(rows.target[i]):
-            tgt_rows.append(i)
-            tgt_cols.append(rows.n_prompt[i] - 1 + k)
-            tgt_toks.append(t)
-    last = torch.tensor(rows.n_prompt, device=dev) - 1
-    params = [p for p in model.parameters()]
+    params = list(model.parameters())
     flags = [p.requires_grad for p in params]
     hook = sites.module(model, layer, "mlp").register_forward_hook(add_delta)
     block = sites.module(model, layer, "resid").register_forward_hook(
-        lambda m, args, out: seen.append((out[0] if isinstance(out, tuple) else out)[arange, pos].detach()))
+        lambda m, args, out: seen.append((out[0] if isinstance(out, tuple) else out)[
+            torch.arange(n_rows, device=dev), t.pos].detach()))
     try:
         for p in params:
             p.requires_grad_(False)  # only delta is optimised; the weights stay as they are
         with torch.no_grad():
-            base = model(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
+            now.update(pos=t.pos, delta=torch.zeros(n_rows, sites.d_model, device=dev))
+            logits = model(input_ids=ids, attention_mask=mask).logits.float()
+            t.base_last = logits[torch.arange(n_rows, device=dev), t.last].log_softmax(-1)
         block.remove()
-        original_at = seen[1] if s.reference == "resid" else seen[0]
-        original = torch.zeros(n_req, sites.d_model, device=dev).index_add_(0, owner[:n_edit], original_at[:n_edit])
-        original /= torch.bincount(owner[:n_edit], minlength=n_req)[:, None].clamp(min=1)
+        at = (seen[1] if s.reference == "resid" else seen[0])[t.is_edit]
+        original = torch.zeros(n_req, sites.d_model, device=dev).index_add_(0, t.owner[t.is_edit], at)
+        original /= torch.bincount(t.owner[t.is_edit], minlength=n_req)[:, None].clamp(min=1)
         scale = original.pow(2).mean(-1, keepdim=True).sqrt().clamp(min=1e-6)
-        keep_base = base[torch.arange(n_edit, len(rows.ids), device=dev), last[n_edit:]]
-        first_obj = base[torch.arange(n_edit, device=dev), last[:n_edit]]
         opt = torch.optim.Adam([z], lr=s.lr)
         done = torch.zeros(n_req, dtype=torch.bool, device=dev)
         history: list[list[float]] = [[] for _ in requests]
-        r_idx, c_idx, t_idx = (torch.tensor(x, device=dev, dtype=torch.long) for x in (tgt_rows, tgt_cols, tgt_toks))
         for _ in range(s.steps):
+            # Requests that have converged are frozen and leave the passes.
+            live_rows = (~done)[t.owner].nonzero().flatten()
+            sub = t.take(live_rows)
             opt.zero_grad()
             delta = z * scale
-            logp = model(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
+            now.update(pos=sub.pos, delta=delta[sub.owner])
+            logp = model(input_ids=ids[live_rows], attention_mask=mask[live_rows]).logits.float().log_softmax(-1)
             seen.clear()
-            per_req, fit = _objective(logp, base, keep_base, first_obj, requests, rows, n_edit, owner, last,
-                                 (r_idx, c_idx, t_idx), delta, original, s)
-            for b, value in enumerate(per_req.detach().tolist()):
-                if not done[b]:
-                    history[b].append(value)
-            done |= fit.detach() < s.early_stop
+            per_req, fit = _objective(logp, sub, n_req, delta, original, s)
+            live = ~done
+            for b in live.nonzero().flatten().tolist():
+                history[b].append(float(per_req[b].detach()))
+            done |= live & (fit.detach() < s.early_stop)
             if bool(done.all()):
                 break
             kept = z.detach()[done].clone()
@@ -262,34 +259,50 @@ def _optimise(handle, layer, requests, role, ctxs, s: ValueSettings) -> Values:
     return Values((z * scale).detach(), original.detach(), history)
 
 
-def _objective(logp, base, keep_base, first_obj, requests, rows, n_edit, owner, last, tgt, delta, original,
+@dataclass
+class _RowTable:
+    owner: Tensor      # request of each row
+    pos: Tensor        # key position
+    last: Tensor       # last prompt token (where the object's first token is predicted)
+    is_edit: Tensor    # an edit row (prefixed prompt) or a keep row (another fact of the subject)
+    erase: Tensor      # the row's request is an erasure
+    targets: Tensor    # object tokens, -1 padded (keep rows: unused)
+    n_tok: Tensor      # object length
+    base_last: Tensor | None = None  # unedited log-probabilities at `last`
+
+    def take(self, idx: Tensor) -> _RowTable:
+        return _RowTable(*(None if v is None else v[idx] for v in vars(self).values()))
+
+
+def _objective(logp: Float[Tensor, "row seq vocab"], t: _RowTable, n_req: int, delta, original,
                s: ValueSettings) -> tuple[Float[Tensor, "request"], Float[Tensor, "request"]]:
     """Per request: the whole objective, and its fit part (the early-stopping criterion)."""
-    dev, n_req = logp.device, len(requests)
-    r_idx, c_idx, t_idx = tgt
-    tok_lp = logp[r_idx, c_idx, t_idx]
-    row_lp = torch.zeros(n_edit, device=dev).index_add(0, r_idx, tok_lp)
-    n_tok = torch.tensor([len(t) for t in rows.target[:n_edit]], device=dev, dtype=torch.float)
-    erase = torch.tensor([r.erase for r in requests], device=dev)[owner[:n_edit]]
+    dev = logp.device
+    rows = torch.arange(len(t.owner), device=dev)
+    k = torch.arange(t.targets.shape[1], device=dev)
+    # Object token k of a row is predicted at last + k.
+    cols = (t.last[:, None] + k).clamp(max=logp.shape[1] - 1)
+    tok_lp = logp[rows[:, None], cols, t.targets.clamp(min=0)] * (t.targets >= 0)
+    row_lp = tok_lp.sum(-1)
     # Rewrite: mean token NLL of the new object. Erase: -log(1 - P(true object)), which is
     # small once the object is unlikely and does not reward pushing it to minus infinity.
     p_true = row_lp.exp().clamp(max=1 - 1e-6)
-    row_loss = torch.where(erase, -torch.log1p(-p_true), -row_lp / n_tok)
-    if erase.any():
-        # Keep the rest of the distribution: KL of the renormalised distributions without the true object's first token.
-        first = torch.tensor([t[0] for t in rows.target[:n_edit]], device=dev)
-        now = logp[torch.arange(n_edit, device=dev), last[:n_edit]]
-        drop = torch.nn.functional.one_hot(first, now.shape[-1]).bool()
-        b_ = first_obj.masked_fill(drop, float("-inf")).log_softmax(-1)
-        n_ = now.masked_fill(drop, float("-inf")).log_softmax(-1)
-        kl = (b_.exp() * (b_ - n_)).nan_to_num().sum(-1)
-        row_loss = row_loss + s.erase_kl * kl * erase.float()
-    counts = torch.bincount(owner[:n_edit], minlength=n_req).clamp(min=1).float()
-    loss = torch.zeros(n_req, device=dev).index_add(0, owner[:n_edit], row_loss) / counts
+    row_loss = torch.where(t.erase, -torch.log1p(-p_true), -row_lp / t.n_tok)
+    now_last = logp[rows, t.last]
+    if bool((t.erase & t.is_edit).any()):
+        # Keep the rest of the distribution: KL of the renormalised distributions without the
+        # true object's first token.
+        drop = torch.nn.functional.one_hot(t.targets[:, 0].clamp(min=0), now_last.shape[-1]).bool()
+        b_ = t.base_last.masked_fill(drop, float("-inf")).log_softmax(-1)
+        n_ = now_last.masked_fill(drop, float("-inf")).log_softmax(-1)
+        row_loss = row_loss + s.erase_kl * (b_.exp() * (b_ - n_)).nan_to_num().sum(-1) * t.erase.float()
+    edit_owner = t.owner[t.is_edit]
+    counts = torch.bincount(edit_owner, minlength=n_req).clamp(min=1).float()
+    loss = torch.zeros(n_req, device=dev).index_add(0, edit_owner, row_loss[t.is_edit]) / counts
     fit = loss.detach()
-    if len(rows.ids) > n_edit:
-        now = logp[torch.arange(n_edit, len(rows.ids), device=dev), last[n_edit:]]
-        kl = (keep_base.exp() * (keep_base - now)).sum(-1)
-        k_counts = torch.bincount(owner[n_edit:], minlength=n_req).clamp(min=1).float()
-        loss = loss + s.kl_factor * torch.zeros(n_req, device=dev).index_add(0, owner[n_edit:], kl) / k_counts
+    if bool((~t.is_edit).any()):
+        kl = (t.base_last.exp() * (t.base_last - now_last)).sum(-1)[~t.is_edit]
+        keep_owner = t.owner[~t.is_edit]
+        k_counts = torch.bincount(keep_owner, minlength=n_req).clamp(min=1).float()
+        loss = loss + s.kl_factor * torch.zeros(n_req, device=dev).index_add(0, keep_owner, kl) / k_counts
     return loss + s.weight_decay * delta.pow(2).sum(-1) / original.pow(2).sum(-1).clamp(min=1e-12), fit
