@@ -62,7 +62,7 @@ class MemitSettings:
 
 def memit(handle, requests: list[Request], location: Location | None = None,
           settings: MemitSettings | None = None, texts: list[str] | None = None, apply: bool = True,
-          null_space=None) -> Edit:
+          null_space=None, statistics: dict | None = None) -> Edit:
     """Apply many rewrites (or erasures) together; returns one :class:`Edit` over the edited layers.
 
     Examples:
@@ -88,6 +88,8 @@ def memit(handle, requests: list[Request], location: Location | None = None,
         apply: Apply the edit to ``handle.model`` before returning it.
         null_space: A :class:`edit.null_space.NullSpace` for sequential editing: updates are
             projected away from preserved keys and earlier edits' keys (AlphaEdit).
+        statistics: Layer -> :class:`edit.covariance.KeyStats` to use instead of computing them
+            on the model as it is: sequential editing keeps the base model's, as MEMIT does.
 
     Raises:
         RequestError: a request that cannot be carried out.
@@ -105,9 +107,12 @@ def memit(handle, requests: list[Request], location: Location | None = None,
     sites, model = handle.sites, handle.model
     ctxs = contexts(handle, settings.contexts, settings.context_length, settings.seed)
     # Keyed at the prompt's end, the keys to preserve are those at prompts' ends.
-    stats = {l: key_statistics(handle, l, texts, samples=settings.samples, progress=False,
-                               position="last" if role == "last" else "all") for l in layers}
+    stats = {l: (statistics or {}).get(l) or key_statistics(handle, l, texts, samples=settings.samples,
+                                                             progress=False, position="last" if role == "last" else "all")
+             for l in layers}
+    t_values = time.perf_counter()
     values = optimise_values(handle, layers[-1], requests, role, ctxs, settings.values)
+    t_values = time.perf_counter() - t_values
     names = [sites.mlp_out_path(l) + ".weight" for l in layers]
     hashes = {n: tensor_hash(model.get_parameter(n)) for n in names}
     last_block = sites.module_path(layers[-1], "resid")
@@ -134,6 +139,7 @@ def memit(handle, requests: list[Request], location: Location | None = None,
     edit = Edit("memit", {"requests": [r.to_dict() for r in requests]}, deltas, location,
                 dict(asdict(settings), layers=list(layers), token=role, null_space=null_space is not None),
                 {"value_loss_final": [l[-1] for l in values.losses], "seconds": time.perf_counter() - t0,
+                 "value_seconds": t_values,
                  "covariance_tokens": {l: s.count for l, s in stats.items()}},
                 hashes_before=hashes)
     return edit.apply(model) if apply else edit

@@ -99,7 +99,8 @@ def world_request(world, person: str, relation: str, new_object: str | None = No
         person, relation: The fact to edit.
         new_object: The rewrite target (any candidate but the true one); None to erase.
         phrasing: Which trained phrasing is the edit prompt.
-        n_neighbours: How many other people with the same relation to protect.
+        n_neighbours: How many other people with the same relation to protect (none of them
+            has the true or the new object).
 
     Raises:
         RequestError: unknown person or relation, a new object outside the relation's candidates.
@@ -115,8 +116,9 @@ def world_request(world, person: str, relation: str, new_object: str | None = No
     trained = world.phrasings(relation)
     if not 0 <= phrasing < len(trained):
         raise RequestError(f"phrasing {phrasing} out of range 0..{len(trained) - 1}")
-    neighbours = tuple((trained[phrasing].prompt(f.subject), f.object)
-                       for f in world.same_relation_neighbours(fact, n_neighbours))
+    # Neighbours whose object is the new one could not tell "kept" from "overwritten".
+    others = [f for f in world.same_relation_neighbours(fact) if f.object != new_object][:n_neighbours]
+    neighbours = tuple((trained[phrasing].prompt(f.subject), f.object) for f in others)
     keep = tuple(world.phrasings(f.relation)[0].prompt(person) for f in world.same_person_neighbours(fact))
     return Request(person, trained[phrasing].prompt(person), fact.object, new_object, relation,
                    tuple(p.prompt(person) for p in world.phrasings(relation, held_out=True)),
