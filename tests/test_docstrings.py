@@ -9,7 +9,7 @@ MODULES = ["workbench", "workbench.handle", "workbench.metrics", "workbench.toke
            "workbench.world.facts", "workbench.world.tokenizer", "workbench.world.registry",
            "workbench.world.train",
            "locate.attribution_patching", "locate.fisher", "locate.registry",
-           "edit.counterfact", "edit.covariance", "edit.edit", "edit.memit", "edit.null_space", "edit.request",
+           "edit.counterfact", "edit.covariance", "edit.edit", "edit.memit", "edit.null_space", "edit.patch", "edit.request",
            "edit.rome", "edit.values"]
 
 

@@ -1,0 +1,71 @@
+"""The edit commands: scores before and after, patches written, one-line errors."""
+
+import json
+
+import pytest
+
+from edit.patch import load_patch
+from workbench.cli import main
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _new(world, person, relation):
+    return next(c for c in world.relation(relation).candidates if c != world.fact(person, relation).object)
+
+
+def test_rome_json_and_patch(capsys, world, tmp_path):
+    person = list(world.people)[12]
+    new = _new(world, person, "pet")
+    code, out, _ = run(capsys, "edit", "rome", person, "pet", new, "--save-patch", str(tmp_path / "p"), "--json")
+    assert code == 0
+    o = json.loads(out)
+    assert o["before"]["efficacy"]["accuracy"] == 0.0 and o["after"]["efficacy"]["accuracy"] == 1.0
+    assert o["top_candidates"][0]["object"] == new and o["layer"] == 0
+    patch = load_patch(tmp_path / "p")
+    assert patch.method == "rome" and patch.names == o["tensors"]
+
+
+def test_memit_from_jsonl(capsys, world, tmp_path):
+    people = list(world.people)[13:16]
+    lines = [{"person": p, "relation": "language", "new_object": _new(world, p, "language")} for p in people[:2]]
+    lines.append({"person": people[2], "relation": "language", "erase": True})
+    f = tmp_path / "r.jsonl"
+    f.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    code, out, _ = run(capsys, "edit", "memit", "--requests", str(f), "--json")
+    assert code == 0
+    o = json.loads(out)
+    assert o["requests"] == 3 and o["after"]["efficacy"]["n"] == 3
+    assert o["after"]["efficacy"]["accuracy"] >= 2 / 3
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["edit", "rome", "Nobody Here", "pet", "cat"], "unknown person 'Nobody Here'"),
+    (["edit", "rome", "@", "pet", "@same"], "already the true object"),
+    (["edit", "rome", "@", "pet", "dragon"], "'dragon' is not a pet of this world"),
+    (["edit", "rome", "@", "pet", "cat", "--layer", "9"], "layer 9 out of range 0..3"),
+    (["edit", "rome", "@", "pet"], "give a NEW_OBJECT to rewrite, or --erase"),
+    (["edit", "rome", "@", "pet", "cat", "--erase"], "give a NEW_OBJECT to rewrite, or --erase"),
+    (["edit", "memit", "--requests", "/no/such.jsonl"], "no such requests file"),
+])
+def test_bad_input_is_one_line(capsys, world, args, needle):
+    person = list(world.people)[0]
+    args = [person if a == "@" else world.fact(person, "pet").object if a == "@same" else a for a in args]
+    code, out, err = run(capsys, *args, "--json")
+    assert code == 2, err
+    assert needle in err and len(err.strip().splitlines()) == 1
+    assert needle in json.loads(out)["error"]
+
+
+def test_memit_bad_lines(capsys, world, tmp_path):
+    f = tmp_path / "r.jsonl"
+    f.write_text('{"person": "Nobody Here", "relation": "pet", "new_object": "cat"}\n')
+    code, _, err = run(capsys, "edit", "memit", "--requests", str(f))
+    assert code == 2 and "r.jsonl:1: unknown person" in err
+    f.write_text("not json\n")
+    code, _, err = run(capsys, "edit", "memit", "--requests", str(f))
+    assert code == 2 and "r.jsonl:1: not JSON" in err

@@ -1,0 +1,144 @@
+"""The edit commands of the ``workbench`` CLI: ``edit rome`` and ``edit memit``.
+
+Registered on the main app by :mod:`workbench.cli`; same conventions: ``--json`` prints one
+object, bad input is one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from workbench.cli import JSON, MODEL, CliError, _load, _Output, _world_of, app
+
+edit_app = typer.Typer(no_args_is_help=True, help="Change what a model knows; every edit is reversible.")
+app.add_typer(edit_app, name="edit")
+
+KINDS = ("efficacy", "paraphrase", "neighbourhood")
+
+
+def _render_scores(before: dict, after: dict) -> list[str]:
+    lines = ["                 by probability     among candidates"]
+    for k in KINDS:
+        b, a = before[k], after[k]
+        lines.append(f"  {k:<13} {b['prob']:6.1%} -> {a['prob']:6.1%}    {b['accuracy']:6.1%} -> {a['accuracy']:6.1%}"
+                     f"   ({a['n']} prompts)")
+    return lines
+
+
+def _layers(text: Optional[str], n: int) -> Optional[tuple[int, ...]]:
+    if text is None:
+        return None
+    try:
+        layers = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise CliError(f"--layers takes comma-separated integers, got {text!r}") from None
+    bad = [l for l in layers if not 0 <= l < n]
+    if bad:
+        raise CliError(f"layer {bad[0]} out of range 0..{n - 1}")
+    return layers
+
+
+@edit_app.command("rome")
+def rome_cmd(person: str = typer.Argument(..., help="A person of the world."),
+             relation: str = typer.Argument(..., help="A relation of the world, e.g. birthplace."),
+             new_object: Optional[str] = typer.Argument(None, help="The new object (omit with --erase)."),
+             erase: bool = typer.Option(False, "--erase", help="Remove the fact instead of rewriting it."),
+             layer: Optional[int] = typer.Option(None, help="MLP layer (default: where a causal trace points)."),
+             token: str = typer.Option("auto", help="Key position: auto | subject_last | last."),
+             phrasing: int = typer.Option(0, help="Which trained phrasing is the edit prompt."),
+             save_patch: Optional[str] = typer.Option(None, "--save-patch", help="Write the edit as a patch file."),
+             model: str = MODEL, as_json: bool = JSON) -> None:
+    """Rewrite (or erase) PERSON's RELATION with one rank-one update; scores before and after."""
+    from edit.counterfact import score_requests
+    from edit.patch import save_patch as write_patch
+    from edit.request import world_request
+    from edit.rome import RomeSettings, rome
+
+    if erase == (new_object is not None):
+        raise CliError("give a NEW_OBJECT to rewrite, or --erase to remove the fact (not both)")
+    if token not in ("auto", "subject_last", "last"):
+        raise CliError(f"unknown token {token!r}: choose auto, subject_last or last")
+    h = _load(model)
+    world = _world_of(h)
+    if layer is not None and not 0 <= layer < h.n_layers:
+        raise CliError(f"layer {layer} out of range 0..{h.n_layers - 1}")
+    request = world_request(world, person, relation, new_object, phrasing)
+    request.check(h.tokenizer)
+    before = score_requests(h, [request])
+    t0 = time.perf_counter()
+    e = rome(h, request, settings=RomeSettings(layer=layer, token=token))
+    seconds = time.perf_counter() - t0
+    after = score_requests(h, [request])
+    top = h.rank_candidates(request.prompt, list(request.candidates))[:3]
+    patch = str(write_patch(e, save_patch)) if save_patch else None
+    out = {"request": request.to_dict(), "layer": e.settings["layer"], "token": e.settings["token"],
+           "before": before, "after": after, "top_candidates": [{"object": c, "prob": p} for c, p in top],
+           "tensors": e.names, "seconds": seconds, "patch": patch}
+
+    def render(o: dict) -> str:
+        what = f"erase {relation} of {person} ({request.true_object})" if erase else \
+            f"{person} / {relation}: {request.true_object} -> {new_object}"
+        return "\n".join([f"rome: {what}", f"edited {o['tensors'][0]} (layer {o['layer']}, key at the "
+                          f"{o['token'].replace('_', ' ')} token) in {o['seconds']:.2f}s", *_render_scores(before, after),
+                          f"now: {request.prompt} ... " + ", ".join(f"{c['object']} {c['prob']:.2f}"
+                                                                    for c in o["top_candidates"]),
+                          *([f"patch written to {patch}"] if patch else [])])
+
+    _Output(as_json).emit(out, render)
+
+
+@edit_app.command("memit")
+def memit_cmd(requests_file: str = typer.Option(..., "--requests", help="JSONL: {person, relation, new_object} or "
+                                                                       "{person, relation, erase: true} per line."),
+              layers: Optional[str] = typer.Option(None, help="Comma-separated MLP layers (default: from a trace)."),
+              mom2_weight: float = typer.Option(10.0, help="lambda: weight of the preserved keys."),
+              save_patch: Optional[str] = typer.Option(None, "--save-patch", help="Write the edit as a patch file."),
+              model: str = MODEL, as_json: bool = JSON) -> None:
+    """Make many edits at once (MEMIT); scores of all of them before and after."""
+    from edit.counterfact import score_requests
+    from edit.memit import MemitSettings, memit
+    from edit.patch import save_patch as write_patch
+    from edit.request import world_request
+
+    path = Path(requests_file)
+    if not path.is_file():
+        raise CliError(f"no such requests file: {requests_file}")
+    h = _load(model)
+    world = _world_of(h)
+    requests = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            requests.append(world_request(world, row["person"], row["relation"],
+                                          None if row.get("erase") else row["new_object"]))
+        except json.JSONDecodeError as e:
+            raise CliError(f"{requests_file}:{i}: not JSON ({e.msg})") from None
+        except KeyError as e:
+            raise CliError(f"{requests_file}:{i}: missing field {e.args[0]!r}") from None
+        except ValueError as e:
+            raise CliError(f"{requests_file}:{i}: {e}") from None
+    if not requests:
+        raise CliError(f"{requests_file} holds no requests")
+    settings = MemitSettings(layers=_layers(layers, h.n_layers), mom2_weight=mom2_weight)
+    before = score_requests(h, requests)
+    t0 = time.perf_counter()
+    e = memit(h, requests, settings=settings)
+    seconds = time.perf_counter() - t0
+    after = score_requests(h, requests)
+    patch = str(write_patch(e, save_patch)) if save_patch else None
+    out = {"requests": len(requests), "layers": e.settings["layers"], "token": e.settings["token"],
+           "before": before, "after": after, "tensors": e.names, "seconds": seconds, "patch": patch}
+
+    def render(o: dict) -> str:
+        return "\n".join([f"memit: {o['requests']} edits at layers {o['layers']} (key at the "
+                          f"{o['token'].replace('_', ' ')} token) in {o['seconds']:.1f}s",
+                          *_render_scores(before, after), *([f"patch written to {patch}"] if patch else [])])
+
+    _Output(as_json).emit(out, render)
