@@ -2,7 +2,7 @@
 
 For a rewrite (Meng et al. 2022): efficacy is P(new) > P(true) on the edit prompt, paraphrase
 the same on the request's paraphrases (never seen by the editor), neighbourhood P(true) >
-P(new) on other subjects' prompts. Each also as accuracy among the relation's candidates:
+P(new) on other subjects' prompts (leaving out subjects whose fact is edited in the same batch). Each also as accuracy among the relation's candidates:
 the new object (or, for neighbours, their own true object) ranks first. For an erasure the
 edit and paraphrase prompts count as a success when the true object is no longer first, in
 probability against the best other candidate and among candidates alike.
@@ -41,6 +41,9 @@ def score_requests(handle, requests: list[Request]) -> dict[str, dict[str, float
     """
     # (kind, prompt, object that should win, object that should lose (None: any other), candidates)
     rows: list[tuple[str, str, str, str | None, tuple[str, ...]]] = []
+    # A neighbour whose own fact is edited in the same batch is no neighbour: its answer is
+    # meant to change.
+    edited = {(r.subject, r.relation) for r in requests}
     for r in requests:
         cands = r.candidates or tuple(dict.fromkeys([r.true_object, r.target]))
         win, lose = (None, r.true_object) if r.erase else (r.new_object, r.true_object)
@@ -49,7 +52,7 @@ def score_requests(handle, requests: list[Request]) -> dict[str, dict[str, float
         # Neighbours must keep their own object against the edit's new one (an erasure has none:
         # they must keep it against every other candidate).
         rows += [("neighbourhood", q, o, None if r.erase else r.new_object, tuple(dict.fromkeys(cands + (o,))))
-                 for q, o in r.neighbours]
+                 for q, o in r.neighbours if not _names_edited(q, r.relation, edited)]
     by_cands: dict[tuple[str, ...], list[int]] = defaultdict(list)
     for i, row in enumerate(rows):
         by_cands[row[4]].append(i)
@@ -73,3 +76,8 @@ def score_requests(handle, requests: list[Request]) -> dict[str, dict[str, float
         out[kind] = {"prob": float(prob_ok[sel].mean()) if n else float("nan"),
                      "accuracy": float(acc_ok[sel].mean()) if n else float("nan"), "n": n}
     return out
+
+
+def _names_edited(prompt: str, relation: str | None, edited: set[tuple[str, str | None]]) -> bool:
+    words = f" {prompt} "
+    return any(rel == relation and f" {subject} " in words for subject, rel in edited)
