@@ -1,0 +1,106 @@
+"""MEMIT on the world models: 1,000 simultaneous edits, batched vs one-by-one values, sequential editing.
+
+1. Simultaneous: 1,000 rewrites of distinct random facts in one call; CounterFact scores and time.
+2. Values: the same 1,000 edits with every request's target optimised on its own (as the
+   original MEMIT code does) against all of them in shared batches: time and quality.
+3. Sequential: 1,000 rewrites in 100 batches of 10, each batch on the model the previous ones
+   left, plain and in null-space mode; scores of all 1,000 at the end. Key statistics are the
+   base model's throughout.
+A lambda sweep on 1,000 edits records how the trade-off between edits and neighbours moves.
+
+Writes benchmarks/results/memit.json. Run: .venv/bin/python -m benchmarks.memit
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+import workbench
+from edit.counterfact import score_requests
+from edit.covariance import key_statistics
+from edit.edit import EditSequence
+from edit.memit import MemitSettings, memit
+from edit.null_space import NullSpace
+from edit.request import world_request
+from edit.values import ValueSettings
+
+OUT = Path(__file__).parent / "results" / "memit.json"
+
+
+def requests(world, n: int, seed: int = 0):
+    rng = random.Random(seed)
+    out = []
+    for f in rng.sample(world.facts(), n):
+        new = rng.choice([c for c in world.relation(f.relation).candidates if c != f.object])
+        out.append(world_request(world, f.subject, f.relation, new))
+    return out
+
+
+def _brief(s: dict) -> dict:
+    return {k: {"prob": round(v["prob"], 4), "accuracy": round(v["accuracy"], 4)} for k, v in s.items()}
+
+
+def simultaneous(h, reqs, settings: MemitSettings) -> dict:
+    t0 = time.perf_counter()
+    e = memit(h, reqs, settings=settings)
+    seconds = time.perf_counter() - t0
+    scores = score_requests(h, reqs)
+    e.revert(h.model)
+    return {"scores": _brief(scores), "seconds": seconds, "value_seconds": e.metrics["value_seconds"],
+            "layers": e.settings["layers"], "token": e.settings["token"]}
+
+
+def sequential(h, reqs, settings: MemitSettings, batch: int, null_space: bool) -> dict:
+    layers = tuple(settings.layers)
+    stats = {l: key_statistics(h, l, progress=False, position=settings.token) for l in layers}
+    ns = NullSpace.for_layers(h, list(layers), position=settings.token) if null_space else None
+    edits, t0 = [], time.perf_counter()
+    for i in range(0, len(reqs), batch):
+        edits.append(memit(h, reqs[i:i + batch], settings=settings, null_space=ns, statistics=stats))
+    seconds = time.perf_counter() - t0
+    scores = score_requests(h, reqs)
+    EditSequence(edits).revert(h.model)
+    return {"scores": _brief(scores), "seconds": seconds, "batches": len(edits), "batch": batch}
+
+
+def run(model: str, n: int, threads: int) -> dict:
+    torch.set_num_threads(threads)
+    h = workbench.load(model, device="cpu")
+    reqs = requests(h.world, n)
+    base = MemitSettings(layers=(0,), token="last")
+    memit(h, reqs[:2], settings=base).revert(h.model)  # warm-up: statistics cached, contexts sampled
+    out = {"model": model, "edits": n, "threads": threads}
+    out["simultaneous"] = simultaneous(h, reqs, base)
+    print(model, "simultaneous", out["simultaneous"], flush=True)
+    one = replace(base, values=ValueSettings(reference="resid", batch_requests=1))
+    out["values_one_by_one"] = simultaneous(h, reqs, one)
+    print(model, "one by one", out["values_one_by_one"], flush=True)
+    out["values_speedup"] = out["values_one_by_one"]["value_seconds"] / out["simultaneous"]["value_seconds"]
+    out["sequential_plain"] = sequential(h, reqs, base, 10, null_space=False)
+    print(model, "sequential plain", out["sequential_plain"], flush=True)
+    out["sequential_null_space"] = sequential(h, reqs, base, 10, null_space=True)
+    print(model, "sequential null space", out["sequential_null_space"], flush=True)
+    out["lambda_sweep"] = {}
+    for lam in (1.0, 3.0, 30.0, 100.0):
+        r = simultaneous(h, reqs, replace(base, mom2_weight=lam))
+        out["lambda_sweep"][lam] = r["scores"]
+        print(model, "lambda", lam, r["scores"], flush=True)
+    return out
+
+
+def main(n: int = 1000, threads: int = 2, models=("world", "world:llama")) -> dict:
+    results = {m: run(m, n, threads) for m in models}
+    OUT.parent.mkdir(exist_ok=True)
+    OUT.write_text(json.dumps(results, indent=1))
+    return results
+
+
+if __name__ == "__main__":
+    main(*(int(a) for a in sys.argv[1:3]))
