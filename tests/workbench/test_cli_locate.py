@@ -76,3 +76,28 @@ def test_fisher_bad_input_is_one_line(capsys, args, needle):
     assert code == 2, err
     assert needle in err and len(err.strip().splitlines()) == 1
     assert needle in json.loads(out)["error"]
+
+
+def test_features_json(capsys, world):
+    person = list(world.people)[8]
+    code, out, _ = run(capsys, "features", person, "school", "--top", "4", "--json")
+    assert code == 0
+    o = json.loads(out)
+    assert len(o["features"]) == 4 and o["sae"] == "blocks.0.hook_resid_post"
+    assert o["extras"]["ablation"][0]["feature"] == o["features"][0]["feature"]
+    code, out, _ = run(capsys, "features", person, "--feature", str(o["features"][0]["feature"]), "--top", "2", "--json")
+    assert code == 0 and len(json.loads(out)["top_contexts"]) == 2
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["features", "Nobody Here", "pet"], "unknown person 'Nobody Here'"),
+    (["features", "@", "hobby"], "unknown relation 'hobby'"),
+    (["features", "@", "pet", "--layer", "5"], "layer 5 out of range 0..3"),
+    (["features", "@", "pet", "--layer", "3"], "no SAE at"),
+    (["features", "@", "--feature", "100000"], "feature 100000 out of range"),
+])
+def test_features_bad_input_is_one_line(capsys, world, args, needle):
+    args = [list(world.people)[0] if a == "@" else a for a in args]
+    code, out, err = run(capsys, *args, "--json")
+    assert code == 2, err
+    assert needle in err and len(err.strip().splitlines()) == 1

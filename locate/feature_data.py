@@ -1,0 +1,75 @@
+"""What one SAE feature is about: where it fires in the world corpus and what it writes.
+
+For inspection (and the feature browser): the contexts that activate it most, with every
+token's activation; a histogram of its non-zero activations; the tokens its decoder direction
+promotes and suppresses when read straight through the unembedding (scaled by the final layer
+norm's gain; the norm's centring and division are ignored, as in the usual logit-lens
+reading); and the people whose sentences it fires on.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from locate.sae_splice import SaeError, load_sae
+from locate.sae_train import SaeSettings, activations
+
+
+@torch.no_grad()
+def feature_data(handle, feature: int, sae_settings: SaeSettings | None = None, texts: list[str] | None = None,
+                 top: int = 10, bins: int = 20, sae=None) -> dict:
+    """Top contexts, activation histogram, promoted/suppressed tokens and people of one feature (JSON-able).
+
+    Examples:
+        >>> import workbench
+        >>> h = workbench.load("world", device="cpu")
+        >>> d = feature_data(h, 3, top=2, texts=h.world.training_sentences()[:300])
+        >>> len(d["top_contexts"]), len(d["promotes"]), d["feature"]
+        (2, 2, 3)
+
+    Args:
+        handle: A :class:`workbench.handle.ModelHandle`.
+        feature: Feature index.
+        sae_settings: Which shipped SAE.
+        texts: Corpus to search; default the world's training sentences.
+        top: Contexts and tokens to list.
+        bins: Histogram bins.
+        sae: An sae-lens SAE to use instead of loading the shipped one.
+    """
+    s = sae_settings or SaeSettings()
+    sae = sae or load_sae(s)
+    if not 0 <= feature < sae.cfg.d_sae:
+        raise SaeError(f"feature {feature} out of range 0..{sae.cfg.d_sae - 1}")
+    texts = texts if texts is not None else handle.world.training_sentences()
+    lengths = [len(handle.tokenizer(t).input_ids) for t in texts]
+    acts = sae.encode(activations(handle, s.hook_name(), texts))[:, feature]
+    per_text = torch.split(acts, lengths)
+    best = torch.stack([a.max() for a in per_text])
+    contexts = []
+    for i in best.argsort(descending=True)[:top].tolist():
+        contexts.append({"text": texts[i], "tokens": handle.tokens(texts[i]),
+                         "activations": [round(float(a), 4) for a in per_text[i]], "max": float(best[i])})
+    nonzero = acts[acts > 0]
+    counts, edges = (torch.histogram(nonzero, bins=bins) if len(nonzero) else (torch.zeros(bins), torch.zeros(bins + 1)))
+    direction = sae.W_dec[feature].float()
+    norm = handle.model.get_submodule(handle.sites.final_norm_path)
+    if getattr(norm, "weight", None) is not None:
+        direction = direction * norm.weight.detach().float().cpu()
+    unembed = handle.model.get_submodule(handle.sites.unembed_path).weight.detach().float().cpu()
+    logits = unembed @ direction
+    promote, suppress = logits.topk(top), (-logits).topk(top)
+    people: dict[str, float] = {}
+    if handle.world is not None:
+        for text, a in zip(texts, best.tolist()):
+            if a > 0:
+                person = handle.world.parse_prompt(text)[0]
+                if person:
+                    people[person] = max(people.get(person, 0.0), a)
+    return {"feature": feature, "sae": s.hook_name(), "fires_on_fraction": float((acts > 0).float().mean()),
+            "top_contexts": contexts,
+            "histogram": {"counts": [int(c) for c in counts.tolist()], "edges": [float(e) for e in edges.tolist()]},
+            "promotes": [{"token": handle.tokenizer.decode([int(i)]), "logit": float(v)}
+                         for v, i in zip(promote.values, promote.indices)],
+            "suppresses": [{"token": handle.tokenizer.decode([int(i)]), "logit": -float(v)}
+                           for v, i in zip(suppress.values, suppress.indices)],
+            "people": dict(sorted(people.items(), key=lambda kv: -kv[1])[:top])}

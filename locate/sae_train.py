@@ -1,0 +1,236 @@
+"""Sparse autoencoders on a model's activations, trained offline with sae-lens, and their quality.
+
+Activations come from text through the hooked view (the world's training sentences by default)
+and stay in memory: the world corpus is about 200k tokens. sae-lens' own ``SAETrainer`` trains
+a TopK SAE from an in-memory data provider and ``save_inference_model`` writes its own format,
+so ``sae_lens.SAE.load_from_disk`` reads the result. TopK fixes L0 at k without an L1 sweep,
+which suits a model this small (Gao et al. 2024).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator, Literal
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from workbench.world.registry import CHECKPOINTS
+
+
+@dataclass(frozen=True)
+class SaeSettings:
+    """Where an SAE reads and how it is trained.
+
+    Examples:
+        >>> SaeSettings().hook_name(), SaeSettings(layer=2, component="mlp").hook_name()
+        ('blocks.0.hook_resid_post', 'blocks.2.hook_mlp_out')
+
+    Args:
+        layer: Block index.
+        component: "resid" (block output) or "mlp" (MLP output).
+        d_sae: Number of features (4x the default model's 128 dimensions: the world corpus has
+            a few hundred distinct words, and at 8x two thirds of the features never fire on
+            held-out text; at 4x about half).
+        k: Active features per token (TopK).
+        samples: Activation vectors seen in training (about six passes over the world corpus).
+        batch_size: Vectors per step.
+        lr: Adam learning rate, decayed to a tenth over the last fifth of training.
+        seed: Seed of the initialisation and of the order of activations.
+    """
+
+    layer: int = 0
+    component: Literal["resid", "mlp"] = "resid"
+    d_sae: int = 512
+    k: int = 16
+    samples: int = 1_200_000
+    batch_size: int = 1024
+    lr: float = 4e-4
+    seed: int = 0
+
+    def hook_name(self) -> str:
+        return f"blocks.{self.layer}.hook_{'resid_post' if self.component == 'resid' else 'mlp_out'}"
+
+
+# The SAEs shipped with the default world model: where its facts are looked up (layer 0, at the
+# prompt's last token) and the residual stream two layers later.
+SHIPPED_SAES = (SaeSettings(0, "resid"), SaeSettings(0, "mlp"), SaeSettings(2, "resid"))
+
+
+def sae_dir(settings: SaeSettings, model_dir: str | Path | None = None) -> Path:
+    """Where an SAE of a model lives: ``<model dir>/saes/<hook name>``.
+
+    Examples:
+        >>> sae_dir(SaeSettings(), "/m").as_posix()
+        '/m/saes/blocks.0.hook_resid_post'
+    """
+    return Path(model_dir or CHECKPOINTS / "gpt2") / "saes" / settings.hook_name()
+
+
+@torch.no_grad()
+def activations(handle, hook_name: str, texts: list[str], batch_size: int = 256) -> Float[Tensor, "token d"]:
+    """Every real token's activation at ``hook_name`` over ``texts`` (padding dropped).
+
+    Examples:
+        >>> import workbench
+        >>> h = workbench.load("world", device="cpu")
+        >>> activations(h, "blocks.0.hook_resid_post", h.world.training_sentences()[:3]).shape[1]
+        128
+    """
+    out = []
+    for i in range(0, len(texts), batch_size):
+        enc = handle.tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, padding_side="right")
+        _, cache = handle.hooked.run_with_cache(enc["input_ids"].to(handle.device),
+                                                attention_mask=enc["attention_mask"].to(handle.device),
+                                                names_filter=lambda n: n == hook_name)
+        out.append(cache[hook_name][enc["attention_mask"].bool().to(handle.device)].float().cpu())
+    return torch.cat(out)
+
+
+def _batches(acts: Tensor, batch_size: int, seed: int) -> Iterator[Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    while True:
+        perm = torch.randperm(len(acts), generator=g)
+        for i in range(0, len(acts) - batch_size + 1, batch_size):
+            yield acts[perm[i:i + batch_size]]
+
+
+def train_sae(handle, settings: SaeSettings | None = None, texts: list[str] | None = None,
+              progress: bool = True):
+    """Train a TopK SAE with sae-lens on ``handle``'s activations; returns the inference SAE.
+
+    Examples:
+        >>> import workbench
+        >>> h = workbench.load("world", device="cpu")
+        >>> sae = train_sae(h, SaeSettings(d_sae=64, k=4, samples=4096, batch_size=512), progress=False)
+        >>> sae.cfg.d_sae, sae.cfg.d_in
+        (64, 128)
+
+    Args:
+        handle: A :class:`workbench.handle.ModelHandle`.
+        settings: :class:`SaeSettings`.
+        texts: Training text; default the world's training sentences.
+        progress: Show sae-lens' progress bar.
+    """
+    from sae_lens.config import LoggingConfig, SAETrainerConfig
+    from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+    from sae_lens.training.sae_trainer import SAETrainer
+
+    s = settings or SaeSettings()
+    if not 0 <= s.layer < handle.n_layers:
+        raise ValueError(f"layer {s.layer} out of range 0..{handle.n_layers - 1}")
+    if texts is None:
+        if handle.world is None:
+            raise ValueError(f"model {handle.name!r} has no fact world: pass texts to train an SAE on")
+        texts = handle.world.training_sentences()
+    acts = activations(handle, s.hook_name(), texts)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(s.seed)
+    try:
+        sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=acts.shape[1], d_sae=s.d_sae, k=s.k, dtype="float32",
+                                                    device="cpu"))
+        steps = s.samples // s.batch_size
+        cfg = SAETrainerConfig(total_training_samples=s.samples, train_batch_size_samples=s.batch_size, lr=s.lr,
+                               lr_end=s.lr / 10, lr_decay_steps=max(1, steps // 5), n_batches_for_norm_estimate=10,
+                               logger=LoggingConfig(log_to_wandb=False))
+        trainer = SAETrainer(cfg, sae, _batches(acts, s.batch_size, s.seed))
+        if not progress:
+            import sae_lens.training.sae_trainer as st
+            real, st.tqdm = st.tqdm, lambda *a, **k: real(*a, **dict(k, disable=True))
+            try:
+                sae = trainer.fit()
+            finally:
+                st.tqdm = real
+        else:
+            sae = trainer.fit()
+    finally:
+        torch.random.set_rng_state(state)
+    return _to_inference(sae)
+
+
+def _to_inference(training_sae):
+    from sae_lens import SAE
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        training_sae.save_inference_model(d)
+        return SAE.load_from_disk(d)
+
+
+@torch.no_grad()
+def evaluate_sae(handle, sae, hook_name: str, texts: list[str] | None = None,
+                 ignore: list[str] | None = None) -> dict:
+    """Reconstruction quality: fraction of variance explained, L0, dead features, and the model's
+    loss with the SAE's reconstruction spliced in (and with the activation zeroed) against without.
+
+    Examples:
+        >>> import workbench
+        >>> from locate.sae_splice import load_sae
+        >>> h = workbench.load("world", device="cpu")
+        >>> r = evaluate_sae(h, load_sae(SaeSettings()), SaeSettings().hook_name(), h.world.heldout_text()[:50])
+        >>> r["fraction_variance_explained"] > 0.9, r["l0"]
+        (True, 16.0)
+    """
+    from workbench.metrics import heldout_loss
+
+    if texts is None:
+        statements = handle.world.heldout_statements()
+        texts = [f.sentence(ph) for f, ph in statements]
+        ignore = [f.subject for f, _ in statements]
+    x = activations(handle, hook_name, texts)
+    f = sae.encode(x)
+    recon = sae.decode(f)
+    fve = 1 - float(((x - recon) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
+    fired = (f > 0).any(0)
+    losses = {}
+    for mode in ("clean", "spliced", "zero"):
+        with _replaced(handle, sae, hook_name, mode):
+            losses[mode] = heldout_loss(handle.model, handle.tokenizer, texts, ignore=ignore)
+    return {"fraction_variance_explained": fve, "l0": float((f > 0).float().sum(-1).mean()),
+            "dead_fraction": 1 - float(fired.float().mean()), "tokens": len(x),
+            "loss_clean": losses["clean"], "loss_spliced": losses["spliced"], "loss_zero_ablated": losses["zero"]}
+
+
+class _replaced:
+    """Replace an activation by the SAE's reconstruction (no error term) or by zeros, on the HF model."""
+
+    def __init__(self, handle, sae, hook_name: str, mode: str):
+        self.handle, self.sae, self.mode = handle, sae, mode
+        layer, kind = int(hook_name.split(".")[1]), hook_name.split("hook_")[1]
+        self.module = handle.sites.module(handle.model, layer, "resid" if kind == "resid_post" else "mlp")
+
+    def __enter__(self):
+        def swap(module, args, out):
+            x = out[0] if isinstance(out, tuple) else out
+            y = torch.zeros_like(x) if self.mode == "zero" else self.sae.decode(self.sae.encode(x.float())).to(x.dtype)
+            return (y, *out[1:]) if isinstance(out, tuple) else y
+        self.hook = self.module.register_forward_hook(swap) if self.mode != "clean" else None
+        return self
+
+    def __exit__(self, *exc):
+        if self.hook is not None:
+            self.hook.remove()
+
+
+def train_shipped_saes(model_dir: str | Path | None = None, progress: bool = True) -> dict:
+    """Rebuild the SAEs shipped with the default world model, with a report of their quality.
+
+    Writes ``<model dir>/saes/<hook>/`` (sae-lens format) and ``<model dir>/saes/report.json``.
+    """
+    import workbench
+
+    model_dir = Path(model_dir or CHECKPOINTS / "gpt2")
+    h = workbench.load(str(model_dir), device="cpu")
+    report = {}
+    for s in SHIPPED_SAES:
+        t0 = time.perf_counter()
+        sae = train_sae(h, s, progress=progress)
+        seconds = time.perf_counter() - t0
+        sae.save_model(sae_dir(s, model_dir))
+        report[s.hook_name()] = {"settings": asdict(s), "train_seconds": seconds,
+                                 **evaluate_sae(h, sae, s.hook_name())}
+    (model_dir / "saes" / "report.json").write_text(json.dumps(report, indent=1))
+    return report
