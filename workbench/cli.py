@@ -156,6 +156,18 @@ def demo(model: str = MODEL, as_json: bool = JSON) -> None:
         if site.component not in where:
             where[site.component] = {"layer": site.layer, "token": site.token,
                                      "token_text": tr.tokens[site.token], "effect": site.score}
+    from edit.counterfact import score_requests
+    from edit.request import world_request
+    from edit.rome import rome
+
+    new = next(c for c, _ in ranked if c != fact.object)
+    request = world_request(world, fact.subject, fact.relation, new)
+    edit = rome(h, request, tr.to_location())  # the trace says where
+    edited = score_requests(h, [request])
+    now = h.rank_candidates(prompt, list(world.relation(fact.relation).candidates))[0]
+    edit.revert(h.model)
+    from edit.edit import tensor_hash
+    restored = all(tensor_hash(h.model.get_parameter(n)) == edit.hashes_before[n] for n in edit.names)
     sample = world.facts(list(world.people)[:50])
     trained, held = h.score(sample), h.score(sample, held_out=True)
     out = {
@@ -164,6 +176,9 @@ def demo(model: str = MODEL, as_json: bool = JSON) -> None:
         "prompt": prompt, "tokens": h.tokens(prompt), "subject_span": list(span),
         "top_candidates": [{"object": c, "prob": p} for c, p in ranked],
         "causal_trace": {"clean": tr.clean, "corrupted": tr.corrupted, "strongest": where},
+        "edit": {"method": "rome", "new_object": new, "layer": edit.settings["layer"], "token": edit.settings["token"],
+                 "top_after": {"object": now[0], "prob": now[1]}, "scores": edited,
+                 "seconds": edit.metrics["seconds"], "reverted_bitwise": restored},
         "summary": {"people_sampled": 50, "trained_accuracy": trained.accuracy,
                     "heldout_accuracy": held.accuracy, "heldout_loss": h.heldout_loss()},
         "seconds": round(time.perf_counter() - t0, 1),
@@ -183,6 +198,12 @@ def demo(model: str = MODEL, as_json: bool = JSON) -> None:
             f"{tr.corrupted:.2f} corrupted; strongest restorations:",
             *(f"  {c:>5}: layer {w['layer']} at token {w['token']} {w['token_text']!r}  (+{w['effect']:.2f})"
               for c, w in o["causal_trace"]["strongest"].items()),
+            f"edit       ROME at layer {o['edit']['layer']}, {o['edit']['token'].replace('_', ' ')} token "
+            f"({o['edit']['seconds']:.1f}s): now {o['edit']['top_after']['object']!r} "
+            f"({o['edit']['top_after']['prob']:.2f}); held-out paraphrases "
+            f"{o['edit']['scores']['paraphrase']['accuracy']:.0%} new object, neighbours kept "
+            f"{o['edit']['scores']['neighbourhood']['accuracy']:.0%}; reverted: "
+            + ("weights bitwise as before" if o["edit"]["reverted_bitwise"] else "WEIGHTS DIFFER FROM BEFORE"),
             f"summary    accuracy among candidates on {s['people_sampled']} people: trained phrasings "
             f"{s['trained_accuracy']:.1%}, held-out phrasings {s['heldout_accuracy']:.1%}; held-out loss {s['heldout_loss']:.3f}",
             f"time       {o['seconds']}s",

@@ -71,3 +71,4 @@ def test_demo_json(capsys):
     assert o["summary"]["heldout_accuracy"] >= 0.95
     assert o["causal_trace"]["clean"] > o["causal_trace"]["corrupted"]
     assert set(o["causal_trace"]["strongest"]) == {"resid", "mlp", "attn"}
+    assert o["edit"]["top_after"]["object"] == o["edit"]["new_object"] and o["edit"]["reverted_bitwise"]
