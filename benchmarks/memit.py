@@ -14,7 +14,6 @@ Writes benchmarks/results/memit.json. Run: .venv/bin/python -m benchmarks.memit
 from __future__ import annotations
 
 import json
-import random
 import sys
 import time
 from dataclasses import replace
@@ -23,24 +22,15 @@ from pathlib import Path
 import torch
 
 import workbench
+from benchmarks.rome import requests
 from edit.counterfact import score_requests
 from edit.covariance import key_statistics
 from edit.edit import EditSequence
 from edit.memit import MemitSettings, memit
 from edit.null_space import NullSpace
-from edit.request import world_request
 from edit.values import ValueSettings
 
 OUT = Path(__file__).parent / "results" / "memit.json"
-
-
-def requests(world, n: int, seed: int = 0):
-    rng = random.Random(seed)
-    out = []
-    for f in rng.sample(world.facts(), n):
-        new = rng.choice([c for c in world.relation(f.relation).candidates if c != f.object])
-        out.append(world_request(world, f.subject, f.relation, new))
-    return out
 
 
 def _brief(s: dict) -> dict:

@@ -20,6 +20,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from edit.request import Request
+from workbench.metrics import pad_right
 from workbench.tokens import encode_object, encode_prompts, subject_span
 
 TokenRole = Literal["subject_last", "last"]
@@ -147,12 +148,7 @@ def _rows(handle, requests: list[Request], ctxs: list[str], role: TokenRole) -> 
 
 
 def _pad(ids: list[list[int]], pad: int, device) -> tuple[Tensor, Tensor]:
-    width = max(len(i) for i in ids)
-    out = torch.full((len(ids), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for i, row in enumerate(ids):
-        out[i, :len(row)] = torch.tensor(row)
-        mask[i, :len(row)] = 1
+    out, mask = pad_right(ids, pad)
     return out.to(device), mask.to(device)
 
 

@@ -15,7 +15,13 @@ from torch import Tensor
 from workbench.tokens import encode_object, encode_prompts
 
 
-def _pad(seqs: list[list[int]], pad_id: int) -> tuple[Int[Tensor, "b t"], Int[Tensor, "b t"]]:
+def pad_right(seqs: list[list[int]], pad_id: int) -> tuple[Int[Tensor, "b t"], Int[Tensor, "b t"]]:
+    """Token id lists as one right-padded batch and its attention mask.
+
+    Examples:
+        >>> pad_right([[5, 6], [7]], 0)[0].tolist()
+        [[5, 6], [7, 0]]
+    """
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -47,7 +53,7 @@ def sequence_logprobs(model, prefixes: list[list[int]], targets: list[list[int]]
     for start in range(0, len(prefixes), batch_size):
         pre = prefixes[start:start + batch_size]
         tgt = targets[start:start + batch_size]
-        ids, mask = _pad([p + t for p, t in zip(pre, tgt)], pad_id)
+        ids, mask = pad_right([p + t for p, t in zip(pre, tgt)], pad_id)
         logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits.float()
         logp = torch.log_softmax(logits, dim=-1)
         # Position j predicts token j + 1, so target token k of row i sits at len(prefix) + k.
@@ -88,7 +94,7 @@ def candidate_logprobs(model, tokenizer, prompts: list[str], candidates: list[st
         dev = _device(model)
         for start in range(0, len(prompts), batch_size):
             chunk = prompt_ids[start:start + batch_size]
-            ids, mask = _pad(chunk, pad)
+            ids, mask = pad_right(chunk, pad)
             logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits.float()
             last = torch.tensor([len(p) - 1 for p in chunk])
             logp = torch.log_softmax(logits[torch.arange(len(chunk)), last.to(dev)], dim=-1).cpu()
@@ -181,8 +187,8 @@ def heldout_loss(model, tokenizer, texts: list[str], ignore: list[str] | None = 
     total, count = 0.0, 0
     dev = _device(model)
     for start in range(0, len(ids), batch_size):
-        x, mask = _pad(ids[start:start + batch_size], pad)
-        keep_rows, _ = _pad(scored[start:start + batch_size], 0)
+        x, mask = pad_right(ids[start:start + batch_size], pad)
+        keep_rows, _ = pad_right(scored[start:start + batch_size], 0)
         mask = mask * keep_rows
         x, mask = x.to(dev), mask.to(dev)
         logits = model(input_ids=x, attention_mask=mask).logits.float()
