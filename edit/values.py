@@ -18,6 +18,7 @@ from typing import Literal
 import torch
 from jaxtyping import Float
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from edit.request import Request
 from workbench.metrics import pad_right
@@ -153,7 +154,7 @@ def _pad(ids: list[list[int]], pad: int, device) -> tuple[Tensor, Tensor]:
 
 
 def optimise_values(handle, layer: int, requests: list[Request], role: TokenRole, ctxs: list[str],
-                    settings: ValueSettings | None = None) -> Values:
+                    settings: ValueSettings | None = None, progress: bool = True) -> Values:
     """Find each request's delta at ``layer``'s MLP output, all requests in shared passes.
 
     Examples:
@@ -169,12 +170,18 @@ def optimise_values(handle, layer: int, requests: list[Request], role: TokenRole
     """
     settings = settings or ValueSettings()
     deltas, originals, losses = [], [], []
-    for start in range(0, len(requests), settings.batch_requests):
-        chunk = requests[start:start + settings.batch_requests]
+    step = settings.batch_requests
+    # One batch takes a fraction of a second; many are worth a bar (stderr).
+    bar = tqdm(total=len(requests), desc=f"values, layer {layer}", unit="edit", leave=False,
+               disable=not progress or len(requests) <= step)
+    for start in range(0, len(requests), step):
+        chunk = requests[start:start + step]
         v = _optimise(handle, layer, chunk, role, ctxs, settings)
         deltas.append(v.delta)
         originals.append(v.original)
         losses += v.losses
+        bar.update(len(chunk))
+    bar.close()
     return Values(torch.cat(deltas), torch.cat(originals), losses)
 
 
