@@ -2,9 +2,11 @@
 
 Activations come from text through the hooked view (the world's training sentences by default)
 and stay in memory: the world corpus is about 200k tokens. sae-lens' own ``SAETrainer`` trains
-a TopK SAE from an in-memory data provider and ``save_inference_model`` writes its own format,
-so ``sae_lens.SAE.load_from_disk`` reads the result. TopK fixes L0 at k without an L1 sweep,
-which suits a model this small (Gao et al. 2024).
+a BatchTopK SAE (Bussmann et al. 2024: the k x batch largest pre-activations across the batch)
+from an in-memory data provider; for inference sae-lens turns it into a JumpReLU SAE with one
+threshold per feature, and writes its own format, so ``sae_lens.SAE.load_from_disk`` reads the
+result. Against plain TopK at the same L0 on the default model it leaves far fewer features
+that never fire (18% against 48%) and explains more variance (0.996 against 0.986).
 """
 
 from __future__ import annotations
@@ -34,10 +36,9 @@ class SaeSettings:
         layer: Block index.
         component: "resid" (block output) or "mlp" (MLP output).
         d_sae: Number of features (4x the default model's 128 dimensions: the world corpus has
-            a few hundred distinct words, and at 8x two thirds of the features never fire on
-            held-out text; at 4x about half).
-        k: Active features per token (TopK).
-        samples: Activation vectors seen in training (about six passes over the world corpus).
+            a few hundred distinct words; at 8x the extra features mostly never fire).
+        k: Mean active features per token (BatchTopK's k).
+        samples: Activation vectors seen in training (about ten passes over the world corpus).
         batch_size: Vectors per step.
         lr: Adam learning rate, decayed to a tenth over the last fifth of training.
         seed: Seed of the initialisation and of the order of activations.
@@ -47,9 +48,9 @@ class SaeSettings:
     component: Literal["resid", "mlp"] = "resid"
     d_sae: int = 512
     k: int = 16
-    samples: int = 1_200_000
+    samples: int = 2_000_000
     batch_size: int = 1024
-    lr: float = 4e-4
+    lr: float = 1e-3
     seed: int = 0
 
     def hook_name(self) -> str:
@@ -116,8 +117,8 @@ def train_sae(handle, settings: SaeSettings | None = None, texts: list[str] | No
         texts: Training text; default the world's training sentences.
         progress: Show sae-lens' progress bar.
     """
+    from sae_lens import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
     from sae_lens.config import LoggingConfig, SAETrainerConfig
-    from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
     from sae_lens.training.sae_trainer import SAETrainer
 
     s = settings or SaeSettings()
@@ -131,12 +132,17 @@ def train_sae(handle, settings: SaeSettings | None = None, texts: list[str] | No
     state = torch.random.get_rng_state()
     torch.manual_seed(s.seed)
     try:
-        sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=acts.shape[1], d_sae=s.d_sae, k=s.k, dtype="float32",
-                                                    device="cpu"))
+        # Activations are scaled to a fixed mean norm while training (folded back in at the end),
+        # so one learning rate suits every site whatever its scale.
+        sae = BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(
+            d_in=acts.shape[1], d_sae=s.d_sae, k=s.k, dtype="float32", device="cpu",
+            normalize_activations="expected_average_only_in"))
         steps = s.samples // s.batch_size
+        # A feature silent for 200 steps (200k vectors, one pass over the corpus) counts as dead
+        # and gets the auxiliary loss that revives it.
         cfg = SAETrainerConfig(total_training_samples=s.samples, train_batch_size_samples=s.batch_size, lr=s.lr,
                                lr_end=s.lr / 10, lr_decay_steps=max(1, steps // 5), n_batches_for_norm_estimate=10,
-                               logger=LoggingConfig(log_to_wandb=False))
+                               dead_feature_window=200, logger=LoggingConfig(log_to_wandb=False))
         trainer = SAETrainer(cfg, sae, _batches(acts, s.batch_size, s.seed))
         if not progress:
             import sae_lens.training.sae_trainer as st
@@ -171,8 +177,8 @@ def evaluate_sae(handle, sae, hook_name: str, texts: list[str] | None = None,
         >>> from locate.sae_splice import load_sae
         >>> h = workbench.load("world", device="cpu")
         >>> r = evaluate_sae(h, load_sae(SaeSettings()), SaeSettings().hook_name(), h.world.heldout_text()[:50])
-        >>> r["fraction_variance_explained"] > 0.9, r["l0"]
-        (True, 16.0)
+        >>> r["fraction_variance_explained"] > 0.99, 10 < r["l0"] < 20
+        (True, True)
     """
     from workbench.metrics import heldout_loss
 

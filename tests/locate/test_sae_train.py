@@ -30,7 +30,7 @@ def test_trains_offline_saves_and_loads_with_sae_lens(handle, tmp_path, no_netwo
     back = SAE.load_from_disk(tmp_path / "sae")
     x = activations(handle, SMALL.hook_name(), texts[:20])
     torch.testing.assert_close(back.encode(x), sae.encode(x))
-    assert int((back.encode(x) > 0).sum(-1).max()) <= SMALL.k
+    assert 0 < float((back.encode(x) > 0).float().sum(-1).mean()) < 4 * SMALL.k
     r = evaluate_sae(handle, sae, SMALL.hook_name(), texts[:50])
     assert 0.5 < r["fraction_variance_explained"] <= 1 and r["loss_zero_ablated"] > r["loss_spliced"]
 
@@ -38,13 +38,15 @@ def test_trains_offline_saves_and_loads_with_sae_lens(handle, tmp_path, no_netwo
 @pytest.mark.parametrize("settings", SHIPPED_SAES, ids=lambda s: s.hook_name())
 def test_shipped_saes_meet_their_report(handle, settings):
     report = json.loads((sae_dir(settings).parent / "report.json").read_text())[settings.hook_name()]
-    assert report["fraction_variance_explained"] > 0.95 and report["l0"] == settings.k
+    assert report["fraction_variance_explained"] > 0.99 and abs(report["l0"] - settings.k) < 4
+    assert report["dead_fraction"] < 0.3
     assert report["loss_spliced"] < report["loss_clean"] + 0.05 < report["loss_zero_ablated"]
     sae = load_sae(settings)
     texts = handle.world.heldout_text()[:60]
     x = activations(handle, settings.hook_name(), texts)
-    fve = 1 - float(((x - sae.decode(sae.encode(x))) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
-    assert fve > 0.95
+    with torch.no_grad():
+        fve = 1 - float(((x - sae.decode(sae.encode(x))) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
+    assert fve > 0.99
 
 
 def test_errors(handle):
