@@ -1,8 +1,8 @@
 """Run every benchmark in turn (``make bench``); each writes its results under benchmarks/results/."""
 
-from benchmarks import attribution_patching, causal_trace, world_models
+from benchmarks import attribution_patching, causal_trace, memit, rome, world_models
 
 if __name__ == "__main__":
-    for bench in (world_models, causal_trace, attribution_patching):
+    for bench in (world_models, causal_trace, attribution_patching, rome, memit):
         print(f"## {bench.__name__}")
         bench.main()
