@@ -28,7 +28,7 @@ from edit.covariance import key_statistics
 from edit.edit import EditSequence
 from edit.memit import MemitSettings, memit
 from edit.null_space import NullSpace
-from edit.values import ValueSettings
+from edit.values import ValueSettings, statistics_position
 
 OUT = Path(__file__).parent / "results" / "memit.json"
 
@@ -49,8 +49,9 @@ def simultaneous(h, reqs, settings: MemitSettings) -> dict:
 
 def sequential(h, reqs, settings: MemitSettings, batch: int, null_space: bool) -> dict:
     layers = tuple(settings.layers)
-    stats = {l: key_statistics(h, l, progress=False, position=settings.token) for l in layers}
-    ns = NullSpace.for_layers(h, list(layers), position=settings.token) if null_space else None
+    position = statistics_position(settings.token)
+    stats = {l: key_statistics(h, l, progress=False, position=position) for l in layers}
+    ns = NullSpace.for_layers(h, list(layers), position=position) if null_space else None
     edits, t0 = [], time.perf_counter()
     for i in range(0, len(reqs), batch):
         edits.append(memit(h, reqs[i:i + batch], settings=settings, null_space=ns, statistics=stats))

@@ -21,8 +21,8 @@ from torch import Tensor
 from edit.covariance import key_statistics
 from edit.edit import Delta, Edit, EditError, restored_on_failure, tensor_hash
 from edit.request import Request
-from edit.rome import site_of
-from edit.values import TokenRole, ValueSettings, _pad, _rows, contexts, optimise_values
+from edit.rome import site_of, trace_location
+from edit.values import TokenRole, ValueSettings, contexts, mean_states, optimise_values, statistics_position
 from locate.location import Location
 
 
@@ -106,9 +106,8 @@ def memit(handle, requests: list[Request], location: Location | None = None,
     layers, role, location = _where(handle, requests[0], location, settings)
     sites, model = handle.sites, handle.model
     ctxs = contexts(handle, settings.contexts, settings.context_length, settings.seed)
-    # Keyed at the prompt's end, the keys to preserve are those at prompts' ends.
     stats = {l: (statistics or {}).get(l) or key_statistics(handle, l, texts, samples=settings.samples,
-                                                             progress=False, position="last" if role == "last" else "all")
+                                                             progress=False, position=statistics_position(role))
              for l in layers}
     t_values = time.perf_counter()
     values = optimise_values(handle, layers[-1], requests, role, ctxs, settings.values)
@@ -118,10 +117,10 @@ def memit(handle, requests: list[Request], location: Location | None = None,
     last_block = sites.module_path(layers[-1], "resid")
     deltas: dict[str, Delta] = {}
     with restored_on_failure(model, names) as originals:
-        z = _mean_states(handle, requests, role, ctxs, last_block, "output") + values.delta.double()
+        z = mean_states(handle, requests, role, ctxs, last_block, "output") + values.delta.double()
         for i, layer in enumerate(layers):
-            keys = _mean_states(handle, requests, role, ctxs, sites.key_module_path(layer), "input")
-            gap = (z - _mean_states(handle, requests, role, ctxs, last_block, "output")) / (len(layers) - i)
+            keys = mean_states(handle, requests, role, ctxs, sites.key_module_path(layer), "input")
+            gap = (z - mean_states(handle, requests, role, ctxs, last_block, "output")) / (len(layers) - i)
             left, right = _solve(gap, keys, stats[layer].second_moment, settings.mom2_weight,
                                  null_space.projection(layer) if null_space is not None else None,
                                  null_space.previous_keys(layer) if null_space is not None else None)
@@ -153,9 +152,7 @@ def _where(handle, request: Request, location: Location | None,
         if bad or not s.layers:
             raise EditError(f"layer {bad[0] if bad else None} out of range 0..{n - 1}")
     if location is None and (s.layers is None or s.token == "auto"):
-        from locate.causal_trace import TraceSettings, trace
-        location = trace(handle, request.prompt, request.subject, request.true_object,
-                         TraceSettings(samples=5), components=("mlp",)).to_location()
+        location = trace_location(handle, request)
     first, role = site_of(location, n) if location is not None else (None, "subject_last")
     if s.layers is not None:
         layers = tuple(sorted({l % n for l in s.layers}))
@@ -166,35 +163,6 @@ def _where(handle, request: Request, location: Location | None,
         while layers[-1] + 1 < n and score.get(layers[-1] + 1, 0.0) >= 0.5 * best.score:
             layers += (layers[-1] + 1,)
     return layers, (role if s.token == "auto" else s.token), location
-
-
-@torch.no_grad()
-def _mean_states(handle, requests: list[Request], role: TokenRole, ctxs: list[str], path: str,
-                 which: Literal["input", "output"]) -> Float[Tensor, "request d"]:
-    """Per request, a module's input or output at the key position, averaged over the contexts."""
-    edit, _ = _rows(handle, requests, ctxs, role)
-    ids, mask = _pad(edit.ids, handle.tokenizer.pad_token_id or 0, handle.device)
-    pos = torch.tensor(edit.pos, device=handle.device)
-    owner = torch.tensor(edit.owner)
-    got: list[Tensor] = []
-    now: list[Tensor] = []  # the key positions of the rows in the current pass
-
-    def grab(module, args, out=None):
-        x = args[0] if which == "input" else (out[0] if isinstance(out, tuple) else out)
-        got.append(x[torch.arange(len(now[0]), device=x.device), now[0]].double().cpu())
-
-    module = handle.model.get_submodule(path)
-    hook = module.register_forward_pre_hook(grab) if which == "input" else module.register_forward_hook(grab)
-    try:
-        for start in range(0, len(edit.ids), 512):
-            sl = slice(start, start + 512)
-            now[:] = [pos[sl]]
-            handle.model(input_ids=ids[sl], attention_mask=mask[sl])
-    finally:
-        hook.remove()
-    states = torch.cat(got)
-    out = torch.zeros(len(requests), states.shape[1], dtype=torch.float64).index_add_(0, owner, states)
-    return out / torch.bincount(owner, minlength=len(requests))[:, None]
 
 
 def _solve(gap: Float[Tensor, "request d_model"], keys: Float[Tensor, "request d_mlp"],

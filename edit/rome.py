@@ -24,9 +24,8 @@ from torch import Tensor
 from edit.covariance import key_statistics
 from edit.edit import Delta, Edit, EditError, tensor_hash
 from edit.request import Request
-from edit.values import TokenRole, ValueSettings, contexts, key_position, optimise_values, with_context
+from edit.values import TokenRole, ValueSettings, contexts, mean_states, optimise_values, statistics_position
 from locate.location import Location
-from workbench.tokens import encode_prompts
 
 
 @dataclass(frozen=True)
@@ -121,10 +120,9 @@ def rome(handle, request: Request, location: Location | None = None, settings: R
     t0 = time.perf_counter()
     layer, role, location = _where(handle, request, location, settings)
     ctxs = contexts(handle, settings.contexts, settings.context_length, settings.seed)
-    k = mean_key(handle, layer, request, role, ctxs)
-    # Keyed at the prompt's end, the keys to preserve are those at prompts' ends.
+    k = mean_states(handle, [request], role, ctxs, handle.sites.key_module_path(layer), "input")[0]
     stats = key_statistics(handle, layer, texts, samples=settings.samples, progress=False,
-                           position="last" if role == "last" else "all")
+                           position=statistics_position(role))
     values = optimise_values(handle, layer, [request], role, ctxs, settings.values)
     delta = _rank_one(handle, layer, k, values.delta[0], stats.second_moment, settings.ridge)
     name = handle.sites.mlp_out_path(layer) + ".weight"
@@ -143,31 +141,22 @@ def _where(handle, request: Request, location: Location | None,
     if s.layer is not None and not -n <= s.layer < n:
         raise EditError(f"layer {s.layer} out of range 0..{n - 1}")
     if location is None and s.layer is None:
-        # The exact trace, not its gradient estimate: the estimate can rank a subject-token MLP
-        # first where restoring it does nothing, and an edit there changes nothing.
-        from locate.causal_trace import TraceSettings, trace
-        location = trace(handle, request.prompt, request.subject, request.true_object,
-                         TraceSettings(samples=5), components=("mlp",)).to_location()
+        location = trace_location(handle, request)
     found = site_of(location, n) if location is not None else (None, "subject_last")
     layer = s.layer % n if s.layer is not None else found[0]
     role = found[1] if s.token == "auto" else s.token
     return layer, role, location
 
 
-@torch.no_grad()
-def mean_key(handle, layer: int, request: Request, role: TokenRole, ctxs: list[str]) -> Float[Tensor, "d_mlp"]:
-    """The key k*: the MLP hidden activation at the key position, averaged over prefixed prompts."""
-    tok, keys = handle.tokenizer, []
-    module = handle.model.get_submodule(handle.sites.key_module_path(layer))
-    for c in ctxs:
-        text = with_context(c, request.prompt)
-        pos = key_position(tok, text, request.subject, role)
-        hook = module.register_forward_pre_hook(lambda m, args, p=pos: keys.append(args[0][0, p].double()))
-        try:
-            handle.model(torch.tensor(encode_prompts(tok, [text]), device=handle.device))
-        finally:
-            hook.remove()
-    return torch.stack(keys).mean(0)
+def trace_location(handle, request: Request) -> Location:
+    """Where to edit when no Location is given: a causal trace of the request's prompt, MLPs only.
+
+    The exact trace, not its gradient estimate: the estimate can rank a subject-token MLP first
+    where restoring it does nothing, and an edit there changes nothing.
+    """
+    from locate.causal_trace import TraceSettings, trace
+    return trace(handle, request.prompt, request.subject, request.true_object,
+                 TraceSettings(samples=5), components=("mlp",)).to_location()
 
 
 def _rank_one(handle, layer: int, k: Float[Tensor, "d_mlp"], delta: Float[Tensor, "d_model"],

@@ -148,6 +148,48 @@ def _rows(handle, requests: list[Request], ctxs: list[str], role: TokenRole) -> 
     return edit, keep
 
 
+def statistics_position(role: TokenRole) -> Literal["all", "last"]:
+    """Which keys an editor keyed at ``role`` preserves: those at prompts' ends for "last", all tokens otherwise.
+
+    Examples:
+        >>> statistics_position("last"), statistics_position("subject_last")
+        ('last', 'all')
+    """
+    return "last" if role == "last" else "all"
+
+
+@torch.no_grad()
+def mean_states(handle, requests: list[Request], role: TokenRole, ctxs: list[str], path: str,
+                which: Literal["input", "output"]) -> Float[Tensor, "request d"]:
+    """Per request, a module's input or output at the key position, averaged over the contexts.
+
+    The ROME/MEMIT key k* is ``mean_states(..., sites.key_module_path(layer), "input")``.
+    """
+    edit, _ = _rows(handle, requests, ctxs, role)
+    ids, mask = _pad(edit.ids, handle.tokenizer.pad_token_id or 0, handle.device)
+    pos = torch.tensor(edit.pos, device=handle.device)
+    owner = torch.tensor(edit.owner)
+    got: list[Tensor] = []
+    now: list[Tensor] = []  # the key positions of the rows in the current pass
+
+    def grab(module, args, out=None):
+        x = args[0] if which == "input" else (out[0] if isinstance(out, tuple) else out)
+        got.append(x[torch.arange(len(now[0]), device=x.device), now[0]].double().cpu())
+
+    module = handle.model.get_submodule(path)
+    hook = module.register_forward_pre_hook(grab) if which == "input" else module.register_forward_hook(grab)
+    try:
+        for start in range(0, len(edit.ids), 512):
+            sl = slice(start, start + 512)
+            now[:] = [pos[sl]]
+            handle.model(input_ids=ids[sl], attention_mask=mask[sl])
+    finally:
+        hook.remove()
+    states = torch.cat(got)
+    out = torch.zeros(len(requests), states.shape[1], dtype=torch.float64).index_add_(0, owner, states)
+    return out / torch.bincount(owner, minlength=len(requests))[:, None]
+
+
 def _pad(ids: list[list[int]], pad: int, device) -> tuple[Tensor, Tensor]:
     out, mask = pad_right(ids, pad)
     return out.to(device), mask.to(device)
@@ -206,16 +248,17 @@ def _optimise(handle, layer, requests, role, ctxs, s: ValueSettings) -> Values:
     def add_delta(module, args, out):
         x = out[0] if isinstance(out, tuple) else out
         r = torch.arange(x.shape[0], device=x.device)
-        seen.append(x[r, now["pos"]].detach())
         x = x.index_put((r, now["pos"]), x[r, now["pos"]] + now["delta"].to(x.dtype))
         return (x, *out[1:]) if isinstance(out, tuple) else x
 
     params = list(model.parameters())
     flags = [p.requires_grad for p in params]
-    hook = sites.module(model, layer, "mlp").register_forward_hook(add_delta)
-    block = sites.module(model, layer, "resid").register_forward_hook(
+    # The state the norms refer to, read once in the unedited pass (registered first, so on the
+    # MLP it sees the output before any delta).
+    capture = sites.module(model, layer, s.reference).register_forward_hook(
         lambda m, args, out: seen.append((out[0] if isinstance(out, tuple) else out)[
             torch.arange(n_rows, device=dev), t.pos].detach()))
+    hook = sites.module(model, layer, "mlp").register_forward_hook(add_delta)
     try:
         for p in params:
             p.requires_grad_(False)  # only delta is optimised; the weights stay as they are
@@ -223,8 +266,8 @@ def _optimise(handle, layer, requests, role, ctxs, s: ValueSettings) -> Values:
             now.update(pos=t.pos, delta=torch.zeros(n_rows, sites.d_model, device=dev))
             logits = model(input_ids=ids, attention_mask=mask).logits.float()
             t.base_last = logits[torch.arange(n_rows, device=dev), t.last].log_softmax(-1)
-        block.remove()
-        at = (seen[1] if s.reference == "resid" else seen[0])[t.is_edit]
+        capture.remove()
+        at = seen[0][t.is_edit]
         original = torch.zeros(n_req, sites.d_model, device=dev).index_add_(0, t.owner[t.is_edit], at)
         original /= torch.bincount(t.owner[t.is_edit], minlength=n_req)[:, None].clamp(min=1)
         scale = original.pow(2).mean(-1, keepdim=True).sqrt().clamp(min=1e-6)
@@ -239,7 +282,6 @@ def _optimise(handle, layer, requests, role, ctxs, s: ValueSettings) -> Values:
             delta = z * scale
             now.update(pos=sub.pos, delta=delta[sub.owner])
             logp = model(input_ids=ids[live_rows], attention_mask=mask[live_rows]).logits.float().log_softmax(-1)
-            seen.clear()
             per_req, fit = _objective(logp, sub, n_req, delta, original, s)
             live = ~done
             for b in live.nonzero().flatten().tolist():
@@ -256,7 +298,7 @@ def _optimise(handle, layer, requests, role, ctxs, s: ValueSettings) -> Values:
                 z[done] = kept
     finally:
         hook.remove()
-        block.remove()
+        capture.remove()
         for p, f in zip(params, flags):
             p.requires_grad_(f)
     return Values((z * scale).detach(), original.detach(), history)
