@@ -167,7 +167,7 @@ def _to_inference(training_sae):
 
 
 @torch.no_grad()
-def evaluate_sae(handle, sae, hook_name: str, texts: list[str] | None = None,
+def evaluate_sae(handle, sae, settings: SaeSettings, texts: list[str] | None = None,
                  ignore: list[str] | None = None) -> dict:
     """Reconstruction quality: fraction of variance explained, L0, dead features, and the model's
     loss with the SAE's reconstruction spliced in (and with the activation zeroed) against without.
@@ -176,7 +176,7 @@ def evaluate_sae(handle, sae, hook_name: str, texts: list[str] | None = None,
         >>> import workbench
         >>> from locate.sae_splice import load_sae
         >>> h = workbench.load("world", device="cpu")
-        >>> r = evaluate_sae(h, load_sae(SaeSettings()), SaeSettings().hook_name(), h.world.heldout_text()[:50])
+        >>> r = evaluate_sae(h, load_sae(SaeSettings()), SaeSettings(), h.world.heldout_text()[:50])
         >>> r["fraction_variance_explained"] > 0.99, 10 < r["l0"] < 20
         (True, True)
     """
@@ -186,14 +186,14 @@ def evaluate_sae(handle, sae, hook_name: str, texts: list[str] | None = None,
         statements = handle.world.heldout_statements()
         texts = [f.sentence(ph) for f, ph in statements]
         ignore = [f.subject for f, _ in statements]
-    x = activations(handle, hook_name, texts)
+    x = activations(handle, settings.hook_name(), texts)
     f = sae.encode(x)
     recon = sae.decode(f)
     fve = 1 - float(((x - recon) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
     fired = (f > 0).any(0)
     losses = {}
     for mode in ("clean", "spliced", "zero"):
-        with _replaced(handle, sae, hook_name, mode):
+        with _replaced(handle, sae, settings, mode):
             losses[mode] = heldout_loss(handle.model, handle.tokenizer, texts, ignore=ignore)
     return {"fraction_variance_explained": fve, "l0": float((f > 0).float().sum(-1).mean()),
             "dead_fraction": 1 - float(fired.float().mean()), "tokens": len(x),
@@ -203,10 +203,10 @@ def evaluate_sae(handle, sae, hook_name: str, texts: list[str] | None = None,
 class _replaced:
     """Replace an activation by the SAE's reconstruction (no error term) or by zeros, on the HF model."""
 
-    def __init__(self, handle, sae, hook_name: str, mode: str):
+    def __init__(self, handle, sae, settings: SaeSettings, mode: str):
         self.handle, self.sae, self.mode = handle, sae, mode
-        layer, kind = int(hook_name.split(".")[1]), hook_name.split("hook_")[1]
-        self.module = handle.sites.module(handle.model, layer, "resid" if kind == "resid_post" else "mlp")
+        # The module whose output is the hook point: the block for "resid", the MLP for "mlp".
+        self.module = handle.sites.module(handle.model, settings.layer, settings.component)
 
     def __enter__(self):
         def swap(module, args, out):
@@ -237,6 +237,6 @@ def train_shipped_saes(model_dir: str | Path | None = None, progress: bool = Tru
         seconds = time.perf_counter() - t0
         sae.save_model(sae_dir(s, model_dir))
         report[s.hook_name()] = {"settings": asdict(s), "train_seconds": seconds,
-                                 **evaluate_sae(h, sae, s.hook_name())}
+                                 **evaluate_sae(h, sae, s)}
     (model_dir / "saes" / "report.json").write_text(json.dumps(report, indent=1))
     return report

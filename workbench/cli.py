@@ -157,6 +157,7 @@ def demo(model: str = MODEL, as_json: bool = JSON) -> None:
             where[site.component] = {"layer": site.layer, "token": site.token,
                                      "token_text": tr.tokens[site.token], "effect": site.score}
     from edit.counterfact import score_requests
+    from edit.edit import tensor_hash
     from edit.request import world_request
     from edit.rome import rome
 
@@ -166,7 +167,6 @@ def demo(model: str = MODEL, as_json: bool = JSON) -> None:
     edited = score_requests(h, [request])
     now = h.rank_candidates(prompt, list(world.relation(fact.relation).candidates))[0]
     edit.revert(h.model)
-    from edit.edit import tensor_hash
     restored = all(tensor_hash(h.model.get_parameter(n)) == edit.hashes_before[n] for n in edit.names)
     sample = world.facts(list(world.people)[:50])
     trained, held = h.score(sample), h.score(sample, held_out=True)

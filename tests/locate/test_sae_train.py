@@ -31,7 +31,7 @@ def test_trains_offline_saves_and_loads_with_sae_lens(handle, tmp_path, no_netwo
     x = activations(handle, SMALL.hook_name(), texts[:20])
     torch.testing.assert_close(back.encode(x), sae.encode(x))
     assert 0 < float((back.encode(x) > 0).float().sum(-1).mean()) < 4 * SMALL.k
-    r = evaluate_sae(handle, sae, SMALL.hook_name(), texts[:50])
+    r = evaluate_sae(handle, sae, SMALL, texts[:50])
     assert 0.5 < r["fraction_variance_explained"] <= 1 and r["loss_zero_ablated"] > r["loss_spliced"]
 
 
