@@ -43,7 +43,10 @@ def score_requests(handle, requests: list[Request]) -> dict[str, dict[str, float
     rows: list[tuple[str, str, str, str | None, tuple[str, ...]]] = []
     # A neighbour whose own fact is edited in the same batch is no neighbour: its answer is
     # meant to change.
-    edited = {(r.subject, r.relation) for r in requests}
+    edited: dict[str | None, set[str]] = defaultdict(set)
+    for r in requests:
+        edited[r.relation].add(r.subject)
+    longest = max(len(r.subject.split()) for r in requests) if requests else 0
     for r in requests:
         cands = r.candidates or tuple(dict.fromkeys([r.true_object, r.target]))
         win, lose = (None, r.true_object) if r.erase else (r.new_object, r.true_object)
@@ -52,7 +55,7 @@ def score_requests(handle, requests: list[Request]) -> dict[str, dict[str, float
         # Neighbours must keep their own object against the edit's new one (an erasure has none:
         # they must keep it against every other candidate).
         rows += [("neighbourhood", q, o, None if r.erase else r.new_object, tuple(dict.fromkeys(cands + (o,))))
-                 for q, o in r.neighbours if not _names_edited(q, r.relation, edited)]
+                 for q, o in r.neighbours if not _names_edited(q, edited.get(r.relation, set()), longest)]
     by_cands: dict[tuple[str, ...], list[int]] = defaultdict(list)
     for i, row in enumerate(rows):
         by_cands[row[4]].append(i)
@@ -78,6 +81,11 @@ def score_requests(handle, requests: list[Request]) -> dict[str, dict[str, float
     return out
 
 
-def _names_edited(prompt: str, relation: str | None, edited: set[tuple[str, str | None]]) -> bool:
-    words = f" {prompt} "
-    return any(rel == relation and f" {subject} " in words for subject, rel in edited)
+def _names_edited(prompt: str, subjects: set[str], longest: int) -> bool:
+    # Word n-grams of the prompt (up to the longest subject) looked up in the set: linear in the
+    # prompt, not in the batch.
+    if not subjects:
+        return False
+    words = prompt.split()
+    return any(" ".join(words[i:i + n]) in subjects
+               for n in range(1, longest + 1) for i in range(len(words) - n + 1))
