@@ -16,7 +16,6 @@ aggregates them per (layer, component), unit and MLP neuron, and keeps the top f
 from __future__ import annotations
 
 import math
-import random
 import time
 import warnings
 from contextlib import contextmanager
@@ -32,12 +31,9 @@ from tqdm.auto import tqdm
 
 from locate.location import Location, Site, component_totals, neuron_totals, parameter_sites, unit_totals
 from workbench.sites import SiteMap
-from workbench.tokens import encode_prompts
+from workbench.examples import Datum, ExampleError, encode_examples
 from workbench.world.facts import Fact, World
 
-# A text (every token after the first scored), a world fact (its object scored after each trained
-# phrasing), or a (prompt, object) pair (the object scored after the prompt).
-Datum = str | Fact | tuple[str, str]
 Scores = dict[str, Tensor]
 Which = Literal["forget", "retain", "ratio"]
 GRID_ROWS = ("attn", "mlp", "resid")
@@ -133,31 +129,10 @@ def forget_retain(world: World, name: str) -> tuple[list[Fact], list[Fact]]:
 def _examples(handle, data: Sequence[Datum], settings: FisherSettings,
               what: str) -> list[tuple[list[int], list[int]]]:
     """(token ids, positions whose token is scored) per example, cut to ``max_examples``."""
-    if isinstance(data, str) or not len(data):
-        raise FisherError(f"no {what} examples: pass a non-empty list of texts, facts or (prompt, object) pairs")
-    raw: list[str | tuple[str, str]] = []
-    for d in data:
-        if isinstance(d, Fact):
-            if handle.world is None:
-                raise FisherError(f"model {handle.name!r} has no fact world to phrase facts with")
-            raw += [(ph.prompt(d.subject), d.object) for ph in handle.world.phrasings(d.relation)]
-        elif isinstance(d, str) or (isinstance(d, tuple) and len(d) == 2 and all(isinstance(x, str) for x in d)):
-            raw.append(d)
-        else:
-            raise FisherError(f"{what} data must be texts, facts or (prompt, object) pairs, not {type(d).__name__}")
-    if settings.max_examples is not None and len(raw) > settings.max_examples:
-        raw = [raw[i] for i in sorted(random.Random(settings.seed).sample(range(len(raw)), settings.max_examples))]
-    out = []
-    for r in raw:
-        if isinstance(r, str):
-            ids = encode_prompts(handle.tokenizer, [r])[0]
-            out.append((ids, list(range(1, len(ids)))))
-        else:
-            p, o = handle.encode_fact(*r)
-            out.append((p + o, list(range(len(p), len(p) + len(o)))))
-    if not all(scored for _, scored in out):
-        raise FisherError(f"{what} data holds a text of one token: there is nothing to score in it")
-    return out
+    try:
+        return encode_examples(handle, data, settings.max_examples, settings.seed, what)
+    except ExampleError as e:
+        raise FisherError(str(e)) from None
 
 
 def _describe(data: Sequence[Datum], name: str | None, n_examples: int) -> dict:

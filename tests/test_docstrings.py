@@ -7,11 +7,12 @@ import pytest
 
 MODULES = ["workbench", "workbench.handle", "workbench.metrics", "workbench.tokens",
            "workbench.world.facts", "workbench.world.tokenizer", "workbench.world.registry",
-           "workbench.world.train",
+           "workbench.world.train", "workbench.examples",
            "locate.attribution_patching", "locate.feature_data", "locate.features", "locate.fisher", "locate.registry",
            "locate.sae_splice", "locate.sae_train",
            "edit.counterfact", "edit.covariance", "edit.edit", "edit.memit", "edit.null_space", "edit.patch", "edit.request",
-           "edit.rome", "edit.values"]
+           "edit.rome", "edit.values", "edit.forget_request", "edit.forget_figures",
+           "edit.forget", "edit.forget_erase", "edit.ssd", "edit.rmu", "edit.gradient_unlearn"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -222,6 +222,7 @@ def _one_line(e: BaseException) -> str:
 
 # Commands of the other steps live beside this file; importing them registers them on `app`.
 import workbench.cli_edit  # noqa: E402,F401
+import workbench.cli_forget  # noqa: E402,F401
 import workbench.cli_locate  # noqa: E402,F401
 
 

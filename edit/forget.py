@@ -1,0 +1,189 @@
+"""One call to forget: pick a method, get the Edit and the figures before, after and of the exact answer.
+
+Every unlearning method takes the same :class:`~edit.forget_request.ForgetRequest`, an optional
+Location, and its own settings, and returns an applied :class:`~edit.edit.Edit`. :func:`forget`
+wraps them: it scores the model before, runs the method, scores it after, and, for a world split
+with a shipped retain model (a model trained without the forgotten people, the answer unlearning
+should reach), scores that model on the same facts, so every figure has its baseline beside it.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from edit.edit import Edit
+from edit.forget_figures import FigureSettings, forget_figures
+from edit.forget_request import ForgetError, ForgetRequest, forget_request
+from locate.location import Location
+
+
+@dataclass(frozen=True)
+class Method:
+    """Where an unlearning method lives and how its settings are built.
+
+    Args:
+        module, function, settings: The editor ``module.function(handle, request, location,
+            settings, apply, progress)`` and the name of its settings dataclass in that module.
+        fixed: Settings fields this method name fixes (the gradient methods share one editor).
+        strength: The settings field a strength sweep varies, and the values it takes (weakest first).
+        summary: One line for help texts.
+    """
+
+    module: str
+    function: str
+    settings: str
+    fixed: dict = field(default_factory=dict)
+    strength: tuple[str, tuple] = ("", ())
+    summary: str = ""
+
+    def editor(self):
+        return getattr(importlib.import_module(self.module), self.function)
+
+    def make_settings(self, **overrides) -> Any:
+        cls = getattr(importlib.import_module(self.module), self.settings)
+        return cls(**{**self.fixed, **overrides})
+
+
+METHODS: dict[str, Method] = {
+    "rmu": Method("edit.rmu", "rmu", "RmuSettings",
+                  strength=("steering_coefficient", (0.25, 0.5, 1.0, 2.0, 4.0)),
+                  summary="Representation misdirection: push forget states at one layer towards a random direction"),
+    "ablate": Method("edit.sae_ablation", "sae_ablate", "AblationSettings",
+                     summary="Ablate the SAE features that carry the forgotten people, baked into the weights"),
+    **{name: Method("edit.gradient_unlearn", "gradient_unlearn", "GradientSettings", {"method": name},
+                    strength=("floor", (0.99, 0.98, 0.95, 0.9, 0.8)), summary=text)
+       for name, text in (("ga", "Gradient ascent on the forget set, inside a Fisher mask"),
+                          ("gradiff", "Gradient difference: ascent on forget, descent on retain, in a Fisher mask"),
+                          ("npo", "Negative preference optimisation with a retain term, in a Fisher mask"))},
+    "ssd": Method("edit.ssd", "ssd", "SsdSettings",
+                  strength=("alpha", (30000.0, 10000.0, 3000.0, 1000.0, 300.0, 100.0)),
+                  summary="Selective Synaptic Dampening: shrink weights far more important to the forget set (no gradients)"),
+    "erase": Method("edit.forget_erase", "memit_erase", "EraseSettings",
+                    strength=("mom2_weight", (1000.0, 300.0, 100.0, 30.0, 10.0, 3.0)),
+                    summary="MEMIT erase of every forgotten fact at once (the editing baseline)"),
+}
+
+
+class ForgetResult:
+    """An unlearning edit with its figures: before, after, and the retain model's (where one exists).
+
+    Attributes:
+        request: The :class:`ForgetRequest`.
+        method: The method's name.
+        edit: The applied :class:`~edit.edit.Edit` (``edit.revert(model)`` undoes it bitwise).
+        before, after: :func:`~edit.forget_figures.forget_figures` of the model before and after.
+        reference: The same figures of the retain model, or None where the world has none.
+        reference_model: That model's name.
+        seconds: Wall time of the method alone.
+    """
+
+    def __init__(self, request: ForgetRequest, method: str, edit: Edit, before: dict, after: dict,
+                 reference: dict | None, reference_model: str | None, seconds: float):
+        self.request, self.method, self.edit = request, method, edit
+        self.before, self.after, self.reference = before, after, reference
+        self.reference_model, self.seconds = reference_model, seconds
+
+    def to_dict(self) -> dict:
+        return {"request": self.request.to_dict(), "method": self.method, "seconds": self.seconds,
+                "before": self.before, "after": self.after, "reference": self.reference,
+                "reference_model": self.reference_model, "tensors": self.edit.names,
+                "settings": self.edit.settings, "edit_metrics": self.edit.metrics}
+
+    def __repr__(self) -> str:
+        keys = ("forget", "retain", "heldout_loss")
+        return (f"ForgetResult({self.method} on {self.request.name!r}: "
+                + ", ".join(f"{k} {self.before.get(k, float('nan')):.3f} -> {self.after.get(k, float('nan')):.3f}"
+                            for k in keys) + f", {self.seconds:.1f}s)")
+
+
+@functools.lru_cache(maxsize=4)
+def _retain_model(name: str):
+    import workbench
+    return workbench.load(name)
+
+
+def retain_model_name(handle, request: ForgetRequest) -> str | None:
+    """The shipped model trained without the request's people, if the request is a world split."""
+    from workbench.world.registry import SHIPPED
+
+    world = handle.world
+    if world is None or request.name not in world.splits or f"retain-{request.name}" not in SHIPPED:
+        return None
+    split = world.splits[request.name]
+    # Only the split as defined has an exact answer: a narrower forget set or another retain set has not.
+    if set(request.forget) != set(world.facts(split.forget)):
+        return None
+    return f"world:retain-{request.name}"
+
+
+def reference_figures(handle, request: ForgetRequest, figures: FigureSettings | None = None) -> tuple[dict | None, str | None]:
+    """Figures of the retain model on the same facts: what exact unlearning gives."""
+    name = retain_model_name(handle, request)
+    if name is None:
+        return None, None
+    return forget_figures(_retain_model(name), request, figures), name
+
+
+def method(name: str) -> Method:
+    """The registered method ``name``; a one-line error naming the choices otherwise."""
+    if name not in METHODS:
+        raise ForgetError(f"unknown method {name!r}: choose from {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def forget(handle, what: str | list | ForgetRequest, method_name: str = "ssd", location: Location | None = None,
+           settings: Any = None, figures: FigureSettings | None = None, reference: bool = True,
+           progress: bool = True, **overrides) -> ForgetResult:
+    """Forget a person, a split or chosen facts with one method; the edit stays applied.
+
+    Examples:
+        >>> import workbench
+        >>> h = workbench.load("world", device="cpu")
+        >>> res = forget(h, "forget01", "ssd", figures=FigureSettings(retain_facts=30, neighbour_facts=30), progress=False)
+        >>> res.before["forget"], res.after["forget"] < 0.2, res.after["retain"] > 0.95, res.reference_model
+        (1.0, True, True, 'world:retain-forget01')
+        >>> _ = res.edit.revert(h.model)
+
+    Args:
+        handle: A :class:`workbench.handle.ModelHandle`.
+        what: A :class:`ForgetRequest`, or anything :func:`forget_request` takes (a split, a
+            person, a list of people or facts).
+        method_name: One of :data:`METHODS`.
+        location: Where the method may act (each method's default locates for itself).
+        settings: The method's settings object; or pass its fields as keyword ``overrides``.
+        figures: How much to score (:class:`FigureSettings`).
+        reference: Also score the split's retain model, where one ships.
+
+    Raises:
+        ForgetError: an unknown method, person or split, an empty or overlapping request.
+    """
+    m = method(method_name)
+    request = what if isinstance(what, ForgetRequest) else forget_request(_world(handle), what)
+    if settings is None:
+        settings = m.make_settings(**overrides)
+    elif overrides:
+        settings = replace(settings, **overrides)
+    before = forget_figures(handle, request, figures)
+    t0 = time.perf_counter()
+    edit = m.editor()(handle, request, location=location, settings=settings, apply=True, progress=progress)
+    seconds = time.perf_counter() - t0
+    try:
+        after = forget_figures(handle, request, figures)
+    except BaseException:
+        edit.revert(handle.model)
+        raise
+    ref, ref_name = reference_figures(handle, request, figures) if reference else (None, None)
+    return ForgetResult(request, method_name, edit, before, after, ref, ref_name, seconds)
+
+
+def _world(handle):
+    if handle.world is None:
+        raise ForgetError(f"model {handle.name!r} has no fact world: pass a ForgetRequest of texts")
+    return handle.world
+
+
+__all__ = ["METHODS", "ForgetResult", "Method", "forget", "method", "reference_figures", "retain_model_name"]

@@ -1,0 +1,125 @@
+"""Gradient unlearning (GA, GradDiff, NPO) inside a parameter mask, with a retain floor."""
+
+import pytest
+import torch
+
+import edit.gradient_unlearn
+from edit.edit import EditError, tensor_hash
+from edit.forget_request import ForgetError, ForgetRequest, _sample, forget_request
+from edit.gradient_unlearn import GradientSettings, gradient_unlearn
+from locate.location import Location, Site
+from tiny_models import tiny_handle
+
+FAST = GradientSettings(steps=30, floor=0.9, check_samples=20, retain_samples=100, fisher_examples=64)
+
+
+def _hashes(model):
+    return {n: tensor_hash(p) for n, p in model.named_parameters()}
+
+
+@pytest.fixture(scope="module")
+def person(world):
+    return forget_request(world, list(world.people)[11])
+
+
+def test_person_is_forgotten_inside_the_mask(handle, person):
+    before = _hashes(handle.model)
+    params = dict(handle.model.named_parameters())
+    originals = {n: p.detach().clone() for n, p in params.items()}
+    e = gradient_unlearn(handle, person, settings=FAST, progress=False)
+    try:
+        assert handle.score(list(person.forget)).accuracy < 0.5
+        # Gradient methods cost this model some retained facts (RMU's test asks for 0.95).
+        assert handle.score(_sample(person.retain, 40, 1)).accuracy >= 0.85
+        mask = e.location.parameter_mask(handle.model)
+        assert e.location.method == "fisher" and set(e.names) == {n for n, m in mask.items() if m.any()}
+        for n in e.names:
+            moved = params[n].detach() != originals[n]
+            assert not (moved & ~mask[n]).any() and moved.any()
+            assert not e.deltas[n].dense[~mask[n]].any()
+        changed = {n for n, h in _hashes(handle.model).items() if h != before[n]}
+        assert changed <= set(e.names)
+        m = e.metrics
+        assert m["stopped"] in ("steps", "retain floor") and m["checks"][0][:2] == [0, 1.0]
+        assert e.request == person.to_dict() and e.settings["method"] == "npo" == e.method
+    finally:
+        e.revert(handle.model)
+    assert _hashes(handle.model) == before
+
+
+def test_retain_floor_rolls_back(handle, person):
+    s = GradientSettings(method="ga", steps=30, lr=0.3, check_every=2, floor=0.99, retain_samples=20, fisher_examples=32)
+    e = gradient_unlearn(handle, person, settings=s, apply=False, progress=False)
+    m = e.metrics
+    assert m["stopped"] == "retain floor" and m["steps"] < 30 and m["checks"][-1][1] < m["retain_floor"]
+    passed = [c[0] for c in m["checks"] if c[1] >= m["retain_floor"]]
+    assert m["kept_step"] == passed[-1]
+    if m["kept_step"] == 0:
+        assert not any(d.dense.any() for d in e.deltas.values())
+
+
+def test_given_location_bounds_the_update(handle, person):
+    w = handle.sites.mlp_out_path(0) + ".weight"
+    loc = Location("manual", sites=[Site("parameter", param=w)], masks={w: list(range(0, 128 * 512, 7))})
+    s = GradientSettings(steps=3, check_every=1, retain_samples=10, floor=0.0)
+    e = gradient_unlearn(handle, person, loc, s, apply=False, progress=False)
+    assert e.names == [w] and e.location is loc
+    delta = e.deltas[w].dense.flatten()
+    outside = torch.ones_like(delta, dtype=torch.bool)
+    outside[::7] = False
+    assert delta[~outside].any() and not delta[outside].any()
+    again = gradient_unlearn(handle, person, loc, s, apply=False, progress=False)
+    assert torch.equal(again.deltas[w].dense, e.deltas[w].dense)
+
+
+def test_nan_and_interrupt_leave_the_model_unchanged(handle, person, monkeypatch):
+    before = _hashes(handle.model)
+    real, calls = edit.gradient_unlearn._losses, []
+
+    def nan_later(*args):
+        calls.append(1)
+        lf, lr_ = real(*args)
+        return (lf * float("nan"), lr_) if len(calls) == 3 else (lf, lr_)
+
+    monkeypatch.setattr(edit.gradient_unlearn, "_losses", nan_later)
+    s = GradientSettings(steps=5, retain_samples=10, fisher_examples=32)
+    with pytest.raises(EditError, match="npo loss became nan at step 3"):
+        gradient_unlearn(handle, person, settings=s, progress=False)
+    assert _hashes(handle.model) == before
+
+    def interrupt(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(edit.gradient_unlearn, "_losses", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        gradient_unlearn(handle, person, settings=s, progress=False)
+    assert _hashes(handle.model) == before and all(p.grad is None for p in handle.model.parameters())
+
+
+def test_refusals(handle, person):
+    with pytest.raises(ForgetError, match="unknown method 'sgd'"):
+        GradientSettings(method="sgd")
+    with pytest.raises(ForgetError, match="lr and beta must be > 0"):
+        GradientSettings(lr=float("nan"))
+    with pytest.raises(ForgetError, match="nothing to forget"):
+        gradient_unlearn(handle, ForgetRequest("nobody", retain=person.retain))
+    with pytest.raises(ForgetError, match="selects no parameter"):
+        gradient_unlearn(handle, person, Location("m", sites=[Site("activation", 0, "resid", 1)]))
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt_neox"])
+def test_texts_on_other_families(family):
+    h = tiny_handle(family)
+    r = ForgetRequest("cat", forget_texts=("the cat sat on the mat", "a cat is in Rome"),
+                      retain_texts=("the dog sat on a mat", "Paris is the capital of France", "Rome is in Italy"))
+    before = _hashes(h.model)
+    for method in ("ga", "gradiff", "npo"):
+        e = gradient_unlearn(h, r, settings=GradientSettings(method=method, steps=10, lr=1e-2, floor=0.0),
+                             progress=False)
+        try:
+            assert e.metrics["loss_forget"][-1] < e.metrics["loss_forget"][0]
+            assert {n for n, v in _hashes(h.model).items() if v != before[n]} <= set(e.names)
+        finally:
+            e.revert(h.model)
+        assert _hashes(h.model) == before
+

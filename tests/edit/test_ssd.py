@@ -1,0 +1,65 @@
+"""Selective Synaptic Dampening: selective on the world model, only selected elements move, reversible."""
+
+import pytest
+import torch
+
+from edit.edit import EditError, tensor_hash
+from edit.forget_request import _sample, forget_request
+from edit.ssd import SsdSettings, dampening_factors, ssd
+from locate.fisher import FisherScores, FisherSettings
+from locate.location import Location, Site
+
+FAST = SsdSettings(retain_examples=400)
+
+
+@pytest.fixture(scope="module")
+def person(world):
+    return forget_request(world, list(world.people)[21])
+
+
+def test_forgets_the_person_keeps_the_rest(handle, person):
+    before = {n: p.detach().clone() for n, p in handle.model.named_parameters()}
+    e = ssd(handle, person, settings=FAST, progress=False)
+    try:
+        assert handle.score(list(person.forget)).accuracy <= 0.25
+        assert handle.score(_sample(person.retain, 60, 3)).accuracy >= 0.98
+        for n, p in handle.model.named_parameters():
+            if n not in e.names:
+                assert torch.equal(p, before[n]), n
+            else:
+                moved = p.detach() != before[n]
+                # Dampening only shrinks: every moved element keeps its sign and loses magnitude.
+                assert moved.any() and (p.detach()[moved].abs() < before[n][moved].abs()).all()
+        assert e.metrics["elements"] == sum(int((torch.as_tensor(d.dense) != 0).sum()) for d in e.deltas.values())
+    finally:
+        e.revert(handle.model)
+    assert all(torch.equal(p, before[n]) for n, p in handle.model.named_parameters())
+
+
+def test_location_bounds_the_selection(handle, person):
+    name = handle.sites.mlp_out_path(0) + ".weight"
+    only = Location("manual", {}, {}, [Site("parameter", 0, "mlp", param=name)])
+    try:
+        e = ssd(handle, person, location=only, settings=SsdSettings(alpha=3.0, retain_examples=200), progress=False)
+    except EditError as err:  # an honest outcome: nothing of this tensor passes the threshold
+        assert "selected no parameter" in str(err)
+        return
+    try:
+        assert e.names == [name]
+    finally:
+        e.revert(handle.model)
+
+
+def test_factors():
+    s = FisherScores({"w": torch.tensor([5.0, 20.0, 40.0])}, {"w": torch.tensor([1.0, 1.0, 1.0])}, FisherSettings(), None)
+    beta = dampening_factors(s, alpha=10, dampening=1)["w"]
+    assert beta.tolist() == [1.0, pytest.approx(0.05), pytest.approx(0.025)]
+    assert dampening_factors(s, alpha=100, dampening=1) == {}
+
+
+def test_bad_settings_and_empty_selection(handle, person):
+    with pytest.raises(EditError, match="alpha and dampening must be > 0"):
+        SsdSettings(alpha=0)
+    with pytest.raises(EditError, match="selected no parameter"):
+        ssd(handle, person, settings=SsdSettings(alpha=1e30, retain_examples=100), progress=False)
+    assert tensor_hash(handle.model.get_parameter(handle.sites.mlp_out_path(0) + ".weight"))
