@@ -10,7 +10,7 @@ from edit.gradient_unlearn import GradientSettings, gradient_unlearn
 from locate.location import Location, Site
 from tiny_models import tiny_handle
 
-FAST = GradientSettings(steps=30, floor=0.9, check_samples=20, retain_samples=100, fisher_examples=64)
+FAST = GradientSettings(steps=30, lr=1e-2, floor=0.9, check_samples=20, retain_samples=100, fisher_examples=64)
 
 
 def _hashes(model):
