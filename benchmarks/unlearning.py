@@ -1,0 +1,150 @@
+"""Every unlearning method on forget01, forget05 and forget10 beside the retain model, and a strength sweep.
+
+For each split and method (default settings) the edit is made on the unedited default model,
+scored with :func:`edit.forget_figures.forget_figures` (all forget facts, 300 retain and 300
+neighbour facts, held-out loss), and reverted. The retain model of the split, trained without
+the forgotten people, is scored on the same facts: it is the exact answer. The bar for the best
+method: forget accuracy within 5 points of the retain model's, retain accuracy at least 98 % of
+the original's, in under 2 % of the retain model's training time (its ``training_report.json``).
+
+Then, on forget05, each method's strength setting (:data:`edit.forget.METHODS`) is swept and
+forget vs retain accuracy plotted (plotly: HTML always, PNG where kaleido can find a browser).
+
+Writes benchmarks/results/unlearning.json and unlearning_pareto.{html,png}.
+Run: .venv/bin/python -m benchmarks.unlearning [--splits forget05] [--methods ssd,rmu] [--no-sweep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import workbench
+from edit.forget import METHODS, method, reference_figures
+from edit.forget_figures import FigureSettings, forget_figures
+from edit.forget_request import forget_request
+from workbench.world.registry import resolve_world_model
+
+RESULTS = Path(__file__).parent / "results"
+OUT = RESULTS / "unlearning.json"
+FIGURES = FigureSettings(retain_facts=300, neighbour_facts=300)
+SPLITS = ("forget01", "forget05", "forget10")
+
+
+def _round(d: dict | None) -> dict | None:
+    return None if d is None else {k: round(v, 4) for k, v in d.items()}
+
+
+def one(h, request, name: str, **overrides) -> dict:
+    m = method(name)
+    t0 = time.perf_counter()
+    e = m.editor()(h, request, settings=m.make_settings(**overrides), apply=True, progress=False)
+    seconds = time.perf_counter() - t0
+    try:
+        after = forget_figures(h, request, FIGURES)
+    finally:
+        e.revert(h.model)
+    return {"method": name, "settings": overrides, "seconds": round(seconds, 2), "tensors": len(e.names), **_round(after)}
+
+
+def train_seconds(split: str) -> float:
+    report = resolve_world_model(f"world:retain-{split}") / "training_report.json"
+    return json.loads(report.read_text())["train_seconds"]
+
+
+def verdict(row: dict, original: dict, reference: dict, budget: float) -> dict:
+    return {"forget_within_5_points": abs(row["forget"] - reference["forget"]) <= 0.05,
+            "retain_at_least_98_percent": row["retain"] >= 0.98 * original["retain"],
+            "under_2_percent_of_training": row["seconds"] <= budget}
+
+
+def table(h, splits, methods) -> list[dict]:
+    out = []
+    for split in splits:
+        request = forget_request(h.world, split)
+        original = _round(forget_figures(h, request, FIGURES))
+        reference, ref_name = reference_figures(h, request, FIGURES)
+        budget = 0.02 * train_seconds(split)
+        block = {"split": split, "original": original, "retain_model": {"name": ref_name, **_round(reference)},
+                 "retain_model_train_seconds": train_seconds(split), "budget_seconds": round(budget, 1), "methods": []}
+        for name in methods:
+            row = one(h, request, name)
+            row["meets"] = verdict(row, original, reference, budget)
+            block["methods"].append(row)
+            print(f"{split:9} {name:8} forget {row['forget']:.3f} held-out {row['forget_heldout']:.3f} "
+                  f"retain {row['retain']:.3f} neighbours {row.get('neighbours', float('nan')):.3f} "
+                  f"loss {row['heldout_loss']:.3f} {row['seconds']:6.1f}s  (retain model forget "
+                  f"{reference['forget']:.3f}, budget {budget:.0f}s)", flush=True)
+        out.append(block)
+    return out
+
+
+def sweep(h, split: str, methods) -> list[dict]:
+    request = forget_request(h.world, split)
+    rows = []
+    for name in methods:
+        field, values = METHODS[name].strength
+        for v in values if field else ():
+            row = one(h, request, name, **{field: v})
+            row["strength"] = {field: v}
+            rows.append(row)
+            print(f"sweep {name:8} {field}={v:<8g} forget {row['forget']:.3f} retain {row['retain']:.3f} "
+                  f"{row['seconds']:.1f}s", flush=True)
+    return rows
+
+
+def plot(rows: list[dict], reference: dict, original: dict, split: str) -> list[str]:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for name in dict.fromkeys(r["method"] for r in rows):
+        pts = [r for r in rows if r["method"] == name]
+        fig.add_trace(go.Scatter(x=[r["forget"] for r in pts], y=[r["retain"] for r in pts], mode="lines+markers",
+                                 name=name, text=[", ".join(f"{k}={v:g}" for k, v in r["strength"].items()) for r in pts],
+                                 hovertemplate="%{text}<br>forget %{x:.3f}<br>retain %{y:.3f}"))
+    fig.add_trace(go.Scatter(x=[reference["forget"]], y=[reference["retain"]], mode="markers", name="retain model",
+                             marker=dict(symbol="star", size=16, color="black")))
+    fig.add_trace(go.Scatter(x=[original["forget"]], y=[original["retain"]], mode="markers", name="original",
+                             marker=dict(symbol="x", size=12, color="grey")))
+    fig.update_layout(title=f"Unlearning {split}: forget vs retain accuracy over each method's strength",
+                      xaxis_title="forget accuracy (lower is better)", yaxis_title="retain accuracy",
+                      template="plotly_white", width=900, height=600)
+    written = [str(RESULTS / "unlearning_pareto.html")]
+    fig.write_html(written[0], include_plotlyjs=True)
+    try:
+        fig.write_image(RESULTS / "unlearning_pareto.png")
+        written.append(str(RESULTS / "unlearning_pareto.png"))
+    except Exception as e:  # noqa: BLE001 - a PNG needs kaleido and a browser; the HTML is the record
+        print(f"no PNG: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr)
+    return written
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--splits", default=",".join(SPLITS))
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--sweep-split", default="forget05")
+    ap.add_argument("--no-sweep", action="store_true")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv or [])
+    torch.set_num_threads(args.threads)
+    methods = args.methods.split(",")
+    h = workbench.load("world", device="cpu")
+    result = {"threads": args.threads, "figures": FIGURES.__dict__, "table": table(h, args.splits.split(","), methods)}
+    if not args.no_sweep:
+        request = forget_request(h.world, args.sweep_split)
+        reference, _ = reference_figures(h, request, FIGURES)
+        rows = sweep(h, args.sweep_split, methods)
+        result["sweep"] = {"split": args.sweep_split, "rows": rows, "retain_model": _round(reference),
+                           "figures": plot(rows, reference, forget_figures(h, request, FIGURES), args.sweep_split)}
+    OUT.write_text(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
