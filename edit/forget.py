@@ -53,6 +53,7 @@ METHODS: dict[str, Method] = {
                   strength=("steering_coefficient", (0.25, 0.5, 1.0, 2.0, 4.0)),
                   summary="Representation misdirection: push forget states at one layer towards a random direction"),
     "ablate": Method("edit.sae_ablation", "sae_ablate", "AblationSettings",
+                     strength=("retain_penalty", (0.02, 0.015, 0.01, 0.005, 0.0)),
                      summary="Ablate the SAE features that carry the forgotten people, baked into the weights"),
     **{name: Method("edit.gradient_unlearn", "gradient_unlearn", "GradientSettings", {"method": name},
                     strength=("floor", (0.99, 0.98, 0.95, 0.9, 0.8)), summary=text)

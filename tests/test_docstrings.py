@@ -12,7 +12,8 @@ MODULES = ["workbench", "workbench.handle", "workbench.metrics", "workbench.toke
            "locate.sae_splice", "locate.sae_train",
            "edit.counterfact", "edit.covariance", "edit.edit", "edit.memit", "edit.null_space", "edit.patch", "edit.request",
            "edit.rome", "edit.values", "edit.forget_request", "edit.forget_figures",
-           "edit.forget", "edit.forget_erase", "edit.ssd", "edit.rmu", "edit.gradient_unlearn"]
+           "edit.forget", "edit.forget_erase", "edit.ssd", "edit.rmu", "edit.gradient_unlearn",
+           "edit.sae_bake", "edit.sae_ablation"]
 
 
 @pytest.mark.parametrize("name", MODULES)
