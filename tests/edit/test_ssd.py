@@ -63,3 +63,22 @@ def test_bad_settings_and_empty_selection(handle, person):
     with pytest.raises(EditError, match="selected no parameter"):
         ssd(handle, person, settings=SsdSettings(alpha=1e30, retain_examples=100), progress=False)
     assert tensor_hash(handle.model.get_parameter(handle.sites.mlp_out_path(0) + ".weight"))
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt_neox"])
+def test_texts_on_tiny_models(family):
+    from edit.forget_request import ForgetRequest
+    from tiny_models import tiny_handle
+
+    h = tiny_handle(family, n_layers=2)
+    r = ForgetRequest("cat", forget_texts=("the cat sat on the mat", "a cat is in Rome"),
+                      retain_texts=("the dog sat on a mat", "Paris is the capital of France", "Rome is in Italy"))
+    before = {n: p.detach().clone() for n, p in h.model.named_parameters()}
+    e = ssd(h, r, settings=SsdSettings(alpha=1.0, retain_examples=None), progress=False)
+    try:
+        assert e.names and all(torch.equal(p, before[n]) for n, p in h.model.named_parameters() if n not in e.names)
+        # A selected element that is exactly zero (fresh biases) stays zero: some tensor must move, not each.
+        assert any(not torch.equal(h.model.get_parameter(n), before[n]) for n in e.names)
+    finally:
+        e.revert(h.model)
+    assert all(torch.equal(p, before[n]) for n, p in h.model.named_parameters())
