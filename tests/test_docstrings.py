@@ -13,7 +13,9 @@ MODULES = ["workbench", "workbench.handle", "workbench.metrics", "workbench.toke
            "edit.counterfact", "edit.covariance", "edit.edit", "edit.memit", "edit.null_space", "edit.patch", "edit.request",
            "edit.rome", "edit.values", "edit.forget_request", "edit.forget_figures",
            "edit.forget", "edit.forget_erase", "edit.ssd", "edit.rmu", "edit.gradient_unlearn",
-           "edit.sae_bake", "edit.sae_ablation"]
+           "edit.sae_bake", "edit.sae_ablation",
+           "workbench.verify", "workbench.verify.truth_ratio", "workbench.verify.membership",
+           "workbench.verify.quantise", "workbench.verify.probe", "workbench.verify.suppression"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -1,0 +1,40 @@
+"""Verification: does an unlearned model behave like one that never saw the forgotten facts?
+
+Each check compares the edited model with the model trained without the forgotten people (the
+world's ``retain-*`` models), because every figure only means something beside that answer:
+
+* :mod:`~workbench.verify.truth_ratio`: TOFU's truth ratio, forget quality and model utility;
+* :mod:`~workbench.verify.membership`: Min-K% and Min-K%++ membership inference, MUSE's privacy leak;
+* :mod:`~workbench.verify.quantise`: round-to-nearest 4- and 8-bit quantisation, which can undo
+  edits smaller than a quantisation step;
+* :mod:`~workbench.verify.probe`: logit lens and linear probes, which find knowledge that an
+  edit only hid from the output;
+* :mod:`~workbench.verify.suppression`: an output-suppression edit built on purpose, the case
+  that surface accuracy misses and the checks above must catch.
+
+Examples:
+    >>> import workbench
+    >>> from workbench.verify import logit_lens, suppress_output
+    >>> h = workbench.load("world")
+    >>> facts = h.world.facts(list(h.world.people)[:2])
+    >>> with suppress_output(h, facts):
+    ...     h.score(facts).accuracy, logit_lens(h, facts).accuracy[0] > 0.5
+    (0.0, True)
+"""
+
+from workbench.verify.membership import (SCORERS, MembershipSettings, TextSettings, mia_auc, mia_texts, min_k,
+                                         min_k_plus_plus, privacy_leak, roc_auc, token_scores)
+from workbench.verify.probe import (LayerAccuracy, LensSettings, ProbeSettings, fit_probe, last_token_states,
+                                    linear_probe, logit_lens)
+from workbench.verify.quantise import (QuantiseSettings, block_projections, quantise_model, quantise_rows, quantised,
+                                       quantised_accuracy)
+from workbench.verify.suppression import OutputSuppression, SuppressionSettings, suppress_output
+from workbench.verify.truth_ratio import (TruthRatioSettings, UtilitySettings, forget_quality, forget_truth_score,
+                                          harmonic_mean, model_utility, truth_ratios)
+
+__all__ = ["SCORERS", "LayerAccuracy", "LensSettings", "MembershipSettings", "OutputSuppression", "ProbeSettings",
+           "QuantiseSettings", "SuppressionSettings", "TextSettings", "TruthRatioSettings", "UtilitySettings",
+           "block_projections", "fit_probe", "forget_quality", "forget_truth_score", "harmonic_mean",
+           "last_token_states", "linear_probe", "logit_lens", "mia_auc", "mia_texts", "min_k", "min_k_plus_plus",
+           "model_utility", "privacy_leak", "quantise_model", "quantise_rows", "quantised", "quantised_accuracy",
+           "roc_auc", "suppress_output", "token_scores", "truth_ratios"]
