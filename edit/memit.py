@@ -139,7 +139,11 @@ def memit(handle, requests: list[Request], location: Location | None = None,
                 dict(asdict(settings), layers=list(layers), token=role, null_space=null_space is not None),
                 {"value_loss_final": [l[-1] for l in values.losses], "seconds": time.perf_counter() - t0,
                  "value_seconds": t_values,
-                 "covariance_tokens": {l: s.count for l, s in stats.items()}},
+                 "covariance_tokens": {l: s.count for l, s in stats.items()},
+                 # ||Delta|| / ||W|| per layer: far above 1 means the solve was ill-conditioned
+                 # (too many keys for lambda C to hold) and the edit rewrites the layer, not a fact.
+                 "relative_update_norm": {n: float(d.tensor().norm() / originals[n].float().norm())
+                                          for n, d in deltas.items()}},
                 hashes_before=hashes)
     return edit.apply(model) if apply else edit
 
