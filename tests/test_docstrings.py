@@ -15,7 +15,8 @@ MODULES = ["workbench", "workbench.handle", "workbench.metrics", "workbench.toke
            "edit.forget", "edit.forget_erase", "edit.ssd", "edit.rmu", "edit.gradient_unlearn",
            "edit.sae_bake", "edit.sae_ablation",
            "workbench.verify", "workbench.verify.truth_ratio", "workbench.verify.membership",
-           "workbench.verify.quantise", "workbench.verify.probe", "workbench.verify.suppression"]
+           "workbench.verify.quantise", "workbench.verify.probe", "workbench.verify.suppression",
+           "workbench.verify.collateral", "workbench.verify.relearn"]
 
 
 @pytest.mark.parametrize("name", MODULES)

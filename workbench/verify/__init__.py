@@ -9,6 +9,10 @@ world's ``retain-*`` models), because every figure only means something beside t
   edits smaller than a quantisation step;
 * :mod:`~workbench.verify.probe`: logit lens and linear probes, which find knowledge that an
   edit only hid from the output;
+* :mod:`~workbench.verify.collateral`: what else an edit moved, fact by fact, grouped by how each
+  fact relates to the edited ones (same person, same relation, same object, other);
+* :mod:`~workbench.verify.relearn`: the relearning attack: fine-tune on half of a person's facts
+  and see whether the other half comes back (attributes are independent, so nothing should);
 * :mod:`~workbench.verify.suppression`: an output-suppression edit built on purpose, the case
   that surface accuracy misses and the checks above must catch.
 
@@ -22,17 +26,20 @@ Examples:
     (0.0, True)
 """
 
+from workbench.verify.collateral import Collateral, CollateralSettings, GroupChange, collateral, collateral_groups
 from workbench.verify.membership import (SCORERS, MembershipSettings, TextSettings, mia_auc, mia_texts, min_k,
                                          min_k_plus_plus, privacy_leak, roc_auc, token_scores)
 from workbench.verify.probe import (LayerAccuracy, LensSettings, ProbeSettings, fit_probe, last_token_states,
                                     linear_probe, logit_lens)
 from workbench.verify.quantise import (QuantiseSettings, block_projections, quantise_model, quantise_rows, quantised,
                                        quantised_accuracy)
+from workbench.verify.relearn import Relearned, RelearnSettings, relearn_attack
 from workbench.verify.suppression import OutputSuppression, SuppressionSettings, suppress_output
 from workbench.verify.truth_ratio import (TruthRatioSettings, UtilitySettings, forget_quality, forget_truth_score,
                                           harmonic_mean, model_utility, truth_ratios)
 
-__all__ = ["SCORERS", "LayerAccuracy", "LensSettings", "MembershipSettings", "OutputSuppression", "ProbeSettings",
+__all__ = ["Collateral", "CollateralSettings", "GroupChange", "RelearnSettings", "Relearned", "collateral",
+           "collateral_groups", "relearn_attack", "SCORERS", "LayerAccuracy", "LensSettings", "MembershipSettings", "OutputSuppression", "ProbeSettings",
            "QuantiseSettings", "SuppressionSettings", "TextSettings", "TruthRatioSettings", "UtilitySettings",
            "block_projections", "fit_probe", "forget_quality", "forget_truth_score", "harmonic_mean",
            "last_token_states", "linear_probe", "logit_lens", "mia_auc", "mia_texts", "min_k", "min_k_plus_plus",

@@ -1,0 +1,137 @@
+"""The relearning attack: fine-tune on half of a person's facts, test the other half.
+
+A model that still holds a forgotten person somewhere in its weights can be nudged into
+saying it again with a few steps on related data (Lynch et al., 2024; Deeb & Roger, 2024).
+In the world a person's six attributes are drawn independently, so training on three of
+them teaches nothing about the other three: whatever accuracy the unseen relations gain
+beyond what the retain model (which never saw the person) gains under the same attack is
+knowledge the edit left in place.
+
+Per person, a copy of the model (never the caller's) takes ``steps`` full-batch Adam steps on
+the person's facts of ``known`` relations drawn with ``seed``, in every trained phrasing, and is
+scored on the remaining relations: accuracy among candidates over their trained phrasings.
+
+On forget01 (3 people, default settings) unseen-half accuracy before -> after: default model
+1.00 -> 1.00; ``retain-forget01`` 0.07 -> 0.00; SSD-forgotten 0.01 -> 0.01; RMU-forgotten
+(at lr 1e-3) 0.22 -> 0.19. Neither edit gives the unseen half back to this attack.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import torch
+
+from workbench.examples import encode_examples, pad_examples, scored_logprobs
+from workbench.metrics import score_facts
+from workbench.world.facts import Fact
+
+
+@dataclass(frozen=True)
+class RelearnSettings:
+    """How hard the relearning attack trains.
+
+    Examples:
+        >>> RelearnSettings().steps, RelearnSettings().lr
+        (20, 0.0003)
+
+    Args:
+        steps: Full-batch Adam steps per person; 20 take about 0.3 s on one core.
+        lr: Adam's learning rate. On forget01, 3e-4 teaches the known half fully (accuracy
+            1.0 on it, also for the retain model) while the default model keeps 1.0 on the unseen
+            half; 1e-3 makes the default model lose it (0.58), 1e-4 does not teach the known half.
+        known: How many of the person's relations are trained on; the rest are scored.
+        max_people: At most this many people, drawn with ``seed`` (order kept); None: all.
+        seed: Seed of the people drawn and of each person's known relations.
+    """
+
+    steps: int = 20
+    lr: float = 3e-4
+    known: int = 3
+    max_people: int | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Relearned:
+    """Accuracy on each person's unseen relations before and after relearning the known ones."""
+
+    people: list[dict]   # person, known, unseen, before, after, known_before, known_after
+    before: float        # mean over people
+    after: float
+    settings: RelearnSettings
+
+    def to_dict(self) -> dict:
+        return {"people": list(self.people), "before": self.before, "after": self.after,
+                "settings": asdict(self.settings)}
+
+
+def relearn_attack(handle, facts: Sequence[Fact], settings: RelearnSettings | None = None) -> Relearned:
+    """Relearn half of each person's facts on a copy of the model; score the other half.
+
+    Examples:
+        >>> import workbench
+        >>> h = workbench.load("world")
+        >>> r = relearn_attack(h, h.world.facts(h.world.split("forget01").forget))
+        >>> r.before, r.after, len(r.people), r.people[0]["known"]
+        (1.0, 1.0, 3, ['birthplace', 'school', 'language'])
+
+    Args:
+        handle: A :class:`workbench.handle.ModelHandle` with a world; an applied edit is part of
+            the model that is copied. ``handle.model`` is never changed.
+        facts: World facts; the attack runs on every person they name (all six of each person's
+            relations are used, whichever of them ``facts`` holds).
+        settings: :class:`RelearnSettings`.
+
+    Returns:
+        A :class:`Relearned`: per person the known and unseen relations and accuracy on each
+        before and after, and the mean unseen accuracy over people before and after.
+    """
+    s = settings or RelearnSettings()
+    world = handle.world
+    if world is None:
+        raise ValueError(f"model {handle.name!r} has no fact world to relearn from")
+    people = list(dict.fromkeys(f.subject for f in facts))
+    if not people:
+        raise ValueError("no facts: pass the forgotten facts whose people to attack")
+    rng = random.Random(s.seed)
+    if s.max_people is not None and len(people) > s.max_people:
+        people = [people[i] for i in sorted(rng.sample(range(len(people)), s.max_people))]
+    relations = list(world.relations)
+    if not 0 < s.known < len(relations):
+        raise ValueError(f"known must be between 1 and {len(relations) - 1}, not {s.known}")
+    pad = handle.tokenizer.pad_token_id if handle.tokenizer.pad_token_id is not None else 0
+    original = {k: v.detach().clone() for k, v in handle.model.state_dict().items()}
+    work = copy.deepcopy(handle.model).eval()  # eval: no dropout, so the attack is deterministic
+
+    def accuracy(facts_: list[Fact]) -> float:
+        return score_facts(work, handle.tokenizer, world, facts_).accuracy
+
+    rows = []
+    for person in people:
+        known = sorted(rng.sample(relations, s.known), key=relations.index)
+        known_facts = world.facts([person], known)
+        unseen_facts = world.facts([person], [r for r in relations if r not in known])
+        work.load_state_dict(original)
+        row = {"person": person, "known": known, "unseen": [f.relation for f in unseen_facts],
+               "before": accuracy(unseen_facts), "known_before": accuracy(known_facts)}
+        ids, mask, scored = (t.to(handle.device) for t in pad_examples(encode_examples(handle, known_facts), pad))
+        opt = torch.optim.Adam(work.parameters(), lr=s.lr)
+        with torch.enable_grad():
+            for _ in range(s.steps):
+                logits = work(input_ids=ids, attention_mask=mask).logits
+                loss = -(scored_logprobs(logits, ids, scored) / scored.sum(1)).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        with torch.no_grad():
+            row |= {"after": accuracy(unseen_facts), "known_after": accuracy(known_facts)}
+        rows.append(row)
+    mean = lambda k: sum(r[k] for r in rows) / len(rows)  # noqa: E731
+    return Relearned(rows, mean("before"), mean("after"), s)
+
+
+__all__ = ["RelearnSettings", "Relearned", "relearn_attack"]
