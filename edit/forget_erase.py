@@ -65,7 +65,8 @@ def memit_erase(handle, request: ForgetRequest, location: Location | None = None
         raise EditError("the MEMIT erase baseline needs world facts to erase; texts are for rmu, gradient methods or ssd")
     t0 = time.perf_counter()
     requests = [world_request(handle.world, f.subject, f.relation, None, s.phrasing) for f in request.forget]
-    inner = memit(handle, requests, location, replace(s.memit, mom2_weight=s.mom2_weight, layers=s.layers), apply=False)
+    inner = memit(handle, requests, location, replace(s.memit, mom2_weight=s.mom2_weight, layers=s.layers), apply=False,
+                  progress=progress)
     edit = Edit("memit_erase", request.to_dict(), inner.deltas, inner.location,
                 {"memit": inner.settings, "mom2_weight": s.mom2_weight, "phrasing": s.phrasing},
                 {**inner.metrics, "seconds": time.perf_counter() - t0, "erased_facts": len(requests)},

@@ -62,7 +62,7 @@ class MemitSettings:
 
 def memit(handle, requests: list[Request], location: Location | None = None,
           settings: MemitSettings | None = None, texts: list[str] | None = None, apply: bool = True,
-          null_space=None, statistics: dict | None = None) -> Edit:
+          null_space=None, statistics: dict | None = None, progress: bool = True) -> Edit:
     """Apply many rewrites (or erasures) together; returns one :class:`Edit` over the edited layers.
 
     Examples:
@@ -90,6 +90,7 @@ def memit(handle, requests: list[Request], location: Location | None = None,
             projected away from preserved keys and earlier edits' keys (AlphaEdit).
         statistics: Layer -> :class:`edit.covariance.KeyStats` to use instead of computing them
             on the model as it is: sequential editing keeps the base model's, as MEMIT does.
+        progress: Show the value optimisation's progress bar (stderr) for large batches.
 
     Raises:
         RequestError: a request that cannot be carried out.
@@ -110,7 +111,7 @@ def memit(handle, requests: list[Request], location: Location | None = None,
                                                              progress=False, position=statistics_position(role))
              for l in layers}
     t_values = time.perf_counter()
-    values = optimise_values(handle, layers[-1], requests, role, ctxs, settings.values)
+    values = optimise_values(handle, layers[-1], requests, role, ctxs, settings.values, progress=progress)
     t_values = time.perf_counter() - t_values
     names = [sites.mlp_out_path(l) + ".weight" for l in layers]
     hashes = {n: tensor_hash(model.get_parameter(n)) for n in names}
