@@ -16,7 +16,8 @@ MODULES = ["workbench", "workbench.handle", "workbench.metrics", "workbench.toke
            "edit.sae_bake", "edit.sae_ablation",
            "workbench.verify", "workbench.verify.truth_ratio", "workbench.verify.membership",
            "workbench.verify.quantise", "workbench.verify.probe", "workbench.verify.suppression",
-           "workbench.verify.collateral", "workbench.verify.relearn"]
+           "workbench.verify.collateral", "workbench.verify.relearn",
+           "workbench.verify.in_context"]
 
 
 @pytest.mark.parametrize("name", MODULES)

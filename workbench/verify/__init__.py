@@ -13,6 +13,8 @@ world's ``retain-*`` models), because every figure only means something beside t
   fact relates to the edited ones (same person, same relation, same object, other);
 * :mod:`~workbench.verify.relearn`: the relearning attack: fine-tune on half of a person's facts
   and see whether the other half comes back (attributes are independent, so nothing should);
+* :mod:`~workbench.verify.in_context`: paraphrase and in-context recovery: held-out phrasings,
+  a neighbour's fact stated first, the person's other facts stated first;
 * :mod:`~workbench.verify.suppression`: an output-suppression edit built on purpose, the case
   that surface accuracy misses and the checks above must catch.
 
@@ -27,6 +29,8 @@ Examples:
 """
 
 from workbench.verify.collateral import Collateral, CollateralSettings, GroupChange, collateral, collateral_groups
+from workbench.verify.in_context import (ATTACKS, InContextError, InContextRecovery, InContextSettings,
+                                         attack_prompts, best_attack, in_context_attacks)
 from workbench.verify.membership import (SCORERS, MembershipSettings, TextSettings, mia_auc, mia_texts, min_k,
                                          min_k_plus_plus, privacy_leak, roc_auc, token_scores)
 from workbench.verify.probe import (LayerAccuracy, LensSettings, ProbeSettings, fit_probe, last_token_states,
@@ -39,7 +43,9 @@ from workbench.verify.truth_ratio import (TruthRatioSettings, UtilitySettings, f
                                           harmonic_mean, model_utility, truth_ratios)
 
 __all__ = ["Collateral", "CollateralSettings", "GroupChange", "RelearnSettings", "Relearned", "collateral",
-           "collateral_groups", "relearn_attack", "SCORERS", "LayerAccuracy", "LensSettings", "MembershipSettings", "OutputSuppression", "ProbeSettings",
+           "collateral_groups", "relearn_attack", "ATTACKS", "InContextError", "InContextRecovery",
+           "InContextSettings", "attack_prompts", "best_attack", "in_context_attacks",
+           "SCORERS", "LayerAccuracy", "LensSettings", "MembershipSettings", "OutputSuppression", "ProbeSettings",
            "QuantiseSettings", "SuppressionSettings", "TextSettings", "TruthRatioSettings", "UtilitySettings",
            "block_projections", "fit_probe", "forget_quality", "forget_truth_score", "harmonic_mean",
            "last_token_states", "linear_probe", "logit_lens", "mia_auc", "mia_texts", "min_k", "min_k_plus_plus",
