@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from locate.location import Location, Site, component_totals, neuron_totals, parameter_sites, unit_totals
 from workbench.sites import SiteMap
-from workbench.examples import Datum, ExampleError, encode_examples
+from workbench.examples import Datum, ExampleError, encode_examples, pad_examples
 from workbench.world.facts import Fact, World
 
 Scores = dict[str, Tensor]
@@ -190,13 +190,7 @@ def _diagonal(handle, examples: list[tuple[list[int], list[int]]], names: list[s
     # theta (which still require grad) from growing an autograd graph through every gradient.
     with _per_example_mode(model), torch.no_grad():
         for chunk in tqdm(chunks, desc=desc, disable=not progress or len(chunks) <= _QUIET_CHUNKS):
-            width = max(len(examples[i][0]) for i in chunk)
-            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            scored = torch.zeros(len(chunk), width)
-            for row, i in enumerate(chunk):
-                tokens, positions = examples[i]
-                ids[row, :len(tokens)] = torch.tensor(tokens)
-                scored[row, positions] = 1.0
+            ids, _, scored = pad_examples([examples[i] for i in chunk], pad)
             grads = per_example(theta, ids.to(handle.device), scored.to(handle.device))
             for n, g in grads.items():
                 # addcmul over the chunk adds the squares without materialising them: ~4x faster.

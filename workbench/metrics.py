@@ -70,6 +70,34 @@ def sequence_logprobs(model, prefixes: list[list[int]], targets: list[list[int]]
 
 
 @torch.no_grad()
+def next_token_logprobs(model, prompt_ids: list[list[int]], pad_id: int, columns: list[int] | None = None,
+                        batch_size: int = 512) -> Float[Tensor, "n_prompts vocab_or_columns"]:
+    """log P(next token | prompt) at each prompt's end: every token, or only ``columns``.
+
+    Examples:
+        >>> import workbench
+        >>> h = workbench.load("world")
+        >>> ids = encode_prompts(h.tokenizer, ["It is well known that", "According to the registry ,"])
+        >>> lp = next_token_logprobs(h.model, ids, h.tokenizer.pad_token_id)
+        >>> lp.shape[0], bool(torch.allclose(lp.exp().sum(-1), torch.ones(2)))
+        (2, True)
+        >>> next_token_logprobs(h.model, ids, h.tokenizer.pad_token_id, [5, 7]).shape
+        torch.Size([2, 2])
+    """
+    out = []
+    dev = _device(model)
+    cols = None if columns is None else torch.tensor(columns)
+    for start in range(0, len(prompt_ids), batch_size):
+        chunk = prompt_ids[start:start + batch_size]
+        ids, mask = pad_right(chunk, pad_id)
+        logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits.float()
+        last = torch.tensor([len(p) - 1 for p in chunk])
+        logp = torch.log_softmax(logits[torch.arange(len(chunk)), last.to(dev)], dim=-1).cpu()
+        out.append(logp if cols is None else logp[:, cols])
+    return torch.cat(out)
+
+
+@torch.no_grad()
 def candidate_logprobs(model, tokenizer, prompts: list[str], candidates: list[str],
                        batch_size: int = 512) -> Float[Tensor, "n_prompts n_candidates"]:
     """log P(candidate | prompt) for every prompt and every candidate object.
@@ -89,17 +117,7 @@ def candidate_logprobs(model, tokenizer, prompts: list[str], candidates: list[st
     cand_ids = [encode_object(tokenizer, prompts[0], c) for c in candidates]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     if all(len(c) == 1 for c in cand_ids):
-        out = torch.empty(len(prompts), len(candidates))
-        first = torch.tensor([c[0] for c in cand_ids])
-        dev = _device(model)
-        for start in range(0, len(prompts), batch_size):
-            chunk = prompt_ids[start:start + batch_size]
-            ids, mask = pad_right(chunk, pad)
-            logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits.float()
-            last = torch.tensor([len(p) - 1 for p in chunk])
-            logp = torch.log_softmax(logits[torch.arange(len(chunk)), last.to(dev)], dim=-1).cpu()
-            out[start:start + len(chunk)] = logp[:, first]
-        return out
+        return next_token_logprobs(model, prompt_ids, pad, [c[0] for c in cand_ids], batch_size)
     pre = [p for p in prompt_ids for _ in cand_ids]
     tgt = [c for _ in prompt_ids for c in cand_ids]
     flat = sequence_logprobs(model, pre, tgt, pad_id=pad, batch_size=batch_size)

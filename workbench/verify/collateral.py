@@ -36,7 +36,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from workbench.metrics import heldout_loss, pad_right
+from workbench.metrics import heldout_loss, next_token_logprobs
 from workbench.tokens import encode_prompts
 from workbench.verify.truth_ratio import candidate_table
 from workbench.world.facts import Fact
@@ -152,25 +152,12 @@ def _fact_probs(handle, facts: list[Fact], held_out: bool) -> tuple[Float[Tensor
     return mean, acc
 
 
-@torch.no_grad()
-def _next_token_logprobs(model, tokenizer, prompts: list[str], batch_size: int = 256) -> Float[Tensor, "n vocab"]:
-    ids = encode_prompts(tokenizer, prompts)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    dev = next(model.parameters()).device
-    out = []
-    for start in range(0, len(ids), batch_size):
-        chunk = ids[start:start + batch_size]
-        x, mask = pad_right(chunk, pad)
-        logits = model(input_ids=x.to(dev), attention_mask=mask.to(dev)).logits.float()
-        last = torch.tensor([len(c) - 1 for c in chunk], device=logits.device)
-        out.append(torch.log_softmax(logits[torch.arange(len(chunk), device=logits.device), last], -1).cpu())
-    return torch.cat(out)
-
-
 def _measure(handle, groups: dict[str, list[Fact]], kl_prompts: list[str], texts: list[str], ignore: list[str]):
     probs = {g: _fact_probs(handle, facts, held_out=(g == "paraphrase")) for g, facts in groups.items()}
     loss = heldout_loss(handle.model, handle.tokenizer, texts, ignore=ignore)
-    return probs, loss, _next_token_logprobs(handle.model, handle.tokenizer, kl_prompts)
+    pad = handle.tokenizer.pad_token_id if handle.tokenizer.pad_token_id is not None else 0
+    kl_logprobs = next_token_logprobs(handle.model, encode_prompts(handle.tokenizer, kl_prompts), pad, batch_size=256)
+    return probs, loss, kl_logprobs
 
 
 def _mean(t: Tensor) -> float:
