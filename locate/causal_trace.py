@@ -309,6 +309,11 @@ def trace(handle, prompt: str, subject: str, target_object: str, settings: Trace
 
 def _rows_of(cache: DynamicCache, samples: Int[Tensor, "row"], start: int) -> DynamicCache:
     """The corrupted run's keys and values before ``start``, one copy per row's noise sample."""
+    if cache.get_seq_length() < start:
+        # Some transformers / TransformerLens pairs pass the cache under a name the other ignores;
+        # continuing would score every cell against an empty prefix.
+        raise TraceError("the hooked view did not fill the key-value cache of the corrupted run "
+                         "(a transformers / transformer-lens version mismatch); see pyproject.toml's pins")
     out = DynamicCache()
     for i, layer in enumerate(cache.layers):
         out.update(layer.keys[samples, :, :start], layer.values[samples, :, :start], i)

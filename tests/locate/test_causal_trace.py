@@ -148,3 +148,11 @@ def test_every_family_batched_equals_reference_and_nnsight(family):
     for c in ("resid", "mlp", "attn"):
         torch.testing.assert_close(fast.scores[c], ref.scores[c], atol=1e-5, rtol=0)
         torch.testing.assert_close(nn.scores[c], ref.scores[c], atol=1e-5, rtol=0)
+
+
+def test_an_unfilled_key_value_cache_is_an_error_not_a_wrong_grid():
+    from transformers import DynamicCache
+
+    from locate.causal_trace import _rows_of
+    with pytest.raises(TraceError, match="did not fill the key-value cache"):
+        _rows_of(DynamicCache(), torch.tensor([0]), 3)
