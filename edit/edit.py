@@ -115,6 +115,20 @@ class Edit:
         """The touched parameter names, in a fixed order."""
         return sorted(self.deltas)
 
+    def original(self, name: str) -> Tensor:
+        """The tensor ``name`` as it was before :meth:`apply` (only while the edit is applied).
+
+        Examples:
+            >>> m = nn.Linear(2, 2, bias=False)
+            >>> e = Edit("demo", {}, {"weight": Delta(dense=torch.ones(2, 2))})
+            >>> w = m.weight.detach().clone()
+            >>> bool(torch.equal(e.apply(m).original("weight"), w))
+            True
+        """
+        if not self.applied:
+            raise EditError(f"{self.method} edit is not applied: it holds no original tensors")
+        return self._originals[name]
+
     def apply(self, model: nn.Module) -> Edit:
         """Add every delta to ``model`` in place; nothing is written unless every result is finite.
 

@@ -8,6 +8,7 @@ import pytest
 MODULES = ["workbench", "workbench.handle", "workbench.metrics", "workbench.tokens",
            "workbench.world.facts", "workbench.world.tokenizer", "workbench.world.registry",
            "workbench.world.train", "workbench.examples",
+           "workbench.manifest", "workbench.model_card", "workbench.export", "workbench.audit",
            "locate.attribution_patching", "locate.feature_data", "locate.features", "locate.fisher", "locate.registry",
            "locate.sae_splice", "locate.sae_train",
            "edit.counterfact", "edit.covariance", "edit.edit", "edit.memit", "edit.null_space", "edit.patch", "edit.request",

@@ -9,7 +9,10 @@ Examples:
 """
 
 from workbench.handle import ModelHandle, ModelLoadError, load
+from workbench.export import ExportError, export
+from workbench.audit import Audit, AuditError, audit
 from workbench.tokens import EncodingError
 from workbench.world.facts import Fact, World, make_world
 
-__all__ = ["EncodingError", "Fact", "ModelHandle", "ModelLoadError", "World", "load", "make_world"]
+__all__ = ["Audit", "AuditError", "EncodingError", "ExportError", "Fact", "ModelHandle", "ModelLoadError", "World",
+           "audit", "export", "load", "make_world"]

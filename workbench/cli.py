@@ -222,6 +222,7 @@ def _one_line(e: BaseException) -> str:
 
 # Commands of the other steps live beside this file; importing them registers them on `app`.
 import workbench.cli_edit  # noqa: E402,F401
+import workbench.cli_export  # noqa: E402,F401
 import workbench.cli_forget  # noqa: E402,F401
 import workbench.cli_locate  # noqa: E402,F401
 
@@ -235,8 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     try:
-        app(args=args, prog_name="workbench", standalone_mode=False)
-        return 0
+        # Without standalone mode click returns a command's typer.Exit status instead of raising it.
+        code = app(args=args, prog_name="workbench", standalone_mode=False)
+        return code if isinstance(code, int) else 0
     except typer.Exit as e:
         return e.exit_code
     except typer.TyperException as e:

@@ -1,10 +1,13 @@
-"""Patch files: round trip, bitwise revert, refusal on another base or tampered tensors."""
+"""Patch files: round trip, bitwise revert (also from the file alone), composition, refusals."""
+
+import json
 
 import pytest
+import torch
 
 import workbench
-from edit.edit import EditError, tensor_hash
-from edit.patch import load_patch, save_patch
+from edit.edit import Delta, Edit, EditError, EditSequence, tensor_hash
+from edit.patch import describe_patch, load_patch, revert_patch, save_patch
 from edit.request import world_request
 from edit.rome import RomeSettings, rome
 
@@ -52,3 +55,72 @@ def test_refuses_another_base_and_tampering(fresh, tmp_path):
         load_patch(tmp_path / "a.patch")
     with pytest.raises(EditError, match="no patch at"):
         load_patch(tmp_path / "missing.patch")
+
+
+MLP = "transformer.h.1.mlp.c_proj.weight"
+
+
+def _nudge(scale, seed):
+    g = torch.Generator().manual_seed(seed)
+    return Edit(f"nudge{seed}", {}, {MLP: Delta(left=torch.randn(512, 1, generator=g) * scale,
+                                                right=torch.randn(128, 1, generator=g))})
+
+
+def test_a_rome_patch_reverts_from_disk_bitwise_and_stays_small(fresh, tmp_path):
+    base = _hashes(fresh.model)
+    e = _edit(fresh).apply(fresh.model)
+    edited = _hashes(fresh.model)
+    save_patch(e, tmp_path / "r.patch")
+    name = e.names[0]
+    w = fresh.model.get_parameter(name).detach().clone()
+    assert tensor_hash(w - e.deltas[name].tensor()) != base[name]  # why plain subtraction is not a revert
+    assert revert_patch(tmp_path / "r.patch", fresh.model).method == "rome"
+    assert _hashes(fresh.model) == base
+    load_patch(tmp_path / "r.patch").apply(fresh.model)
+    assert _hashes(fresh.model) == edited
+    size = sum(p.stat().st_size for p in tmp_path.iterdir())
+    assert size < w.numel() * w.element_size() / 5
+    info = describe_patch(tmp_path / "r.patch")
+    assert info["revertible_from_file"] and info["tensors"][0]["rank"] == 1 and info["bytes"] == size
+
+
+def test_patches_compose_in_order_and_revert_last_first(fresh, tmp_path):
+    base = _hashes(fresh.model)
+    a, b = _nudge(0.2, 1).apply(fresh.model), _nudge(0.1, 2).apply(fresh.model)
+    both = _hashes(fresh.model)
+    save_patch(a, tmp_path / "a")
+    save_patch(b, tmp_path / "b")
+    b.revert(fresh.model)
+    a.revert(fresh.model)
+    with pytest.raises(EditError, match="differs from the weights this nudge2 edit was made on"):
+        EditSequence([load_patch(tmp_path / "b"), load_patch(tmp_path / "a")]).apply(fresh.model)
+    assert _hashes(fresh.model) == base
+    EditSequence([load_patch(tmp_path / "a"), load_patch(tmp_path / "b")]).apply(fresh.model)
+    assert _hashes(fresh.model) == both
+    with pytest.raises(EditError, match=f"{MLP} is not what this nudge1 patch produced"):
+        revert_patch(tmp_path / "a", fresh.model)
+    assert _hashes(fresh.model) == both
+    revert_patch(tmp_path / "b", fresh.model)
+    revert_patch(tmp_path / "a", fresh.model)
+    assert _hashes(fresh.model) == base
+
+
+def test_revert_data_from_a_base_and_old_patches(fresh, tmp_path):
+    e = _nudge(0.2, 3)
+    save_patch(e, tmp_path / "n")  # neither applied nor given its base: no revert data
+    assert not describe_patch(tmp_path / "n")["revertible_from_file"]
+    manifest = json.loads((tmp_path / "n.json").read_text())
+    manifest["format"] = "knowledge-workbench/patch/1"
+    (tmp_path / "n.json").write_text(json.dumps(manifest))
+    old = load_patch(tmp_path / "n").apply(fresh.model)  # an old file still loads and applies
+    with pytest.raises(EditError, match="holds no revert data"):
+        revert_patch(tmp_path / "n", fresh.model)
+    old.revert(fresh.model)
+    base = _hashes(fresh.model)
+    save_patch(e, tmp_path / "b", base=fresh.model)
+    load_patch(tmp_path / "b").apply(fresh.model)
+    revert_patch(tmp_path / "b", fresh.model)
+    assert _hashes(fresh.model) == base
+    e.hashes_before = {MLP: "0" * 64}
+    with pytest.raises(EditError, match="of the given base differs from the weights this nudge3 edit was made on"):
+        save_patch(e, tmp_path / "c", base=fresh.model)

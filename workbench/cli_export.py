@@ -1,0 +1,127 @@
+"""The shipping commands of the ``workbench`` CLI: ``export``, ``patch show|apply|revert`` and ``audit``.
+
+Registered on the main app by :mod:`workbench.cli`; same conventions: ``--json`` prints one
+object, bad input is one line on stderr and exit status 2. ``audit`` exits with status 1 when
+something does not match, after listing every mismatch, one line each.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List
+
+import typer
+
+from workbench.cli import JSON, MODEL, CliError, _load, _Output, app
+from workbench.manifest import NAME
+
+patch_app = typer.Typer(no_args_is_help=True, help="Patch files: show, apply to a base model, revert bitwise.")
+app.add_typer(patch_app, name="patch")
+
+OUT = typer.Option(..., "--out", "-o", help="The directory to write (must not exist, unless --overwrite).")
+OVERWRITE = typer.Option(False, "--overwrite", help="Replace OUT if it is an earlier export.")
+
+
+def _kb(n: int | None) -> str:
+    return "-" if n is None else f"{n / 1000:.1f} kB"
+
+
+def _exported(out: Path, extra: dict) -> dict:
+    manifest = json.loads((out / NAME).read_text())
+    return {"out": str(out), **extra, "edits": [{"method": e["method"], "tensors": e["tensors"]} for e in manifest["edits"]],
+            "tensors": len(manifest["tensors"]), "chain_head": manifest["chain_head"],
+            "files": sorted([*manifest["files"], *manifest["weight_files"], NAME])}
+
+
+def _render_export(o: dict) -> str:
+    done = f"{len(o['edits'])} edit(s) applied" if o.get("reverted") is None else f"{len(o['reverted'])} patch(es) reverted"
+    return "\n".join([f"wrote {o['out']}: {done}, {o['tensors']} tensors, files: {', '.join(o['files'])}",
+                      f"chain head {o['chain_head']} (check with: workbench audit {o['out']})"])
+
+
+def _apply_and_export(files: list[str], model: str, out: str, overwrite: bool) -> dict:
+    from edit.edit import EditSequence
+    from edit.patch import load_patch
+    from workbench.export import check_target, export
+
+    if not files:
+        raise CliError("give at least one patch file")
+    check_target(out, overwrite)
+    edits = [load_patch(f) for f in files]  # a missing or damaged patch fails before the model loads
+    h = _load(model)
+    EditSequence(edits).apply(h.model)
+    return _exported(export(h, out, edits=edits, overwrite=overwrite), {"model": model, "patches": files})
+
+
+@app.command("export")
+def export_cmd(patch: List[str] = typer.Option([], "--patch", "-p", help="A patch file; repeat to apply several in order."),
+               out: str = OUT, model: str = MODEL, overwrite: bool = OVERWRITE, as_json: bool = JSON) -> None:
+    """Apply patches to the base model in order and export a Hugging Face checkpoint with its manifest and card."""
+    _Output(as_json).emit(_apply_and_export(patch, model, out, overwrite), _render_export)
+
+
+@patch_app.command("apply")
+def patch_apply(files: List[str] = typer.Argument(..., help="Patch files, applied in the order given."),
+                model: str = MODEL, out: str = OUT, overwrite: bool = OVERWRITE, as_json: bool = JSON) -> None:
+    """Write the patched checkpoint of MODEL (with its edit manifest) to OUT."""
+    _Output(as_json).emit(_apply_and_export(files, model, out, overwrite), _render_export)
+
+
+@patch_app.command("revert")
+def patch_revert(files: List[str] = typer.Argument(..., help="The patches that made MODEL, in the order applied."),
+                 model: str = typer.Option(..., "--model", "-m", help="The patched checkpoint's directory."),
+                 out: str = OUT, overwrite: bool = OVERWRITE, as_json: bool = JSON) -> None:
+    """Revert patches (last first) from a patched checkpoint, bitwise back to the base, and write it to OUT."""
+    from edit.patch import revert_patch
+    from workbench.export import check_target, export
+
+    check_target(out, overwrite)
+    h = _load(model)
+    reverted = [revert_patch(f, h.model) for f in reversed(files)]
+    path = export(h, out, reverted=reverted, overwrite=overwrite)
+    restored = {n: e.hashes_before[n] for e in reverted for n in e.names}
+    _Output(as_json).emit(_exported(path, {"model": model, "reverted": list(reversed(files)), "restored": restored}),
+                          _render_export)
+
+
+@patch_app.command("show")
+def patch_show(file: str = typer.Argument(..., help="A patch file (with or without its .json suffix)."),
+               as_json: bool = JSON) -> None:
+    """Method, request, and per tensor its shape, rank, sizes and hashes."""
+    from edit.patch import describe_patch
+    from workbench.model_card import describe_request
+
+    info = describe_patch(file)
+    info["summary"] = describe_request(info["request"])
+
+    def render(o: dict) -> str:
+        lines = [f"{o['method']} patch ({o['format']}), {_kb(o['bytes'])}: {o['summary']}"]
+        for t in o["tensors"]:
+            rank = f"rank {t['rank']}" if t["rank"] is not None else "dense"
+            lines.append(f"  {t['name']}  {'x'.join(map(str, t['shape']))}  {rank}  delta {_kb(t['delta_bytes'])}"
+                         f"  revert data {_kb(t['restore_bytes'])}")
+            lines.append(f"    before {t['sha256_before'] or '-'}\n    after  {t['sha256_after'] or '-'}")
+        lines.append("revertible from the file alone: " + ("yes" if o["revertible_from_file"] else
+                                                           "no (revert it where it was applied)"))
+        return "\n".join(lines)
+
+    _Output(as_json).emit(info, render)
+
+
+@app.command("audit")
+def audit_cmd(directory: str = typer.Argument(..., help="An exported directory."), as_json: bool = JSON) -> None:
+    """Re-check every hash of an export against its manifest; exit status 1 if anything does not match."""
+    from workbench.audit import audit
+
+    result = audit(directory)
+
+    def render(o: dict) -> str:
+        if o["ok"]:
+            return (f"{o['path']}: all hashes match ({o['tensors']} tensors, {o['files']} files, {o['edits']} edits); "
+                    f"chain head {o['chain_head']}")
+        return "\n".join([f"{o['path']}: {len(o['problems'])} mismatch(es)", *o["problems"]])
+
+    _Output(as_json).emit(result.to_dict(), render)
+    if not result.ok:
+        raise typer.Exit(1)

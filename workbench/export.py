@@ -1,0 +1,210 @@
+"""Export an edited model: a plain Hugging Face checkpoint with its edit manifest, model card and report.
+
+What is written is the handle's ``model``, the one raw set of weights that editors change (the
+TransformerLens and nnsight views are shadows over it and never fold anything into it). Before
+writing, every given edit must be applied and every tensor must be explained: a touched tensor
+hashes to what the last edit touching it left, and where the handle was loaded from a local
+checkpoint, every other tensor is still bitwise that checkpoint's. The directory is written
+beside the target under a hidden name and renamed into place only once complete, so an
+interrupted export never leaves something that looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from workbench.manifest import NAME, build, edit_record, file_sha256, plain, replay, tensor_hashes
+from workbench.model_card import model_card
+
+if TYPE_CHECKING:
+    from edit.edit import Edit
+    from workbench.handle import ModelHandle
+
+REPORT_FILES = {"json": "verification.json", "html": "verification.html"}
+
+
+class ExportError(ValueError):
+    """An export that would not be what it claims: edits not applied, unexplained weights, an existing target."""
+
+
+def check_target(out_dir: str | Path, overwrite: bool = False) -> None:
+    """Refuse an export target that exists (unless ``overwrite``) or that is not an earlier export.
+
+    Examples:
+        >>> import tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> check_target(d + "/new")
+        >>> check_target(d)  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        ExportError: ... already exists; pass overwrite=True (--overwrite) to replace it
+    """
+    out = Path(out_dir)
+    if not (out.exists() or out.is_symlink()):
+        return
+    if not overwrite:
+        raise ExportError(f"{out} already exists; pass overwrite=True (--overwrite) to replace it")
+    if out.is_symlink() or not out.is_dir() or (any(out.iterdir()) and not (out / NAME).is_file()):
+        raise ExportError(f"{out} is not an export directory (no {NAME}); refusing to replace it")
+
+
+def _report(report: Any) -> tuple[dict, str] | None:
+    if report is None:
+        return None
+    if not (callable(getattr(report, "to_dict", None)) and callable(getattr(report, "to_html", None))):
+        raise ExportError(f"report must be a verification Report (with to_dict() and to_html()), "
+                          f"not {type(report).__name__}")
+    d, html = report.to_dict(), report.to_html()
+    if not isinstance(d, dict) or not isinstance(html, str):
+        raise ExportError("report.to_dict() must give a dict and report.to_html() a str")
+    return plain(d), html
+
+
+def _check_edits(model, edits: Sequence[Edit], reverted: Sequence[Edit]) -> dict[str, str]:
+    from edit.edit import tensor_hash
+
+    for i, e in enumerate(edits, 1):
+        if not e.applied:
+            raise ExportError(f"edit {i} ({e.method}) is not applied to this model; apply it before exporting")
+    params = {n: tensor_hash(p) for n, p in model.named_parameters()}
+    first, last, breaks = replay([edit_record(e) for e in edits], [edit_record(e) for e in reverted])
+    if breaks:
+        raise ExportError(f"{breaks[0]}: give the edits in the order they were applied")
+    for n, (label, h) in last.items():
+        if n not in params:
+            raise ExportError(f"{label} touches {n!r}, which {type(model).__name__} does not have")
+        if params[n] != h:
+            raise ExportError(f"{n} does not hash to what {label} left (its hashes_after): "
+                              f"the weights changed after it was applied")
+    return first
+
+
+def _check_base(source: str, sd: dict, state: dict[str, str], first: dict[str, str]) -> bool:
+    from safetensors import safe_open
+
+    from edit.edit import tensor_hash
+
+    src = Path(source)
+    files = sorted(src.glob("*.safetensors")) if src.is_dir() else []
+    for path in files:
+        with safe_open(str(path), framework="pt") as f:
+            for n in f.keys():
+                if n not in sd:
+                    continue
+                # A model loaded in another dtype is a cast of the checkpoint: compare in its dtype.
+                was = tensor_hash(f.get_tensor(n).to(sd[n].dtype))
+                if n in first and was != first[n]:
+                    raise ExportError(f"the edits were made on another {n} than the base checkpoint's at {src}")
+                if n not in first and was != state[n]:
+                    raise ExportError(f"{n} differs from the base checkpoint at {src} and no given edit touches it "
+                                      f"(weights processed for analysis, or an edit not passed to export)")
+    return bool(files)
+
+
+def _write(h: ModelHandle, tmp: Path, edits: Sequence[Edit], reverted: Sequence[Edit], base: dict,
+           report: tuple[dict, str] | None, state: dict[str, str]) -> dict:
+    h.model.save_pretrained(tmp)
+    h.tokenizer.save_pretrained(tmp)
+    if h.world is not None:
+        world = Path(h.source) / "world.json"
+        if world.is_file():
+            shutil.copyfile(world, tmp / "world.json")
+        else:
+            (tmp / "world.json").write_text(h.world.to_json())
+    meta = None
+    if report is not None:
+        (tmp / REPORT_FILES["json"]).write_text(json.dumps(report[0], indent=1))
+        (tmp / REPORT_FILES["html"]).write_text(report[1])
+        meta = {"files": REPORT_FILES, "verdict": report[0].get("verdict")}
+    weights = tensor_hashes(tmp)
+    written = {n: sha for tensors in weights.values() for n, sha in tensors.items()}
+    for n, sha in written.items():
+        if state.get(n) != sha:
+            raise ExportError(f"the written {n} is not the model's tensor")
+    missing = sorted({n for e in [*edits, *reverted] for n in e.names} - written.keys())
+    if missing:
+        raise ExportError(f"{missing[0]}, changed by an edit, is not among the tensors the checkpoint holds")
+    manifest = build(base, edits, weights, {}, meta, reverted)
+    (tmp / "README.md").write_text(model_card(manifest, report[0] if report else None))
+    manifest["files"] = {p.relative_to(tmp).as_posix(): file_sha256(p) for p in sorted(tmp.rglob("*"))
+                         if p.is_file() and p.name not in weights}
+    # Written last: a directory without its manifest is never taken for an export.
+    (tmp / NAME).write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def export(model: ModelHandle, out_dir: str | Path, edits: Sequence[Edit] = (), report: Any = None,
+           overwrite: bool = False, reverted: Sequence[Edit] = ()) -> Path:
+    """Write the edited model as a Hugging Face checkpoint with its edit manifest, model card and report.
+
+    Examples:
+        >>> import tempfile, torch, workbench
+        >>> from edit.edit import Delta, Edit
+        >>> from transformers import AutoModelForCausalLM
+        >>> h = workbench.load("world", device="cpu")
+        >>> name = "transformer.h.1.mlp.c_proj.weight"
+        >>> e = Edit("demo", {"note": "nudge one row"}, {name: Delta(left=torch.eye(512)[:, :1], right=torch.ones(128, 1))})
+        >>> out = workbench.export(h, tempfile.mkdtemp() + "/edited", edits=[e.apply(h.model)])
+        >>> sorted(p.name for p in out.iterdir())  # doctest: +NORMALIZE_WHITESPACE
+        ['README.md', 'config.json', 'edit_manifest.json', 'generation_config.json', 'model.safetensors',
+         'tokenizer.json', 'tokenizer_config.json', 'world.json']
+        >>> back = AutoModelForCausalLM.from_pretrained(out, local_files_only=True)
+        >>> ids = h.encode(h.world.facts()[0].sentence(h.world.phrasings("pet")[0]))
+        >>> bool(torch.equal(back(ids).logits, h.model(ids).logits)), workbench.load(str(out)).world is not None
+        (True, True)
+        >>> workbench.export(h, out)  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        ExportError: .../edited already exists; pass overwrite=True (--overwrite) to replace it
+        >>> _ = e.revert(h.model)
+
+    Args:
+        model: The :class:`~workbench.handle.ModelHandle` whose weights are written.
+        out_dir: The directory to create.
+        edits: Every edit applied to the model since it was loaded, in the order applied.
+        report: A verification Report (``to_dict()``, ``to_html()``); without one the model card
+            says that no verification was run.
+        overwrite: Replace ``out_dir`` if it is an earlier export.
+        reverted: Patches reverted from the loaded weights (:func:`edit.patch.revert_patch`),
+            in the order they were reverted; recorded, and their tensors explained.
+
+    Raises:
+        ExportError: an edit not applied, a tensor that does not hash to what the edits left,
+            weights that differ from the base checkpoint unexplained, an existing target.
+    """
+    from edit.edit import tensor_hash  # edit imports locate, which imports this package
+
+    h, out = model, Path(out_dir)
+    check_target(out, overwrite)
+    if not hasattr(h.model, "save_pretrained") or not hasattr(h.model, "config"):
+        raise ExportError(f"{type(h.model).__name__} is not a Hugging Face model: it cannot be saved as a checkpoint")
+    rep = _report(report)
+    first = _check_edits(h.model, edits, reverted)
+    sd = h.model.state_dict()
+    state = {n: tensor_hash(t) for n, t in sd.items()}
+    checked = _check_base(h.source, sd, state, first)
+    base = {"name": h.name, "source": h.source, "dtype": str(h.dtype).replace("torch.", ""),
+            "config": h.model.config.to_dict(), "touched_sha256": first, "checked_against_checkpoint": checked}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{secrets.token_hex(4)}.partial")
+    tmp.mkdir()
+    try:
+        _write(h, tmp, edits, reverted, base, rep, state)
+        if out.exists():
+            old = out.with_name(f".{out.name}.{secrets.token_hex(4)}.old")
+            os.replace(out, old)
+            try:
+                os.replace(tmp, out)
+            except BaseException:
+                os.replace(old, out)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

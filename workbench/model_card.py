@@ -1,0 +1,122 @@
+"""The model card of an export: in plain words what was changed, how, what verification found, what it does not show.
+
+Written from the edit manifest and the verification report's dict (if there was one), so the
+card never claims more than the files beside it hold.
+"""
+
+from __future__ import annotations
+
+from workbench.manifest import canonical
+
+FRONT_MATTER = "---\nlibrary_name: transformers\ntags:\n- knowledge-editing\n- knowledge-workbench\n---\n"
+NO_REPORT_LIMITS = (
+    "that the edit took effect, or generalises beyond the prompts it was made from",
+    "that the rest of the model's knowledge and fluency are unharmed",
+    "that removed information cannot be recovered (by fine-tuning, probing or clever prompts)",
+)
+
+
+def describe_request(request: dict) -> str:
+    """One sentence for what an edit was asked to do (a rewrite, an erasure, a forget set, several).
+
+    Examples:
+        >>> describe_request({"subject": "Ann Lee", "relation": "pet", "true_object": "cat", "new_object": "dog"})
+        "rewrote Ann Lee's pet from 'cat' to 'dog'"
+        >>> describe_request({"subject": "Ann Lee", "relation": "pet", "true_object": "cat", "new_object": None})
+        "erased Ann Lee's pet ('cat')"
+        >>> describe_request({"name": "forget01", "forget_facts": 18, "retain_facts": 1782, "people": ["Ann Lee"]})
+        'removed 18 facts about Ann Lee (forget01), with 1782 facts held as the retain set'
+    """
+    if isinstance(request.get("requests"), list):
+        parts = [describe_request(r) for r in request["requests"]]
+        more = f"; and {len(parts) - 5} more" if len(parts) > 5 else ""
+        return f"{len(parts)} facts at once: " + "; ".join(parts[:5]) + more
+    if "subject" in request and "true_object" in request:
+        what = f"{request['subject']}'s {request.get('relation') or 'fact'}"
+        if request.get("new_object") is None:
+            return f"erased {what} ({request['true_object']!r})"
+        return f"rewrote {what} from {request['true_object']!r} to {request['new_object']!r}"
+    if "forget_facts" in request:
+        who = ", ".join(request.get("people") or []) or request.get("name", "a forget set")
+        return (f"removed {request['forget_facts']} facts about {who} ({request.get('name')}), "
+                f"with {request.get('retain_facts', 0)} facts held as the retain set")
+    text = canonical(request)
+    return "asked for " + (text if len(text) <= 200 else text[:200] + "...")
+
+
+def _num(v) -> str:
+    return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def _edits(manifest: dict) -> list[str]:
+    lines = []
+    for i, e in enumerate(manifest["edits"], 1):
+        tensors = ", ".join(f"`{n}`" + (f" (rank {d['rank']})" if d["rank"] is not None else " (dense)")
+                            for n, d in e["deltas"].items())
+        settings = {k: v for k, v in (e["settings"] or {}).items() if isinstance(v, (int, float, str, bool, type(None)))}
+        shown = ", ".join(f"{k}={v}" for k, v in list(settings.items())[:8])
+        where = f" at the sites of a {e['location']['method']} location" if e.get("location") else ""
+        lines.append(f"{i}. **{e['method']}**{where}: {describe_request(e['request'])}. Changed {tensors}"
+                     + (f"; settings {shown}" if shown else "") + ".")
+    if manifest.get("reverted"):
+        lines.append(f"{len(manifest['reverted'])} earlier edit(s) were reverted before export ("
+                     + "; ".join(f"{r['method']}: {describe_request(r['request'])}" for r in manifest["reverted"])
+                     + "); each reverted tensor was checked bitwise against the weights that edit was made on.")
+    return lines or ["Nothing: the weights are those of the base model."]
+
+
+def _verification(report: dict | None, files: dict) -> list[str]:
+    if report is None:
+        return ["**No verification was run.** Nothing in this directory shows that the edit does what was asked, "
+                "that it generalises, or that the rest of the model is unharmed; read the list of changes above "
+                "as what was requested, not as a measured result."]
+    verdict, base, kept = report.get("verdict") or {}, report.get("baseline") or {}, report.get("retained") or {}
+    lines = [f"**Verdict: {verdict.get('overall', 'unknown')}.** {verdict.get('reason', '')}".rstrip(), "",
+             f"Compared with: {base.get('model') or 'no baseline model'}"
+             + (f" ({base['description']})" if base.get("description") else "") + "."]
+    checks = report.get("checks") or []
+    if checks:
+        lines += ["", "| check | edited | original | retain | status |", "|---|---|---|---|---|"]
+        lines += [f"| {c.get('check')} | {_num(c.get('edited'))} | {_num(c.get('original'))} | "
+                  f"{_num(c.get('retain'))} | {c.get('status')} |" for c in checks]
+    if kept:
+        lines += ["", f"Retained performance: accuracy {_num(kept.get('accuracy_before'))} before, "
+                      f"{_num(kept.get('accuracy_after'))} after; held-out loss {_num(kept.get('heldout_loss_before'))} "
+                      f"before, {_num(kept.get('heldout_loss_after'))} after."]
+    lines += ["", "The full report: " + ", ".join(f"`{f}`" for f in files.values()) + "."]
+    return lines
+
+
+def model_card(manifest: dict, report: dict | None = None) -> str:
+    """The README.md of an export, from its manifest and the verification report's dict.
+
+    Examples:
+        >>> from workbench.manifest import build
+        >>> card = model_card(build({"name": "world", "source": "/m"}, [], {}, {}))
+        >>> "No verification was run" in card, card.startswith("---")
+        (True, True)
+
+    Args:
+        manifest: The export's manifest (:func:`workbench.manifest.build`).
+        report: ``Report.to_dict()`` of the verification, or None if none was run.
+    """
+    base = manifest["base"]
+    n = len(manifest["edits"])
+    limits = list((report or {}).get("not_guaranteed") or ([] if report else NO_REPORT_LIMITS))
+    limits.append("the hashes show which weights these are and how they were made, not what the model knows")
+    files = (manifest.get("report") or {}).get("files") or {}
+    lines = [
+        f"# Edited model: {base.get('name')}", "",
+        f"A Hugging Face checkpoint (safetensors) made from **{base.get('name')}** (`{base.get('source')}`) "
+        f"by {n} edit{'s' if n != 1 else ''}, written by knowledge-workbench "
+        f"{manifest['versions'].get('knowledge-workbench')}. `AutoModelForCausalLM.from_pretrained` loads it "
+        "without custom code.", "",
+        "## What was changed", "", *_edits(manifest), "",
+        "## Verification", "", *_verification(report, files), "",
+        "## Not guaranteed", "", *(f"- {x[:1].upper() + x[1:]}" for x in limits), "",
+        "## Checking this directory", "",
+        "`workbench audit <this directory>` recomputes the hash of every tensor and file and the hash chain "
+        f"of the edits against `edit_manifest.json`. Chain head: `{manifest['chain_head']}`. Keep a copy of it "
+        "elsewhere: whoever can rewrite the manifest can rewrite its hashes too.", "",
+    ]
+    return FRONT_MATTER + "\n".join(lines)
