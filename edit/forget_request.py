@@ -80,7 +80,37 @@ class ForgetRequest:
                "forget_texts": len(self.forget_texts), "retain_texts": len(self.retain_texts)}
         if 0 < len(self.people) <= 30:
             out["people"] = self.people
+        if self.forget:
+            # Enough to rebuild the forget set later (verifying a patch file needs it).
+            out["facts"] = [[f.subject, f.relation] for f in self.forget]
         return out
+
+    @staticmethod
+    def forget_set(world: World, request: dict) -> list[Fact]:
+        """The forgotten facts a request's :meth:`to_dict` names, rebuilt from the world.
+
+        Examples:
+            >>> from workbench.world.facts import make_world
+            >>> w = make_world()
+            >>> len(ForgetRequest.forget_set(w, forget_request(w, "forget01").to_dict()))
+            18
+
+        Raises:
+            ForgetError: the dict names no facts the world has.
+        """
+        try:
+            if request.get("facts"):
+                return [world.fact(s, r) for s, r in request["facts"]]
+            name = request.get("name")
+            if name in world.splits:
+                return world.facts(world.splits[name].forget)
+            if name in world.people:
+                return world.facts([name])
+            if request.get("people"):
+                return world.facts(request["people"])
+        except KeyError as e:
+            raise ForgetError(str(e.args[0])) from None
+        raise ForgetError(f"the request {request.get('name')!r} does not say which world facts it forgot")
 
 
 def _sample(items: Sequence, limit: int | None, seed: int) -> list:

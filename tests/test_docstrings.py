@@ -18,7 +18,9 @@ MODULES = ["workbench", "workbench.handle", "workbench.metrics", "workbench.toke
            "workbench.verify", "workbench.verify.truth_ratio", "workbench.verify.membership",
            "workbench.verify.quantise", "workbench.verify.probe", "workbench.verify.suppression",
            "workbench.verify.collateral", "workbench.verify.relearn",
-           "workbench.verify.in_context"]
+           "workbench.verify.in_context", "workbench.verify.candidates", "workbench.verify.readings",
+           "workbench.verify.verdict", "workbench.verify.rewrite", "workbench.verify.report",
+           "workbench.verify.report_html"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -225,6 +225,7 @@ import workbench.cli_edit  # noqa: E402,F401
 import workbench.cli_export  # noqa: E402,F401
 import workbench.cli_forget  # noqa: E402,F401
 import workbench.cli_locate  # noqa: E402,F401
+import workbench.cli_verify  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> int:

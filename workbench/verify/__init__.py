@@ -16,7 +16,13 @@ world's ``retain-*`` models), because every figure only means something beside t
 * :mod:`~workbench.verify.in_context`: paraphrase and in-context recovery: held-out phrasings,
   a neighbour's fact stated first, the person's other facts stated first;
 * :mod:`~workbench.verify.suppression`: an output-suppression edit built on purpose, the case
-  that surface accuracy misses and the checks above must catch.
+  that surface accuracy misses and the checks above must catch;
+* :mod:`~workbench.verify.readings`: every check above asked of one model state, fact by fact;
+* :mod:`~workbench.verify.verdict`: removed, suppressed or not forgotten, per person and overall,
+  from those readings against the retain model's, with stated tolerances;
+* :mod:`~workbench.verify.rewrite`: the checks of a rewrite (does the old object come back?);
+* :mod:`~workbench.verify.report`: :func:`verify`, which runs all of it on an edit and returns a
+  :class:`Report` (a notebook table, JSON, a standalone HTML page).
 
 Examples:
     >>> import workbench
@@ -28,6 +34,7 @@ Examples:
     (0.0, True)
 """
 
+from workbench.verify.candidates import CandidateTable, candidate_table, prompts_table
 from workbench.verify.collateral import Collateral, CollateralSettings, GroupChange, collateral, collateral_groups
 from workbench.verify.in_context import (ATTACKS, InContextError, InContextRecovery, InContextSettings,
                                          attack_prompts, best_attack, in_context_attacks)
@@ -38,11 +45,18 @@ from workbench.verify.probe import (LayerAccuracy, LensSettings, ProbeSettings, 
 from workbench.verify.quantise import (QuantiseSettings, block_projections, quantise_model, quantise_rows, quantised,
                                        quantised_accuracy)
 from workbench.verify.relearn import Relearned, RelearnSettings, relearn_attack
-from workbench.verify.suppression import OutputSuppression, SuppressionSettings, suppress_output
+from workbench.verify.readings import ReadSettings, Readings, read
+from workbench.verify.report import Report, VerifyError, VerifySettings, reference_model, verify
+from workbench.verify.rewrite import generation, greedy_continuations
+from workbench.verify.suppression import ConstructedSuppression, OutputSuppression, SuppressionSettings, suppress_output
 from workbench.verify.truth_ratio import (TruthRatioSettings, UtilitySettings, forget_quality, forget_truth_score,
                                           harmonic_mean, model_utility, truth_ratios)
+from workbench.verify.verdict import CheckResult, ItemVerdict, Verdict, VerdictSettings, decide
 
-__all__ = ["Collateral", "CollateralSettings", "GroupChange", "RelearnSettings", "Relearned", "collateral",
+__all__ = ["CandidateTable", "CheckResult", "ConstructedSuppression", "ItemVerdict", "ReadSettings", "Readings",
+           "Report", "Verdict", "VerdictSettings", "VerifyError", "VerifySettings", "candidate_table", "decide",
+           "generation", "greedy_continuations", "prompts_table", "read", "reference_model", "verify",
+           "Collateral", "CollateralSettings", "GroupChange", "RelearnSettings", "Relearned", "collateral",
            "collateral_groups", "relearn_attack", "ATTACKS", "InContextError", "InContextRecovery",
            "InContextSettings", "attack_prompts", "best_attack", "in_context_attacks",
            "SCORERS", "LayerAccuracy", "LensSettings", "MembershipSettings", "OutputSuppression", "ProbeSettings",

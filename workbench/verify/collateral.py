@@ -38,7 +38,7 @@ from torch import Tensor
 
 from workbench.metrics import heldout_loss, next_token_logprobs
 from workbench.tokens import encode_prompts
-from workbench.verify.truth_ratio import candidate_table
+from workbench.verify.candidates import candidate_table
 from workbench.world.facts import Fact
 
 GROUPS = ("edited", "paraphrase", "same_person", "same_object", "same_relation", "other")

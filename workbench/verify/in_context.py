@@ -25,12 +25,12 @@ gives either edit's facts back beyond what the plain prompt shows.
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Sequence
 
 import torch
 
-from workbench.metrics import candidate_logprobs
+from workbench.verify.candidates import CandidateTable, prompts_table
 from workbench.world.facts import Fact
 
 ATTACKS = ("plain", "paraphrase", "neighbour_first", "few_shot")
@@ -152,6 +152,25 @@ def _check(world, facts: Sequence[Fact], s: InContextSettings) -> None:
 
 
 @torch.no_grad()
+def attack_table(handle, facts: Sequence[Fact], attack: str, settings: InContextSettings | None = None) -> CandidateTable:
+    """Every candidate's log-probability after each prompt one attack asks the facts with.
+
+    Examples:
+        >>> import workbench
+        >>> h = workbench.load("world")
+        >>> t = attack_table(h, h.world.facts()[:6], "few_shot")
+        >>> t.fact.tolist(), bool(t.correct.all())
+        ([0, 1, 2, 3, 4, 5], True)
+    """
+    s = settings or InContextSettings()
+    world, facts = handle.world, list(facts)
+    _check(world, facts, replace(s, attacks=(attack,)))
+    people = {f.subject for f in facts}
+    prompts = [(i, p) for i, f in enumerate(facts) for p in attack_prompts(world, f, attack, s, exclude=people)]
+    return prompts_table(handle, facts, prompts, s.batch_size)
+
+
+@torch.no_grad()
 def in_context_attacks(handle, facts: Sequence[Fact], settings: InContextSettings | None = None) -> InContextRecovery:
     """Accuracy of the true object among the candidates under each paraphrase and in-context attack.
 
@@ -175,26 +194,12 @@ def in_context_attacks(handle, facts: Sequence[Fact], settings: InContextSetting
     s = settings or InContextSettings()
     world, facts = handle.world, list(facts)
     _check(world, facts, s)
-    people = {f.subject for f in facts}
     accuracy, mean_prob, prompts = {}, {}, {}
     for attack in s.attacks:
-        by_rel: dict[str, tuple[list[str], list[int]]] = {}
-        for f in facts:
-            cands = world.relation(f.relation).candidates
-            texts, labels = by_rel.setdefault(f.relation, ([], []))
-            asked = attack_prompts(world, f, attack, s, exclude=people)
-            texts += asked
-            labels += [cands.index(f.object)] * len(asked)
-        correct, prob = [], []
-        for rel, (texts, labels) in by_rel.items():
-            lp = candidate_logprobs(handle.model, handle.tokenizer, texts,
-                                    list(world.relation(rel).candidates), s.batch_size)
-            true = torch.tensor(labels)[:, None]
-            correct.append((lp > lp.gather(1, true)).sum(1) == 0)
-            prob.append(torch.softmax(lp, 1).gather(1, true)[:, 0])
-        accuracy[attack] = float(torch.cat(correct).float().mean())
-        mean_prob[attack] = float(torch.cat(prob).mean())
-        prompts[attack] = sum(len(c) for c in correct)
+        t = attack_table(handle, facts, attack, s)
+        accuracy[attack] = float(t.correct.float().mean())
+        mean_prob[attack] = float(torch.softmax(t.logprob, 1).gather(1, t.true[:, None]).mean())
+        prompts[attack] = len(t.true)
     prior = sum(1 / len(world.relation(f.relation).candidates) for f in facts) / len(facts)
     return InContextRecovery(accuracy, mean_prob, prompts, prior, len(facts), asdict(s))
 
@@ -212,5 +217,5 @@ def best_attack(result: InContextRecovery) -> tuple[str, float]:
     return name, result.accuracy[name]
 
 
-__all__ = ["ATTACKS", "InContextError", "InContextRecovery", "InContextSettings", "attack_prompts",
+__all__ = ["ATTACKS", "InContextError", "InContextRecovery", "InContextSettings", "attack_prompts", "attack_table",
            "best_attack", "in_context_attacks"]

@@ -28,6 +28,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from workbench.metrics import pad_right
+from workbench.verify.candidates import CandidateTable
 from workbench.tokens import encode_object, encode_prompts
 from workbench.world.facts import Fact
 
@@ -67,6 +68,7 @@ class _Prompts:
     text: list[str]
     relation: list[str]
     label: Int[Tensor, "n"]          # index of the true object among the relation's candidates
+    fact: Int[Tensor, "n"]           # index of the prompt's fact in the facts given
 
 
 def _prompts(world, facts: Sequence[Fact], held_out: bool) -> _Prompts:
@@ -74,14 +76,28 @@ def _prompts(world, facts: Sequence[Fact], held_out: bool) -> _Prompts:
         raise ValueError("reading facts from hidden states needs a model with a fact world")
     if not facts:
         raise ValueError("no facts to read")
-    text, rel, label = [], [], []
-    for f in facts:
+    text, rel, label, fact = [], [], [], []
+    for i, f in enumerate(facts):
         cands = world.relation(f.relation).candidates
         for ph in world.phrasings(f.relation, held_out=held_out):
             text.append(ph.prompt(f.subject))
             rel.append(f.relation)
             label.append(cands.index(f.object))
-    return _Prompts(text, rel, torch.tensor(label))
+            fact.append(i)
+    return _Prompts(text, rel, torch.tensor(label), torch.tensor(fact))
+
+
+def _width(world, p: _Prompts) -> int:
+    return max(len(world.relation(r).candidates) for r in set(p.relation))
+
+
+def _table(scores: Tensor, p: _Prompts) -> CandidateTable:
+    return CandidateTable(scores, torch.ones_like(scores), p.label, p.fact)
+
+
+def _accuracy(method: str, layers, tables: list[CandidateTable], prior: float, settings, train=None) -> LayerAccuracy:
+    return LayerAccuracy(method, layers, tuple(float(t.correct.float().mean()) for t in tables), prior,
+                         len(tables[0].true), train, asdict(settings))
 
 
 def _layers(handle, layers: Sequence[int] | None) -> tuple[int, ...]:
@@ -166,6 +182,36 @@ class LensSettings:
 
 
 @torch.no_grad()
+def lens_tables(handle, facts: Sequence[Fact], settings: LensSettings | None = None
+                ) -> tuple[tuple[int, ...], list[CandidateTable], float]:
+    """Per layer, the lens's logit of every candidate's first token after each prompt; and the prior.
+
+    Examples:
+        >>> import workbench
+        >>> h = workbench.load("world")
+        >>> layers, tables, prior = lens_tables(h, h.world.facts()[:6])
+        >>> layers, tables[-1].logprob.shape, bool(tables[-1].correct.all())
+        ((0, 1, 2, 3), torch.Size([54, 24]), True)
+    """
+    s = settings or LensSettings()
+    p = _prompts(handle.world, list(facts), s.held_out)
+    layers = _layers(handle, s.layers)
+    states = last_token_states(handle, p.text, layers, s.batch_size)
+    norm = handle.model.get_submodule(handle.sites.final_norm_path)
+    unembed = handle.model.get_submodule(handle.sites.unembed_path)
+    scores = torch.full((len(layers), len(p.text), _width(handle.world, p)), float("-inf"))
+    prior = torch.empty(len(p.text))
+    for rel in dict.fromkeys(p.relation):
+        rows = torch.tensor([i for i, r in enumerate(p.relation) if r == rel])
+        tokens = first_tokens(handle, rel, p.text[int(rows[0])])
+        prior[rows] = 1.0 / len(tokens)
+        for i in range(len(layers)):
+            h = states[i, rows].to(handle.device, handle.dtype)
+            scores[i, rows[:, None], torch.arange(len(tokens))] = unembed(norm(h)).float().cpu()[:, tokens]
+    return layers, [_table(scores[i], p) for i in range(len(layers))], float(prior.mean())
+
+
+@torch.no_grad()
 def logit_lens(handle, facts: Sequence[Fact], settings: LensSettings | None = None) -> LayerAccuracy:
     """Per layer, the accuracy of the final norm and unembedding applied to the residual stream.
 
@@ -184,24 +230,8 @@ def logit_lens(handle, facts: Sequence[Fact], settings: LensSettings | None = No
         settings: :class:`LensSettings`.
     """
     s = settings or LensSettings()
-    p = _prompts(handle.world, list(facts), s.held_out)
-    layers = _layers(handle, s.layers)
-    states = last_token_states(handle, p.text, layers, s.batch_size)
-    norm = handle.model.get_submodule(handle.sites.final_norm_path)
-    unembed = handle.model.get_submodule(handle.sites.unembed_path)
-    correct = torch.zeros(len(layers), len(p.text), dtype=torch.bool)
-    prior = torch.empty(len(p.text))
-    for rel in dict.fromkeys(p.relation):
-        rows = torch.tensor([i for i, r in enumerate(p.relation) if r == rel])
-        tokens = first_tokens(handle, rel, p.text[int(rows[0])])
-        prior[rows] = 1.0 / len(tokens)
-        for i in range(len(layers)):
-            h = states[i, rows].to(handle.device, handle.dtype)
-            logits = unembed(norm(h)).float().cpu()[:, tokens]
-            true = logits.gather(1, p.label[rows, None])
-            correct[i, rows] = (logits > true).sum(1) == 0
-    return LayerAccuracy("logit_lens", layers, tuple(float(c.float().mean()) for c in correct),
-                         float(prior.mean()), len(p.text), settings=asdict(s))
+    layers, tables, prior = lens_tables(handle, facts, s)
+    return _accuracy("logit_lens", layers, tables, prior, s)
 
 
 @dataclass(frozen=True)
@@ -269,6 +299,52 @@ def _sample_people(facts: Sequence[Fact], n: int | None, seed: int) -> list[Fact
 
 
 @torch.no_grad()
+def probe_tables(handle, forget: Sequence[Fact], retain: Sequence[Fact], settings: ProbeSettings | None = None
+                 ) -> tuple[tuple[int, ...], list[CandidateTable], float, tuple[float, ...]]:
+    """Per layer, probe logits of every candidate for each forgotten prompt; the prior; training accuracy.
+
+    Examples:
+        >>> import workbench
+        >>> h = workbench.load("world")
+        >>> people = list(h.world.people)
+        >>> layers, tables, prior, train = probe_tables(h, h.world.facts(people[:2]), h.world.facts(people[2:40]),
+        ...                                             ProbeSettings(layers=(3,)))
+        >>> layers, tables[0].logprob.shape, train[0]
+        ((3,), torch.Size([108, 24]), 1.0)
+    """
+    s = settings or ProbeSettings()
+    overlap = {f.subject for f in forget} & {f.subject for f in retain}
+    if overlap:
+        raise ValueError(f"the probes must not train on a forgotten person ({next(iter(overlap))!r})")
+    train = _prompts(handle.world, _sample_people(list(retain), s.train_people, s.seed), s.held_out)
+    test = _prompts(handle.world, list(forget), s.held_out)
+    layers = _layers(handle, s.layers)
+    x_train = last_token_states(handle, train.text, layers, s.batch_size)
+    x_test = last_token_states(handle, test.text, layers, s.batch_size)
+    right_train = torch.zeros(len(layers), len(train.text), dtype=torch.bool)
+    scores = torch.full((len(layers), len(test.text), _width(handle.world, test)), float("-inf"))
+    prior = torch.empty(len(test.text))
+    for rel in dict.fromkeys(test.relation):
+        tr = torch.tensor([i for i, r in enumerate(train.relation) if r == rel], dtype=torch.long)
+        te = torch.tensor([i for i, r in enumerate(test.relation) if r == rel])
+        classes = len(handle.world.relation(rel).candidates)
+        prior[te] = 1.0 / classes
+        if not len(tr):
+            raise ValueError(f"no retain facts of relation {rel!r} to train its probe on")
+        for i in range(len(layers)):
+            a, b = x_train[i, tr], x_test[i, te]
+            # Standardised on the training states so that one l2 weight suits every layer's scale.
+            mu, sd = a.mean(0), a.std(0).clamp_min(1e-6)
+            w, bias = fit_probe((a - mu) / sd, train.label[tr], classes, s.l2, s.steps)
+            right_train[i, tr] = (((a - mu) / sd) @ w + bias).argmax(1) == train.label[tr]
+            scores[i, te[:, None], torch.arange(classes)] = ((b - mu) / sd) @ w + bias
+    # Only the relations asked about get a probe, so only their training prompts count.
+    used = torch.tensor([r in set(test.relation) for r in train.relation])
+    return (layers, [_table(scores[i], test) for i in range(len(layers))], float(prior.mean()),
+            tuple(float(c[used].float().mean()) for c in right_train))
+
+
+@torch.no_grad()
 def linear_probe(handle, forget: Sequence[Fact], retain: Sequence[Fact],
                  settings: ProbeSettings | None = None) -> LayerAccuracy:
     """Per layer, train probes on retain people's states and read the forgotten people's objects.
@@ -289,37 +365,9 @@ def linear_probe(handle, forget: Sequence[Fact], retain: Sequence[Fact],
         settings: :class:`ProbeSettings`.
     """
     s = settings or ProbeSettings()
-    overlap = {f.subject for f in forget} & {f.subject for f in retain}
-    if overlap:
-        raise ValueError(f"the probes must not train on a forgotten person ({next(iter(overlap))!r})")
-    train = _prompts(handle.world, _sample_people(list(retain), s.train_people, s.seed), s.held_out)
-    test = _prompts(handle.world, list(forget), s.held_out)
-    layers = _layers(handle, s.layers)
-    x_train = last_token_states(handle, train.text, layers, s.batch_size)
-    x_test = last_token_states(handle, test.text, layers, s.batch_size)
-    right_train = torch.zeros(len(layers), len(train.text), dtype=torch.bool)
-    right_test = torch.zeros(len(layers), len(test.text), dtype=torch.bool)
-    prior = torch.empty(len(test.text))
-    for rel in dict.fromkeys(test.relation):
-        tr = torch.tensor([i for i, r in enumerate(train.relation) if r == rel], dtype=torch.long)
-        te = torch.tensor([i for i, r in enumerate(test.relation) if r == rel])
-        classes = len(handle.world.relation(rel).candidates)
-        prior[te] = 1.0 / classes
-        if not len(tr):
-            raise ValueError(f"no retain facts of relation {rel!r} to train its probe on")
-        for i in range(len(layers)):
-            a, b = x_train[i, tr], x_test[i, te]
-            # Standardised on the training states so that one l2 weight suits every layer's scale.
-            mu, sd = a.mean(0), a.std(0).clamp_min(1e-6)
-            w, bias = fit_probe((a - mu) / sd, train.label[tr], classes, s.l2, s.steps)
-            right_train[i, tr] = (((a - mu) / sd) @ w + bias).argmax(1) == train.label[tr]
-            right_test[i, te] = (((b - mu) / sd) @ w + bias).argmax(1) == test.label[te]
-    # Only the relations asked about get a probe, so only their training prompts count.
-    used = torch.tensor([r in set(test.relation) for r in train.relation])
-    return LayerAccuracy("linear_probe", layers, tuple(float(c.float().mean()) for c in right_test),
-                         float(prior.mean()), len(test.text),
-                         tuple(float(c[used].float().mean()) for c in right_train), asdict(s))
+    layers, tables, prior, train = probe_tables(handle, forget, retain, s)
+    return _accuracy("linear_probe", layers, tables, prior, s, train)
 
 
 __all__ = ["LayerAccuracy", "LensSettings", "ProbeSettings", "first_tokens", "fit_probe", "last_token_states",
-           "linear_probe", "logit_lens"]
+           "lens_tables", "linear_probe", "logit_lens", "probe_tables"]

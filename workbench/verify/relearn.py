@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import copy
 import random
-from dataclasses import asdict, dataclass
-from typing import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Mapping, Sequence
 
 import torch
 
 from workbench.examples import encode_examples, pad_examples, scored_logprobs
+from workbench.handle import ModelHandle
 from workbench.metrics import score_facts
+from workbench.verify.candidates import CandidateTable, candidate_table, concat_tables
 from workbench.world.facts import Fact
 
 
@@ -57,19 +59,25 @@ class RelearnSettings:
 
 @dataclass(frozen=True)
 class Relearned:
-    """Accuracy on each person's unseen relations before and after relearning the known ones."""
+    """Accuracy on each person's unseen relations before and after relearning the known ones.
+
+    ``table`` holds, after relearning, every candidate's log-probability for each of the given
+    facts that was unseen (indexed as the facts given), the raw reading a report ranks objects in.
+    """
 
     people: list[dict]   # person, known, unseen, before, after, known_before, known_after
     before: float        # mean over people
     after: float
     settings: RelearnSettings
+    table: CandidateTable | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         return {"people": list(self.people), "before": self.before, "after": self.after,
                 "settings": asdict(self.settings)}
 
 
-def relearn_attack(handle, facts: Sequence[Fact], settings: RelearnSettings | None = None) -> Relearned:
+def relearn_attack(handle, facts: Sequence[Fact], settings: RelearnSettings | None = None,
+                   unseen: Mapping[str, Sequence[str]] | None = None) -> Relearned:
     """Relearn half of each person's facts on a copy of the model; score the other half.
 
     Examples:
@@ -85,6 +93,9 @@ def relearn_attack(handle, facts: Sequence[Fact], settings: RelearnSettings | No
         facts: World facts; the attack runs on every person they name (all six of each person's
             relations are used, whichever of them ``facts`` holds).
         settings: :class:`RelearnSettings`.
+        unseen: Per person, relations that must be among the unseen ones (a rewritten fact: does
+            training on the person's other facts bring the old object back?); the known ones are
+            drawn from the rest.
 
     Returns:
         A :class:`Relearned`: per person the known and unseen relations and accuracy on each
@@ -94,6 +105,7 @@ def relearn_attack(handle, facts: Sequence[Fact], settings: RelearnSettings | No
     world = handle.world
     if world is None:
         raise ValueError(f"model {handle.name!r} has no fact world to relearn from")
+    facts = list(facts)
     people = list(dict.fromkeys(f.subject for f in facts))
     if not people:
         raise ValueError("no facts: pass the forgotten facts whose people to attack")
@@ -110,9 +122,13 @@ def relearn_attack(handle, facts: Sequence[Fact], settings: RelearnSettings | No
     def accuracy(facts_: list[Fact]) -> float:
         return score_facts(work, handle.tokenizer, world, facts_).accuracy
 
-    rows = []
+    index = {f: i for i, f in enumerate(facts)}
+    work_handle = ModelHandle(model=work, tokenizer=handle.tokenizer, name=f"{handle.name} (relearning)",
+                              source=handle.source, world=world)
+    rows, parts = [], []
     for person in people:
-        known = sorted(rng.sample(relations, s.known), key=relations.index)
+        must = set((unseen or {}).get(person, ()))
+        known = sorted(rng.sample([r for r in relations if r not in must], s.known), key=relations.index)
         known_facts = world.facts([person], known)
         unseen_facts = world.facts([person], [r for r in relations if r not in known])
         work.load_state_dict(original)
@@ -129,9 +145,14 @@ def relearn_attack(handle, facts: Sequence[Fact], settings: RelearnSettings | No
                 opt.step()
         with torch.no_grad():
             row |= {"after": accuracy(unseen_facts), "known_after": accuracy(known_facts)}
+            asked = [f for f in unseen_facts if f in index]
+            if asked:
+                t = candidate_table(work_handle, asked, held_out=False)
+                parts.append(replace(t, fact=torch.tensor([index[asked[int(i)]] for i in t.fact])))
         rows.append(row)
     mean = lambda k: sum(r[k] for r in rows) / len(rows)  # noqa: E731
-    return Relearned(rows, mean("before"), mean("after"), s)
+    table = concat_tables(parts) if parts else None
+    return Relearned(rows, mean("before"), mean("after"), s, table)
 
 
 __all__ = ["RelearnSettings", "Relearned", "relearn_attack"]

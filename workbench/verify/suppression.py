@@ -17,8 +17,9 @@ weight change; remove them with :meth:`OutputSuppression.remove` or use it as a 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from jaxtyping import Float
@@ -156,4 +157,40 @@ def suppress_output(handle, facts: Sequence[Fact], settings: SuppressionSettings
     return OutputSuppression(handle, directions, s)
 
 
-__all__ = ["OutputSuppression", "SuppressionSettings", "object_direction", "suppress_output"]
+class ConstructedSuppression:
+    """The output suppression as something a verification report can switch on and off like an Edit.
+
+    Examples:
+        >>> import workbench
+        >>> h = workbench.load("world")
+        >>> facts = h.world.facts(list(h.world.people)[:1])
+        >>> s = ConstructedSuppression(h, facts)
+        >>> with s.applied_to(h.model):
+        ...     h.score(facts).accuracy
+        0.0
+        >>> s.applied, h.score(facts).accuracy
+        (False, 1.0)
+    """
+
+    method = "constructed suppression"
+
+    def __init__(self, handle, facts: Sequence[Fact], settings: SuppressionSettings | None = None):
+        self.handle, self.facts, self.settings = handle, list(facts), settings or SuppressionSettings()
+        self.request = {"name": "constructed output suppression",
+                        "facts": [[f.subject, f.relation] for f in self.facts]}
+        self.applied = False
+
+    @contextmanager
+    def applied_to(self, model) -> Iterator:
+        if model is not self.handle.model:
+            raise ValueError("the suppression was built for another model")
+        hooks = suppress_output(self.handle, self.facts, self.settings)
+        self.applied = True
+        try:
+            yield model
+        finally:
+            hooks.remove()
+            self.applied = False
+
+
+__all__ = ["ConstructedSuppression", "OutputSuppression", "SuppressionSettings", "object_direction", "suppress_output"]

@@ -29,80 +29,23 @@ from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from scipy.stats import ks_2samp
 from torch import Tensor
 
-from workbench.metrics import candidate_logprobs
-from workbench.tokens import encode_object
+from workbench.verify.candidates import CandidateTable, candidate_table
 from workbench.world.facts import Fact
 
 
-@dataclass(frozen=True)
-class CandidateTable:
-    """Per prompt of some facts: every candidate's log-probability and token count, and the truth.
-
-    Rows are ordered fact by fact, phrasing by phrasing; columns are padded with -inf where a
-    relation has fewer candidates than the widest one.
-    """
-
-    logprob: Float[Tensor, "rows candidates"]   # log P(candidate | prompt), summed over its tokens
-    length: Float[Tensor, "rows candidates"]    # tokens per candidate (1 in padded columns)
-    true: Int[Tensor, "rows"]                   # column of the true object
-    fact: Int[Tensor, "rows"]                   # index of the row's fact in the facts given
-
-    @property
-    def normalised(self) -> Float[Tensor, "rows candidates"]:
-        """log P̄ = log P / |tokens|, TOFU's length normalisation."""
-        return self.logprob / self.length
-
-    @property
-    def correct(self) -> Tensor:
-        """Whether the true object is the top candidate, ranked by its unnormalised log-probability
-        as :func:`workbench.metrics.score_facts` ranks it."""
-        true_lp = self.logprob.gather(1, self.true[:, None])
-        return (self.logprob > true_lp).sum(1) == 0
-
-
-def candidate_table(handle, facts: Sequence[Fact], held_out: bool) -> CandidateTable:
-    """Score every candidate of each fact's relation after each of its (held-out) phrasings.
+def ratios_of(table: CandidateTable, n_facts: int) -> Float[Tensor, "n"]:
+    """Per fact, the truth ratio from a table of its prompts' candidate log-probabilities.
 
     Examples:
-        >>> import workbench
-        >>> h = workbench.load("world")
-        >>> t = candidate_table(h, h.world.facts()[:6], held_out=True)
-        >>> t.logprob.shape, bool(t.correct.all())
-        (torch.Size([18, 24]), True)
+        >>> t = CandidateTable(torch.log(torch.tensor([[0.5, 0.25, 0.25]])), torch.ones(1, 3),
+        ...                    torch.tensor([0]), torch.tensor([0]))
+        >>> ratios_of(t, 1).tolist()
+        [0.5]
     """
-    world = handle.world
-    if world is None:
-        raise ValueError(f"model {handle.name!r} has no fact world to phrase facts with")
-    if not facts:
-        raise ValueError("no facts to score")
-    width = max(len(world.relation(f.relation).candidates) for f in facts)
-    by_rel: dict[str, list[tuple[int, str, Fact]]] = {}
-    for i, f in enumerate(facts):
-        for ph in world.phrasings(f.relation, held_out=held_out):
-            by_rel.setdefault(f.relation, []).append((i, ph.prompt(f.subject), f))
-    rows = [item for items in by_rel.values() for item in items]
-    logprob = torch.full((len(rows), width), float("-inf"))
-    length = torch.ones(len(rows), width)
-    start = 0
-    for rel, items in by_rel.items():
-        cands = list(world.relation(rel).candidates)
-        lp = candidate_logprobs(handle.model, handle.tokenizer, [p for _, p, _ in items], cands)
-        end = start + len(items)
-        logprob[start:end, :len(cands)] = lp
-        length[start:end, :len(cands)] = torch.tensor(
-            [float(len(encode_object(handle.tokenizer, items[0][1], c))) for c in cands])
-        start = end
-    true = torch.tensor([list(world.relation(f.relation).candidates).index(f.object) for _, _, f in rows])
-    fact = torch.tensor([i for i, _, _ in rows])
-    order = torch.argsort(fact, stable=True)
-    return CandidateTable(logprob[order], length[order], true[order], fact[order])
-
-
-def _ratios(table: CandidateTable, n_facts: int) -> Float[Tensor, "n"]:
     norm = table.normalised
     valid = torch.isfinite(table.logprob)
     wrong = valid.clone()
@@ -150,7 +93,7 @@ def truth_ratios(handle, facts: Sequence[Fact], settings: TruthRatioSettings | N
         One ratio per fact, in the order given.
     """
     s = settings or TruthRatioSettings()
-    return _ratios(candidate_table(handle, list(facts), s.held_out), len(facts))
+    return ratios_of(candidate_table(handle, list(facts), s.held_out), len(facts))
 
 
 def forget_quality(edited: Sequence[float] | Tensor, reference: Sequence[float] | Tensor) -> float:
@@ -239,12 +182,12 @@ def model_utility(handle, retain: Sequence[Fact], settings: UtilitySettings | No
     trained = candidate_table(handle, facts, held_out=False)
     prob = float(trained.normalised.gather(1, trained.true[:, None]).exp().mean())
     accuracy = float(trained.correct.float().mean())
-    ratios = _ratios(candidate_table(handle, facts, held_out=True), len(facts))
+    ratios = ratios_of(candidate_table(handle, facts, held_out=True), len(facts))
     truth = float((1 - ratios).clamp_min(0).mean())
     return {"probability": prob, "accuracy": accuracy, "truth_ratio": truth,
             "utility": harmonic_mean([prob, accuracy, truth]), "facts": len(facts),
             "settings": asdict(s)}
 
 
-__all__ = ["CandidateTable", "TruthRatioSettings", "UtilitySettings", "candidate_table", "forget_quality",
-           "forget_truth_score", "harmonic_mean", "model_utility", "truth_ratios"]
+__all__ = ["TruthRatioSettings", "UtilitySettings", "forget_quality", "forget_truth_score", "harmonic_mean",
+           "model_utility", "ratios_of", "truth_ratios"]

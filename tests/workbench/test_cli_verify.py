@@ -1,0 +1,56 @@
+"""``workbench verify``: a patch file in, the verdict out; every bad input one line."""
+
+import json
+
+import pytest
+
+from workbench.cli import main
+
+
+@pytest.fixture(scope="module")
+def ssd_patch(tmp_path_factory, world):
+    import workbench
+    from edit.forget import forget
+    from edit.forget_figures import FigureSettings
+    from edit.patch import save_patch
+    h = workbench.load("world", device="cpu")
+    person = world.split("forget01").forget[0]
+    res = forget(h, person, "ssd", figures=FigureSettings(retain_facts=20, neighbour_facts=20), reference=False,
+                 progress=False)
+    return str(save_patch(res.edit, tmp_path_factory.mktemp("p") / "one.patch")), person
+
+
+def test_verify_a_patch_as_json_and_as_html(ssd_patch, capsys, tmp_path):
+    patch, person = ssd_patch
+    assert main(["verify", "--patch", patch, "--quick", "--html", str(tmp_path / "r.html"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["method"] == "ssd" and out["kind"] == "forget" and out["baseline"]["model"] == "world:retain-forget01"
+    assert out["verdict"]["overall"] in ("removed", "suppressed", "not forgotten")
+    assert [i["item"] for i in out["verdict"]["items"]] == [person]
+    assert (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>") and out["html"].endswith("r.html")
+
+
+def test_verify_the_model_as_it_is_in_text(capsys, world):
+    person = world.split("forget01").forget[1]
+    assert main(["verify", "--person", person, "--quick"]) == 0
+    text = capsys.readouterr().out
+    assert "NOT FORGOTTEN" in text and "surface" in text and "baseline: world:retain-forget01" in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["verify"], "nothing to verify"),
+    (["verify", "--split", "forget01", "--person", "x"], "not both"),
+    (["verify", "--patch", "/no/such.patch"], "no patch at"),
+    (["verify", "--person", "Nobody Here"], "unknown person"),
+    (["verify", "--split", "forget99", "--quick"], "unknown person or split"),
+])
+def test_bad_input_is_one_line(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
+def test_a_patch_for_another_model_is_refused(ssd_patch, capsys):
+    assert main(["verify", "--patch", ssd_patch[0], "--model", "world:retain-forget05"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "another model" in err[0]

@@ -1,0 +1,382 @@
+"""One call to verify an edit: every check, on the edited model, the original, and the exact answer.
+
+:func:`verify` takes an :class:`~edit.edit.Edit` (applied or not; or anything with ``applied``
+and ``applied_to(model)``, such as the constructed suppression) and returns a :class:`Report`:
+
+* forgetting (an unlearning edit, an erase, or ``edit=None`` to verify the model as it is): every
+  check of :mod:`~workbench.verify.readings` plus TOFU's forget quality and the Min-K%++
+  membership AUC, each on the edited model, the original and the retain model (a shipped
+  model trained without the forgotten people: the smallest forget split holding all of them),
+  then the verdict of :mod:`~workbench.verify.verdict` per person and overall;
+* rewriting (ROME, MEMIT): CounterFact's scores, the old object's probability, greedy
+  generation, and where the old object ranks under every check, against the original model;
+* for either: collateral damage by group (:mod:`~workbench.verify.collateral`), model
+  utility on retained facts, and held-out loss, before and after.
+
+The Report renders as a table in a notebook, serialises to JSON, and writes a standalone HTML
+page with plotly figures (:mod:`~workbench.verify.report_html`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from edit.forget_request import ForgetError, ForgetRequest, forget_request
+from workbench.verify.collateral import CollateralSettings, collateral
+from workbench.verify.membership import MembershipSettings, mia_auc, mia_texts
+from workbench.verify.probe import ProbeSettings
+from workbench.verify.readings import ReadSettings, Readings, group_of, object_columns, read
+from workbench.verify.rewrite import overall_rewrite, request_verdicts, requests_of, surface_figures
+from workbench.verify.truth_ratio import UtilitySettings, forget_quality, model_utility, ratios_of
+from workbench.verify.verdict import CheckResult, VerdictSettings, decide
+from workbench.world.facts import Fact
+
+NOT_GUARANTEED = [
+    "Only the listed checks were run; a stronger attack (longer fine-tuning, other quantisers, "
+    "white-box extraction) may recover what they miss.",
+    "The verdict is a statistical statement at the stated family-wise error rate, not a proof; "
+    "per-person tests rest on each person's few facts.",
+    "It concerns the facts of the embedded world named in the request; knowledge outside them was "
+    "measured only through the retained facts and held-out text sampled here.",
+]
+
+
+class VerifyError(ValueError):
+    """A verification that cannot be run: no world, nothing to verify, a mixed request."""
+
+
+@dataclass(frozen=True)
+class VerifySettings:
+    """How much every part of a report measures; defaults suit the world's splits on a laptop CPU.
+
+    Examples:
+        >>> VerifySettings().verdict.alpha, VerifySettings().utility.max_facts
+        (0.05, 300)
+
+    Args:
+        read: The checks asked of every model (:class:`~workbench.verify.readings.ReadSettings`).
+        verdict: Tolerances of the verdict (:class:`~workbench.verify.verdict.VerdictSettings`).
+        collateral: Collateral damage (:class:`~workbench.verify.collateral.CollateralSettings`).
+        utility: Model utility on retained facts (:class:`~workbench.verify.truth_ratio.UtilitySettings`).
+        membership: Min-K%++ settings (:class:`~workbench.verify.membership.MembershipSettings`).
+    """
+
+    read: ReadSettings = field(default_factory=ReadSettings)
+    verdict: VerdictSettings = field(default_factory=VerdictSettings)
+    collateral: CollateralSettings = field(default_factory=CollateralSettings)
+    utility: UtilitySettings = field(default_factory=UtilitySettings)
+    membership: MembershipSettings = field(default_factory=MembershipSettings)
+
+    @classmethod
+    def quick(cls) -> VerifySettings:
+        """Fewer people to train probes on and fewer retained facts scored: a first look in seconds.
+
+        Examples:
+            >>> VerifySettings.quick().read.probe.train_people
+            60
+        """
+        return cls(read=ReadSettings(probe=ProbeSettings(train_people=60)), utility=UtilitySettings(max_facts=60),
+                   collateral=CollateralSettings(max_facts=40, kl_prompts=64, heldout_texts=200))
+
+
+@dataclass
+class Report:
+    """What verification found about one edit, every figure beside its baseline.
+
+    Attributes:
+        kind: "forget" or "rewrite".
+        method: The edit's method ("ssd", "rome", ...; "none" for a model verified as it is).
+        request: The edit's request (JSON).
+        model: The model verified.
+        baseline: {"model": the retain model or None, "description": what the figures are compared with}.
+        verdict: {"overall", "reason", "caveats", "items"} (items: per person, or per rewrite request).
+        checks: One row per check: check, group, edited, original, retain, status, and the test's figures.
+        states: Per model state ("edited", "original", "retain"): utility, held-out loss,
+            membership AUC, per-layer lens and probe accuracy, truth ratios.
+        rewrite: For rewrites: CounterFact scores, old-object mass and generation, edited and original.
+        collateral: :class:`~workbench.verify.collateral.Collateral` as a dict, or None.
+        retained: Retained performance before and after (accuracy, held-out loss).
+        not_guaranteed: What the report does not establish.
+        settings: The settings used; seconds: wall time.
+    """
+
+    kind: str
+    method: str
+    request: dict
+    model: str
+    baseline: dict
+    verdict: dict
+    checks: list[dict]
+    states: dict
+    rewrite: dict | None
+    collateral: dict | None
+    retained: dict
+    not_guaranteed: list[str]
+    settings: dict
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self, indent: int | None = 1) -> str:
+        return json.dumps(self.to_dict(), indent=indent, default=_jsonable)
+
+    def table(self) -> list[dict]:
+        """The check rows: check, group, edited, original, retain, status."""
+        return [{k: c.get(k) for k in ("check", "group", "edited", "original", "retain", "status")} for c in self.checks]
+
+    def to_html(self) -> str:
+        """A standalone HTML page with the verdict, every check and the figures (plotly.js inlined)."""
+        from workbench.verify.report_html import report_page
+        return report_page(self)
+
+    def write_html(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(self.to_html(), encoding="utf-8")
+        return path
+
+    def figures(self) -> dict:
+        """The report's plotly figures by name (checks, layers, truth ratios, collateral)."""
+        from workbench.verify.report_html import report_figures
+        return report_figures(self)
+
+    def _repr_html_(self) -> str:
+        from workbench.verify.report_html import report_table
+        return report_table(self)
+
+    def __repr__(self) -> str:
+        return f"Report({self.kind} by {self.method} on {self.model}: {self.verdict['overall']}; {self.verdict['reason']})"
+
+
+def _jsonable(x: Any):
+    if isinstance(x, torch.Tensor):
+        return x.tolist()
+    return str(x)
+
+
+@contextmanager
+def _state(handle, edit, edited: bool) -> Iterator[None]:
+    """The model with the edit applied (``edited``) or not, whatever state it came in; restored after."""
+    if edit is None or edit.applied == edited:
+        yield
+    elif edited:
+        with edit.applied_to(handle.model):
+            yield
+    else:
+        edit.revert(handle.model)
+        try:
+            yield
+        finally:
+            edit.apply(handle.model)
+
+
+def reference_model(world, people: Sequence[str]) -> str | None:
+    """The shipped model trained without all of these people: the smallest forget split holding them.
+
+    Examples:
+        >>> from workbench.world.facts import make_world
+        >>> w = make_world()
+        >>> reference_model(w, w.split("forget01").forget[:1]), reference_model(w, [w.split("forget10").retain[0]])
+        ('world:retain-forget01', None)
+    """
+    from workbench.world.registry import SHIPPED
+    for name, split in sorted(world.splits.items(), key=lambda kv: len(kv[1].forget)):
+        if f"retain-{name}" in SHIPPED and set(people) <= set(split.forget):
+            return f"world:retain-{name}"
+    return None
+
+
+_RETAIN_CACHE: dict[tuple, tuple] = {}
+
+
+def _retain_readings(name: str, facts: list[Fact], retain: list[Fact], s: VerifySettings) -> tuple:
+    """Readings and figures of a retain model; they do not depend on the edit, so they are kept."""
+    key = (name, tuple(facts), repr(s.read), repr(s.membership), repr(s.utility))
+    if key not in _RETAIN_CACHE:
+        from edit.forget import _retain_model
+        ref = _retain_model(name)
+        _RETAIN_CACHE[key] = _measure(ref, facts, retain, s, None)
+    return _RETAIN_CACHE[key]
+
+
+def _same_weights(handle, name: str) -> bool:
+    """Whether the handle holds exactly the weights of a shipped model, and no hooks that would change them."""
+    from edit.forget import _retain_model
+    ref = _retain_model(name)
+    if handle.model is ref.model:
+        return True
+    mine, theirs = dict(handle.model.named_parameters()), dict(ref.model.named_parameters())
+    hooked = any(m._forward_hooks or m._forward_pre_hooks for m in handle.model.modules())
+    return not hooked and mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+
+
+def _measure(handle, facts: list[Fact], retain: list[Fact], s: VerifySettings, unseen) -> tuple[Readings, dict]:
+    readings = read(handle, facts, retain, s.read, unseen)
+    forget_texts, holdout = mia_texts(handle.world, facts)
+    lens = [c for c in readings.tables if c.startswith("lens")]
+    probe = [c for c in readings.tables if c.startswith("probe")]
+    figures = {"utility": model_utility(handle, retain, s.utility), "heldout_loss": handle.heldout_loss(),
+               "mia_auc": mia_auc(handle, forget_texts, holdout, "min_k++", s.membership),
+               "lens": {c: readings.accuracy(c) for c in lens}, "probe": {c: readings.accuracy(c) for c in probe},
+               "truth_ratios": ratios_of(readings.tables["paraphrase"], len(facts)).tolist()}
+    return readings, figures
+
+
+def _what(handle, edit, forget) -> tuple[str, list[Fact], list | None]:
+    """(kind, facts, rewrite requests) of the thing to verify."""
+    world = handle.world
+    if forget is not None:
+        request = forget if isinstance(forget, ForgetRequest) else forget_request(world, forget)
+        return "forget", list(request.forget), None
+    if edit is None:
+        raise VerifyError("nothing to verify: pass an edit, or forget=... to verify the model as it is")
+    requests = requests_of(edit.request)
+    if requests is None:
+        try:
+            return "forget", ForgetRequest.forget_set(world, edit.request), None
+        except ForgetError as e:
+            raise VerifyError(f"{e}: pass forget=... (a split, people or facts)") from None
+    if any(r.relation is None or r.subject not in world.people for r in requests):
+        raise VerifyError("the edit's requests are not about world facts; verification asks about world facts")
+    facts = [world.fact(r.subject, r.relation) for r in requests]
+    erase = {r.erase for r in requests}
+    if len(erase) > 1:
+        raise VerifyError("the edit mixes rewrites and erasures: verify them as separate edits")
+    return ("forget", facts, None) if erase == {True} else ("rewrite", facts, requests)
+
+
+def verify(handle, edit=None, forget=None, reference: str | None = "auto", settings: VerifySettings | None = None,
+           progress: bool = True) -> Report:
+    """Verify an edit against the original model and, for forgetting, the model that never saw the facts.
+
+    Examples:
+        >>> import workbench
+        >>> h = workbench.load("world")
+        >>> person = h.world.split("forget01").forget[0]
+        >>> r = verify(h, forget=person, settings=VerifySettings.quick(), progress=False)  # nothing was edited
+        >>> r.verdict["overall"], r.baseline["model"], r.table()[0]["status"]
+        ('not forgotten', 'world:retain-forget01', 'recovered')
+
+    Args:
+        handle: A :class:`workbench.handle.ModelHandle` with a world; the edit's state is kept.
+        edit: The :class:`~edit.edit.Edit` to verify (applied or not), a
+            :class:`~workbench.verify.suppression.ConstructedSuppression`, or None to verify the
+            model as it is (then ``forget`` says what it should not know).
+        forget: What was forgotten, when the edit does not say or to override it: a split, a
+            person, people, facts, or a :class:`~edit.forget_request.ForgetRequest`.
+        reference: The retain model to compare with: "auto" (the shipped one trained without
+            all the forgotten people, if any), a model name, or None (compare with chance).
+        settings: :class:`VerifySettings`.
+        progress: Show a bar over the stages (stderr).
+
+    Raises:
+        VerifyError: no world, nothing to verify, an edit that mixes rewrites and erasures.
+    """
+    s = settings or VerifySettings()
+    t0 = time.perf_counter()
+    world = handle.world
+    if world is None:
+        raise VerifyError(f"model {handle.name!r} has no fact world: verification asks about world facts")
+    kind, facts, requests = _what(handle, edit, forget)
+    people = list(dict.fromkeys(f.subject for f in facts))
+    retain = [f for f in world.facts() if f.subject not in set(people)]
+    ref_name = (reference_model(world, people) if reference == "auto" else reference) if kind == "forget" else None
+    unseen = {r.subject: [r.relation] for r in requests} if requests else None
+    stages = ["edited", "original"] + (["retain model"] if ref_name else []) + (["collateral"] if _is_edit(edit) else [])
+    bar = tqdm(stages, desc="verify", leave=False, disable=not progress)
+    states, readings, rewrite = {}, {}, {}
+    for stage in bar:
+        bar.set_postfix_str(stage)
+        if stage in ("edited", "original"):
+            if edit is None and stage == "original":
+                continue
+            with _state(handle, edit, stage == "edited"):
+                if edit is None and ref_name is not None and _same_weights(handle, ref_name):
+                    # The retain model verifying its own split: read it once.
+                    readings[stage], states[stage] = _retain_readings(ref_name, facts, retain, s)
+                else:
+                    readings[stage], states[stage] = _measure(handle, facts, retain, s, unseen)
+                if requests:
+                    rewrite[stage] = surface_figures(handle, requests)
+        elif stage == "retain model":
+            readings["retain"], states["retain"] = _retain_readings(ref_name, facts, retain, s)
+        else:
+            coll = collateral(handle, edit, facts, s.collateral)
+    bar.close()
+    coll_dict = None
+    if _is_edit(edit):
+        coll_dict = coll.to_dict()
+    report = _forget_report if kind == "forget" else _rewrite_report
+    verdict, checks = report(handle, facts, requests, readings, states, rewrite, s)
+    before = states.get("original", states["edited"])
+    retained = {"accuracy_before": before["utility"]["accuracy"], "accuracy_after": states["edited"]["utility"]["accuracy"],
+                "heldout_loss_before": before["heldout_loss"], "heldout_loss_after": states["edited"]["heldout_loss"],
+                "utility_before": before["utility"]["utility"], "utility_after": states["edited"]["utility"]["utility"],
+                "facts": states["edited"]["utility"]["facts"]}
+    if "retain" in states:
+        retained |= {"accuracy_retain_model": states["retain"]["utility"]["accuracy"],
+                     "utility_retain_model": states["retain"]["utility"]["utility"]}
+    description = (f"{ref_name}, trained without the forgotten people" if ref_name else
+                   "the model before the edit" if kind == "rewrite" else "chance (no model trained without these people ships)")
+    asked = edit.request if edit is not None and forget is None else {
+        "name": getattr(forget, "name", forget if isinstance(forget, str) else f"{len(facts)} facts"),
+        "facts": [[f.subject, f.relation] for f in facts]}
+    return Report(kind, getattr(edit, "method", "none"), dict(asked),
+                  handle.name, {"model": ref_name, "description": description}, verdict, checks, states,
+                  rewrite or None, coll_dict, retained, list(NOT_GUARANTEED), asdict(s), time.perf_counter() - t0)
+
+
+def _is_edit(edit) -> bool:
+    return edit is not None and hasattr(edit, "deltas")
+
+
+def _distribution(states: dict, s: VerifySettings) -> list[CheckResult]:
+    """Forget quality and membership AUC, against the retain model (skipped without one)."""
+    if "retain" not in states:
+        return []
+    ref = states["retain"]["truth_ratios"]
+    fq = {k: forget_quality(v["truth_ratios"], ref) for k, v in states.items() if k != "retain"}
+    e = states["edited"]["truth_ratios"]
+    lower = torch.tensor(e).median() < torch.tensor(ref).median()  # the true object relatively likelier: known
+    fq_status = "consistent" if fq["edited"] >= s.verdict.forget_quality else "recovered" if lower else "over-forgotten"
+    auc = {k: v["mia_auc"] for k, v in states.items()}
+    gap = auc["edited"] - auc["retain"]
+    mia_status = ("recovered" if gap >= s.verdict.mia_tolerance else
+                  "over-forgotten" if -gap >= s.verdict.mia_tolerance else "consistent")
+    return [CheckResult("forget quality", "truth ratio", fq["edited"], 1.0, fq.get("original"), None, None, None,
+                        fq["edited"], fq_status),
+            CheckResult("membership AUC", "membership", auc["edited"], auc["retain"], auc.get("original"), None, None,
+                        None, math.nan, mia_status)]
+
+
+def _forget_report(handle, facts, requests, readings, states, rewrite, s):
+    v = decide(readings["edited"], readings.get("retain"), readings.get("original"), _distribution(states, s), s.verdict)
+    verdict = {"overall": v.overall, "reason": v.reason, "caveats": v.caveats, "items": [asdict(i) for i in v.items],
+               "settings": asdict(v.settings)}
+    return verdict, [asdict(c) for c in v.checks]
+
+
+def _rewrite_report(handle, facts, requests, readings, states, rewrite, s):
+    edited, original = readings["edited"], readings.get("original")
+    new = object_columns(handle.world, facts, [r.new_object for r in requests])
+    efficacy = rewrite["edited"]["efficacy"]
+    rows, per_check = request_verdicts(requests, edited, new, efficacy, s.verdict.majority)
+    base = request_verdicts(requests, original, new, [False] * len(requests), s.verdict.majority)[1] if original else {}
+    overall, reason = overall_rewrite(rows)
+    checks = [{"check": c, "group": group_of(c), "edited": per_check[c]["old_first"],
+               "original": base.get(c, {}).get("old_first"), "retain": None,
+               "new_first": per_check[c]["new_first"], "old_mean_rank": per_check[c]["old_mean_rank"],
+               "status": "old returns" if per_check[c]["old_first"] > 0 else "old gone"} for c in per_check]
+    return {"overall": overall, "reason": reason, "caveats": [], "items": rows}, checks
+
+
+__all__ = ["NOT_GUARANTEED", "Report", "VerifyError", "VerifySettings", "reference_model", "verify"]
