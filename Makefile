@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench venv clean-venv
+.PHONY: demo test test-browser chromium bench venv clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+# The quickstart in JupyterLab and headless Chromium (also part of `make test`); screenshot in tests/artifacts/.
+test-browser: $(STAMP) chromium
+	$(BIN)/python -m pytest -q tests/notebooks/test_browser.py
+
+# Debian's Chromium, for the browser test and for PNG figures (kaleido). Playwright never downloads one.
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update -qq && apt-get install -y -qq chromium; }
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all
