@@ -29,6 +29,10 @@ SPLIT = "forget05"
 SHOWN = ("surface", "paraphrase", "few_shot", "lens L0", "probe L0", "probe L1", "relearn", "int4")
 
 
+def _sig(x: float) -> float:
+    return float(f"{x:.3g}")  # forget quality spans 1 to 1e-36: keep its digits, not its decimals
+
+
 def _row(name: str, report, edit_seconds: float | None) -> dict:
     checks = {c["check"]: c for c in report.checks}
     d = report.to_dict()
@@ -38,8 +42,8 @@ def _row(name: str, report, edit_seconds: float | None) -> dict:
             "caveats": report.verdict["caveats"],
             "people_not_removed": sum(i["verdict"] != "removed" for i in report.verdict["items"]),
             "recovered_by": [c for c, x in checks.items() if x["status"] == "recovered"],
-            "figures": {c: round(checks[c]["edited"], 3) for c in (*SHOWN, "forget quality", "membership AUC")},
-            "retain_model": {c: round(checks[c]["retain"], 3) for c in (*SHOWN, "membership AUC")},
+            "figures": {c: _sig(checks[c]["edited"]) for c in (*SHOWN, "forget quality", "membership AUC")},
+            "retain_model": {c: _sig(checks[c]["retain"]) for c in (*SHOWN, "membership AUC")},
             "retained_accuracy": round(report.retained["accuracy_after"], 3),
             "heldout_loss": round(report.retained["heldout_loss_after"], 3),
             "kl": None if not report.collateral else round(report.collateral["kl"], 4),

@@ -22,11 +22,11 @@ def item_html(report, name: str) -> str:
 
     Examples:
         >>> from workbench.verify.report import Report
+        >>> item = {"item": "Ann Lee", "facts": 6, "verdict": "suppressed", "evidence": ["probe L0: 6 of 6 facts"]}
         >>> r = Report("forget", "rmu", {}, "world", {"model": None, "description": "chance"},
-        ...            {"overall": "suppressed", "reason": "", "caveats": [],
-        ...             "items": [{"item": "Ann Lee", "facts": 6, "verdict": "suppressed", "evidence": ["probe L0: 6 of 6 facts"]}]},
+        ...            {"overall": "suppressed", "reason": "", "caveats": [], "items": [item]},
         ...            [], {}, None, None, {}, [], {}, 0.0)
-        >>> "probe L0: 6 of 6 facts" in item_html(r, "Ann Lee")
+        >>> "<td>probe L0</td><td>6 of 6 facts</td>" in item_html(r, "Ann Lee")
         True
     """
     item = next(i for i in report.verdict["items"] if _name(report, i) == name)
