@@ -217,6 +217,44 @@ class EditSequence:
     def names(self) -> list[str]:
         return sorted({n for e in self.edits for n in e.names})
 
+    @property
+    def applied(self) -> bool:
+        return bool(self.edits) and all(e.applied for e in self.edits)
+
+    @property
+    def method(self) -> str:
+        return "+".join(dict.fromkeys(e.method for e in self.edits))
+
+    @property
+    def request(self) -> dict[str, Any]:
+        """The edits' requests as one: every rewrite request, or every forgotten fact.
+
+        Examples:
+            >>> a = Edit("rome", {"subject": "A", "true_object": "x"}, {})
+            >>> b = Edit("ssd", {"name": "f", "facts": [["B", "pet"]]}, {})
+            >>> EditSequence([a, a]).request["requests"][1]["subject"], EditSequence([b, b]).request["facts"]
+            ('A', [['B', 'pet']])
+        """
+        out: dict[str, Any] = {}
+        rewrites = [r for e in self.edits for r in e.request.get("requests", [e.request] * ("true_object" in e.request))]
+        if rewrites:
+            out["requests"] = rewrites
+        forgets = [e for e in self.edits if "requests" not in e.request and "true_object" not in e.request]
+        if forgets:
+            facts = dict.fromkeys(tuple(f) for e in forgets for f in e.request.get("facts", []))
+            out |= {"name": " + ".join(str(e.request.get("name", e.method)) for e in forgets),
+                    "facts": [list(f) for f in facts]}
+        return out
+
+    @contextmanager
+    def applied_to(self, model: nn.Module) -> Iterator[nn.Module]:
+        """Apply all for the duration of a ``with`` block, then revert all (also on error)."""
+        self.apply(model)
+        try:
+            yield model
+        finally:
+            self.revert(model)
+
     def apply(self, model: nn.Module) -> EditSequence:
         done: list[Edit] = []
         try:

@@ -36,11 +36,15 @@ def _exported(out: Path, extra: dict) -> dict:
 
 def _render_export(o: dict) -> str:
     done = f"{len(o['edits'])} edit(s) applied" if o.get("reverted") is None else f"{len(o['reverted'])} patch(es) reverted"
-    return "\n".join([f"wrote {o['out']}: {done}, {o['tensors']} tensors, files: {', '.join(o['files'])}",
-                      f"chain head {o['chain_head']} (check with: workbench audit {o['out']})"])
+    lines = [f"wrote {o['out']}: {done}, {o['tensors']} tensors, files: {', '.join(o['files'])}",
+             f"chain head {o['chain_head']} (check with: workbench audit {o['out']})"]
+    if o.get("verdict"):
+        lines.append(f"verified: {o['verdict']['overall']}; {o['verdict']['reason']}")
+    return "\n".join(lines)
 
 
-def _apply_and_export(files: list[str], model: str, out: str, overwrite: bool) -> dict:
+def _apply_and_export(files: list[str], model: str, out: str, overwrite: bool, verify: bool = False,
+                      quick: bool = False) -> dict:
     from edit.edit import EditSequence
     from edit.patch import load_patch
     from workbench.export import check_target, export
@@ -50,15 +54,34 @@ def _apply_and_export(files: list[str], model: str, out: str, overwrite: bool) -
     check_target(out, overwrite)
     edits = [load_patch(f) for f in files]  # a missing or damaged patch fails before the model loads
     h = _load(model)
-    EditSequence(edits).apply(h.model)
-    return _exported(export(h, out, edits=edits, overwrite=overwrite), {"model": model, "patches": files})
+    sequence = EditSequence(edits).apply(h.model)
+    report = _verify(h, sequence, quick) if verify else None
+    extra = {"model": model, "patches": files}
+    if report is not None:
+        extra["verdict"] = {k: report.verdict[k] for k in ("overall", "reason")}
+    return _exported(export(h, out, edits=edits, report=report, overwrite=overwrite), extra)
+
+
+def _verify(h, sequence, quick: bool):
+    from workbench.verify import VerifyError, VerifySettings, verify
+    try:
+        return verify(h, sequence if len(sequence.edits) > 1 else sequence.edits[0],
+                      settings=VerifySettings.quick() if quick else None)
+    except VerifyError as e:
+        raise CliError(f"--verify: {e}") from None
 
 
 @app.command("export")
 def export_cmd(patch: List[str] = typer.Option([], "--patch", "-p", help="A patch file; repeat to apply several in order."),
-               out: str = OUT, model: str = MODEL, overwrite: bool = OVERWRITE, as_json: bool = JSON) -> None:
+               out: str = OUT, model: str = MODEL, overwrite: bool = OVERWRITE,
+               verify: bool = typer.Option(False, "--verify", help="Verify the patched model (workbench verify) "
+                                                                 "and ship the report beside it."),
+               quick: bool = typer.Option(False, "--quick", help="With --verify: the quick report."),
+               as_json: bool = JSON) -> None:
     """Apply patches to the base model in order and export a Hugging Face checkpoint with its manifest and card."""
-    _Output(as_json).emit(_apply_and_export(patch, model, out, overwrite), _render_export)
+    if quick and not verify:
+        raise CliError("--quick goes with --verify")
+    _Output(as_json).emit(_apply_and_export(patch, model, out, overwrite, verify, quick), _render_export)
 
 
 @patch_app.command("apply")

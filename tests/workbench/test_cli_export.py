@@ -107,3 +107,9 @@ def test_overwrite_replaces_an_earlier_export(capsys, patches, tmp_path):
                        "--overwrite", "--json")
     assert code == 0 and len(json.loads(out)["edits"]) == 2
     assert [p.name for p in tmp_path.iterdir()] == ["x"]
+
+
+def test_verify_needs_patches_that_name_world_facts(capsys, patches, tmp_path):
+    code, _, err = run(capsys, "export", "--patch", patches[0], "--out", tmp_path / "v", "--verify")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--verify:" in err and "world facts" in err
+    assert not (tmp_path / "v").exists()

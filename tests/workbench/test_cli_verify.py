@@ -54,3 +54,18 @@ def test_a_patch_for_another_model_is_refused(ssd_patch, capsys):
     assert main(["verify", "--patch", ssd_patch[0], "--model", "world:retain-forget05"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "another model" in err[0]
+
+
+def test_export_with_verify_ships_the_report_and_the_card_states_the_verdict(ssd_patch, capsys, tmp_path):
+    out = tmp_path / "shipped"
+    assert main(["export", "--patch", ssd_patch[0], "--out", str(out), "--verify", "--quick", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    verdict = json.loads((out / "verification.json").read_text())["verdict"]["overall"]
+    assert result["verdict"]["overall"] == verdict and "verification.html" in result["files"]
+    assert verdict in (out / "README.md").read_text()
+    assert main(["audit", str(out)]) == 0
+
+
+def test_export_verify_refusals(ssd_patch, capsys, tmp_path):
+    assert main(["export", "--patch", ssd_patch[0], "--out", str(tmp_path / "x"), "--quick"]) == 2
+    assert "--quick goes with --verify" in capsys.readouterr().err

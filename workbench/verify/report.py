@@ -101,7 +101,8 @@ class Report:
         verdict: {"overall", "reason", "caveats", "items"} (items: per person, or per rewrite request).
         checks: One row per check: check, group, edited, original, retain, status, and the test's figures.
         states: Per model state ("edited", "original", "retain"): utility, held-out loss,
-            membership AUC, per-layer lens and probe accuracy, truth ratios.
+            membership AUC (Min-K%++, which the verdict uses, and Min-K%), per-layer lens and probe
+            accuracy, truth ratios.
         rewrite: For rewrites: CounterFact scores, old-object mass and generation, edited and original.
         collateral: :class:`~workbench.verify.collateral.Collateral` as a dict, or None.
         retained: Retained performance before and after (accuracy, held-out loss).
@@ -226,6 +227,7 @@ def _measure(handle, facts: list[Fact], retain: list[Fact], s: VerifySettings, u
     probe = [c for c in readings.tables if c.startswith("probe")]
     figures = {"utility": model_utility(handle, retain, s.utility), "heldout_loss": handle.heldout_loss(),
                "mia_auc": mia_auc(handle, forget_texts, holdout, "min_k++", s.membership),
+               "mia_auc_min_k": mia_auc(handle, forget_texts, holdout, "min_k", s.membership),
                "lens": {c: readings.accuracy(c) for c in lens}, "probe": {c: readings.accuracy(c) for c in probe},
                "truth_ratios": ratios_of(readings.tables["paraphrase"], len(facts)).tolist()}
     return readings, figures
@@ -239,6 +241,8 @@ def _what(handle, edit, forget) -> tuple[str, list[Fact], list | None]:
         return "forget", list(request.forget), None
     if edit is None:
         raise VerifyError("nothing to verify: pass an edit, or forget=... to verify the model as it is")
+    if "requests" in edit.request and "facts" in edit.request:
+        raise VerifyError("the edits mix rewrites and forgetting: verify them separately")
     requests = requests_of(edit.request)
     if requests is None:
         try:
@@ -336,7 +340,8 @@ def verify(handle, edit=None, forget=None, reference: str | None = "auto", setti
 
 
 def _is_edit(edit) -> bool:
-    return edit is not None and hasattr(edit, "deltas")
+    """A weight edit (an Edit or an EditSequence), whose collateral damage can be measured by reverting it."""
+    return edit is not None and hasattr(edit, "revert")
 
 
 def _distribution(states: dict, s: VerifySettings) -> list[CheckResult]:

@@ -95,6 +95,11 @@ def report_table(report, max_items: int = 20) -> str:
                             r.get("accuracy_retain_model")],
                            ["model utility", r.get("utility_before"), r.get("utility_after"), r.get("utility_retain_model")],
                            ["held-out loss", r.get("heldout_loss_before"), r.get("heldout_loss_after"), None]]))
+    if report.states and all("mia_auc_min_k" in x for x in report.states.values()):
+        st = report.states
+        out.append(_table(["membership inference AUC", *st],
+                          [["Min-K%++ (the verdict's)", *(x["mia_auc"] for x in st.values())],
+                           ["Min-K%", *(x["mia_auc_min_k"] for x in st.values())]]))
     if report.collateral:
         g = report.collateral["groups"]
         out.append(_table(["collateral group", "facts", "mean P before", "after", "accuracy before", "after"],
