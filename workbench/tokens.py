@@ -52,6 +52,28 @@ def encode_object(tokenizer, prompt: str, obj: str) -> list[int]:
     return ids
 
 
+def encode_objects(tokenizer, prompts: list[str], objs: list[str]) -> list[list[int]]:
+    """:func:`encode_object` for many (prompt, object) pairs, in two batched tokenizer calls.
+
+    Examples:
+        >>> import workbench
+        >>> tok = workbench.load("world").tokenizer
+        >>> encode_objects(tok, ["It is well known that", "Ann"], ["cat", "dog"]) == [
+        ...     encode_object(tok, "It is well known that", "cat"), encode_object(tok, "Ann", "dog")]
+        True
+    """
+    ps = tokenizer(list(prompts)).input_ids
+    fulls = tokenizer([p + " " + o for p, o in zip(prompts, objs)]).input_ids
+    out = []
+    for prompt, obj, p, full in zip(prompts, objs, ps, fulls):
+        ids = full[len(p):] if full[: len(p)] == p else encode_object(tokenizer, prompt, obj)
+        if not ids:
+            raise EncodingError(f"object {obj!r} encodes to no tokens")
+        _check_known(tokenizer, obj, ids)
+        out.append(ids)
+    return out
+
+
 def subject_span(tokenizer, prompt: str, subject: str, occurrence: int = -1) -> tuple[int, int]:
     """Token span [start, end) of ``subject`` inside ``prompt`` (last occurrence by default).
 

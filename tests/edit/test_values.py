@@ -1,8 +1,10 @@
 """Value optimisation: requests optimised together get what each would get alone."""
 
+import pytest
 import torch
 
 from edit.request import world_request
+from tiny_models import FAMILIES, tiny_handle
 from edit.values import ValueSettings, contexts, optimise_values
 
 
@@ -37,3 +39,29 @@ def test_weights_untouched_and_grad_flags_restored(handle, world):
 def test_norm_clamp_holds(handle, world):
     v = optimise_values(handle, 0, _requests(world, 3), "last", [""], ValueSettings(steps=8, clamp_norm=0.1, lr=5.0))
     assert bool((v.delta.norm(dim=-1) <= 0.1 * v.original.norm(dim=-1) * 1.0001).all())
+
+
+def test_running_the_prefix_once_gives_the_values_of_full_passes(handle, world):
+    reqs, ctxs = _requests(world, 4), contexts(handle, 3, 4)
+    for role in ("last", "subject_last"):
+        fast = optimise_values(handle, 1, reqs, role, ctxs, ValueSettings(steps=5))
+        full = optimise_values(handle, 1, reqs, role, ctxs, ValueSettings(steps=5, reuse_prefix=False))
+        torch.testing.assert_close(fast.delta, full.delta, atol=1e-4, rtol=1e-3)
+        torch.testing.assert_close(fast.original, full.original, atol=1e-5, rtol=1e-4)
+        assert [len(x) for x in fast.losses] == [len(x) for x in full.losses]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_prefix_reuse_on_every_family(family):
+    # Rotary families need the position ids of left-padded prefixes right.
+    from edit.request import Request
+    h = tiny_handle(family)
+    reqs = [Request("the cat", "on a mat the cat sat on", "a", "the", keep=("the cat is in",)),
+            Request("Paris", "the capital of Italy is Paris is in", "France", "Rome")]
+    ctxs = ["", "the dog", "a mat is in the"]
+    for role in ("last", "subject_last"):
+        fast = optimise_values(h, 0, reqs, role, ctxs, ValueSettings(steps=4))
+        full = optimise_values(h, 0, reqs, role, ctxs, ValueSettings(steps=4, reuse_prefix=False))
+        torch.testing.assert_close(fast.delta, full.delta, atol=1e-4, rtol=1e-3)
+        for a, b in zip(fast.losses, full.losses):
+            assert a[:2] == pytest.approx(b[:2], rel=1e-4, abs=1e-5)
