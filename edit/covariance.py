@@ -96,6 +96,21 @@ def _before_final_norm(name: str, sites) -> bool:
     return not (name.startswith(sites.final_norm_path + ".") or name.startswith(sites.unembed_path + "."))
 
 
+# (id of a world, position) -> (that world, its texts, their hash). Holding the world keeps its id
+# from being reused by another one.
+_WORLD_TEXTS: dict[tuple[int, str], tuple[object, list[str], str]] = {}
+
+
+def _world_texts(world, position: str) -> tuple[list[str], str]:
+    """A world's texts for the statistics and their hash, built once per world: every edit asks again."""
+    key = (id(world), position)
+    if key not in _WORLD_TEXTS or _WORLD_TEXTS[key][0] is not world:
+        texts = world.training_sentences() if position == "all" else \
+            [ph.prompt(p) for p in world.people for r in world.relations for ph in world.phrasings(r)]
+        _WORLD_TEXTS[key] = world, texts, _text_hash(texts)
+    return _WORLD_TEXTS[key][1:]
+
+
 def _text_hash(texts: list[str]) -> str:
     h = hashlib.sha256()
     for t in texts:
@@ -137,18 +152,18 @@ def key_statistics(handle, layer: int, texts: list[str] | None = None, samples: 
     if not -sites.n_layers <= layer < sites.n_layers:
         raise ValueError(f"layer {layer} out of range 0..{sites.n_layers - 1}")
     layer %= sites.n_layers
+    if position not in ("all", "last"):
+        raise ValueError(f"unknown position {position!r}; expected 'all' or 'last'")
     if texts is None:
         if handle.world is None:
             raise ValueError(f"model {handle.name!r} has no fact world: pass texts for the key statistics")
-        world = handle.world
-        texts = world.training_sentences() if position == "all" else \
-            [ph.prompt(p) for p in world.people for r in world.relations for ph in world.phrasings(r)]
+        texts, text_hash = _world_texts(handle.world, position)
+    else:
+        text_hash = _text_hash(texts)
     if not texts:
         raise ValueError("no text to estimate key statistics from")
     samples = samples or default_samples(sites.d_mlp)
-    if position not in ("all", "last"):
-        raise ValueError(f"unknown position {position!r}; expected 'all' or 'last'")
-    key = f"{weights_hash(handle.model, sites, layer)}-L{layer}-n{samples}-t{_text_hash(texts)}-{position}"
+    key = f"{weights_hash(handle.model, sites, layer)}-L{layer}-n{samples}-t{text_hash}-{position}"
     path = cache_dir() / "covariance" / f"{key}.safetensors"
     if use_cache and path.exists():
         t = load_file(path)

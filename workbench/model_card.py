@@ -76,6 +76,11 @@ def _verification(report: dict | None, files: dict) -> list[str]:
              + (f" ({base['description']})" if base.get("description") else "") + "."]
     checks = report.get("checks") or []
     if checks:
+        meaning = {"forget": "the fraction of prompts on which the forgotten (true) object still ranks first, "
+                             "except forget quality (a KS p-value) and membership AUC",
+                   "rewrite": "the fraction of prompts on which the old object still ranks first"}.get(report.get("kind"))
+        if meaning:
+            lines += ["", f"Each check asks about the edited facts another way; its figure is {meaning}."]
         lines += ["", "| check | edited | original | retain | status |", "|---|---|---|---|---|"]
         lines += [f"| {c.get('check')} | {_num(c.get('edited'))} | {_num(c.get('original'))} | "
                   f"{_num(c.get('retain'))} | {c.get('status')} |" for c in checks]
