@@ -313,9 +313,11 @@ def probe_tables(handle, forget: Sequence[Fact], retain: Sequence[Fact], setting
         ((3,), torch.Size([108, 24]), 1.0)
     """
     s = settings or ProbeSettings()
-    overlap = {f.subject for f in forget} & {f.subject for f in retain}
+    # A relation's probe trains on that relation's prompts only: what it must never see is a fact it is tested on.
+    overlap = {(f.subject, f.relation) for f in forget} & {(f.subject, f.relation) for f in retain}
     if overlap:
-        raise ValueError(f"the probes must not train on a forgotten person ({next(iter(overlap))!r})")
+        subject, relation = next(iter(overlap))
+        raise ValueError(f"the probes must not train on a forgotten person's fact ({subject!r}, {relation})")
     train = _prompts(handle.world, _sample_people(list(retain), s.train_people, s.seed), s.held_out)
     test = _prompts(handle.world, list(forget), s.held_out)
     layers = _layers(handle, s.layers)

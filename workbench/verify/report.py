@@ -292,7 +292,9 @@ def verify(handle, edit=None, forget=None, reference: str | None = "auto", setti
         raise VerifyError(f"model {handle.name!r} has no fact world: verification asks about world facts")
     kind, facts, requests = _what(handle, edit, forget)
     people = list(dict.fromkeys(f.subject for f in facts))
-    retain = [f for f in world.facts() if f.subject not in set(people)]
+    # Forgetting keeps nothing of the forgotten people; a rewrite keeps the subject's other facts.
+    asked = set(facts)
+    retain = [f for f in world.facts() if (f not in asked if kind == "rewrite" else f.subject not in set(people))]
     ref_name = (reference_model(world, people) if reference == "auto" else reference) if kind == "forget" else None
     unseen = {r.subject: [r.relation] for r in requests} if requests else None
     stages = ["edited", "original"] + (["retain model"] if ref_name else []) + (["collateral"] if _is_edit(edit) else [])

@@ -149,11 +149,14 @@ def efficacy(handle, requests: Sequence[Request]) -> list[bool]:
         >>> efficacy(h, [world_request(h.world, p, "pet", "cat" if h.world.fact(p, "pet").object != "cat" else "dog")])
         [False]
     """
-    out = []
-    for r in requests:
-        cands = list(r.candidates or dict.fromkeys([r.true_object, r.new_object]))
-        lp = candidate_logprobs(handle.model, handle.tokenizer, [r.prompt], cands)[0]
-        out.append(cands[int(lp.argmax())] == r.new_object)
+    by_cands: dict[tuple[str, ...], list[int]] = {}
+    for i, r in enumerate(requests):
+        by_cands.setdefault(tuple(r.candidates or dict.fromkeys([r.true_object, r.new_object])), []).append(i)
+    out = [False] * len(requests)
+    for cands, idx in by_cands.items():  # one batched pass per candidate set
+        lp = candidate_logprobs(handle.model, handle.tokenizer, [requests[i].prompt for i in idx], list(cands))
+        for i, row in zip(idx, lp):
+            out[i] = cands[int(row.argmax())] == requests[i].new_object
     return out
 
 
