@@ -267,4 +267,6 @@ def _fail(e: Exception, args: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as a script this file is a second module, whose app the subcommand modules never see.
+    from workbench.cli import main as _registered_main
+    sys.exit(_registered_main())

@@ -7,6 +7,7 @@ and never rewrite them: no layer-norm folding reaches the edit or export path.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -147,7 +148,7 @@ class ModelHandle:
         return self.world
 
 
-def load(name_or_path: str = "world", device: str | None = None, dtype: torch.dtype | str | None = None,
+def load(name_or_path: str | os.PathLike = "world", device: str | None = None, dtype: torch.dtype | str | None = None,
          trust_remote_code: bool = False) -> ModelHandle:
     """Load a model handle: the embedded world (``"world"``, ``"world:llama"``,
     ``"world:retain-forget05"``, ...), a local Hugging Face directory, or a hub id.
@@ -171,7 +172,13 @@ def load(name_or_path: str = "world", device: str | None = None, dtype: torch.dt
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = resolve_world_model(name_or_path) if name_or_path.startswith("world") else name_or_path
+    name_or_path = os.fspath(name_or_path)
+    # "world" and "world:<variant>" name shipped models; a directory that happens to be called "world..." is a directory.
+    shipped = (name_or_path == "world" or name_or_path.startswith("world:")) and not Path(name_or_path).is_dir()
+    try:
+        path = resolve_world_model(name_or_path) if shipped else name_or_path
+    except KeyError as e:
+        raise ModelLoadError(e.args[0]) from None
     if isinstance(dtype, str):
         try:
             dtype = getattr(torch, dtype)

@@ -72,3 +72,11 @@ def test_demo_json(capsys):
     assert o["causal_trace"]["clean"] > o["causal_trace"]["corrupted"]
     assert set(o["causal_trace"]["strongest"]) == {"resid", "mlp", "attn"}
     assert o["edit"]["top_after"]["object"] == o["edit"]["new_object"] and o["edit"]["reverted_bitwise"]
+
+
+@pytest.mark.parametrize("module", ["workbench", "workbench.cli"])
+def test_python_dash_m_has_every_command(module):
+    out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0
+    for command in ("trace", "edit", "forget", "verify", "export", "audit", "patch"):
+        assert f" {command} " in out.stdout, command

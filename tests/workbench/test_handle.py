@@ -47,8 +47,22 @@ def test_load_errors_are_one_line():
     with pytest.raises(ModelLoadError, match="no such model directory") as e:
         workbench.load("./no/such/dir")
     assert "\n" not in str(e.value)
-    with pytest.raises(KeyError, match="unknown world model"):
+    with pytest.raises(ModelLoadError, match="unknown world model 'world:nope': choose from world, "):
         workbench.load("world:nope")
+
+
+def test_a_path_and_a_directory_named_like_the_world_load_as_directories(tmp_path, handle, monkeypatch):
+    from pathlib import Path
+
+    from workbench.world.registry import resolve_world_model
+    h = workbench.load(Path(resolve_world_model("world")), device="cpu")
+    assert h.world is not None and len(h.world.people) == len(handle.world.people)
+    export = tmp_path / "world-edited"
+    handle.model.save_pretrained(export)
+    handle.tokenizer.save_pretrained(export)
+    monkeypatch.chdir(tmp_path)
+    h = workbench.load("world-edited", device="cpu")
+    assert h.name == "world-edited" and h.info()["layers"] == handle.n_layers
 
 
 def test_dtype_option_and_variants():

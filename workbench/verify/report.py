@@ -19,8 +19,10 @@ page with plotly figures (:mod:`~workbench.verify.report_html`).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
+import random
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -31,6 +33,8 @@ import torch
 from tqdm.auto import tqdm
 
 from edit.forget_request import ForgetError, ForgetRequest, forget_request
+from workbench.metrics import heldout_loss
+from workbench.verify import readings_cache
 from workbench.verify.collateral import CollateralSettings, collateral
 from workbench.verify.membership import MembershipSettings, mia_auc, mia_texts
 from workbench.verify.probe import ProbeSettings
@@ -68,6 +72,8 @@ class VerifySettings:
         collateral: Collateral damage (:class:`~workbench.verify.collateral.CollateralSettings`).
         utility: Model utility on retained facts (:class:`~workbench.verify.truth_ratio.UtilitySettings`).
         membership: Min-K%++ settings (:class:`~workbench.verify.membership.MembershipSettings`).
+        heldout_texts: Held-out loss of every model state on a fixed sample of this many of the
+            world's held-out sentences; None: all of them.
     """
 
     read: ReadSettings = field(default_factory=ReadSettings)
@@ -75,17 +81,18 @@ class VerifySettings:
     collateral: CollateralSettings = field(default_factory=CollateralSettings)
     utility: UtilitySettings = field(default_factory=UtilitySettings)
     membership: MembershipSettings = field(default_factory=MembershipSettings)
+    heldout_texts: int | None = None
 
     @classmethod
     def quick(cls) -> VerifySettings:
-        """Fewer people to train probes on and fewer retained facts scored: a first look in seconds.
+        """Fewer people to train probes on, fewer retained facts scored, held-out loss on a sample: a first look.
 
         Examples:
             >>> VerifySettings.quick().read.probe.train_people
             60
         """
         return cls(read=ReadSettings(probe=ProbeSettings(train_people=60)), utility=UtilitySettings(max_facts=60),
-                   collateral=CollateralSettings(max_facts=40, kl_prompts=64, heldout_texts=200))
+                   collateral=CollateralSettings(max_facts=40, kl_prompts=64, heldout_texts=200), heldout_texts=500)
 
 
 @dataclass
@@ -196,17 +203,38 @@ def reference_model(world, people: Sequence[str]) -> str | None:
     return None
 
 
-_RETAIN_CACHE: dict[tuple, tuple] = {}
+_SHIPPED_CACHE: dict[tuple, tuple] = {}
 
 
-def _retain_readings(name: str, facts: list[Fact], retain: list[Fact], s: VerifySettings) -> tuple:
-    """Readings and figures of a retain model; they do not depend on the edit, so they are kept."""
-    key = (name, tuple(facts), repr(s.read), repr(s.membership), repr(s.utility))
-    if key not in _RETAIN_CACHE:
-        from edit.forget import _retain_model
-        ref = _retain_model(name)
-        _RETAIN_CACHE[key] = _measure(ref, facts, retain, s, None)
-    return _RETAIN_CACHE[key]
+def _shipped_readings(name: str, facts: list[Fact], retain: list[Fact], s: VerifySettings, unseen=None) -> tuple:
+    """Readings and figures of a shipped model as it ships; every check is deterministic, so they are kept.
+
+    The retain model's are the same for every edit verified on a split, and so are the base
+    model's (the "original" state of every edit made on it): in memory, and on disk
+    (:mod:`~workbench.verify.readings_cache`) for later sessions.
+    """
+    from edit.forget import _retain_model
+    question = (name, tuple(facts), tuple(retain), tuple((k, tuple(v)) for k, v in sorted((unseen or {}).items())),
+                repr(s.read), repr(s.membership), repr(s.utility), s.heldout_texts)
+    if question not in _SHIPPED_CACHE:
+        model = _retain_model(name)
+        key = readings_cache.entry_key(model.model, question)
+        entry = readings_cache.load_entry(key, facts)
+        if entry is None:
+            entry = _measure(model, facts, retain, s, unseen)
+            readings_cache.save_entry(key, *entry)
+        _SHIPPED_CACHE[question] = entry
+    return copy.deepcopy(_SHIPPED_CACHE[question])  # a report's figures are its own to change
+
+
+def _shipped_as(handle) -> str | None:
+    """The shipped world model whose weights the handle holds exactly, with no hooks, or None."""
+    from workbench.world.registry import SHIPPED
+    name = handle.name if isinstance(handle.name, str) else ""
+    variant = name.split(":", 1)[1] if name.startswith("world:") else "gpt2" if name == "world" else None
+    if variant not in SHIPPED:
+        return None
+    return name if _same_weights(handle, name) else None
 
 
 def _same_weights(handle, name: str) -> bool:
@@ -217,7 +245,9 @@ def _same_weights(handle, name: str) -> bool:
         return True
     mine, theirs = dict(handle.model.named_parameters()), dict(ref.model.named_parameters())
     hooked = any(m._forward_hooks or m._forward_pre_hooks for m in handle.model.modules())
-    return not hooked and mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+    return (not hooked and mine.keys() == theirs.keys()
+            and all(mine[k].device == theirs[k].device and mine[k].dtype == theirs[k].dtype
+                    and torch.equal(mine[k], theirs[k]) for k in mine))
 
 
 def _measure(handle, facts: list[Fact], retain: list[Fact], s: VerifySettings, unseen) -> tuple[Readings, dict]:
@@ -225,12 +255,21 @@ def _measure(handle, facts: list[Fact], retain: list[Fact], s: VerifySettings, u
     forget_texts, holdout = mia_texts(handle.world, facts)
     lens = [c for c in readings.tables if c.startswith("lens")]
     probe = [c for c in readings.tables if c.startswith("probe")]
-    figures = {"utility": model_utility(handle, retain, s.utility), "heldout_loss": handle.heldout_loss(),
+    figures = {"utility": model_utility(handle, retain, s.utility), "heldout_loss": _heldout_loss(handle, s.heldout_texts),
                "mia_auc": mia_auc(handle, forget_texts, holdout, "min_k++", s.membership),
                "mia_auc_min_k": mia_auc(handle, forget_texts, holdout, "min_k", s.membership),
                "lens": {c: readings.accuracy(c) for c in lens}, "probe": {c: readings.accuracy(c) for c in probe},
                "truth_ratios": ratios_of(readings.tables["paraphrase"], len(facts)).tolist()}
     return readings, figures
+
+
+def _heldout_loss(handle, n: int | None) -> float:
+    """Held-out loss on the world's held-out sentences (names not scored): all, or a fixed sample of ``n``."""
+    statements = handle.world.heldout_statements()
+    if n is not None and n < len(statements):
+        statements = random.Random(0).sample(statements, n)
+    return heldout_loss(handle.model, handle.tokenizer, [f.sentence(ph) for f, ph in statements],
+                        ignore=[f.subject for f, _ in statements])
 
 
 def _what(handle, edit, forget) -> tuple[str, list[Fact], list | None]:
@@ -306,15 +345,15 @@ def verify(handle, edit=None, forget=None, reference: str | None = "auto", setti
             if edit is None and stage == "original":
                 continue
             with _state(handle, edit, stage == "edited"):
-                if edit is None and ref_name is not None and _same_weights(handle, ref_name):
-                    # The retain model verifying its own split: read it once.
-                    readings[stage], states[stage] = _retain_readings(ref_name, facts, retain, s)
+                shipped = _shipped_as(handle)
+                if shipped is not None:  # a model as it ships (the base before an edit, a retain model): read once
+                    readings[stage], states[stage] = _shipped_readings(shipped, facts, retain, s, unseen)
                 else:
                     readings[stage], states[stage] = _measure(handle, facts, retain, s, unseen)
                 if requests:
                     rewrite[stage] = surface_figures(handle, requests)
         elif stage == "retain model":
-            readings["retain"], states["retain"] = _retain_readings(ref_name, facts, retain, s)
+            readings["retain"], states["retain"] = _shipped_readings(ref_name, facts, retain, s)
         else:
             coll = collateral(handle, edit, facts, s.collateral)
     bar.close()
