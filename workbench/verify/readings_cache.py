@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from edit.covariance import cache_dir
@@ -81,10 +82,10 @@ def load_entry(key: str, facts) -> tuple[Readings, dict] | None:
     try:
         meta = json.loads(meta_path.read_text())
         tensors = load_file(str(tensors_path))
-    except (OSError, ValueError):
+        tables = {c: CandidateTable(**{f: tensors[f"{c}/{f}"] for f in _FIELDS}) for c in meta["checks"]}
+        return Readings(meta["model"], list(facts), tables, meta["prior"]), meta["figures"]
+    except (OSError, ValueError, KeyError, SafetensorError):  # absent, half-copied or foreign: read afresh
         return None
-    tables = {c: CandidateTable(**{f: tensors[f"{c}/{f}"] for f in _FIELDS}) for c in meta["checks"]}
-    return Readings(meta["model"], list(facts), tables, meta["prior"]), meta["figures"]
 
 
 def save_entry(key: str, readings: Readings, figures: dict) -> None:

@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from edit.edit import Delta, Edit
 from workbench.verify import readings_cache, report
@@ -54,6 +55,12 @@ def test_an_unreadable_entry_is_read_afresh(fresh_cache, handle):
     (fresh_cache / "readings").mkdir()
     (fresh_cache / "readings" / f"{key}.json").write_text("{not json")
     (fresh_cache / "readings" / f"{key}.safetensors").write_bytes(b"\x00" * 8)
+    assert readings_cache.load_entry(key, []) is None
+    # Valid metadata beside a damaged or foreign tensor file.
+    meta = {"model": "m", "checks": ["surface"], "prior": 0.1, "figures": {}}
+    (fresh_cache / "readings" / f"{key}.json").write_text(json.dumps(meta))
+    assert readings_cache.load_entry(key, []) is None
+    save_file({"other": torch.zeros(1)}, str(fresh_cache / "readings" / f"{key}.safetensors"))
     assert readings_cache.load_entry(key, []) is None
 
 
