@@ -22,7 +22,7 @@ from workbench.metrics import candidate_logprobs
 KINDS = ("efficacy", "paraphrase", "neighbourhood")
 
 
-def score_requests(handle, requests: list[Request]) -> dict[str, dict[str, float]]:
+def score_requests(handle, requests: list[Request], per_request: bool = False) -> dict[str, dict]:
     """Efficacy, paraphrase and neighbourhood scores of ``requests`` on ``handle``'s model as it is now.
 
     Examples:
@@ -37,7 +37,8 @@ def score_requests(handle, requests: list[Request]) -> dict[str, dict[str, float
 
     Returns:
         kind -> {"prob": fraction by the probability comparison, "accuracy": fraction by rank
-        among candidates, "n": prompts scored}.
+        among candidates, "n": prompts scored}; with ``per_request``, efficacy also has "each":
+        per request, whether its edit prompt passes by rank among candidates.
     """
     # (kind, prompt, object that should win, object that should lose (None: any other), candidates)
     rows: list[tuple[str, str, str, str | None, tuple[str, ...]]] = []
@@ -78,6 +79,8 @@ def score_requests(handle, requests: list[Request]) -> dict[str, dict[str, float
         n = int(sel.sum())
         out[kind] = {"prob": float(prob_ok[sel].mean()) if n else float("nan"),
                      "accuracy": float(acc_ok[sel].mean()) if n else float("nan"), "n": n}
+    if per_request:  # one efficacy row per request, in request order
+        out["efficacy"]["each"] = [bool(acc_ok[i]) for i, row in enumerate(rows) if row[0] == "efficacy"]
     return out
 
 

@@ -8,6 +8,7 @@ and never rewrite them: no layer-norm folding reaches the edit or export path.
 from __future__ import annotations
 
 import os
+import random
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -121,11 +122,14 @@ class ModelHandle:
         """Score world facts in every trained (or held-out) phrasing among their candidates."""
         return metrics.score_facts(self.model, self.tokenizer, self._need_world(), facts, held_out)
 
-    def heldout_loss(self, texts: list[str] | None = None) -> float:
-        """Loss on held-out text: by default the world's held-out sentences, names not scored."""
+    def heldout_loss(self, texts: list[str] | None = None, sample: int | None = None) -> float:
+        """Loss on held-out text: by default the world's held-out sentences (all, or a fixed
+        random ``sample`` of them), names not scored."""
         if texts is not None:
             return metrics.heldout_loss(self.model, self.tokenizer, texts)
         statements = self._need_world().heldout_statements()
+        if sample is not None and sample < len(statements):
+            statements = random.Random(0).sample(statements, sample)
         return metrics.heldout_loss(self.model, self.tokenizer, [f.sentence(ph) for f, ph in statements],
                                     ignore=[f.subject for f, _ in statements])
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import random
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -33,7 +32,6 @@ import torch
 from tqdm.auto import tqdm
 
 from edit.forget_request import ForgetError, ForgetRequest, forget_request
-from workbench.metrics import heldout_loss
 from workbench.verify import readings_cache
 from workbench.verify.collateral import CollateralSettings, collateral
 from workbench.verify.membership import MembershipSettings, mia_auc, mia_texts
@@ -229,25 +227,21 @@ def _shipped_readings(name: str, facts: list[Fact], retain: list[Fact], s: Verif
 
 def _shipped_as(handle) -> str | None:
     """The shipped world model whose weights the handle holds exactly, with no hooks, or None."""
-    from workbench.world.registry import SHIPPED
-    name = handle.name if isinstance(handle.name, str) else ""
-    variant = name.split(":", 1)[1] if name.startswith("world:") else "gpt2" if name == "world" else None
-    if variant not in SHIPPED:
-        return None
-    return name if _same_weights(handle, name) else None
-
-
-def _same_weights(handle, name: str) -> bool:
-    """Whether the handle holds exactly the weights of a shipped model, and no hooks that would change them."""
     from edit.forget import _retain_model
-    ref = _retain_model(name)
+    from workbench.world.registry import resolve_world_model
+    try:
+        resolve_world_model(handle.name)
+    except KeyError:
+        return None
+    ref = _retain_model(handle.name)
     if handle.model is ref.model:
-        return True
+        return handle.name
     mine, theirs = dict(handle.model.named_parameters()), dict(ref.model.named_parameters())
     hooked = any(m._forward_hooks or m._forward_pre_hooks for m in handle.model.modules())
-    return (not hooked and mine.keys() == theirs.keys()
+    same = (not hooked and mine.keys() == theirs.keys()
             and all(mine[k].device == theirs[k].device and mine[k].dtype == theirs[k].dtype
                     and torch.equal(mine[k], theirs[k]) for k in mine))
+    return handle.name if same else None
 
 
 def _measure(handle, facts: list[Fact], retain: list[Fact], s: VerifySettings, unseen) -> tuple[Readings, dict]:
@@ -255,21 +249,13 @@ def _measure(handle, facts: list[Fact], retain: list[Fact], s: VerifySettings, u
     forget_texts, holdout = mia_texts(handle.world, facts)
     lens = [c for c in readings.tables if c.startswith("lens")]
     probe = [c for c in readings.tables if c.startswith("probe")]
-    figures = {"utility": model_utility(handle, retain, s.utility), "heldout_loss": _heldout_loss(handle, s.heldout_texts),
+    figures = {"utility": model_utility(handle, retain, s.utility),
+               "heldout_loss": handle.heldout_loss(sample=s.heldout_texts),
                "mia_auc": mia_auc(handle, forget_texts, holdout, "min_k++", s.membership),
                "mia_auc_min_k": mia_auc(handle, forget_texts, holdout, "min_k", s.membership),
                "lens": {c: readings.accuracy(c) for c in lens}, "probe": {c: readings.accuracy(c) for c in probe},
                "truth_ratios": ratios_of(readings.tables["paraphrase"], len(facts)).tolist()}
     return readings, figures
-
-
-def _heldout_loss(handle, n: int | None) -> float:
-    """Held-out loss on the world's held-out sentences (names not scored): all, or a fixed sample of ``n``."""
-    statements = handle.world.heldout_statements()
-    if n is not None and n < len(statements):
-        statements = random.Random(0).sample(statements, n)
-    return heldout_loss(handle.model, handle.tokenizer, [f.sentence(ph) for f, ph in statements],
-                        ignore=[f.subject for f, _ in statements])
 
 
 def _what(handle, edit, forget) -> tuple[str, list[Fact], list | None]:

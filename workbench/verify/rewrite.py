@@ -22,7 +22,7 @@ import torch
 
 from edit.counterfact import score_requests
 from edit.request import Request
-from workbench.metrics import candidate_logprobs, sequence_logprobs
+from workbench.metrics import sequence_logprobs
 from workbench.tokens import encode_object, encode_prompts
 
 REWRITE_VERDICTS = ("rewritten", "partly rewritten", "not rewritten")
@@ -139,7 +139,8 @@ def old_mass(handle, requests: Sequence[Request]) -> float:
 
 
 def efficacy(handle, requests: Sequence[Request]) -> list[bool]:
-    """Per request, whether the new object ranks first among the candidates on the edit prompt.
+    """Per request, whether the new object ranks first among the candidates on the edit prompt
+    (CounterFact's efficacy by rank, :func:`edit.counterfact.score_requests`).
 
     Examples:
         >>> import workbench
@@ -149,20 +150,14 @@ def efficacy(handle, requests: Sequence[Request]) -> list[bool]:
         >>> efficacy(h, [world_request(h.world, p, "pet", "cat" if h.world.fact(p, "pet").object != "cat" else "dog")])
         [False]
     """
-    by_cands: dict[tuple[str, ...], list[int]] = {}
-    for i, r in enumerate(requests):
-        by_cands.setdefault(tuple(r.candidates or dict.fromkeys([r.true_object, r.new_object])), []).append(i)
-    out = [False] * len(requests)
-    for cands, idx in by_cands.items():  # one batched pass per candidate set
-        lp = candidate_logprobs(handle.model, handle.tokenizer, [requests[i].prompt for i in idx], list(cands))
-        for i, row in zip(idx, lp):
-            out[i] = cands[int(row.argmax())] == requests[i].new_object
-    return out
+    return score_requests(handle, list(requests), per_request=True)["efficacy"]["each"]
 
 
 def surface_figures(handle, requests: Sequence[Request]) -> dict:
     """CounterFact scores, per-request efficacy, the old object's probability and greedy generation, as the model is now."""
-    return {"counterfact": score_requests(handle, list(requests)), "efficacy": efficacy(handle, requests),
+    scores = score_requests(handle, list(requests), per_request=True)
+    each = scores["efficacy"].pop("each")
+    return {"counterfact": scores, "efficacy": each,
             "old_mass": old_mass(handle, requests), "generation": asdict(generation(handle, requests))}
 
 
