@@ -65,6 +65,10 @@ class Delta:
     def rank(self) -> int | None:
         return None if self.left is None else self.left.shape[1]
 
+    def parts(self) -> dict[str, Tensor]:
+        """The stored tensors by field name: ``dense``, or ``left`` and ``right`` (``Delta(**parts)`` rebuilds it)."""
+        return {"dense": self.dense} if self.dense is not None else {"left": self.left, "right": self.right}
+
     def tensor(self) -> Tensor:
         """The full difference, in float32 at least."""
         if self.dense is not None:

@@ -126,7 +126,7 @@ def save_patch(edit: Edit, path: str | Path, base: nn.Module | None = None) -> P
     tensors, deltas = {}, {}
     for name in edit.names:
         d = _cpu(edit.deltas[name])
-        parts = {"dense": d.dense} if d.dense is not None else {"left": d.left, "right": d.right}
+        parts = d.parts()
         for part, t in parts.items():
             tensors[f"{name}::{part}"] = t.contiguous()
         deltas[name] = {"rank": d.rank, "sha256": {p: tensor_hash(t) for p, t in parts.items()}}

@@ -84,7 +84,7 @@ def edit_record(edit: Edit) -> dict:
     deltas = {}
     for name in edit.names:
         d = edit.deltas[name]
-        parts = {"dense": d.dense} if d.dense is not None else {"left": d.left, "right": d.right}
+        parts = d.parts()
         shape = list(d.dense.shape) if d.dense is not None else [d.left.shape[0], d.right.shape[0]]
         deltas[name] = {"rank": d.rank, "shape": shape, "sha256": {p: tensor_hash(t) for p, t in parts.items()}}
     record = {"method": edit.method, "request": edit.request,
