@@ -64,13 +64,11 @@ def _report(report: Any) -> tuple[dict, str] | None:
     return plain(d), html
 
 
-def _check_edits(model, edits: Sequence[Edit], reverted: Sequence[Edit]) -> dict[str, str]:
-    from edit.edit import tensor_hash
-
+def _check_edits(model, edits: Sequence[Edit], reverted: Sequence[Edit], state: dict[str, str]) -> dict[str, str]:
     for i, e in enumerate(edits, 1):
         if not e.applied:
             raise ExportError(f"edit {i} ({e.method}) is not applied to this model; apply it before exporting")
-    params = {n: tensor_hash(p) for n, p in model.named_parameters()}
+    params = {n: state[n] for n, _ in model.named_parameters()}  # hashes of the state dict, not hashed again
     first, last, breaks = replay([edit_record(e) for e in edits], [edit_record(e) for e in reverted])
     if breaks:
         raise ExportError(f"{breaks[0]}: give the edits in the order they were applied")
@@ -182,9 +180,9 @@ def export(model: ModelHandle, out_dir: str | Path, edits: Sequence[Edit] = (), 
     if not hasattr(h.model, "save_pretrained") or not hasattr(h.model, "config"):
         raise ExportError(f"{type(h.model).__name__} is not a Hugging Face model: it cannot be saved as a checkpoint")
     rep = _report(report)
-    first = _check_edits(h.model, edits, reverted)
     sd = h.model.state_dict()
     state = {n: tensor_hash(t) for n, t in sd.items()}
+    first = _check_edits(h.model, edits, reverted, state)
     checked = _check_base(h.source, sd, state, first)
     base = {"name": h.name, "source": h.source, "dtype": str(h.dtype).replace("torch.", ""),
             "config": h.model.config.to_dict(), "touched_sha256": first, "checked_against_checkpoint": checked}
