@@ -27,6 +27,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from edit.edit import tensor_hash
+from workbench.files import write_atomically
 
 SAMPLES_PER_KEY_DIM = 16
 
@@ -211,8 +212,7 @@ def key_statistics(handle, layer: int, texts: list[str] | None = None, samples: 
     stats = KeyStats(total / count, first / count, count, layer, key)
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        save_file({"second_moment": stats.second_moment, "mean": stats.mean,
-                   "count": torch.tensor(count)}, str(tmp))
-        tmp.replace(path)  # a half-written file never looks like a finished one
+        # A half-written file never looks like a finished one, even with two processes on one key.
+        write_atomically(path, lambda tmp: save_file({"second_moment": stats.second_moment, "mean": stats.mean,
+                                                      "count": torch.tensor(count)}, tmp))
     return stats

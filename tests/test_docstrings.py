@@ -23,7 +23,7 @@ MODULES = ["workbench", "workbench.handle", "workbench.metrics", "workbench.toke
            "workbench.verify.collateral", "workbench.verify.relearn",
            "workbench.verify.in_context", "workbench.verify.candidates", "workbench.verify.readings",
            "workbench.verify.verdict", "workbench.verify.rewrite", "workbench.verify.report",
-           "workbench.verify.readings_cache",
+           "workbench.verify.readings_cache", "workbench.files",
            "workbench.verify.report_html"]
 
 

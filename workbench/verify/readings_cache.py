@@ -13,8 +13,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -23,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from edit.covariance import cache_dir
 from edit.edit import tensor_hash
+from workbench.files import write_atomically
 from workbench.verify.candidates import CandidateTable
 from workbench.verify.readings import Readings
 
@@ -103,13 +102,5 @@ def _save(key: str, readings: Readings, figures: dict) -> None:
     tensors_path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"{c}/{f}": getattr(t, f).detach().cpu().clone() for c, t in readings.tables.items() for f in _FIELDS}
     meta = {"model": readings.model, "checks": list(readings.tables), "prior": readings.prior, "figures": figures}
-    for path, write in ((tensors_path, lambda p: save_file(tensors, p)),
-                        (meta_path, lambda p: Path(p).write_text(json.dumps(meta)))):
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        try:
-            write(tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+    write_atomically(tensors_path, lambda tmp: save_file(tensors, tmp))
+    write_atomically(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta)))

@@ -1,0 +1,32 @@
+"""Writing a file so that no reader, and no other process writing the same file, sees half of it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+
+def write_atomically(path: str | Path, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary file of its own beside ``path``, then rename it to ``path``.
+
+    The rename is atomic, so ``path`` is either absent, the old file, or the whole new one;
+    two processes writing the same path at once each rename a complete file.
+
+    Examples:
+        >>> import tempfile
+        >>> p = write_atomically(Path(tempfile.mkdtemp()) / "x.txt", lambda tmp: Path(tmp).write_text("hi"))
+        >>> p.read_text(), [q.name for q in p.parent.iterdir()]
+        ('hi', ['x.txt'])
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
