@@ -35,8 +35,20 @@ def save_figure(fig: go.Figure, stem: str | Path, png: bool = True) -> list[Path
     fig.write_html(written[0], include_plotlyjs=True)
     if png:
         written.append(stem.with_suffix(".png"))
-        fig.write_image(written[1], width=fig.layout.width or 1200, height=fig.layout.height or 600)
+        for attempt in range(_PNG_ATTEMPTS):
+            try:
+                fig.write_image(written[1], width=fig.layout.width or 1200, height=fig.layout.height or 600)
+                break
+            except Exception as e:  # noqa: BLE001 - only kaleido's one known race is retried
+                # Under load kaleido 1.x can ask its browser tab to render before the tab's own
+                # script has loaded; rendering again in a fresh tab succeeds.
+                if _NOT_READY not in str(e) or attempt == _PNG_ATTEMPTS - 1:
+                    raise
     return written
+
+
+_PNG_ATTEMPTS = 3
+_NOT_READY = "kaleido_scopes is not defined"
 
 
 def live(fig: go.Figure) -> go.FigureWidget:

@@ -1,6 +1,7 @@
 """What the views share: display as widgets, offline HTML, one-update figure swaps, weights-change checks."""
 
 import plotly.graph_objects as go
+import pytest
 import torch
 
 from workbench.widgets.view import View, changed_weights, html_table, live, replace_figure, save_figure, weights_state
@@ -47,3 +48,26 @@ def test_changed_weights_sees_in_place_edits_and_their_undoing():
     with torch.no_grad():
         m[1].weight.copy_(saved)
     assert changed_weights(m, state) == []
+
+
+def test_a_png_is_rendered_again_when_kaleidos_tab_was_not_ready(tmp_path, monkeypatch):
+    calls = []
+
+    def write_image(self, path, **kw):
+        calls.append(path)
+        if len(calls) == 1:
+            raise RuntimeError("ReferenceError: kaleido_scopes is not defined\n    at <anonymous>:1:26")
+        open(path, "wb").write(b"\x89PNG")
+
+    monkeypatch.setattr(go.Figure, "write_image", write_image)
+    html, png = save_figure(go.Figure(go.Bar(y=[1])), tmp_path / "bars")
+    assert len(calls) == 2 and png.read_bytes() == b"\x89PNG"
+
+    def broken(self, path, **kw):
+        calls.append(path)
+        raise RuntimeError("no browser found")
+
+    monkeypatch.setattr(go.Figure, "write_image", broken)
+    with pytest.raises(RuntimeError, match="no browser found"):
+        save_figure(go.Figure(go.Bar(y=[1])), tmp_path / "other")
+    assert len(calls) == 3  # any other failure is not retried
