@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from edit.request import Request
 from workbench.metrics import pad_right
+from workbench.prefix_cache import PrefixCacheError, Prefixes
 from workbench.tokens import encode_objects, encode_prompts, subject_span
 
 TokenRole = Literal["subject_last", "last"]
@@ -314,42 +315,27 @@ def _optimise(handle, layer, requests, role, ctxs, s: ValueSettings) -> Values:
 class _Frame:
     """The rows as the optimisation runs them: all tokens, or a cached prefix and the part the delta reaches.
 
-    With a prefix, row i is split at its key position p_i: tokens before p_i are left-padded to
-    one width and run once, keeping their keys and values; each step runs tokens from p_i on
-    (right-padded) against that cache, so the key position is every row's column 0.
+    With a prefix, row i is split at its key position p_i: tokens before p_i are run once
+    (:class:`workbench.prefix_cache.Prefixes`); each step runs tokens from p_i on
+    (right-padded) against their keys and values, so the key position is every row's column 0.
     """
 
     ids: Tensor                      # what each step runs: whole rows, or the suffixes
-    mask: Tensor                     # attention mask over prefix + suffix columns
-    positions: Tensor | None         # position ids of the step's tokens (None: the model's own)
+    mask: Tensor                     # attention mask of those tokens
     offset: Tensor                   # per row, the token index of the step's column 0
-    past: list[tuple[Tensor, Tensor]] | None = None  # per layer, the prefix's keys and values
+    prefixes: Prefixes | None = None
 
     @staticmethod
     def of(model, rows: _Rows, pad: int, device, reuse_prefix: bool) -> _Frame:
         if not reuse_prefix or max(rows.pos) == 0:
             ids, mask = _pad(rows.ids, pad, device)
-            return _Frame(ids, mask, None, torch.zeros(len(rows.ids), dtype=torch.long, device=device))
-        cut = torch.tensor(rows.pos)
-        width = int(cut.max())
-        pre = torch.full((len(cut), width), pad, dtype=torch.long)
-        pre_mask = torch.zeros(len(cut), width, dtype=torch.long)
-        for i, (r, c) in enumerate(zip(rows.ids, cut.tolist())):
-            pre[i, width - c:], pre_mask[i, width - c:] = torch.tensor(r[:c]), 1
-        suffix, suffix_mask = pad_right([r[c:] for r, c in zip(rows.ids, cut.tolist())], pad)
-        # Left padding shifts tokens right: position ids say where each really is.
-        pre_pos = (pre_mask.cumsum(1) - 1).clamp(min=0)
-        suffix_pos = cut[:, None] + torch.arange(suffix.shape[1])
-        from transformers import DynamicCache
-        cache = DynamicCache()
-        with torch.no_grad():
-            model(input_ids=pre.to(device), attention_mask=pre_mask.to(device), position_ids=pre_pos.to(device),
-                  past_key_values=cache, use_cache=True)
-        past = [(layer.keys, layer.values) for layer in cache.layers]
-        if len(past) == 0 or past[0][0].shape[-2] != width:
-            raise RuntimeError("the model did not fill its key-value cache; run with reuse_prefix=False")
-        return _Frame(suffix.to(device), torch.cat([pre_mask, suffix_mask], 1).to(device), suffix_pos.to(device),
-                      cut.to(device), past)
+            return _Frame(ids, mask, torch.zeros(len(rows.ids), dtype=torch.long, device=device))
+        try:
+            prefixes = Prefixes.run(model, [r[:c] for r, c in zip(rows.ids, rows.pos)], pad)
+        except PrefixCacheError as e:
+            raise RuntimeError(f"{e}; run with reuse_prefix=False") from None
+        suffix, suffix_mask = _pad([r[c:] for r, c in zip(rows.ids, rows.pos)], pad, device)
+        return _Frame(suffix, suffix_mask, torch.tensor(rows.pos, device=device), prefixes)
 
     def shift(self, index: list[int]) -> Tensor:
         """Token indices of the rows in the step's columns."""
@@ -357,14 +343,9 @@ class _Frame:
 
     def run(self, model, rows: Tensor):
         """One forward pass of the given rows (the hooks on the model act as usual)."""
-        if self.past is None:
+        if self.prefixes is None:
             return model(input_ids=self.ids[rows], attention_mask=self.mask[rows])
-        from transformers import DynamicCache
-        cache = DynamicCache()
-        for i, (k, v) in enumerate(self.past):
-            cache.update(k[rows], v[rows], i)
-        return model(input_ids=self.ids[rows], attention_mask=self.mask[rows], position_ids=self.positions[rows],
-                     past_key_values=cache, use_cache=True)
+        return self.prefixes.extend(model, rows, self.ids[rows], self.mask[rows])
 
 
 @dataclass

@@ -12,6 +12,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from workbench.prefix_cache import PrefixCacheError, Prefixes
 from workbench.tokens import encode_object, encode_prompts
 
 
@@ -102,8 +103,10 @@ def candidate_logprobs(model, tokenizer, prompts: list[str], candidates: list[st
                        batch_size: int = 512) -> Float[Tensor, "n_prompts n_candidates"]:
     """log P(candidate | prompt) for every prompt and every candidate object.
 
-    When every candidate is a single token, one forward pass per prompt batch suffices;
-    otherwise each (prompt, candidate) pair is scored in batched teacher-forced passes.
+    When every candidate is a single token, one forward pass per prompt batch suffices.
+    Otherwise each prompt is run once and its keys and values kept; every candidate's later
+    tokens are then run against them (one or two tokens a row instead of the whole prompt).
+    A model without a key-value cache gets each (prompt, candidate) pair teacher-forced.
 
     Examples:
         >>> import workbench
@@ -118,10 +121,36 @@ def candidate_logprobs(model, tokenizer, prompts: list[str], candidates: list[st
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     if all(len(c) == 1 for c in cand_ids):
         return next_token_logprobs(model, prompt_ids, pad, [c[0] for c in cand_ids], batch_size)
-    pre = [p for p in prompt_ids for _ in cand_ids]
-    tgt = [c for _ in prompt_ids for c in cand_ids]
-    flat = sequence_logprobs(model, pre, tgt, pad_id=pad, batch_size=batch_size)
-    return flat.view(len(prompts), len(candidates))
+    try:
+        return _continued_logprobs(model, prompt_ids, cand_ids, pad, batch_size)
+    except PrefixCacheError:
+        pre = [p for p in prompt_ids for _ in cand_ids]
+        tgt = [c for _ in prompt_ids for c in cand_ids]
+        return sequence_logprobs(model, pre, tgt, pad_id=pad, batch_size=batch_size).view(len(prompts), len(candidates))
+
+
+@torch.no_grad()
+def _continued_logprobs(model, prompt_ids: list[list[int]], cand_ids: list[list[int]], pad: int,
+                        batch_size: int) -> Float[Tensor, "n_prompts n_candidates"]:
+    first = torch.tensor([c[0] for c in cand_ids])
+    longer = [j for j, c in enumerate(cand_ids) if len(c) > 1]
+    # Candidate j's tokens after the first: fed as cand[:-1], predicting cand[1:].
+    feed, mask = pad_right([cand_ids[j][:-1] for j in longer], pad)
+    want, _ = pad_right([cand_ids[j][1:] for j in longer], -1)
+    out = []
+    per_batch = max(1, batch_size // len(longer))  # batch_size bounds (prompt, candidate) rows
+    for start in range(0, len(prompt_ids), per_batch):
+        pre = Prefixes.run(model, prompt_ids[start:start + per_batch], pad)
+        n = len(pre.length)
+        lp = torch.log_softmax(pre.last_logits.float(), -1)[:, first.to(pre.last_logits.device)].cpu()
+        rows = torch.arange(n).repeat_interleave(len(longer))
+        logits = pre.extend(model, rows, feed.repeat(n, 1), mask.repeat(n, 1)).logits.float()
+        tail = torch.log_softmax(logits, -1).cpu()
+        w = want.repeat(n, 1)
+        picked = tail.gather(-1, w.clamp(min=0)[..., None])[..., 0] * (w >= 0)
+        lp[:, longer] += picked.sum(-1).view(n, len(longer))
+        out.append(lp)
+    return torch.cat(out)
 
 
 @dataclass

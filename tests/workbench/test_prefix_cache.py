@@ -1,0 +1,66 @@
+"""A prefix run once and continued gives the logits of running every row whole, on every family."""
+
+import pytest
+import torch
+
+from tiny_models import FAMILIES, tiny_tokenizer, tiny_word_model
+from workbench.metrics import candidate_logprobs
+from workbench.prefix_cache import PrefixCacheError, Prefixes
+
+
+def _whole(model, ids: list[int]) -> torch.Tensor:
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_continuations_match_whole_rows(family):
+    # Rotary families need left-padded prefixes' position ids right.
+    model, tok = tiny_word_model(family), tiny_tokenizer()
+    prefixes = [tok(t).input_ids for t in ["the cat sat on", "Paris", "the capital of Italy is"]]
+    pre = Prefixes.run(model, prefixes, tok.pad_token_id)
+    for i, p in enumerate(prefixes):
+        torch.testing.assert_close(pre.last_logits[i], _whole(model, p)[-1], atol=1e-5, rtol=1e-4)
+    rows = torch.tensor([2, 0, 1, 0])
+    tails = [[7, 8], [9], [10, 11], [12, 13]]
+    ids = torch.tensor([t + [0] * (2 - len(t)) for t in tails])
+    mask = torch.tensor([[1] * len(t) + [0] * (2 - len(t)) for t in tails])
+    with torch.no_grad():
+        out = pre.extend(model, rows, ids, mask).logits
+    for r, (i, t) in enumerate(zip(rows.tolist(), tails)):
+        whole = _whole(model, prefixes[i] + t)[len(prefixes[i]):]
+        torch.testing.assert_close(out[r, :len(t)], whole, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_multi_token_candidates_match_teacher_forcing(family):
+    model, tok = tiny_word_model(family), tiny_tokenizer()
+    prompts = ["the cat sat on", "the capital of Italy is", "a dog is in"]
+    cands = ["Paris France", "Rome", "the mat is"]  # one, two and three tokens
+    lp = candidate_logprobs(model, tok, prompts, cands, batch_size=4)  # several prompt batches
+    for i, p in enumerate(prompts):
+        for j, c in enumerate(cands):
+            ids, obj = tok(p).input_ids, tok(" " + c, add_special_tokens=False).input_ids
+            logp = _whole(model, ids + obj).log_softmax(-1)
+            want = sum(float(logp[len(ids) - 1 + k, t]) for k, t in enumerate(obj))
+            assert float(lp[i, j]) == pytest.approx(want, abs=1e-4)
+
+
+class _NoCache(torch.nn.Module):
+    """A model wrapper that ignores ``use_cache``, as some wrapped or remote models do."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.inner = model
+
+    def forward(self, input_ids, attention_mask=None, **_):
+        return self.inner(input_ids=input_ids, attention_mask=attention_mask)
+
+
+def test_a_model_without_a_cache_is_scored_whole():
+    model, tok = tiny_word_model("gpt2"), tiny_tokenizer()
+    with pytest.raises(PrefixCacheError):
+        Prefixes.run(_NoCache(model), [[2, 5]], 0)
+    prompts, cands = ["the cat sat on", "a dog is in"], ["Paris France", "Rome"]
+    torch.testing.assert_close(candidate_logprobs(_NoCache(model), tok, prompts, cands),
+                               candidate_logprobs(model, tok, prompts, cands), atol=1e-4, rtol=1e-4)
