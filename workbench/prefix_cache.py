@@ -32,7 +32,7 @@ class Prefixes:
         >>> pre = Prefixes.run(h.model, ids, h.tokenizer.pad_token_id)
         >>> out = pre.extend(h.model, torch.tensor([0, 1, 1]), torch.tensor([[9], [9], [3]]))
         >>> tuple(out.logits.shape[:2]), tuple(pre.length.tolist())
-        ((3, 1), (3, 6))
+        ((3, 1), (4, 7))
 
     Args:
         past: Per layer, keys and values over the prefixes [row, head, width, d_head].
