@@ -7,7 +7,9 @@
 3. Sequential: 1,000 rewrites in 100 batches of 10, each batch on the model the previous ones
    left, plain and in null-space mode; scores of all 1,000 at the end. Key statistics are the
    base model's throughout.
-A lambda sweep on 1,000 edits records how the trade-off between edits and neighbours moves.
+A lambda sweep on 1,000 edits records how the trade-off between edits and neighbours moves;
+the same at 100 and 300 edits, spread over every layer, and the spectrum of the 1,000 edits'
+keys, record where one layer's keys run out.
 
 Writes benchmarks/results/memit.json. Run: .venv/bin/python -m benchmarks.memit
 """
@@ -29,7 +31,7 @@ from edit.covariance import key_statistics
 from edit.edit import EditSequence
 from edit.memit import MemitSettings, memit
 from edit.null_space import NullSpace
-from edit.values import ValueSettings, statistics_position
+from edit.values import ValueSettings, contexts, mean_states, statistics_position
 
 OUT = Path(__file__).parent / "results" / "memit.json"
 
@@ -45,7 +47,8 @@ def simultaneous(h, reqs, settings: MemitSettings) -> dict:
     scores = score_requests(h, reqs)
     e.revert(h.model)
     return {"scores": _brief(scores), "seconds": seconds, "value_seconds": e.metrics["value_seconds"],
-            "layers": e.settings["layers"], "token": e.settings["token"]}
+            "layers": e.settings["layers"], "token": e.settings["token"],
+            "relative_update_norm": {n: round(v, 3) for n, v in e.metrics["relative_update_norm"].items()}}
 
 
 def sequential(h, reqs, settings: MemitSettings, batch: int, null_space: bool) -> dict:
@@ -60,6 +63,22 @@ def sequential(h, reqs, settings: MemitSettings, batch: int, null_space: bool) -
     scores = score_requests(h, reqs)
     EditSequence(edits).revert(h.model)
     return {"scores": _brief(scores), "seconds": seconds, "batches": len(edits), "batch": batch}
+
+
+def key_spectrum(h, reqs, settings: MemitSettings, layer: int) -> dict:
+    """How many directions the edits' keys (and the preserved keys' C) really use at ``layer``."""
+    keys = mean_states(h, reqs, settings.token, contexts(h, settings.contexts, settings.context_length, settings.seed),
+                       h.sites.key_module_path(layer), "input")
+    energy = torch.linalg.svdvals(keys).pow(2).cumsum(0)
+    energy /= energy[-1].clone()
+    c = key_statistics(h, layer, progress=False, position=statistics_position(settings.token)).second_moment
+    eig = torch.linalg.eigvalsh(c.double())
+    ns = NullSpace.for_layers(h, [layer], position=statistics_position(settings.token))
+    return {"key_dim": keys.shape[1], "edits": keys.shape[0],
+            "directions_for_99pct_of_key_energy": int((energy < 0.99).sum()) + 1,
+            "directions_for_999pct_of_key_energy": int((energy < 0.999).sum()) + 1,
+            "c_eigenvalues_below_threshold": int((eig < ns.threshold * eig.max()).sum()),
+            "null_space_rank": int(torch.linalg.matrix_rank(ns.projection(layer)))}
 
 
 def run(model: str, n: int, threads: int) -> dict:
@@ -85,6 +104,12 @@ def run(model: str, n: int, threads: int) -> dict:
     print(model, "sequential plain", out["sequential_plain"], flush=True)
     out["sequential_null_space"] = sequential(h, reqs, base, 10, null_space=True)
     print(model, "sequential null space", out["sequential_null_space"], flush=True)
+    out["key_spectrum"] = key_spectrum(h, reqs, base, 0)
+    print(model, "key spectrum", out["key_spectrum"], flush=True)
+    out["fewer_edits"] = {k: simultaneous(h, reqs[:k], base)["scores"] for k in (100, 300)}
+    print(model, "fewer edits", out["fewer_edits"], flush=True)
+    out["every_layer"] = simultaneous(h, reqs, replace(base, layers=tuple(range(h.n_layers))))
+    print(model, "every layer", out["every_layer"], flush=True)
     out["lambda_sweep"] = {}
     for lam in (1.0, 3.0, 30.0, 100.0):
         r = simultaneous(h, reqs, replace(base, mom2_weight=lam))
