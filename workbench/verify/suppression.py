@@ -25,6 +25,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from workbench.prefix_cache import PrefixCacheError
 from workbench.tokens import encode_object, subject_span
 from workbench.world.facts import Fact
 
@@ -85,6 +86,10 @@ class OutputSuppression:
                        block.register_forward_hook(self._push_down)]
 
     def _read_ids(self, module, args, kwargs):
+        past = kwargs.get("past_key_values")
+        if past is not None and past.get_seq_length() > 0:
+            # Only the new tokens arrive: the name, read earlier, is not among them.
+            raise PrefixCacheError("an output suppression reads the whole prompt; run whole sequences")
         ids = kwargs.get("input_ids", args[0] if args else None)
         self._push = None if ids is None else self._directions(ids)
 

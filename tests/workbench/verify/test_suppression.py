@@ -1,5 +1,6 @@
 """The output-suppression control: only the named people, only from the name on, gone when removed."""
 
+import pytest
 import torch
 
 from workbench.verify.suppression import SuppressionSettings, object_direction, suppress_output
@@ -48,3 +49,22 @@ def test_direction_raises_its_tokens(handle):
     with torch.no_grad():
         gain = unembed(norm(h + 5 * h.norm() * d)) - unembed(norm(h))
     assert (gain[tokens] > 0).all() and float(gain[tokens].min()) > float(gain.median())
+
+
+def test_two_token_objects_are_scored_whole_while_suppressed(handle, world):
+    # The hooks find the name in each pass's tokens, so a continuation after a cached prompt
+    # (which holds only the object's tokens) is refused and the pair is run whole instead.
+    from workbench.metrics import candidate_logprobs, sequence_logprobs
+    from workbench.prefix_cache import PrefixCacheError, Prefixes
+
+    person = list(world.people)[0]
+    prompt = world.phrasings("employer")[0].prompt(person)
+    cands = list(world.relation("employer").candidates)[:3]
+    with suppress_output(handle, world.facts([person])):
+        pre = Prefixes.run(handle.model, [handle.tokenizer(prompt).input_ids], handle.tokenizer.pad_token_id)
+        with pytest.raises(PrefixCacheError):
+            pre.extend(handle.model, torch.tensor([0]), torch.tensor([[5]]))
+        lp = candidate_logprobs(handle.model, handle.tokenizer, [prompt], cands)[0]
+        whole = [float(sequence_logprobs(handle.model, *map(lambda x: [x], handle.encode_fact(prompt, c)))[0])
+                 for c in cands]
+    assert lp.tolist() == pytest.approx(whole, abs=1e-4)
