@@ -145,10 +145,9 @@ def _continued_logprobs(model, prompt_ids: list[list[int]], cand_ids: list[list[
         lp = torch.log_softmax(pre.last_logits.float(), -1)[:, first.to(pre.last_logits.device)].cpu()
         rows = torch.arange(n).repeat_interleave(len(longer))
         logits = pre.extend(model, rows, feed.repeat(n, 1), mask.repeat(n, 1)).logits.float()
-        tail = torch.log_softmax(logits, -1).cpu()
-        w = want.repeat(n, 1)
-        picked = tail.gather(-1, w.clamp(min=0)[..., None])[..., 0] * (w >= 0)
-        lp[:, longer] += picked.sum(-1).view(n, len(longer))
+        w = want.repeat(n, 1).to(logits.device)
+        picked = torch.log_softmax(logits, -1).gather(-1, w.clamp(min=0)[..., None])[..., 0] * (w >= 0)
+        lp[:, longer] += picked.sum(-1).view(n, len(longer)).cpu()
         out.append(lp)
     return torch.cat(out)
 
