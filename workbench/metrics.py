@@ -169,6 +169,33 @@ class FactScores:
                 "mean_prob": float(self.prob.mean()) if len(self.prob) else float("nan")}
 
 
+def relation_logprobs(model, tokenizer, world, relations: list[str], prompts: list[str],
+                      batch_size: int = 512) -> Float[Tensor, "rows candidates"]:
+    """log P of every candidate of row i's relation after prompt i, rows of one relation scored together.
+
+    Columns follow each relation's candidate order, padded with -inf up to the widest relation.
+
+    Examples:
+        >>> import workbench
+        >>> h = workbench.load("world")
+        >>> f = h.world.facts()[:2]
+        >>> lp = relation_logprobs(h.model, h.tokenizer, h.world, [x.relation for x in f],
+        ...                        [h.world.phrasings(x.relation)[0].prompt(x.subject) for x in f])
+        >>> lp.shape, [h.world.relation(x.relation).candidates[int(i)] == x.object for x, i in zip(f, lp.argmax(1))]
+        (torch.Size([2, 24]), [True, True])
+    """
+    width = max(len(world.relation(r).candidates) for r in relations)
+    by_rel: dict[str, list[int]] = {}
+    for row, rel in enumerate(relations):
+        by_rel.setdefault(rel, []).append(row)
+    out = torch.full((len(prompts), width), float("-inf"))
+    for rel, rows in by_rel.items():
+        cands = list(world.relation(rel).candidates)
+        out[torch.tensor(rows), :len(cands)] = candidate_logprobs(model, tokenizer, [prompts[r] for r in rows],
+                                                                  cands, batch_size)
+    return out
+
+
 def score_facts(model, tokenizer, world, facts, held_out: bool = False,
                 batch_size: int = 512) -> FactScores:
     """Score facts in every trained (or held-out) phrasing among their relation's candidates.
@@ -182,21 +209,14 @@ def score_facts(model, tokenizer, world, facts, held_out: bool = False,
         >>> s.accuracy
         1.0
     """
-    by_rel: dict[str, list[tuple[int, str, str]]] = {}
-    row = 0
-    for f in facts:
-        for ph in world.phrasings(f.relation, held_out=held_out):
-            by_rel.setdefault(f.relation, []).append((row, ph.prompt(f.subject), f.object))
-            row += 1
-    prob, rank = torch.empty(row), torch.empty(row, dtype=torch.long)
-    for rel, items in by_rel.items():
-        cands = list(world.relation(rel).candidates)
-        lp = candidate_logprobs(model, tokenizer, [p for _, p, _ in items], cands, batch_size)
-        true = torch.tensor([cands.index(o) for _, _, o in items])
-        true_lp = lp.gather(1, true[:, None])[:, 0]
-        idx = torch.tensor([r for r, _, _ in items])
-        prob[idx] = true_lp.exp()
-        rank[idx] = (lp > true_lp[:, None]).sum(1)
+    items = [(f, ph.prompt(f.subject)) for f in facts for ph in world.phrasings(f.relation, held_out=held_out)]
+    if not items:
+        rank = torch.empty(0, dtype=torch.long)
+        return FactScores(prob=torch.empty(0), rank=rank, correct=rank == 0)
+    lp = relation_logprobs(model, tokenizer, world, [f.relation for f, _ in items], [p for _, p in items], batch_size)
+    true = torch.tensor([world.relation(f.relation).candidates.index(f.object) for f, _ in items])
+    true_lp = lp.gather(1, true[:, None])[:, 0]
+    prob, rank = true_lp.exp(), (lp > true_lp[:, None]).sum(1)
     return FactScores(prob=prob, rank=rank, correct=rank == 0)
 
 

@@ -17,7 +17,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from workbench.metrics import candidate_logprobs
+from workbench.metrics import relation_logprobs
 from workbench.tokens import encode_object
 from workbench.world.facts import Fact
 
@@ -105,18 +105,15 @@ def prompts_table(handle, facts: Sequence[Fact], prompts: Sequence[tuple[int, st
         raise ValueError(f"model {handle.name!r} has no fact world to phrase facts with")
     if not prompts:
         raise ValueError("no facts to score")
-    width = max(len(world.relation(facts[i].relation).candidates) for i, _ in prompts)
-    by_rel: dict[str, list[int]] = {}
-    for row, (i, _) in enumerate(prompts):
-        by_rel.setdefault(facts[i].relation, []).append(row)
-    logprob = torch.full((len(prompts), width), float("-inf"))
-    length = torch.ones(len(prompts), width)
-    for rel, rows in by_rel.items():
-        cands = list(world.relation(rel).candidates)
-        texts = [prompts[r][1] for r in rows]
-        idx = torch.tensor(rows)
-        logprob[idx, :len(cands)] = candidate_logprobs(handle.model, handle.tokenizer, texts, cands, batch_size)
-        length[idx, :len(cands)] = torch.tensor([float(len(encode_object(handle.tokenizer, texts[0], c))) for c in cands])
+    relations = [facts[i].relation for i, _ in prompts]
+    texts = [p for _, p in prompts]
+    logprob = relation_logprobs(handle.model, handle.tokenizer, world, relations, texts, batch_size)
+    length = torch.ones_like(logprob)
+    for rel in dict.fromkeys(relations):
+        rows = [r for r, x in enumerate(relations) if x == rel]
+        cands = world.relation(rel).candidates
+        length[torch.tensor(rows), :len(cands)] = torch.tensor(
+            [float(len(encode_object(handle.tokenizer, texts[rows[0]], c))) for c in cands])
     true = torch.tensor([list(world.relation(facts[i].relation).candidates).index(facts[i].object) for i, _ in prompts])
     fact = torch.tensor([i for i, _ in prompts])
     order = torch.argsort(fact, stable=True)
