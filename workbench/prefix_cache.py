@@ -10,6 +10,7 @@ row's continuation starts in the same column; position ids say where each token 
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -66,9 +67,11 @@ class Prefixes:
                 ids[i, width - len(p):], mask[i, width - len(p):] = torch.tensor(p), 1
         # Left padding shifts tokens right: position ids say where each one really is.
         positions = (mask.cumsum(1) - 1).clamp(min=0)
+        # Only the last position's logits are kept: the others would cost rows x width x vocab.
+        last_only = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
         cache = DynamicCache()
         out = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                    past_key_values=cache, use_cache=True)
+                    past_key_values=cache, use_cache=True, **last_only)
         past = [(layer.keys, layer.values) for layer in getattr(cache, "layers", [])]
         if not past or past[0][0] is None or past[0][0].shape[-2] != width:
             raise PrefixCacheError("the model did not fill its key-value cache")
