@@ -8,6 +8,7 @@ must not move) and keep prompts (the subject's other facts, held close while opt
 
 from __future__ import annotations
 
+import random
 from dataclasses import asdict, dataclass
 
 from workbench.tokens import EncodingError, encode_object, subject_span
@@ -100,7 +101,8 @@ def world_request(world, person: str, relation: str, new_object: str | None = No
         new_object: The rewrite target (any candidate but the true one); None to erase.
         phrasing: Which trained phrasing is the edit prompt.
         n_neighbours: How many other people with the same relation to protect (none of them
-            has the true or the new object).
+            has the true or the new object), drawn at random from the whole world, the same
+            ones every time for a given fact and new object.
 
     Raises:
         RequestError: unknown person or relation, a new object outside the relation's candidates.
@@ -117,7 +119,10 @@ def world_request(world, person: str, relation: str, new_object: str | None = No
     if not 0 <= phrasing < len(trained):
         raise RequestError(f"phrasing {phrasing} out of range 0..{len(trained) - 1}")
     # Neighbours whose object is the new one could not tell "kept" from "overwritten".
-    others = [f for f in world.same_relation_neighbours(fact) if f.object != new_object][:n_neighbours]
+    others = [f for f in world.same_relation_neighbours(fact) if f.object != new_object]
+    # Drawn from everybody, one generator per fact: the first ones in world order would be the
+    # same dozen people for every request, and a batch's neighbourhood score would measure them.
+    others = random.Random(f"{world.seed}/{person}/{relation}").sample(others, min(n_neighbours, len(others)))
     neighbours = tuple((trained[phrasing].prompt(f.subject), f.object) for f in others)
     keep = tuple(world.phrasings(f.relation)[0].prompt(person) for f in world.same_person_neighbours(fact))
     return Request(person, trained[phrasing].prompt(person), fact.object, new_object, relation,
