@@ -118,11 +118,16 @@ def run(model: str, n: int, threads: int) -> dict:
     return out
 
 
-def main(n: int = 1000, threads: int = 2, models=("world", "world:llama")) -> dict:
-    results = {m: run(m, n, threads) for m in models}
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=1))
+def write_results(run_model, out: Path, n: int, threads: int, models: tuple[str, ...]) -> dict:
+    """``run_model(model, n, threads)`` for each model, written to ``out`` as JSON."""
+    results = {m: run_model(m, n, threads) for m in models}
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
     return results
+
+
+def main(n: int = 1000, threads: int = 2, models=("world", "world:llama")) -> dict:
+    return write_results(run, OUT, n, threads, models)
 
 
 if __name__ == "__main__":

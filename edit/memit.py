@@ -42,8 +42,9 @@ class MemitSettings:
         mom2_weight: lambda, the weight of the preserved-key statistics C against the edits'
             own keys (MEMIT: 15,000 for GPT-J, 20,000 for GPT-2 XL, whose keys have 16,384 and
             6,400 dimensions). On the default world model (512), 100 edits at layer 0 with C
-            over prompts' last tokens: lambda 1,000 makes 7% of them, 100 makes 91% with 90% of
-            neighbours kept, 10 makes 95% with 88% (benchmarks/memit.py has the sweep).
+            over prompts' last tokens and lambda 10 make 95% of them with 95% of neighbours
+            kept; at 1,000 edits lambda trades one for the other (benchmarks/memit.py has the
+            sweep).
         contexts, context_length: Random prefixes keys and values are averaged over.
         samples: Tokens for C.
         values: The value optimisation's settings (run at the last edited layer).
