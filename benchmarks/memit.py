@@ -40,9 +40,9 @@ def _brief(s: dict) -> dict:
     return {k: {"prob": round(v["prob"], 4), "accuracy": round(v["accuracy"], 4)} for k, v in s.items()}
 
 
-def simultaneous(h, reqs, settings: MemitSettings) -> dict:
+def simultaneous(h, reqs, settings: MemitSettings, **memit_args) -> dict:
     t0 = time.perf_counter()
-    e = memit(h, reqs, settings=settings)
+    e = memit(h, reqs, settings=settings, **memit_args)
     seconds = time.perf_counter() - t0
     scores = score_requests(h, reqs)
     e.revert(h.model)

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 import workbench
-from benchmarks.memit import _brief, write_results
+from benchmarks.memit import _brief, simultaneous, write_results
 from benchmarks.rome import requests
 from edit.counterfact import score_requests
 from edit.covariance import KeyStats, key_statistics
@@ -117,11 +117,9 @@ def train_projection(h, reqs, layer: int, extra: list[tuple[str, str]], steps: i
             "rows": len(pairs), "epochs": steps}
 
 
-def closed_form(h, reqs, settings: MemitSettings = BASE, **kw) -> dict:
-    e = memit(h, reqs, settings=settings, progress=False, **kw)
-    scores = score_requests(h, reqs)
-    e.revert(h.model)
-    return {"scores": _brief(scores), "relative_update_norm": [round(v, 1) for v in e.metrics["relative_update_norm"].values()]}
+def closed_form(h, reqs, settings: MemitSettings = BASE, **memit_args) -> dict:
+    r = simultaneous(h, reqs, settings, progress=False, **memit_args)
+    return {"scores": r["scores"], "relative_update_norm": [round(v, 1) for v in r["relative_update_norm"].values()]}
 
 
 def refit_rounds(h, reqs, rounds: int = 3) -> dict:
@@ -137,12 +135,12 @@ def refit_rounds(h, reqs, rounds: int = 3) -> dict:
             # lambda C + K_held K_held^T: the held keys count as much as the edits' own.
             c = KeyStats(stats.second_moment + held.T @ held / BASE.mom2_weight, stats.mean, stats.count, 0, "held")
             edits.append(memit(h, [reqs[i] for i in failing], settings=BASE, statistics={0: c}, progress=False))
-            each = score_requests(h, reqs, per_request=True)["efficacy"]["each"]
-            failing = [i for i, ok in enumerate(each) if not ok]
+            # The last round's scores are the result: the model is not changed after them.
+            scores = score_requests(h, reqs, per_request=True)
+            failing = [i for i, ok in enumerate(scores["efficacy"]["each"]) if not ok]
             trail.append(len(failing))
             if not failing:
                 break
-        scores = score_requests(h, reqs)
     finally:
         for e in reversed(edits):
             e.revert(h.model)

@@ -18,7 +18,6 @@ def test_world_request_fills_measurement_sets(world):
     assert world_request(world, person, "employer").erase
 
 
-
 def test_neighbours_are_drawn_from_the_whole_world_and_fixed_per_fact(world):
     # 60 requests in a row must not all be scored on the same dozen people.
     people = list(world.people)
@@ -29,6 +28,7 @@ def test_neighbours_are_drawn_from_the_whole_world_and_fixed_per_fact(world):
     assert max(people.index(p) for p in named) > 250
     again = world_request(world, people[0], "pet", reqs[0].new_object)
     assert again.neighbours == reqs[0].neighbours and len(set(again.neighbours)) == 10
+
 
 @pytest.mark.parametrize("args, needle", [
     (("Nobody Here", "pet"), "unknown person 'Nobody Here'"),
