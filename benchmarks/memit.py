@@ -51,11 +51,11 @@ def simultaneous(h, reqs, settings: MemitSettings, **memit_args) -> dict:
             "relative_update_norm": {n: round(v, 3) for n, v in e.metrics["relative_update_norm"].items()}}
 
 
-def sequential(h, reqs, settings: MemitSettings, batch: int, null_space: bool) -> dict:
+def sequential(h, reqs, settings: MemitSettings, batch: int, null_space: bool, threshold: float = 1e-2) -> dict:
     layers = tuple(settings.layers)
     position = statistics_position(settings.token)
     stats = {l: key_statistics(h, l, progress=False, position=position) for l in layers}
-    ns = NullSpace.for_layers(h, list(layers), position=position) if null_space else None
+    ns = NullSpace.for_layers(h, list(layers), position=position, threshold=threshold) if null_space else None
     edits, t0 = [], time.perf_counter()
     for i in range(0, len(reqs), batch):
         edits.append(memit(h, reqs[i:i + batch], settings=settings, null_space=ns, statistics=stats))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -236,6 +237,13 @@ def main(argv: list[str] | None = None) -> int:
     # Loading bars and library warnings would break the one-line error and clean stdout promises.
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+    with warnings.catch_warnings():  # restores the caller's warning display afterwards
+        # The workbench's own warnings (an edit too large for its layer, ...) as one line each.
+        warnings.showwarning = lambda message, *_: print(f"workbench: warning: {message}", file=sys.stderr)
+        return _run(args)
+
+
+def _run(args: list[str]) -> int:
     try:
         # Without standalone mode click returns a command's typer.Exit status instead of raising it.
         code = app(args=args, prog_name="workbench", standalone_mode=False)

@@ -134,7 +134,8 @@ def memit_cmd(requests_file: str = typer.Option(..., "--requests", help="JSONL: 
     after = score_requests(h, requests)
     patch = str(write_patch(e, save_patch)) if save_patch else None
     out = {"requests": len(requests), "layers": e.settings["layers"], "token": e.settings["token"],
-           "before": before, "after": after, "tensors": e.names, "seconds": seconds, "patch": patch}
+           "before": before, "after": after, "tensors": e.names, "seconds": seconds, "patch": patch,
+           "target_written": e.metrics["target_written"]}
 
     def render(o: dict) -> str:
         return "\n".join([f"memit: {o['requests']} edits at layers {o['layers']} (key at the "

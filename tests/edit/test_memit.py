@@ -92,3 +92,17 @@ def test_refusals(fresh, world):
         memit(fresh, [])
     with pytest.raises(EditError, match="layer 9 out of range"):
         memit(fresh, _requests(world, list(world.people)[:1]), settings=MemitSettings(layers=(0, 9)))
+
+
+def test_reports_how_much_of_the_targets_the_update_wrote(fresh, world):
+    reqs = _requests(world, list(world.people)[140:144])
+    e = memit(fresh, reqs, settings=MemitSettings(layers=(0,), token="last"), apply=False)
+    # Four keys in 512 dimensions: all of every target is written.
+    assert e.metrics["written_fraction"][0] > 0.9 and e.metrics["target_written"] > 0.9
+    # A preservation weight that drowns the edits' own keys writes little of them, and says so.
+    with pytest.warns(UserWarning, match=r"wrote \d+% of the edits' targets \(4 edits, layer 0, 512 key dimensions"):
+        heavy = memit(fresh, reqs, settings=MemitSettings(layers=(0,), token="last", mom2_weight=1e6), apply=False)
+    assert heavy.metrics["target_written"] < 0.5
+    # Spread over two layers, the second makes up what the first leaves: the whole is what counts.
+    two = memit(fresh, reqs, settings=MemitSettings(layers=(0, 1), token="last"), apply=False)
+    assert two.metrics["target_written"] > 0.9 and set(two.metrics["written_fraction"]) == {0, 1}

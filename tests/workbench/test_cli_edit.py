@@ -41,6 +41,18 @@ def test_memit_from_jsonl(capsys, world, tmp_path):
     o = json.loads(out)
     assert o["requests"] == 3 and o["after"]["efficacy"]["n"] == 3
     assert o["after"]["efficacy"]["accuracy"] >= 2 / 3
+    assert o["target_written"] > 0.9
+
+
+def test_memit_says_in_one_line_when_the_layer_cannot_take_the_edits(capsys, world, tmp_path):
+    people = list(world.people)[16:18]
+    f = tmp_path / "r.jsonl"
+    f.write_text("\n".join(json.dumps({"person": p, "relation": "pet", "new_object": _new(world, p, "pet")})
+                           for p in people))
+    code, out, err = run(capsys, "edit", "memit", "--requests", str(f), "--layers", "0", "--mom2-weight", "1e6", "--json")
+    assert code == 0 and json.loads(out)["target_written"] < 0.9
+    warning = [line for line in err.splitlines() if "wrote" in line]
+    assert len(warning) == 1 and warning[0].startswith("workbench: warning: the update wrote")
 
 
 @pytest.mark.parametrize("args, needle", [

@@ -1,0 +1,116 @@
+"""How many edits MEMIT's one edited layer holds: the edit count, and the width of the layer's keys.
+
+The world models fetch a fact at layer 0's MLP at the prompt's last token, so MEMIT writes all
+of a batch there, into keys of d_mlp = 512 dimensions. Its update is the least-squares map from
+the edits' keys to fixed target vectors; a d_mlp-wide linear map can meet at most d_mlp
+arbitrary targets, and beyond that every target is only partly written. This measures both
+sides of that, on the requests of benchmarks/memit.py:
+
+1. The shipped GPT-2 world model at 100 to 1,000 edits at once: CounterFact scores, and how much
+   of its target each edit's update writes (the mean of (Delta k_i . r_i) / |r_i|^2).
+2. GPT-2 world models trained exactly as the shipped one but with a wider MLP (not shipped:
+   trained here once, 20-30 minutes each on one core, and kept under the statistics cache):
+   1,000 edits at once (also with lambda 3 and 30), and 100 batches of 10, plain and in
+   null-space mode (on the widest, also with a tenth and a hundredth of AlphaEdit's threshold).
+
+Writes benchmarks/results/memit_capacity.json. Run: .venv/bin/python -m benchmarks.memit_capacity
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+import workbench
+from benchmarks.memit import sequential, simultaneous
+from benchmarks.memit_bounds import BASE
+from benchmarks.rome import requests
+from edit.covariance import cache_dir, key_statistics
+from edit.rome import site_of, trace_location
+from edit.values import contexts, mean_states, optimise_values
+from workbench.world.train import TrainSettings, train
+
+OUT = Path(__file__).parent / "results" / "memit_capacity.json"
+
+
+def written_fraction(h, reqs) -> float:
+    """Mean over edits of how much of its target vector MEMIT's layer-0 update writes (1: all of it)."""
+    ctxs = contexts(h, BASE.contexts, BASE.context_length, BASE.seed)
+    r = optimise_values(h, 0, reqs, "last", ctxs, BASE.values, progress=False).delta.double()  # [B, d_model]
+    k = mean_states(h, reqs, "last", ctxs, h.sites.key_module_path(0), "input")                   # [B, d_mlp]
+    c = key_statistics(h, 0, progress=False, position="last").second_moment.double()
+    # Delta k_j = R^T (lambda C + K^T K)^-1-weighted keys, for every edit j at once.
+    written = k @ torch.linalg.solve(BASE.mom2_weight * c + k.T @ k, k.T) @ r                    # [B, d_model]
+    return float(((written * r).sum(-1) / r.pow(2).sum(-1)).mean())
+
+
+def wide_model(d_mlp: int) -> Path:
+    """A GPT-2 world model with ``d_mlp``-wide MLPs, trained with the shipped settings, cached."""
+    out = cache_dir() / "wide-world-models" / f"gpt2-mlp{d_mlp}"
+    if not (out / "world.json").exists():
+        t0 = time.perf_counter()
+        print(f"training a GPT-2 world model with d_mlp {d_mlp} (once; cached in {out})", flush=True)
+        train(TrainSettings(d_mlp=d_mlp), out)
+        print(f"trained in {time.perf_counter() - t0:.0f} s", flush=True)
+    return out
+
+
+def edit_counts(model: str, counts: tuple[int, ...], threads: int) -> dict:
+    torch.set_num_threads(threads)
+    h = workbench.load(model, device="cpu")
+    reqs = requests(h.world, max(counts))
+    out = {}
+    for n in counts:
+        out[n] = simultaneous(h, reqs[:n], BASE, progress=False) | {"written_fraction": written_fraction(h, reqs[:n])}
+        print(model, n, "edits", out[n], flush=True)
+    return out
+
+
+def wide(d_mlp: int, n: int, threads: int, thresholds: tuple[float, ...] = ()) -> dict:
+    path = wide_model(d_mlp)
+    torch.set_num_threads(threads)
+    h = workbench.load(str(path), device="cpu")
+    report = json.loads((path / "training_report.json").read_text())["eval"]
+    reqs = requests(h.world, n)
+    # The edits go where the shipped model's go (layer 0, last token); the trace says if that still holds.
+    layer, token = site_of(trace_location(h, reqs[0]), h.n_layers)
+    out = {"d_mlp": d_mlp, "parameters": sum(p.numel() for p in h.model.parameters()),
+           "facts_known": report["all"], "heldout_loss": report["heldout_loss"],
+           "traced_site": {"layer": layer, "token": token}}
+    out["simultaneous"] = simultaneous(h, reqs, BASE, progress=False) | {"written_fraction": written_fraction(h, reqs)}
+    print(f"d_mlp {d_mlp} simultaneous", out["simultaneous"], flush=True)
+    for name, null_space in (("sequential_plain", False), ("sequential_null_space", True)):
+        out[name] = sequential(h, reqs, BASE, 10, null_space=null_space)
+        print(f"d_mlp {d_mlp} {name}", out[name], flush=True)
+    out["lambda_sweep"] = lambda_sweep(h, reqs, (3.0, 30.0))
+    if thresholds:  # a smaller null space (AlphaEdit's threshold is 1e-2 of the largest eigenvalue)
+        out["sequential_null_space_thresholds"] = {
+            th: sequential(h, reqs, BASE, 10, null_space=True, threshold=th)["scores"] for th in thresholds}
+    return out
+
+
+def lambda_sweep(h, reqs, weights: tuple[float, ...]) -> dict:
+    """1,000 edits at once with other lambdas (the shipped default is 10)."""
+    out = {}
+    for lam in weights:
+        out[lam] = simultaneous(h, reqs, replace(BASE, mom2_weight=lam), progress=False)["scores"]
+        print("lambda", lam, out[lam], flush=True)
+    return out
+
+
+def main(n: int = 1000, threads: int = 2, widths: tuple[int, ...] = (1024, 2048)) -> dict:
+    results = {"threads": threads, "shipped_gpt2": edit_counts("world", (100, 200, 300, 500, 700, n), threads)}
+    # The threshold runs take 4 minutes each on the widest model alone.
+    results |= {f"gpt2_mlp{d}": wide(d, n, threads, (1e-3, 1e-4) if d == max(widths) else ()) for d in widths}
+    OUT.parent.mkdir(exist_ok=True)
+    OUT.write_text(json.dumps(results, indent=1))
+    return results
+
+
+if __name__ == "__main__":
+    main(*(int(a) for a in sys.argv[1:3]))
