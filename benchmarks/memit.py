@@ -47,7 +47,7 @@ def simultaneous(h, reqs, settings: MemitSettings, **memit_args) -> dict:
     scores = score_requests(h, reqs)
     e.revert(h.model)
     return {"scores": _brief(scores), "seconds": seconds, "value_seconds": e.metrics["value_seconds"],
-            "layers": e.settings["layers"], "token": e.settings["token"],
+            "layers": e.settings["layers"], "token": e.settings["token"], "target_written": e.metrics["target_written"],
             "relative_update_norm": {n: round(v, 3) for n, v in e.metrics["relative_update_norm"].items()}}
 
 

@@ -7,7 +7,8 @@ arbitrary targets, and beyond that every target is only partly written. This mea
 sides of that, on the requests of benchmarks/memit.py:
 
 1. The shipped GPT-2 world model at 100 to 1,000 edits at once: CounterFact scores, and how much
-   of its target each edit's update writes (the mean of (Delta k_i . r_i) / |r_i|^2).
+   of its target each edit's update writes (the Edit's ``target_written``: the mean of
+   (Delta k_i . r_i) / |r_i|^2).
 2. GPT-2 world models trained exactly as the shipped one but with a wider MLP (not shipped:
    trained here once, 20-30 minutes each on one core, and kept under the statistics cache):
    1,000 edits at once (also with lambda 3 and 30), and 100 batches of 10, plain and in
@@ -30,23 +31,11 @@ import workbench
 from benchmarks.memit import sequential, simultaneous
 from benchmarks.memit_bounds import BASE
 from benchmarks.rome import requests
-from edit.covariance import cache_dir, key_statistics
+from edit.covariance import cache_dir
 from edit.rome import site_of, trace_location
-from edit.values import contexts, mean_states, optimise_values
 from workbench.world.train import TrainSettings, train
 
 OUT = Path(__file__).parent / "results" / "memit_capacity.json"
-
-
-def written_fraction(h, reqs) -> float:
-    """Mean over edits of how much of its target vector MEMIT's layer-0 update writes (1: all of it)."""
-    ctxs = contexts(h, BASE.contexts, BASE.context_length, BASE.seed)
-    r = optimise_values(h, 0, reqs, "last", ctxs, BASE.values, progress=False).delta.double()  # [B, d_model]
-    k = mean_states(h, reqs, "last", ctxs, h.sites.key_module_path(0), "input")                   # [B, d_mlp]
-    c = key_statistics(h, 0, progress=False, position="last").second_moment.double()
-    # Delta k_j = R^T (lambda C + K^T K)^-1-weighted keys, for every edit j at once.
-    written = k @ torch.linalg.solve(BASE.mom2_weight * c + k.T @ k, k.T) @ r                    # [B, d_model]
-    return float(((written * r).sum(-1) / r.pow(2).sum(-1)).mean())
 
 
 def wide_model(d_mlp: int) -> Path:
@@ -66,7 +55,7 @@ def edit_counts(model: str, counts: tuple[int, ...], threads: int) -> dict:
     reqs = requests(h.world, max(counts))
     out = {}
     for n in counts:
-        out[n] = simultaneous(h, reqs[:n], BASE, progress=False) | {"written_fraction": written_fraction(h, reqs[:n])}
+        out[n] = simultaneous(h, reqs[:n], BASE, progress=False)
         print(model, n, "edits", out[n], flush=True)
     return out
 
@@ -82,7 +71,7 @@ def wide(d_mlp: int, n: int, threads: int, thresholds: tuple[float, ...] = ()) -
     out = {"d_mlp": d_mlp, "parameters": sum(p.numel() for p in h.model.parameters()),
            "facts_known": report["all"], "heldout_loss": report["heldout_loss"],
            "traced_site": {"layer": layer, "token": token}}
-    out["simultaneous"] = simultaneous(h, reqs, BASE, progress=False) | {"written_fraction": written_fraction(h, reqs)}
+    out["simultaneous"] = simultaneous(h, reqs, BASE, progress=False)
     print(f"d_mlp {d_mlp} simultaneous", out["simultaneous"], flush=True)
     for name, null_space in (("sequential_plain", False), ("sequential_null_space", True)):
         out[name] = sequential(h, reqs, BASE, 10, null_space=null_space)

@@ -125,11 +125,11 @@ def memit(handle, requests: list[Request], location: Location | None = None,
     deltas: dict[str, Delta] = {}
     written: dict[int, float] = {}
     with restored_on_failure(model, names) as originals:
-        start = mean_states(handle, requests, role, ctxs, last_block, "output")
+        start = now = mean_states(handle, requests, role, ctxs, last_block, "output")
         z = start + values.delta.double()
         for i, layer in enumerate(layers):
             keys = mean_states(handle, requests, role, ctxs, sites.key_module_path(layer), "input")
-            gap = (z - mean_states(handle, requests, role, ctxs, last_block, "output")) / (len(layers) - i)
+            gap = (z - now) / (len(layers) - i)
             left, right = _solve(gap, keys, stats[layer].second_moment, settings.mom2_weight,
                                  null_space.projection(layer) if null_space is not None else None,
                                  null_space.previous_keys(layer) if null_space is not None else None)
@@ -142,9 +142,10 @@ def memit(handle, requests: list[Request], location: Location | None = None,
                 w.copy_((w.detach().double() + deltas[names[i]].tensor().double()).to(w.dtype))
             if null_space is not None:
                 null_space.add_keys(layer, keys)
+            now = mean_states(handle, requests, role, ctxs, last_block, "output")
         # What the layers wrote together, where the targets are set (each layer's share alone
         # undercounts: later layers make up what earlier ones left).
-        reached = _share(mean_states(handle, requests, role, ctxs, last_block, "output") - start, values.delta)
+        reached = _share(now - start, values.delta)
         with torch.no_grad():
             for n in names:
                 model.get_parameter(n).copy_(originals[n])
