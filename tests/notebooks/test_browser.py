@@ -104,6 +104,10 @@ GRAPH = """() => {
             images: gd.querySelectorAll('.heatmaplayer image').length,
             ticks: Array.from(gd.querySelectorAll('.yaxislayer-above .ytick text')).map(e => e.textContent)};
 }"""
+DETAIL_SAYS = """(text) => {
+    const d = document.querySelector('.wb-trace-explorer .wb-trace-detail');
+    return !!d && d.innerText.includes(text);
+}"""
 # The page position of a heatmap cell, from the trace's axes (robust to layout and size).
 CELL = """([name, row, col]) => {
     const gd = document.querySelector('.wb-trace-explorer .js-plotly-plot');
@@ -129,8 +133,7 @@ def click_cell(page, name: str, row: int, col: int, tries: int = 3) -> None:
         page.mouse.move(*where)
         page.mouse.click(*where)
         try:
-            page.wait_for_function("() => document.querySelector('.wb-trace-explorer .wb-trace-detail')"
-                                   ".innerText.includes('restored P(object)')", timeout=30_000)
+            page.wait_for_function(DETAIL_SAYS, arg="restored P(object)", timeout=30_000)
             return
         except PageTimeout:
             pass
@@ -175,6 +178,8 @@ def test_quickstart_runs_and_the_trace_explorer_responds_to_a_click(lab, handle,
             assert mlp[-1][0] > 0.9 and max(mlp[0]) < 0.5
 
             detail = page.locator(".wb-trace-explorer .wb-trace-detail")
+            # The panel's text arrives in its own message after the plot is drawn; on a loaded machine, later.
+            page.wait_for_function(DETAIL_SAYS, arg="Click a cell", timeout=30_000)
             assert "Click a cell" in detail.inner_text()
             click_cell(page, "mlp", n_tokens - 1, 0)
             text = detail.inner_text()
@@ -185,6 +190,7 @@ def test_quickstart_runs_and_the_trace_explorer_responds_to_a_click(lab, handle,
             page.locator(".wb-trace-explorer").screenshot(path=str(ARTIFACTS / "browser_trace_explorer.png"))
             collateral = page.locator(".wb-collateral-explorer")
             collateral.scroll_into_view_if_needed()
+            page.wait_for_selector(".wb-collateral-explorer .js-plotly-plot", timeout=60_000)
             assert collateral.locator(".js-plotly-plot").count() == 1 and "held-out loss" in collateral.inner_text()
             collateral.screenshot(path=str(ARTIFACTS / "browser_collateral_explorer.png"))
         finally:
