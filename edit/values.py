@@ -10,6 +10,8 @@ so each request's trajectory is the one it would have alone; a request that has 
 frozen while the rest go on. The model is causal and the delta enters at the key position, so
 every row's tokens before it are run once and kept as keys and values; each step runs only the
 key position and the object's tokens after it (one or two tokens a row, instead of a dozen).
+A request's identical rows (sampled prefixes repeat: the world model's 10 are 3 distinct texts)
+run once, weighted by how often they occur, so the objective is the same mean over prefixes.
 """
 
 from __future__ import annotations
@@ -136,13 +138,22 @@ class _Rows:
     owner: list[int]        # request index per row
     target: list[list[int]]  # object tokens (edit rows) or [] (keep rows)
     n_prompt: list[int]
+    weight: list[int]        # how many of the request's texts this row stands for
+
+
+def _distinct(texts: list[tuple[int, str]]) -> tuple[list[tuple[int, str]], list[int]]:
+    """Each (request, text) pair once, in first-seen order, and how often it occurred."""
+    seen: dict[tuple[int, str], int] = {}
+    for t in texts:
+        seen[t] = seen.get(t, 0) + 1
+    return list(seen), list(seen.values())
 
 
 def _rows(handle, requests: list[Request], ctxs: list[str], role: TokenRole) -> tuple[_Rows, _Rows]:
     tok = handle.tokenizer
     # Every text of every request, tokenised in a few batched calls rather than one call per row.
-    edit_texts = [(b, with_context(c, r.prompt)) for b, r in enumerate(requests) for c in ctxs]
-    keep_texts = [(b, text) for b, r in enumerate(requests) for text in r.keep]
+    edit_texts, edit_weight = _distinct([(b, with_context(c, r.prompt)) for b, r in enumerate(requests) for c in ctxs])
+    keep_texts, keep_weight = _distinct([(b, text) for b, r in enumerate(requests) for text in r.keep])
     texts = [t for _, t in edit_texts + keep_texts]
     ids = encode_prompts(tok, texts)
     objects = encode_objects(tok, [t for _, t in edit_texts], [requests[b].target for b, _ in edit_texts])
@@ -150,8 +161,9 @@ def _rows(handle, requests: list[Request], ctxs: list[str], role: TokenRole) -> 
            for p, (b, t) in zip(ids, edit_texts + keep_texts)]
     n = len(edit_texts)
     edit = _Rows([p + o[:-1] for p, o in zip(ids[:n], objects)], pos[:n], [b for b, _ in edit_texts], objects,
-                 [len(p) for p in ids[:n]])
-    keep = _Rows(ids[n:], pos[n:], [b for b, _ in keep_texts], [[] for _ in keep_texts], [len(p) for p in ids[n:]])
+                 [len(p) for p in ids[:n]], edit_weight)
+    keep = _Rows(ids[n:], pos[n:], [b for b, _ in keep_texts], [[] for _ in keep_texts], [len(p) for p in ids[n:]],
+                 keep_weight)
     return edit, keep
 
 
@@ -192,9 +204,16 @@ def mean_states(handle, requests: list[Request], role: TokenRole, ctxs: list[str
             handle.model(input_ids=ids[sl], attention_mask=mask[sl])
     finally:
         hook.remove()
-    states = torch.cat(got)
-    out = torch.zeros(len(requests), states.shape[1], dtype=torch.float64).index_add_(0, owner, states)
-    return out / torch.bincount(owner, minlength=len(requests))[:, None]
+    return _weighted_mean(torch.cat(got), owner, torch.tensor(edit.weight, dtype=torch.float64), len(requests))
+
+
+def _weighted_mean(x: Float[Tensor, "row *d"], owner: Tensor, weight: Float[Tensor, "row"],
+                   n: int) -> Float[Tensor, "n *d"]:
+    """Per owner, the mean of its rows, each counted ``weight`` times."""
+    w = weight.to(x.dtype).reshape(-1, *[1] * (x.dim() - 1))
+    total = torch.zeros(n, *x.shape[1:], dtype=x.dtype, device=x.device).index_add_(0, owner, x * w)
+    count = torch.zeros(n, dtype=x.dtype, device=x.device).index_add_(0, owner, weight.to(x.dtype))
+    return total / count.clamp(min=1e-12).reshape(-1, *[1] * (x.dim() - 1))
 
 
 def _pad(ids: list[list[int]], pad: int, device) -> tuple[Tensor, Tensor]:
@@ -246,7 +265,8 @@ def _optimise(handle, layer, requests, role, ctxs, s: ValueSettings) -> Values:
                   is_edit=torch.arange(n_rows, device=dev) < len(edit.ids),
                   erase=torch.tensor([requests[b].erase for b in rows.owner], device=dev),
                   targets=_pad([tg or [0] for tg in rows.target], -1, dev)[0],
-                  n_tok=torch.tensor([max(len(tg), 1) for tg in rows.target], device=dev))
+                  n_tok=torch.tensor([max(len(tg), 1) for tg in rows.target], device=dev),
+                  weight=torch.tensor(rows.weight, dtype=torch.float32, device=dev))
     # delta = scale * z: Adam moves z, whose unit is the RMS of the request's original state.
     z = torch.zeros(n_req, sites.d_model, device=dev, requires_grad=True)
     now: dict[str, Tensor] = {}
@@ -274,9 +294,7 @@ def _optimise(handle, layer, requests, role, ctxs, s: ValueSettings) -> Values:
             logits = frame.run(model, torch.arange(n_rows, device=dev)).logits.float()
             t.base_last = logits[torch.arange(n_rows, device=dev), t.last].log_softmax(-1)
         capture.remove()
-        at = seen[0][t.is_edit]
-        original = torch.zeros(n_req, sites.d_model, device=dev).index_add_(0, t.owner[t.is_edit], at)
-        original /= torch.bincount(t.owner[t.is_edit], minlength=n_req)[:, None].clamp(min=1)
+        original = _weighted_mean(seen[0][t.is_edit].float(), t.owner[t.is_edit], t.weight[t.is_edit], n_req)
         scale = original.pow(2).mean(-1, keepdim=True).sqrt().clamp(min=1e-6)
         opt = torch.optim.Adam([z], lr=s.lr)
         done = torch.zeros(n_req, dtype=torch.bool, device=dev)
@@ -357,6 +375,7 @@ class _RowTable:
     erase: Tensor      # the row's request is an erasure
     targets: Tensor    # object tokens, -1 padded (keep rows: unused)
     n_tok: Tensor      # object length
+    weight: Tensor     # how many texts of its request the row stands for
     base_last: Tensor | None = None  # unedited log-probabilities at `last`
 
     def take(self, idx: Tensor) -> _RowTable:
@@ -385,13 +404,9 @@ def _objective(logp: Float[Tensor, "row seq vocab"], t: _RowTable, n_req: int, d
         b_ = t.base_last.masked_fill(drop, float("-inf")).log_softmax(-1)
         n_ = now_last.masked_fill(drop, float("-inf")).log_softmax(-1)
         row_loss = row_loss + s.erase_kl * (b_.exp() * (b_ - n_)).nan_to_num().sum(-1) * t.erase.float()
-    edit_owner = t.owner[t.is_edit]
-    counts = torch.bincount(edit_owner, minlength=n_req).clamp(min=1).float()
-    loss = torch.zeros(n_req, device=dev).index_add(0, edit_owner, row_loss[t.is_edit]) / counts
+    loss = _weighted_mean(row_loss[t.is_edit], t.owner[t.is_edit], t.weight[t.is_edit], n_req)
     fit = loss.detach()
     if bool((~t.is_edit).any()):
         kl = (t.base_last.exp() * (t.base_last - now_last)).sum(-1)[~t.is_edit]
-        keep_owner = t.owner[~t.is_edit]
-        k_counts = torch.bincount(keep_owner, minlength=n_req).clamp(min=1).float()
-        loss = loss + s.kl_factor * torch.zeros(n_req, device=dev).index_add(0, keep_owner, kl) / k_counts
+        loss = loss + s.kl_factor * _weighted_mean(kl, t.owner[~t.is_edit], t.weight[~t.is_edit], n_req)
     return loss + s.weight_decay * delta.pow(2).sum(-1) / original.pow(2).sum(-1).clamp(min=1e-12), fit
