@@ -31,7 +31,8 @@ from edit.covariance import key_statistics
 from edit.edit import EditSequence
 from edit.memit import MemitSettings, memit
 from edit.null_space import NullSpace
-from edit.values import ValueSettings, contexts, mean_states, statistics_position
+from edit.key_states import mean_states
+from edit.values import ValueSettings, contexts, statistics_position
 
 OUT = Path(__file__).parent / "results" / "memit.json"
 

@@ -27,7 +27,8 @@ from edit.covariance import key_statistics
 from edit.edit import Delta, Edit, EditError, restored_on_failure, tensor_hash
 from edit.request import Request
 from edit.rome import site_of, trace_location
-from edit.values import TokenRole, ValueSettings, contexts, mean_states, optimise_values, statistics_position
+from edit.key_states import KeyRows, TokenRole, mean_states
+from edit.values import ValueSettings, contexts, optimise_values, statistics_position
 from locate.location import Location
 
 
@@ -125,10 +126,11 @@ def memit(handle, requests: list[Request], location: Location | None = None,
     deltas: dict[str, Delta] = {}
     written: dict[int, float] = {}
     with restored_on_failure(model, names) as originals:
-        start = now = mean_states(handle, requests, role, ctxs, last_block, "output")
+        rows = KeyRows.of(handle.tokenizer, requests, role, ctxs)  # read after every layer: tokenised once
+        start = now = mean_states(handle, requests, role, ctxs, last_block, "output", rows)
         z = start + values.delta.double()
         for i, layer in enumerate(layers):
-            keys = mean_states(handle, requests, role, ctxs, sites.key_module_path(layer), "input")
+            keys = mean_states(handle, requests, role, ctxs, sites.key_module_path(layer), "input", rows)
             gap = (z - now) / (len(layers) - i)
             left, right = _solve(gap, keys, stats[layer].second_moment, settings.mom2_weight,
                                  null_space.projection(layer) if null_space is not None else None,
@@ -142,7 +144,7 @@ def memit(handle, requests: list[Request], location: Location | None = None,
                 w.copy_((w.detach().double() + deltas[names[i]].tensor().double()).to(w.dtype))
             if null_space is not None:
                 null_space.add_keys(layer, keys)
-            now = mean_states(handle, requests, role, ctxs, last_block, "output")
+            now = mean_states(handle, requests, role, ctxs, last_block, "output", rows)
         # What the layers wrote together, where the targets are set (each layer's share alone
         # undercounts: later layers make up what earlier ones left).
         reached = _share(now - start, values.delta)

@@ -24,13 +24,11 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from edit.key_states import TokenRole, distinct, key_position, weighted_mean, with_context
 from edit.request import Request
 from workbench.metrics import pad_right
 from workbench.prefix_cache import PrefixCacheError, Prefixes
-from workbench.tokens import encode_objects, encode_prompts, subject_span
-
-TokenRole = Literal["subject_last", "last"]
-
+from workbench.tokens import encode_objects, encode_prompts
 
 @dataclass(frozen=True)
 class ValueSettings:
@@ -122,15 +120,6 @@ def contexts(handle, n: int = 10, length: int = 5, seed: int = 0) -> list[str]:
     return _CONTEXTS[key]
 
 
-def with_context(context: str, prompt: str) -> str:
-    return f"{context} {prompt}" if context else prompt
-
-
-def key_position(tokenizer, text: str, subject: str, role: TokenRole) -> int:
-    """Token index of the key: the subject's last token (ROME) or the prompt's last token."""
-    return subject_span(tokenizer, text, subject)[1] - 1 if role == "subject_last" else len(tokenizer(text).input_ids) - 1
-
-
 @dataclass
 class _Rows:
     ids: list[list[int]]
@@ -141,19 +130,11 @@ class _Rows:
     weight: list[int]        # how many of the request's texts this row stands for
 
 
-def _distinct(texts: list[tuple[int, str]]) -> tuple[list[tuple[int, str]], list[int]]:
-    """Each (request, text) pair once, in first-seen order, and how often it occurred."""
-    seen: dict[tuple[int, str], int] = {}
-    for t in texts:
-        seen[t] = seen.get(t, 0) + 1
-    return list(seen), list(seen.values())
-
-
 def _rows(handle, requests: list[Request], ctxs: list[str], role: TokenRole) -> tuple[_Rows, _Rows]:
     tok = handle.tokenizer
     # Every text of every request, tokenised in a few batched calls rather than one call per row.
-    edit_texts, edit_weight = _distinct([(b, with_context(c, r.prompt)) for b, r in enumerate(requests) for c in ctxs])
-    keep_texts, keep_weight = _distinct([(b, text) for b, r in enumerate(requests) for text in r.keep])
+    edit_texts, edit_weight = distinct([(b, with_context(c, r.prompt)) for b, r in enumerate(requests) for c in ctxs])
+    keep_texts, keep_weight = distinct([(b, text) for b, r in enumerate(requests) for text in r.keep])
     texts = [t for _, t in edit_texts + keep_texts]
     ids = encode_prompts(tok, texts)
     objects = encode_objects(tok, [t for _, t in edit_texts], [requests[b].target for b, _ in edit_texts])
@@ -175,45 +156,6 @@ def statistics_position(role: TokenRole) -> Literal["all", "last"]:
         ('last', 'all')
     """
     return "last" if role == "last" else "all"
-
-
-@torch.no_grad()
-def mean_states(handle, requests: list[Request], role: TokenRole, ctxs: list[str], path: str,
-                which: Literal["input", "output"]) -> Float[Tensor, "request d"]:
-    """Per request, a module's input or output at the key position, averaged over the contexts.
-
-    The ROME/MEMIT key k* is ``mean_states(..., sites.key_module_path(layer), "input")``.
-    """
-    edit, _ = _rows(handle, requests, ctxs, role)
-    ids, mask = _pad(edit.ids, handle.tokenizer.pad_token_id or 0, handle.device)
-    pos = torch.tensor(edit.pos, device=handle.device)
-    owner = torch.tensor(edit.owner)
-    got: list[Tensor] = []
-    now: list[Tensor] = []  # the key positions of the rows in the current pass
-
-    def grab(module, args, out=None):
-        x = args[0] if which == "input" else (out[0] if isinstance(out, tuple) else out)
-        got.append(x[torch.arange(len(now[0]), device=x.device), now[0]].double().cpu())
-
-    module = handle.model.get_submodule(path)
-    hook = module.register_forward_pre_hook(grab) if which == "input" else module.register_forward_hook(grab)
-    try:
-        for start in range(0, len(edit.ids), 512):
-            sl = slice(start, start + 512)
-            now[:] = [pos[sl]]
-            handle.model(input_ids=ids[sl], attention_mask=mask[sl])
-    finally:
-        hook.remove()
-    return _weighted_mean(torch.cat(got), owner, torch.tensor(edit.weight, dtype=torch.float64), len(requests))
-
-
-def _weighted_mean(x: Float[Tensor, "row *d"], owner: Tensor, weight: Float[Tensor, "row"],
-                   n: int) -> Float[Tensor, "n *d"]:
-    """Per owner, the mean of its rows, each counted ``weight`` times."""
-    w = weight.to(x.dtype).reshape(-1, *[1] * (x.dim() - 1))
-    total = torch.zeros(n, *x.shape[1:], dtype=x.dtype, device=x.device).index_add_(0, owner, x * w)
-    count = torch.zeros(n, dtype=x.dtype, device=x.device).index_add_(0, owner, weight.to(x.dtype))
-    return total / count.clamp(min=1e-12).reshape(-1, *[1] * (x.dim() - 1))
 
 
 def _pad(ids: list[list[int]], pad: int, device) -> tuple[Tensor, Tensor]:
@@ -294,7 +236,7 @@ def _optimise(handle, layer, requests, role, ctxs, s: ValueSettings) -> Values:
             logits = frame.run(model, torch.arange(n_rows, device=dev)).logits.float()
             t.base_last = logits[torch.arange(n_rows, device=dev), t.last].log_softmax(-1)
         capture.remove()
-        original = _weighted_mean(seen[0][t.is_edit].float(), t.owner[t.is_edit], t.weight[t.is_edit], n_req)
+        original = weighted_mean(seen[0][t.is_edit].float(), t.owner[t.is_edit], t.weight[t.is_edit], n_req)
         scale = original.pow(2).mean(-1, keepdim=True).sqrt().clamp(min=1e-6)
         opt = torch.optim.Adam([z], lr=s.lr)
         done = torch.zeros(n_req, dtype=torch.bool, device=dev)
@@ -404,9 +346,9 @@ def _objective(logp: Float[Tensor, "row seq vocab"], t: _RowTable, n_req: int, d
         b_ = t.base_last.masked_fill(drop, float("-inf")).log_softmax(-1)
         n_ = now_last.masked_fill(drop, float("-inf")).log_softmax(-1)
         row_loss = row_loss + s.erase_kl * (b_.exp() * (b_ - n_)).nan_to_num().sum(-1) * t.erase.float()
-    loss = _weighted_mean(row_loss[t.is_edit], t.owner[t.is_edit], t.weight[t.is_edit], n_req)
+    loss = weighted_mean(row_loss[t.is_edit], t.owner[t.is_edit], t.weight[t.is_edit], n_req)
     fit = loss.detach()
     if bool((~t.is_edit).any()):
         kl = (t.base_last.exp() * (t.base_last - now_last)).sum(-1)[~t.is_edit]
-        loss = loss + s.kl_factor * _weighted_mean(kl, t.owner[~t.is_edit], t.weight[~t.is_edit], n_req)
+        loss = loss + s.kl_factor * weighted_mean(kl, t.owner[~t.is_edit], t.weight[~t.is_edit], n_req)
     return loss + s.weight_decay * delta.pow(2).sum(-1) / original.pow(2).sum(-1).clamp(min=1e-12), fit
