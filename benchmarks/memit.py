@@ -28,8 +28,8 @@ import workbench
 from benchmarks.rome import requests
 from edit.counterfact import score_requests
 from edit.covariance import key_statistics
-from edit.edit import EditSequence
 from edit.memit import MemitSettings, memit
+from edit.memit_batches import memit_batches
 from edit.null_space import NullSpace
 from edit.key_states import mean_states
 from edit.values import ValueSettings, contexts, statistics_position
@@ -53,17 +53,14 @@ def simultaneous(h, reqs, settings: MemitSettings, **memit_args) -> dict:
 
 
 def sequential(h, reqs, settings: MemitSettings, batch: int, null_space: bool, threshold: float = 1e-2) -> dict:
-    layers = tuple(settings.layers)
-    position = statistics_position(settings.token)
-    stats = {l: key_statistics(h, l, progress=False, position=position) for l in layers}
-    ns = NullSpace.for_layers(h, list(layers), position=position, threshold=threshold) if null_space else None
-    edits, t0 = [], time.perf_counter()
-    for i in range(0, len(reqs), batch):
-        edits.append(memit(h, reqs[i:i + batch], settings=settings, null_space=ns, statistics=stats))
+    ns = (NullSpace.for_layers(h, list(settings.layers), position=statistics_position(settings.token),
+                               threshold=threshold) if null_space else None)
+    t0 = time.perf_counter()
+    e = memit_batches(h, reqs, batch, settings, null_space=ns, progress=False)
     seconds = time.perf_counter() - t0
     scores = score_requests(h, reqs)
-    EditSequence(edits).revert(h.model)
-    return {"scores": _brief(scores), "seconds": seconds, "batches": len(edits), "batch": batch}
+    e.revert(h.model)
+    return {"scores": _brief(scores), "seconds": seconds, "batches": e.metrics["batches"], "batch": batch}
 
 
 def key_spectrum(h, reqs, settings: MemitSettings, layer: int) -> dict:

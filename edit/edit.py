@@ -277,6 +277,27 @@ class EditSequence:
         return self
 
 
+def summed(deltas: list[Delta]) -> Delta:
+    """One delta equal to the sum of ``deltas``: their factors side by side while that is smaller than the tensor.
+
+    Examples:
+        >>> a = Delta(left=torch.ones(8, 1), right=torch.ones(6, 1))
+        >>> s = summed([a, a])
+        >>> s.rank, s.tensor()[0].tolist()
+        (2, [2.0, 2.0, 2.0, 2.0, 2.0, 2.0])
+        >>> summed([a] * 4).rank is None  # 4 x (8 + 6) factor entries would outgrow the 8 x 6 tensor
+        True
+    """
+    if not deltas:
+        raise EditError("nothing to sum")
+    if all(d.dense is None for d in deltas):
+        rows, cols = deltas[0].left.shape[0], deltas[0].right.shape[0]
+        if sum(d.rank for d in deltas) * (rows + cols) < rows * cols:
+            return Delta(left=torch.cat([d.left for d in deltas], 1), right=torch.cat([d.right for d in deltas], 1))
+    total = sum(d.tensor().double() for d in deltas)
+    return Delta(dense=total.to(deltas[0].tensor().dtype))
+
+
 def _params(model: nn.Module, names: list[str]) -> dict[str, nn.Parameter]:
     params = dict(model.named_parameters())
     missing = [n for n in names if n not in params]

@@ -25,9 +25,9 @@ from torch import Tensor
 
 from edit.covariance import key_statistics
 from edit.edit import Delta, Edit, EditError, restored_on_failure, tensor_hash
+from edit.key_states import KeyRows, TokenRole, mean_states
 from edit.request import Request
 from edit.rome import site_of, trace_location
-from edit.key_states import KeyRows, TokenRole, mean_states
 from edit.values import ValueSettings, contexts, optimise_values, statistics_position
 from locate.location import Location
 
@@ -111,7 +111,7 @@ def memit(handle, requests: list[Request], location: Location | None = None,
     if texts is None and handle.world is None:
         raise EditError(f"model {handle.name!r} has no fact world: pass texts=... for MEMIT's key statistics")
     t0 = time.perf_counter()
-    layers, role, location = _where(handle, requests[0], location, settings)
+    layers, role, location = memit_site(handle, requests[0], location, settings)
     sites, model = handle.sites, handle.model
     ctxs = contexts(handle, settings.contexts, settings.context_length, settings.seed)
     stats = {l: (statistics or {}).get(l) or key_statistics(handle, l, texts, samples=settings.samples,
@@ -193,8 +193,13 @@ def capacity_note(written: float, n_requests: int, d_mlp: int, layers: tuple[int
             "dimensions a layer): make fewer edits at once, spread them over more layers or lower mom2_weight")
 
 
-def _where(handle, request: Request, location: Location | None,
-           s: MemitSettings) -> tuple[tuple[int, ...], TokenRole, Location | None]:
+def memit_site(handle, request: Request, location: Location | None,
+               s: MemitSettings) -> tuple[tuple[int, ...], TokenRole, Location | None]:
+    """The layers and key position MEMIT edits for ``request`` under ``s``, and the Location that decided.
+
+    Raises:
+        EditError: a layer out of range.
+    """
     n = handle.n_layers
     if s.layers is not None:
         bad = [l for l in s.layers if not -n <= l < n]

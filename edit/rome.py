@@ -23,8 +23,8 @@ from torch import Tensor
 
 from edit.covariance import key_statistics
 from edit.edit import Delta, Edit, EditError, tensor_hash
-from edit.request import Request
 from edit.key_states import TokenRole, mean_states
+from edit.request import Request
 from edit.values import ValueSettings, contexts, optimise_values, statistics_position
 from locate.location import Location
 

@@ -55,6 +55,23 @@ def test_memit_says_in_one_line_when_the_layer_cannot_take_the_edits(capsys, wor
     assert len(warning) == 1 and warning[0].startswith("workbench: warning: the update wrote")
 
 
+def test_memit_in_batches_in_null_space_mode_with_its_patch(capsys, world, tmp_path):
+    people = list(world.people)[18:23]
+    f = tmp_path / "r.jsonl"
+    f.write_text("\n".join(json.dumps({"person": p, "relation": "pet", "new_object": _new(world, p, "pet")})
+                           for p in people))
+    code, out, _ = run(capsys, "edit", "memit", "--requests", str(f), "--layers", "0", "--batch-size", "2",
+                       "--null-space", "--save-patch", str(tmp_path / "p"), "--json")
+    assert code == 0
+    o = json.loads(out)
+    assert (o["batches"], o["batch_size"], o["null_space"], len(o["target_written_per_batch"])) == (3, 2, True, 3)
+    assert o["after"]["efficacy"]["accuracy"] >= 0.8
+    patch = load_patch(tmp_path / "p")
+    assert patch.settings["null_space"] and patch.settings["batch_size"] == 2 and patch.names == o["tensors"]
+    code, out, _ = run(capsys, "edit", "memit", "--requests", str(f), "--layers", "0", "--batch-size", "2")
+    assert code == 0 and "5 edits in 3 batches of 2 at layers" in out
+
+
 @pytest.mark.parametrize("args, needle", [
     (["edit", "rome", "Nobody Here", "pet", "cat"], "unknown person 'Nobody Here'"),
     (["edit", "rome", "@", "pet", "@same"], "already the true object"),
@@ -63,6 +80,7 @@ def test_memit_says_in_one_line_when_the_layer_cannot_take_the_edits(capsys, wor
     (["edit", "rome", "@", "pet"], "give a NEW_OBJECT to rewrite, or --erase"),
     (["edit", "rome", "@", "pet", "cat", "--erase"], "give a NEW_OBJECT to rewrite, or --erase"),
     (["edit", "memit", "--requests", "/no/such.jsonl"], "no such requests file"),
+    (["edit", "memit", "--requests", "/no/such.jsonl", "--batch-size", "0"], "--batch-size must be at least 1"),
 ])
 def test_bad_input_is_one_line(capsys, world, args, needle):
     person = list(world.people)[0]

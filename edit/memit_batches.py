@@ -1,0 +1,125 @@
+"""Edits that arrive one batch after another: MEMIT batch by batch, plain or in null-space mode, as one Edit.
+
+Each batch is solved on the model the earlier batches left, with the base model's key
+statistics throughout (as MEMIT and AlphaEdit do: C stands for what the model knew before any
+edit), at the layers and key position the first request decides. In null-space mode the
+:class:`edit.null_space.NullSpace` passed in confines every update to the preserved keys' null
+space and collects the edits' keys, so that a later batch does not undo an earlier one; it is
+the caller's object, so one session can save it and a later one load it. The batches' updates
+come back as one :class:`edit.edit.Edit`, reversible bitwise like any other, and all or
+nothing: a failure or Ctrl-C in any batch leaves the model and the NullSpace as they were.
+
+On the world models plain batches beat one call: 1,000 edits in 100 batches of 10 reach
+efficacy 0.857 against 0.682 at once, at the cost of neighbours (0.656 against 0.737;
+benchmarks/memit.py).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, replace
+
+from tqdm.auto import tqdm
+
+from edit.covariance import key_statistics
+from edit.edit import Edit, EditError, EditSequence, summed, tensor_hash
+from edit.memit import MemitSettings, memit, memit_site
+from edit.null_space import NullSpace
+from edit.request import Request
+from edit.values import statistics_position
+from locate.location import Location
+
+
+def memit_batches(handle, requests: list[Request], batch_size: int = 10, settings: MemitSettings | None = None,
+                  location: Location | None = None, null_space: NullSpace | None = None,
+                  texts: list[str] | None = None, apply: bool = True, progress: bool = True) -> Edit:
+    """Make ``requests`` with MEMIT ``batch_size`` at a time, each batch on the model the earlier left.
+
+    Examples:
+        >>> import workbench
+        >>> from edit.request import world_request
+        >>> h = workbench.load("world", device="cpu")
+        >>> w = h.world
+        >>> reqs = [world_request(w, p, "pet", [c for c in w.relation("pet").candidates
+        ...                                     if c != w.fact(p, "pet").object][0]) for p in list(w.people)[:6]]
+        >>> ns = NullSpace.for_layers(h, [0], position="last")
+        >>> e = memit_batches(h, reqs, 3, MemitSettings(layers=(0,), token="last"), null_space=ns)
+        >>> e.metrics["batches"], ns.edited(0), e.deltas[e.names[0]].rank
+        (2, 6, 6)
+        >>> _ = e.revert(h.model)
+
+    Args:
+        handle: A :class:`workbench.handle.ModelHandle`.
+        requests: The edits, in the order they arrive.
+        batch_size: Edits per MEMIT call.
+        settings: :class:`edit.memit.MemitSettings`; the layers and key position are fixed from
+            the first request (or the Location) for every batch.
+        location: Where, as for :func:`edit.memit.memit`.
+        null_space: A :class:`NullSpace` for the layers edited (AlphaEdit); it keeps the
+            edits' keys, so pass the same one to later calls to go on from them.
+        texts: Text for the key statistics (a model without a world needs it).
+        apply: Leave the edit applied to ``handle.model``.
+        progress: A progress bar over the batches (stderr).
+
+    Raises:
+        RequestError: a request that cannot be carried out (before any batch runs).
+        EditError: no requests, a batch size under 1, a NullSpace without the edited layers.
+    """
+    settings = settings or MemitSettings()
+    if not requests:
+        raise EditError("memit_batches needs at least one request")
+    if batch_size < 1:
+        raise EditError(f"batch size must be at least 1, got {batch_size}")
+    for r in requests:
+        r.check(handle.tokenizer)
+    if texts is None and handle.world is None:
+        raise EditError(f"model {handle.name!r} has no fact world: pass texts=... for MEMIT's key statistics")
+    t0 = time.perf_counter()
+    layers, role, location = memit_site(handle, requests[0], location, settings)
+    if null_space is not None and (missing := [l for l in layers if l not in null_space.projections]):
+        raise EditError(f"the null space has no projection for layer {missing[0]}: build it for layers {list(layers)}")
+    fixed = replace(settings, layers=layers, token=role)
+    stats = {l: key_statistics(handle, l, texts, samples=settings.samples, progress=False,
+                               position=statistics_position(role)) for l in layers}
+    model = handle.model
+    keys_before = dict(null_space.keys) if null_space is not None else {}
+    done: list[Edit] = []
+    starts = range(0, len(requests), batch_size)
+    bar = tqdm(total=len(requests), desc="memit batches", unit="edit", leave=False,
+               disable=not progress or len(starts) <= 1)
+    try:
+        for start in starts:
+            chunk = requests[start:start + batch_size]
+            done.append(memit(handle, chunk, location, fixed, texts, null_space=null_space, statistics=stats,
+                              progress=False))
+            bar.update(len(chunk))
+        written = [e.metrics["target_written"] for e in done]
+        if len(done) == 1:  # all at once: memit's own Edit, with its factors and metrics
+            edit = done[0]
+            edit.settings["batch_size"] = batch_size
+            edit.metrics |= {"batches": 1, "target_written_per_batch": written}
+            return edit if apply else edit.revert(model)
+        EditSequence(done).revert(model)
+        names = sorted({n for e in done for n in e.names})
+        params = dict(model.named_parameters())
+        deltas = {n: summed([e.deltas[n] for e in done if n in e.deltas]) for n in names}
+        edit = Edit("memit", {"requests": [r.to_dict() for r in requests]}, deltas, location,
+                    dict(asdict(fixed), layers=list(layers), token=role, null_space=null_space is not None,
+                         batch_size=batch_size),
+                    {"batches": len(done), "seconds": time.perf_counter() - t0,
+                     "value_seconds": sum(e.metrics["value_seconds"] for e in done),
+                     # Each batch's share of its own targets that its update wrote.
+                     "target_written": sum(written) / len(written), "target_written_per_batch": written,
+                     "relative_update_norm": {n: float(d.tensor().norm() / params[n].detach().float().norm())
+                                              for n, d in deltas.items()}},
+                    hashes_before={n: tensor_hash(params[n]) for n in names})
+        return edit.apply(model) if apply else edit
+    except BaseException:
+        for e in reversed(done):
+            if e.applied:
+                e.revert(model)
+        if null_space is not None:
+            null_space.keys = keys_before
+        raise
+    finally:
+        bar.close()
