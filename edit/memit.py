@@ -182,7 +182,7 @@ def capacity_note(written: float, n_requests: int, d_mlp: int, layers: tuple[int
 
     Examples:
         >>> capacity_note(0.57, 1000, 512, (0,))
-        "the update wrote 57% of the edits' targets (1000 edits, layer 0, 512 key dimensions a layer): make fewer edits at once, spread them over more layers or lower mom2_weight"
+        "the update wrote 57% of the edits' targets (1000 edits, layer 0, 512 key dimensions a layer): make fewer at a time (memit_batches, --batch-size) or spread them over more layers"
         >>> capacity_note(0.98, 100, 512, (0,)) is None
         True
     """
@@ -190,7 +190,7 @@ def capacity_note(written: float, n_requests: int, d_mlp: int, layers: tuple[int
         return None
     where = f"layer {layers[0]}" if len(layers) == 1 else f"layers {', '.join(map(str, layers))}"
     return (f"the update wrote {written:.0%} of the edits' targets ({n_requests} edits, {where}, {d_mlp} key "
-            "dimensions a layer): make fewer edits at once, spread them over more layers or lower mom2_weight")
+            "dimensions a layer): make fewer at a time (memit_batches, --batch-size) or spread them over more layers")
 
 
 def memit_site(handle, request: Request, location: Location | None,

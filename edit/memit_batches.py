@@ -9,8 +9,8 @@ the caller's object, so one session can save it and a later one load it. The bat
 come back as one :class:`edit.edit.Edit`, reversible bitwise like any other, and all or
 nothing: a failure or Ctrl-C in any batch leaves the model and the NullSpace as they were.
 
-On the world models plain batches beat one call: 1,000 edits in 100 batches of 10 reach
-efficacy 0.857 against 0.682 at once, at the cost of neighbours (0.656 against 0.737;
+On the world models plain batches beat one call on efficacy: 1,000 edits in 100 batches of 10
+reach 0.866 against 0.682 at once, at the cost of neighbours (0.651 against 0.737;
 benchmarks/memit.py).
 """
 
