@@ -104,12 +104,7 @@ def memit(handle, requests: list[Request], location: Location | None = None,
         EditError: layers out of range, a Location without an MLP site, no requests.
     """
     settings = settings or MemitSettings()
-    if not requests:
-        raise EditError("memit needs at least one request")
-    for r in requests:
-        r.check(handle.tokenizer)
-    if texts is None and handle.world is None:
-        raise EditError(f"model {handle.name!r} has no fact world: pass texts=... for MEMIT's key statistics")
+    check_requests(handle, requests, texts, "memit")
     t0 = time.perf_counter()
     layers, role, location = memit_site(handle, requests[0], location, settings)
     sites, model = handle.sites, handle.model
@@ -165,6 +160,21 @@ def memit(handle, requests: list[Request], location: Location | None = None,
     if (short := capacity_note(reached, len(requests), sites.d_mlp, layers)):
         warnings.warn(short, stacklevel=2)
     return edit.apply(model) if apply else edit
+
+
+def check_requests(handle, requests: list[Request], texts: list[str] | None, editor: str) -> None:
+    """Refuse, in one line, what MEMIT cannot carry out: no requests, a bad one, no text for the statistics.
+
+    Raises:
+        RequestError: a request that cannot be carried out.
+        EditError: no requests, or a model without a world and no ``texts``.
+    """
+    if not requests:
+        raise EditError(f"{editor} needs at least one request")
+    for r in requests:
+        r.check(handle.tokenizer)
+    if texts is None and handle.world is None:
+        raise EditError(f"model {handle.name!r} has no fact world: pass texts=... for MEMIT's key statistics")
 
 
 def _share(got: Float[Tensor, "request d_model"], wanted: Float[Tensor, "request d_model"]) -> float:

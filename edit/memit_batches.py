@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from edit.covariance import key_statistics
 from edit.edit import Edit, EditError, EditSequence, summed, tensor_hash
-from edit.memit import MemitSettings, memit, memit_site
+from edit.memit import MemitSettings, check_requests, memit, memit_site
 from edit.null_space import NullSpace
 from edit.request import Request
 from edit.values import statistics_position
@@ -39,9 +39,9 @@ def memit_batches(handle, requests: list[Request], batch_size: int = 10, setting
         >>> import workbench
         >>> from edit.request import world_request
         >>> h = workbench.load("world", device="cpu")
-        >>> w = h.world
-        >>> reqs = [world_request(w, p, "pet", [c for c in w.relation("pet").candidates
-        ...                                     if c != w.fact(p, "pet").object][0]) for p in list(w.people)[:6]]
+        >>> facts = h.world.facts()[:6]
+        >>> reqs = [world_request(h.world, f.subject, f.relation, next(
+        ...     c for c in h.world.relation(f.relation).candidates if c != f.object)) for f in facts]
         >>> ns = NullSpace.for_layers(h, [0], position="last")
         >>> e = memit_batches(h, reqs, 3, MemitSettings(layers=(0,), token="last"), null_space=ns)
         >>> e.metrics["batches"], ns.edited(0), e.deltas[e.names[0]].rank
@@ -66,14 +66,9 @@ def memit_batches(handle, requests: list[Request], batch_size: int = 10, setting
         EditError: no requests, a batch size under 1, a NullSpace without the edited layers.
     """
     settings = settings or MemitSettings()
-    if not requests:
-        raise EditError("memit_batches needs at least one request")
     if batch_size < 1:
         raise EditError(f"batch size must be at least 1, got {batch_size}")
-    for r in requests:
-        r.check(handle.tokenizer)
-    if texts is None and handle.world is None:
-        raise EditError(f"model {handle.name!r} has no fact world: pass texts=... for MEMIT's key statistics")
+    check_requests(handle, requests, texts, "memit_batches")
     t0 = time.perf_counter()
     layers, role, location = memit_site(handle, requests[0], location, settings)
     if null_space is not None and (missing := [l for l in layers if l not in null_space.projections]):
