@@ -88,7 +88,8 @@ class KeyRows:
             >>> from edit.request import world_request
             >>> h = workbench.load("world")
             >>> p = list(h.world.people)[0]
-            >>> rows = KeyRows.of(h.tokenizer, [world_request(h.world, p, "pet")], "last", ["", "It is well known that"] * 2)
+            >>> r = world_request(h.world, p, "pet")
+            >>> rows = KeyRows.of(h.tokenizer, [r], "last", ["", "It is well known that"] * 2)
             >>> len(rows.ids), rows.weight
             (2, [2, 2])
         """

@@ -30,6 +30,7 @@ from workbench.metrics import pad_right
 from workbench.prefix_cache import PrefixCacheError, Prefixes
 from workbench.tokens import encode_objects, encode_prompts
 
+
 @dataclass(frozen=True)
 class ValueSettings:
     """Settings of the value optimisation; defaults are ROME's for GPT-2 XL.
