@@ -28,10 +28,10 @@ import workbench
 from benchmarks.rome import requests
 from edit.counterfact import score_requests
 from edit.covariance import key_statistics
+from edit.key_states import mean_states
 from edit.memit import MemitSettings, memit
 from edit.memit_batches import memit_batches
 from edit.null_space import NullSpace
-from edit.key_states import mean_states
 from edit.values import ValueSettings, contexts, statistics_position
 
 OUT = Path(__file__).parent / "results" / "memit.json"

@@ -35,9 +35,9 @@ from benchmarks.memit import _brief, simultaneous, write_results
 from benchmarks.rome import requests
 from edit.counterfact import score_requests
 from edit.covariance import KeyStats, key_statistics
+from edit.key_states import mean_states
 from edit.memit import MemitSettings, memit
 from edit.null_space import NullSpace
-from edit.key_states import mean_states
 from edit.values import contexts
 from workbench.metrics import pad_right
 from workbench.tokens import encode_objects, encode_prompts

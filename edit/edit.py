@@ -294,8 +294,8 @@ def summed(deltas: list[Delta]) -> Delta:
         rows, cols = deltas[0].left.shape[0], deltas[0].right.shape[0]
         if sum(d.rank for d in deltas) * (rows + cols) < rows * cols:
             return Delta(left=torch.cat([d.left for d in deltas], 1), right=torch.cat([d.right for d in deltas], 1))
-    total = sum(d.tensor().double() for d in deltas)
-    return Delta(dense=total.to(deltas[0].tensor().dtype))
+    tensors = [d.tensor() for d in deltas]
+    return Delta(dense=sum(t.double() for t in tensors).to(tensors[0].dtype))
 
 
 def _params(model: nn.Module, names: list[str]) -> dict[str, nn.Parameter]:

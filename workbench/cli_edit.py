@@ -137,8 +137,6 @@ def memit_cmd(requests_file: str = typer.Option(..., "--requests", help="JSONL: 
             raise CliError(f"{requests_file}:{i}: {e}") from None
     if not requests:
         raise CliError(f"{requests_file} holds no requests")
-    for r in requests:
-        r.check(h.tokenizer)
     settings = MemitSettings(layers=_layers(layers, h.n_layers), mom2_weight=mom2_weight)
     before = score_requests(h, requests)
     t0 = time.perf_counter()
