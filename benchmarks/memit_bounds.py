@@ -39,7 +39,7 @@ from edit.key_states import mean_states
 from edit.memit import MemitSettings, memit
 from edit.null_space import NullSpace
 from edit.values import contexts
-from workbench.metrics import pad_right
+from workbench.padding import pad_right
 from workbench.tokens import encode_objects, encode_prompts
 
 OUT = Path(__file__).parent / "results" / "memit_bounds.json"

@@ -19,7 +19,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from edit.request import Request
-from workbench.metrics import pad_right
+from workbench.padding import pad_right
 from workbench.tokens import encode_prompts, subject_span
 
 TokenRole = Literal["subject_last", "last"]

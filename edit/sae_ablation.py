@@ -30,7 +30,7 @@ from edit.sae_bake import (Ablation, AblationError, BakeFit, Mode, ablated, abla
                            run_ablated, sae_for, sae_of, score_ablated)
 from locate.location import Location, Site
 from locate.sae_train import SaeSettings
-from workbench.metrics import pad_right
+from workbench.padding import pad_right
 from workbench.tokens import encode_prompts
 
 

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from edit.key_states import TokenRole, distinct, key_position, weighted_mean, with_context
 from edit.request import Request
-from workbench.metrics import pad_right
+from workbench.padding import pad_right
 from workbench.prefix_cache import PrefixCacheError, Prefixes
 from workbench.tokens import encode_objects, encode_prompts
 

@@ -12,24 +12,9 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from workbench.padding import pad_right
 from workbench.prefix_cache import PrefixCacheError, Prefixes
 from workbench.tokens import encode_object, encode_prompts
-
-
-def pad_right(seqs: list[list[int]], pad_id: int) -> tuple[Int[Tensor, "b t"], Int[Tensor, "b t"]]:
-    """Token id lists as one right-padded batch and its attention mask.
-
-    Examples:
-        >>> pad_right([[5, 6], [7]], 0)[0].tolist()
-        [[5, 6], [7, 0]]
-    """
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s)
-        mask[i, : len(s)] = 1
-    return ids, mask
 
 
 def _device(model) -> torch.device:

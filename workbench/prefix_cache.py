@@ -17,6 +17,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from workbench.padding import length_buckets, pad_left
+
 
 class PrefixCacheError(RuntimeError):
     """The model did not fill a key-value cache (it does not support ``use_cache``)."""
@@ -52,30 +54,30 @@ class Prefixes:
     def run(model, prefixes: list[list[int]], pad: int) -> Prefixes:
         """Run ``prefixes`` (token id lists; empty ones allowed) once, left-padded, keeping the cache.
 
+        Rows of very different lengths run in separate passes (:func:`workbench.padding.length_buckets`),
+        each padded only to its own longest; their keys and values are then laid side by side,
+        left-padded to the longest of all, so a continuation starts in the same column for every row.
+
         Raises:
             PrefixCacheError: the model left its key-value cache empty.
         """
-        from transformers import DynamicCache
-
         device = next(model.parameters()).device
-        length = torch.tensor([len(p) for p in prefixes])
-        width = max(1, int(length.max()))
-        ids = torch.full((len(prefixes), width), pad, dtype=torch.long)
-        mask = torch.zeros(len(prefixes), width, dtype=torch.long)
-        for i, p in enumerate(prefixes):
-            if p:
-                ids[i, width - len(p):], mask[i, width - len(p):] = torch.tensor(p), 1
-        # Left padding shifts tokens right: position ids say where each one really is.
-        positions = (mask.cumsum(1) - 1).clamp(min=0)
-        # Only the last position's logits are kept: the others would cost rows x width x vocab.
-        last_only = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
-        cache = DynamicCache()
-        out = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                    past_key_values=cache, use_cache=True, **last_only)
-        past = [(layer.keys, layer.values) for layer in getattr(cache, "layers", [])]
-        if not past or past[0][0] is None or past[0][0].shape[-2] != width:
-            raise PrefixCacheError("the model did not fill its key-value cache")
-        return Prefixes(past, mask.to(device), length.to(device), out.logits[:, -1])
+        _, mask = pad_left(prefixes, pad)
+        length, width = mask.sum(1), mask.shape[1]
+        past: list[tuple[Tensor, Tensor]] = []
+        last_logits = None
+        for bucket in length_buckets([len(p) for p in prefixes]):
+            keys, logits = _run_left_padded(model, [prefixes[i] for i in bucket], pad, device)
+            rows, w = torch.tensor(bucket, device=device), keys[0][0].shape[-2]
+            if not past:
+                past = [(k.new_zeros(len(prefixes), *k.shape[1:-2], width, k.shape[-1]),
+                         v.new_zeros(len(prefixes), *v.shape[1:-2], width, v.shape[-1])) for k, v in keys]
+                last_logits = logits.new_zeros(len(prefixes), logits.shape[-1])
+            # Left-padded in both: a bucket's columns are the last w of the whole width.
+            for (k, v), (k_b, v_b) in zip(past, keys):
+                k[rows, ..., width - w:, :], v[rows, ..., width - w:, :] = k_b, v_b
+            last_logits[rows] = logits
+        return Prefixes(past, mask.to(device), length.to(device), last_logits)
 
     def extend(self, model, rows: Int[Tensor, "n"], ids: Int[Tensor, "n t"], mask: Int[Tensor, "n t"] | None = None):
         """One forward pass of ``ids`` after prefix ``rows[i]`` for each row i; the model's output.
@@ -89,8 +91,28 @@ class Prefixes:
         ids = ids.to(self.mask.device)
         mask = torch.ones_like(ids) if mask is None else mask.to(ids.device)
         cache = DynamicCache()
+        # Every row in order (a first pass over all of them) needs no gathered copy of the cache.
+        every = len(rows) == len(self.mask) and bool((rows == torch.arange(len(rows), device=rows.device)).all())
         for i, (k, v) in enumerate(self.past):
-            cache.update(k[rows], v[rows], i)
+            cache.update(k, v, i) if every else cache.update(k[rows], v[rows], i)
         positions = self.length[rows, None] + torch.arange(ids.shape[1], device=ids.device)
         return model(input_ids=ids, attention_mask=torch.cat([self.mask[rows], mask], 1), position_ids=positions,
                      past_key_values=cache, use_cache=True)
+
+
+def _run_left_padded(model, prefixes: list[list[int]], pad: int, device) -> tuple[list[tuple[Tensor, Tensor]], Tensor]:
+    """One pass of left-padded ``prefixes``: per layer its keys and values, and the last position's logits."""
+    from transformers import DynamicCache
+
+    ids, mask = pad_left(prefixes, pad)
+    # Left padding shifts tokens right: position ids say where each one really is.
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    # Only the last position's logits are kept: the others would cost rows x width x vocab.
+    last_only = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    cache = DynamicCache()
+    out = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                past_key_values=cache, use_cache=True, **last_only)
+    past = [(layer.keys, layer.values) for layer in getattr(cache, "layers", [])]
+    if not past or past[0][0] is None or past[0][0].shape[-2] != ids.shape[1]:
+        raise PrefixCacheError("the model did not fill its key-value cache")
+    return past, out.logits[:, -1]

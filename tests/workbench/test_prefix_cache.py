@@ -5,6 +5,7 @@ import torch
 
 from tiny_models import FAMILIES, tiny_tokenizer, tiny_word_model
 from workbench.metrics import candidate_logprobs
+from workbench.padding import length_buckets
 from workbench.prefix_cache import PrefixCacheError, Prefixes
 
 
@@ -30,6 +31,27 @@ def test_continuations_match_whole_rows(family):
     for r, (i, t) in enumerate(zip(rows.tolist(), tails)):
         whole = _whole(model, prefixes[i] + t)[len(prefixes[i]):]
         torch.testing.assert_close(out[r, :len(t)], whole, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_prefixes_of_very_different_lengths_run_apart_and_continue_as_whole_rows(family):
+    # Enough rows that short and long prefixes run in passes of their own, then share one cache.
+    model, tok = tiny_word_model(family), tiny_tokenizer()
+    short, long = tok("Paris").input_ids, tok("the cat sat on the mat in the capital of Italy").input_ids
+    prefixes = [short, long, []] * 200
+    assert len(length_buckets([len(p) for p in prefixes])) > 1
+    calls = []
+    handle = model.register_forward_pre_hook(lambda m, args, kwargs: calls.append(1), with_kwargs=True)
+    pre = Prefixes.run(model, prefixes, tok.pad_token_id)
+    handle.remove()
+    assert len(calls) > 1 and pre.mask.shape[1] == len(long)
+    rows = torch.tensor([0, 1, 3, 4, 598])
+    with torch.no_grad():
+        out = pre.extend(model, rows, torch.tensor([[7, 8]] * len(rows))).logits
+    for r, i in enumerate(rows.tolist()):
+        p = prefixes[i]
+        torch.testing.assert_close(pre.last_logits[i], _whole(model, p)[-1], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(out[r], _whole(model, p + [7, 8])[len(p):], atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -40,7 +40,7 @@ from jaxtyping import Float
 from scipy.stats import mannwhitneyu
 from torch import Tensor
 
-from workbench.metrics import pad_right
+from workbench.padding import pad_right
 from workbench.tokens import encode_prompts
 from workbench.world.facts import Fact, World
 

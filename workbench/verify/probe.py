@@ -27,9 +27,9 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from workbench.metrics import pad_right
-from workbench.verify.candidates import CandidateTable
+from workbench.padding import pad_right
 from workbench.tokens import encode_object, encode_prompts
+from workbench.verify.candidates import CandidateTable
 from workbench.world.facts import Fact
 
 
