@@ -6,7 +6,8 @@
    as the original MEMIT code does (the batched runs a row's prefix once).
 3. Sequential: 1,000 rewrites in 100 batches of 10, each batch on the model the previous ones
    left, plain and in null-space mode; scores of all 1,000 at the end. Key statistics are the
-   base model's throughout.
+   base model's throughout. The null-space threshold is swept, beside how much of the preserved
+   keys' energy and of the edits' keys' energy each threshold's null space holds.
 A lambda sweep on 1,000 edits records how the trade-off between edits and neighbours moves;
 the same at 100 and 300 edits, spread over every layer, and the spectrum of the 1,000 edits'
 keys, record where one layer's keys run out.
@@ -35,6 +36,8 @@ from edit.null_space import NullSpace
 from edit.values import ValueSettings, contexts, statistics_position
 
 OUT = Path(__file__).parent / "results" / "memit.json"
+# Null-space thresholds (eigenvalues of C below this x the largest): 1e-2 is NullSpace's default.
+THRESHOLDS = (1e-1, 1e-2, 1e-3, 1e-4)
 
 
 def _brief(s: dict) -> dict:
@@ -72,11 +75,21 @@ def key_spectrum(h, reqs, settings: MemitSettings, layer: int) -> dict:
     c = key_statistics(h, layer, progress=False, position=statistics_position(settings.token)).second_moment
     eig = torch.linalg.eigvalsh(c.double())
     ns = NullSpace.for_layers(h, [layer], position=statistics_position(settings.token))
+    vals, vecs = torch.linalg.eigh(c.double())
+    share = {}
+    for threshold in THRESHOLDS:
+        small = vecs[:, vals < threshold * vals.max()]
+        # A null space protects preserved keys only if the edits' keys reach into it more than they do.
+        share[threshold] = {"directions": small.shape[1],
+                            "preserved_energy": float(vals[vals < threshold * vals.max()].sum() / vals.sum()),
+                            "edit_key_energy": float(((keys.double() @ small).pow(2).sum(-1)
+                                                      / keys.double().pow(2).sum(-1)).mean())}
     return {"key_dim": keys.shape[1], "edits": keys.shape[0],
             "directions_for_99pct_of_key_energy": int((energy < 0.99).sum()) + 1,
             "directions_for_999pct_of_key_energy": int((energy < 0.999).sum()) + 1,
             "c_eigenvalues_below_threshold": int((eig < ns.threshold * eig.max()).sum()),
-            "null_space_rank": int(torch.linalg.matrix_rank(ns.projection(layer)))}
+            "null_space_rank": int(torch.linalg.matrix_rank(ns.projection(layer))),
+            "energy_in_null_space": share}
 
 
 def run(model: str, n: int, threads: int) -> dict:
@@ -104,6 +117,9 @@ def run(model: str, n: int, threads: int) -> dict:
     print(model, "sequential null space", out["sequential_null_space"], flush=True)
     out["key_spectrum"] = key_spectrum(h, reqs, base, 0)
     print(model, "key spectrum", out["key_spectrum"], flush=True)
+    out["null_space_thresholds"] = {th: sequential(h, reqs, base, 10, null_space=True, threshold=th)["scores"]
+                                    for th in THRESHOLDS if th != 1e-2}
+    print(model, "null-space thresholds", out["null_space_thresholds"], flush=True)
     out["fewer_edits"] = {k: simultaneous(h, reqs[:k], base)["scores"] for k in (100, 300)}
     print(model, "fewer edits", out["fewer_edits"], flush=True)
     out["every_layer"] = simultaneous(h, reqs, replace(base, layers=tuple(range(h.n_layers))))

@@ -50,8 +50,12 @@ class NullSpace:
                    threshold: float = 1e-2, position: str = "all") -> NullSpace:
         """Projections from the key statistics of ``layers`` (the world's sentences by default).
 
-        AlphaEdit keeps eigenvectors of C whose eigenvalues are below 1e-2 (absolute, on its
-        models); relative to the largest is the same rule made scale-free.
+        AlphaEdit keeps eigenvectors of C whose eigenvalues are below 1e-2, absolute, on its
+        models; here the threshold is relative to the largest, so it does not depend on the
+        keys' scale. It protects preserved keys only as far as the edits' keys reach into the
+        null space more than they do: on the world models they do not (the edited facts are
+        prompts like the preserved ones), and every threshold trades edits for neighbours
+        (benchmarks/memit.py, ``null_space_thresholds``).
         """
         proj = {}
         for layer in layers:
