@@ -158,7 +158,7 @@ def memit(handle, requests: list[Request], location: Location | None = None,
                  "written_fraction": written, "target_written": reached},
                 hashes_before=hashes)
     if (short := capacity_note(reached, len(requests), sites.d_mlp, layers)):
-        warnings.warn(short, stacklevel=2)
+        warnings.warn(short, CapacityWarning, stacklevel=2)
     return edit.apply(model) if apply else edit
 
 
@@ -183,6 +183,10 @@ def _share(got: Float[Tensor, "request d_model"], wanted: Float[Tensor, "request
     return float(((got * wanted).sum(-1) / wanted.pow(2).sum(-1).clamp(min=1e-30)).mean())
 
 
+class CapacityWarning(UserWarning):
+    """An update wrote too little of the edits' target states for all of them to take."""
+
+
 def capacity_note(written: float, n_requests: int, d_mlp: int, layers: tuple[int, ...],
                   floor: float = 0.9) -> str | None:
     """One line if the update wrote less than ``floor`` of the edits' target states; None otherwise.
@@ -198,9 +202,36 @@ def capacity_note(written: float, n_requests: int, d_mlp: int, layers: tuple[int
     """
     if written >= floor:
         return None
-    where = f"layer {layers[0]}" if len(layers) == 1 else f"layers {', '.join(map(str, layers))}"
-    return (f"the update wrote {written:.0%} of the edits' targets ({n_requests} edits, {where}, {d_mlp} key "
-            "dimensions a layer): make fewer at a time (memit_batches, --batch-size) or spread them over more layers")
+    return (f"the update wrote {written:.0%} of the edits' targets ({n_requests} edits, {_layers_phrase(layers)}, "
+            f"{d_mlp} key dimensions a layer): make fewer at a time (memit_batches, --batch-size) or spread them over "
+            "more layers")
+
+
+def batches_capacity_note(written: list[float], batch_size: int, d_mlp: int, layers: tuple[int, ...],
+                          floor: float = 0.9) -> str | None:
+    """One line if any batch's update wrote less than ``floor`` of its targets; None otherwise.
+
+    In sequence the share falls batch by batch (each solves on the model the earlier left, and
+    in null-space mode against their keys too), so one line says how many fell short and where.
+
+    Examples:
+        >>> batches_capacity_note([0.95, 0.8, 0.5], 10, 512, (0,))
+        "2 of 3 batches' updates wrote less than 90% of their targets (lowest 50%, batch 3; 10 edits a batch, layer 0, 512 key dimensions a layer): later batches find less room; make fewer edits in all or spread them over more layers"
+        >>> batches_capacity_note([0.95, 0.93], 10, 512, (0,)) is None
+        True
+    """
+    short = [w for w in written if w < floor]
+    if not short:
+        return None
+    low = min(range(len(written)), key=written.__getitem__)
+    return (f"{len(short)} of {len(written)} batches' updates wrote less than {floor:.0%} of their targets (lowest "
+            f"{written[low]:.0%}, batch {low + 1}; {batch_size} edits a batch, {_layers_phrase(layers)}, {d_mlp} key "
+            "dimensions a layer): later batches find less room; make fewer edits in all or spread them over more "
+            "layers")
+
+
+def _layers_phrase(layers: tuple[int, ...]) -> str:
+    return f"layer {layers[0]}" if len(layers) == 1 else f"layers {', '.join(map(str, layers))}"
 
 
 def memit_site(handle, request: Request, location: Location | None,

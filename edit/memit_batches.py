@@ -17,13 +17,15 @@ benchmarks/memit.py).
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, replace
 
 from tqdm.auto import tqdm
 
 from edit.covariance import key_statistics
 from edit.edit import Edit, EditError, EditSequence, summed, tensor_hash
-from edit.memit import MemitSettings, check_requests, memit, memit_site
+from edit.memit import (CapacityWarning, MemitSettings, batches_capacity_note, capacity_note, check_requests, memit,
+                         memit_site)
 from edit.null_space import NullSpace
 from edit.request import Request
 from edit.values import statistics_position
@@ -83,12 +85,18 @@ def memit_batches(handle, requests: list[Request], batch_size: int = 10, setting
     bar = tqdm(total=len(requests), desc="memit batches", unit="edit", leave=False,
                disable=not progress or len(starts) <= 1)
     try:
-        for start in starts:
-            chunk = requests[start:start + batch_size]
-            done.append(memit(handle, chunk, location, fixed, texts, null_space=null_space, statistics=stats,
-                              progress=False))
-            bar.update(len(chunk))
+        with warnings.catch_warnings():  # one line for all batches, below, not one a batch
+            warnings.simplefilter("ignore", CapacityWarning)
+            for start in starts:
+                chunk = requests[start:start + batch_size]
+                done.append(memit(handle, chunk, location, fixed, texts, null_space=null_space, statistics=stats,
+                                  progress=False))
+                bar.update(len(chunk))
         written = [e.metrics["target_written"] for e in done]
+        note = (capacity_note(written[0], len(requests), handle.sites.d_mlp, layers) if len(done) == 1
+                else batches_capacity_note(written, batch_size, handle.sites.d_mlp, layers))
+        if note:
+            warnings.warn(note, CapacityWarning, stacklevel=2)
         if len(done) == 1:  # all at once: memit's own Edit, with its factors and metrics
             edit = done[0]
             edit.settings["batch_size"] = batch_size
@@ -118,3 +126,4 @@ def memit_batches(handle, requests: list[Request], batch_size: int = 10, setting
         raise
     finally:
         bar.close()
+

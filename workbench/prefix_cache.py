@@ -64,9 +64,13 @@ class Prefixes:
         device = next(model.parameters()).device
         _, mask = pad_left(prefixes, pad)
         length, width = mask.sum(1), mask.shape[1]
-        past: list[tuple[Tensor, Tensor]] = []
+        buckets = length_buckets([len(p) for p in prefixes])
+        if len(buckets) == 1:
+            past, logits = _run_left_padded(model, prefixes, pad, device)
+            return Prefixes(past, mask.to(device), length.to(device), logits)
+        past = []
         last_logits = None
-        for bucket in length_buckets([len(p) for p in prefixes]):
+        for bucket in buckets:
             keys, logits = _run_left_padded(model, [prefixes[i] for i in bucket], pad, device)
             rows, w = torch.tensor(bucket, device=device), keys[0][0].shape[-2]
             if not past:

@@ -1,6 +1,7 @@
 """MEMIT batch after batch: the same updates as calls one after another, as one reversible, all-or-nothing Edit."""
 
 import dataclasses
+import warnings
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ import torch
 import edit.memit_batches as mb
 import workbench
 from edit.edit import EditError, EditSequence, tensor_hash
-from edit.memit import MemitSettings, memit
+from edit.memit import CapacityWarning, MemitSettings, memit
 from edit.memit_batches import memit_batches
 from edit.null_space import NullSpace
 from edit.request import RequestError, world_request
@@ -70,6 +71,24 @@ def test_a_failing_batch_leaves_model_and_null_space_as_they_were(fresh, world, 
     with pytest.raises(KeyboardInterrupt):
         memit_batches(fresh, reqs, 3, SETTINGS, null_space=ns)
     assert _hashes(fresh.model) == before and ns.edited(0) == 0
+
+
+def test_batches_that_write_too_little_say_so_in_one_warning(fresh, world):
+    # lambda 1e6: C outweighs the edits' keys, so no batch writes 90% of its targets.
+    reqs = _requests(world, list(world.people)[220:226])
+    heavy = dataclasses.replace(SETTINGS, mom2_weight=1e6)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        e = memit_batches(fresh, reqs, 2, heavy)
+    e.revert(fresh.model)
+    notes = [w for w in seen if issubclass(w.category, CapacityWarning)]
+    assert len(notes) == 1 and max(e.metrics["target_written_per_batch"]) < 0.9
+    assert str(notes[0].message).startswith("3 of 3 batches' updates wrote less than 90% of their targets")
+    with warnings.catch_warnings(record=True) as seen:  # one batch: memit's own line, once
+        warnings.simplefilter("always")
+        memit_batches(fresh, reqs, 6, heavy).revert(fresh.model)
+    notes = [str(w.message) for w in seen if issubclass(w.category, CapacityWarning)]
+    assert len(notes) == 1 and notes[0].startswith("the update wrote")
 
 
 def test_refusals(fresh, world):

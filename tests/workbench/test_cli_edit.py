@@ -53,6 +53,11 @@ def test_memit_says_in_one_line_when_the_layer_cannot_take_the_edits(capsys, wor
     assert code == 0 and json.loads(out)["target_written"] < 0.9
     warning = [line for line in err.splitlines() if "wrote" in line]
     assert len(warning) == 1 and warning[0].startswith("workbench: warning: the update wrote")
+    code, _, err = run(capsys, "edit", "memit", "--requests", str(f), "--layers", "0", "--mom2-weight", "1e6",
+                       "--batch-size", "1")
+    warning = [line for line in err.splitlines() if "wrote" in line]
+    assert code == 0 and len(warning) == 1
+    assert warning[0].startswith("workbench: warning: 2 of 2 batches' updates wrote less than 90%")
 
 
 def test_memit_in_batches_in_null_space_mode_with_its_patch(capsys, world, tmp_path):
