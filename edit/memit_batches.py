@@ -92,6 +92,7 @@ def memit_batches(handle, requests: list[Request], batch_size: int = 10, setting
                 done.append(memit(handle, chunk, location, fixed, texts, null_space=null_space, statistics=stats,
                                   progress=False))
                 bar.update(len(chunk))
+        bar.close()  # cleared before the warning below, so that it gets a line of its own
         written = [e.metrics["target_written"] for e in done]
         note = (capacity_note(written[0], len(requests), handle.sites.d_mlp, layers) if len(done) == 1
                 else batches_capacity_note(written, batch_size, handle.sites.d_mlp, layers))
