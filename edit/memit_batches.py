@@ -127,4 +127,3 @@ def memit_batches(handle, requests: list[Request], batch_size: int = 10, setting
         raise
     finally:
         bar.close()
-
