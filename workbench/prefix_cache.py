@@ -62,22 +62,24 @@ class Prefixes:
             PrefixCacheError: the model left its key-value cache empty.
         """
         device = next(model.parameters()).device
-        _, mask = pad_left(prefixes, pad)
+        ids, mask = pad_left(prefixes, pad)
         length, width = mask.sum(1), mask.shape[1]
-        buckets = length_buckets([len(p) for p in prefixes])
+        buckets = length_buckets(length.tolist())
         if len(buckets) == 1:
-            past, logits = _run_left_padded(model, prefixes, pad, device)
+            past, logits = _run_left_padded(model, ids, mask, device)
             return Prefixes(past, mask.to(device), length.to(device), logits)
         past = []
         last_logits = None
         for bucket in buckets:
-            keys, logits = _run_left_padded(model, [prefixes[i] for i in bucket], pad, device)
-            rows, w = torch.tensor(bucket, device=device), keys[0][0].shape[-2]
+            # Left-padded: a bucket padded to its own longest (w) is the last w columns of the whole.
+            rows = torch.tensor(bucket)
+            w = max(1, int(length[rows].max()))
+            keys, logits = _run_left_padded(model, ids[rows, width - w:], mask[rows, width - w:], device)
+            rows = rows.to(device)
             if not past:
                 past = [(k.new_zeros(len(prefixes), *k.shape[1:-2], width, k.shape[-1]),
                          v.new_zeros(len(prefixes), *v.shape[1:-2], width, v.shape[-1])) for k, v in keys]
                 last_logits = logits.new_zeros(len(prefixes), logits.shape[-1])
-            # Left-padded in both: a bucket's columns are the last w of the whole width.
             for (k, v), (k_b, v_b) in zip(past, keys):
                 k[rows, ..., width - w:, :], v[rows, ..., width - w:, :] = k_b, v_b
             last_logits[rows] = logits
@@ -104,11 +106,11 @@ class Prefixes:
                      past_key_values=cache, use_cache=True)
 
 
-def _run_left_padded(model, prefixes: list[list[int]], pad: int, device) -> tuple[list[tuple[Tensor, Tensor]], Tensor]:
-    """One pass of left-padded ``prefixes``: per layer its keys and values, and the last position's logits."""
+def _run_left_padded(model, ids: Int[Tensor, "n w"], mask: Int[Tensor, "n w"],
+                     device) -> tuple[list[tuple[Tensor, Tensor]], Tensor]:
+    """One pass of left-padded prefixes: per layer its keys and values, and the last position's logits."""
     from transformers import DynamicCache
 
-    ids, mask = pad_left(prefixes, pad)
     # Left padding shifts tokens right: position ids say where each one really is.
     positions = (mask.cumsum(1) - 1).clamp(min=0)
     # Only the last position's logits are kept: the others would cost rows x width x vocab.
