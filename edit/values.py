@@ -9,13 +9,16 @@ rather than one optimisation after another as in the original MEMIT code. Adam i
 so each request's trajectory is the one it would have alone; a request that has converged is
 frozen while the rest go on. The model is causal and the delta enters at the key position, so
 every row's tokens before it are run once and kept as keys and values; each step runs only the
-key position and the object's tokens after it (one or two tokens a row, instead of a dozen).
+key position and the object's tokens after it (one or two tokens a row, instead of a dozen), and
+starts after the edited layer: blocks up to it compute the same every step, so their output is
+read once (:mod:`workbench.block_skip`).
 A request's identical rows (sampled prefixes repeat: the world model's 10 are 3 distinct texts)
 run once, weighted by how often they occur, so the objective is the same mean over prefixes.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -26,6 +29,7 @@ from tqdm.auto import tqdm
 
 from edit.key_states import TokenRole, distinct, key_position, weighted_mean, with_context
 from edit.request import Request
+from workbench.block_skip import blocks_skipped
 from workbench.padding import pad_right
 from workbench.prefix_cache import PrefixCacheError, Prefixes
 from workbench.tokens import encode_objects, encode_prompts
@@ -216,9 +220,7 @@ def _optimise(handle, layer, requests, role, ctxs, s: ValueSettings) -> Values:
     seen: list[Tensor] = []
 
     def add_delta(module, args, out):
-        x = out[0] if isinstance(out, tuple) else out
-        r = torch.arange(x.shape[0], device=x.device)
-        x = x.index_put((r, now["pos"]), x[r, now["pos"]] + now["delta"].to(x.dtype))
+        x = _add_at(out[0] if isinstance(out, tuple) else out, now["pos"], now["delta"])
         return (x, *out[1:]) if isinstance(out, tuple) else x
 
     params = list(model.parameters())
@@ -229,6 +231,9 @@ def _optimise(handle, layer, requests, role, ctxs, s: ValueSettings) -> Values:
         lambda m, args, out: seen.append((out[0] if isinstance(out, tuple) else out)[
             torch.arange(n_rows, device=dev), t.pos].detach()))
     hook = sites.module(model, layer, "mlp").register_forward_hook(add_delta)
+    # Block `layer`'s output in the unedited pass: steps start after it (see `_steps_from`).
+    outputs: list = []
+    grab = sites.module(model, layer, "resid").register_forward_hook(lambda m, args, out: outputs.append(out))
     try:
         for p in params:
             p.requires_grad_(False)  # only delta is optimised; the weights stay as they are
@@ -237,6 +242,8 @@ def _optimise(handle, layer, requests, role, ctxs, s: ValueSettings) -> Values:
             logits = frame.run(model, torch.arange(n_rows, device=dev)).logits.float()
             t.base_last = logits[torch.arange(n_rows, device=dev), t.last].log_softmax(-1)
         capture.remove()
+        grab.remove()
+        skip, block_out = _steps_from(frame, layer, outputs[0])
         original = weighted_mean(seen[0][t.is_edit].float(), t.owner[t.is_edit], t.weight[t.is_edit], n_req)
         scale = original.pow(2).mean(-1, keepdim=True).sqrt().clamp(min=1e-6)
         opt = torch.optim.Adam([z], lr=s.lr)
@@ -248,8 +255,11 @@ def _optimise(handle, layer, requests, role, ctxs, s: ValueSettings) -> Values:
             sub = t.take(live_rows)
             opt.zero_grad()
             delta = z * scale
-            now.update(pos=sub.pos, delta=delta[sub.owner])
-            logp = frame.run(model, live_rows).logits.float().log_softmax(-1)
+            row_delta = delta[sub.owner]
+            now.update(pos=sub.pos, delta=row_delta)
+            with (blocks_skipped(model, sites, layer, lambda: _add_at(block_out[live_rows], sub.pos, row_delta))
+                  if skip else nullcontext()):
+                logp = frame.run(model, live_rows, skip).logits.float().log_softmax(-1)
             per_req, fit = _objective(logp, sub, n_req, delta, original, s)
             live = ~done
             for b in live.nonzero().flatten().tolist():
@@ -267,9 +277,28 @@ def _optimise(handle, layer, requests, role, ctxs, s: ValueSettings) -> Values:
     finally:
         hook.remove()
         capture.remove()
+        grab.remove()
         for p, f in zip(params, flags):
             p.requires_grad_(f)
     return Values((z * scale).detach(), original.detach(), history)
+
+
+def _add_at(x: Float[Tensor, "row seq d"], pos: Tensor, delta: Float[Tensor, "row d"]) -> Float[Tensor, "row seq d"]:
+    r = torch.arange(x.shape[0], device=x.device)
+    return x.index_put((r, pos), x[r, pos] + delta.to(x.dtype))
+
+
+def _steps_from(frame: _Frame, layer: int, block_out) -> tuple[int, Tensor | None]:
+    """Blocks each step can skip, and block ``layer``'s unedited output they are replaced by.
+
+    The delta enters at ``layer``'s MLP output, which every listed family adds to the residual
+    stream as it is, so block ``layer``'s output moves by exactly delta and nothing up to it
+    changes. Only with a prefix cache (each step runs the same suffix tokens) and where a block
+    returns the residual stream itself; otherwise every block runs.
+    """
+    if frame.prefixes is None or not isinstance(block_out, Tensor):
+        return 0, None
+    return layer + 1, block_out.detach()
 
 
 @dataclass
@@ -302,11 +331,11 @@ class _Frame:
         """Token indices of the rows in the step's columns."""
         return torch.tensor(index, device=self.offset.device) - self.offset
 
-    def run(self, model, rows: Tensor):
-        """One forward pass of the given rows (the hooks on the model act as usual)."""
+    def run(self, model, rows: Tensor, skip: int = 0):
+        """One forward pass of the given rows (the hooks on the model act as usual); ``skip``: see `_steps_from`."""
         if self.prefixes is None:
             return model(input_ids=self.ids[rows], attention_mask=self.mask[rows])
-        return self.prefixes.extend(model, rows, self.ids[rows], self.mask[rows])
+        return self.prefixes.extend(model, rows, self.ids[rows], self.mask[rows], skip)
 
 
 @dataclass

@@ -85,11 +85,14 @@ class Prefixes:
             last_logits[rows] = logits
         return Prefixes(past, mask.to(device), length.to(device), last_logits)
 
-    def extend(self, model, rows: Int[Tensor, "n"], ids: Int[Tensor, "n t"], mask: Int[Tensor, "n t"] | None = None):
+    def extend(self, model, rows: Int[Tensor, "n"], ids: Int[Tensor, "n t"], mask: Int[Tensor, "n t"] | None = None,
+               skip: int = 0):
         """One forward pass of ``ids`` after prefix ``rows[i]`` for each row i; the model's output.
 
         ``ids`` are right-padded continuations (``mask`` marks their real tokens). Hooks on the
-        model act as usual, on the continuation's tokens only.
+        model act as usual, on the continuation's tokens only. ``skip``: blocks below it will not
+        run (:func:`workbench.block_skip.blocks_skipped`), so their keys and values are not copied
+        out for the rows; a one-row placeholder gives the cache its length.
         """
         from transformers import DynamicCache
 
@@ -100,7 +103,10 @@ class Prefixes:
         # Every row in order (a first pass over all of them) needs no gathered copy of the cache.
         every = len(rows) == len(self.mask) and bool((rows == torch.arange(len(rows), device=rows.device)).all())
         for i, (k, v) in enumerate(self.past):
-            cache.update(k, v, i) if every else cache.update(k[rows], v[rows], i)
+            if i < skip:
+                cache.update(k[:1], v[:1], i)
+            else:
+                cache.update(k, v, i) if every else cache.update(k[rows], v[rows], i)
         positions = self.length[rows, None] + torch.arange(ids.shape[1], device=ids.device)
         return model(input_ids=ids, attention_mask=torch.cat([self.mask[rows], mask], 1), position_ids=positions,
                      past_key_values=cache, use_cache=True)

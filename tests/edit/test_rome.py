@@ -98,13 +98,16 @@ def test_interrupt_leaves_the_model_unchanged(fresh, world):
         if len(calls) == 3:  # inside the value optimisation
             raise KeyboardInterrupt
 
-    hook = fresh.sites.module(fresh.model, 0, "mlp").register_forward_hook(interrupt)
+    # The last layer: its steps skip the edited layer's block, this one runs in every pass.
+    hook = fresh.sites.module(fresh.model, -1, "mlp").register_forward_hook(interrupt)
     try:
         with pytest.raises(KeyboardInterrupt):
             rome(fresh, r, settings=RomeSettings(layer=0, token="last", contexts=0))
     finally:
         hook.remove()
     assert _hashes(fresh.model) == before and all(p.requires_grad for p in fresh.model.parameters())
+    # Interrupted in a step, while the edited layer's block was skipped: it runs again.
+    assert not any("forward" in fresh.sites.module(fresh.model, i, "resid").__dict__ for i in range(fresh.n_layers))
 
 
 def test_refusals(fresh, world):

@@ -77,3 +77,21 @@ def test_a_repeated_prefix_runs_once_and_counts_as_often_as_it_occurs(handle, wo
     first = {n: [l[0] for l in optimise_values(handle, 0, reqs, "last", c, ValueSettings(steps=1)).losses]
              for n, c in (("bare", [""]), ("x", [x]), ("both", ["", x, x]))}
     assert first["both"] == pytest.approx([(a + 2 * b) / 3 for a, b in zip(first["bare"], first["x"])], rel=1e-5)
+
+
+def test_steps_start_after_the_edited_layer(handle, world):
+    # Blocks up to the edited layer compute the same every step: only the prefix and the
+    # unedited pass run them; with full passes they run every step.
+    reqs = _requests(world, 2)
+    for reuse, skipped in ((True, True), (False, False)):
+        ran = {0: 0, 2: 0}
+        hooks = [handle.sites.module(handle.model, i, "mlp").register_forward_hook(
+            lambda m, a, o, i=i: ran.__setitem__(i, ran[i] + 1)) for i in ran]
+        try:
+            v = optimise_values(handle, 1, reqs, "last", [""], ValueSettings(steps=4, reuse_prefix=reuse))
+        finally:
+            for x in hooks:
+                x.remove()
+        steps = max(len(x) for x in v.losses)
+        assert steps > 1
+        assert ran[2] - ran[0] == (steps if skipped else 0)
