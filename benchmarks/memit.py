@@ -68,22 +68,32 @@ def sequential(h, reqs, settings: MemitSettings, batch: int, null_space: bool, t
 
 
 def value_timings(h, reqs, ways: dict[str, MemitSettings], rounds: int = 2,
-                  first: dict[str, float] | None = None) -> dict:
+                  first: dict[str, float] | None = None, values: dict | None = None) -> dict:
     """Seconds of the value optimisation alone, each way once a round, the ways interleaved.
 
     The least of each way's times is the one compared: other load on the machine only ever adds
     to a time, and interleaving keeps a slow spell from landing on one way alone. ``first``: a
     round already timed (the quality runs' ``value_seconds``, run one way after another), which
-    counts as one of the ``rounds``.
+    counts as one of the ``rounds``. ``values``: filled with each way's last result.
     """
     times: dict[str, list[float]] = {k: [first[k]] if first else [] for k in ways}
     for _ in range(rounds - bool(first)):
         for k, settings in ways.items():
             ctxs = contexts(h, settings.contexts, settings.context_length, settings.seed)
+            _sync(h.device)
             t0 = time.perf_counter()
-            optimise_values(h, settings.layers[-1], reqs, settings.token, ctxs, settings.values, progress=False)
+            v = optimise_values(h, settings.layers[-1], reqs, settings.token, ctxs, settings.values, progress=False)
+            _sync(h.device)
             times[k].append(time.perf_counter() - t0)
+            if values is not None:
+                values[k] = v
     return {"seconds": times, "best": {k: min(t) for k, t in times.items()}, "rounds": rounds}
+
+
+def _sync(device) -> None:
+    # A GPU runs kernels asynchronously: a time is only taken once they have finished.
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def key_spectrum(h, reqs, settings: MemitSettings, layer: int) -> dict:
