@@ -243,7 +243,7 @@ def _optimise(handle, layer, requests, role, ctxs, s: ValueSettings) -> Values:
             t.base_last = logits[torch.arange(n_rows, device=dev), t.last].log_softmax(-1)
         capture.remove()
         grab.remove()
-        skip, block_out = _steps_from(frame, layer, outputs[0])
+        skip, block_out = _steps_from(frame, layer % sites.n_layers, outputs[0])
         original = weighted_mean(seen[0][t.is_edit].float(), t.owner[t.is_edit], t.weight[t.is_edit], n_req)
         scale = original.pow(2).mean(-1, keepdim=True).sqrt().clamp(min=1e-6)
         opt = torch.optim.Adam([z], lr=s.lr)

@@ -44,9 +44,10 @@ def blocks_skipped(model: nn.Module, sites, through: int,
     Args:
         model: A Hugging Face causal LM of a family the site map knows.
         sites: Its :class:`workbench.sites.SiteMap`.
-        through: The last block not run.
+        through: The last block not run (negative counts from the end).
         output: Called once per forward pass: block ``through``'s output for that pass's batch.
     """
+    through = through + sites.n_layers if through < 0 else through
     blocks = [sites.module(model, i, "resid") for i in range(through + 1)]
     # An instance attribute may already be there (accelerate's offloading wraps forward so).
     saved = [b.__dict__.get("forward") for b in blocks]

@@ -83,12 +83,12 @@ def test_steps_start_after_the_edited_layer(handle, world):
     # Blocks up to the edited layer compute the same every step: only the prefix and the
     # unedited pass run them; with full passes they run every step.
     reqs = _requests(world, 2)
-    for reuse, skipped in ((True, True), (False, False)):
+    for reuse, skipped, layer in ((True, True, 1), (True, True, -3), (False, False, 1)):
         ran = {0: 0, 2: 0}
         hooks = [handle.sites.module(handle.model, i, "mlp").register_forward_hook(
             lambda m, a, o, i=i: ran.__setitem__(i, ran[i] + 1)) for i in ran]
         try:
-            v = optimise_values(handle, 1, reqs, "last", [""], ValueSettings(steps=4, reuse_prefix=reuse))
+            v = optimise_values(handle, layer, reqs, "last", [""], ValueSettings(steps=4, reuse_prefix=reuse))
         finally:
             for x in hooks:
                 x.remove()

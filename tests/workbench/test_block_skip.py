@@ -19,10 +19,11 @@ def _block_outputs(h, layer: int, ids):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("layer", [0, 1])
+@pytest.mark.parametrize("layer", [0, 1, -2])
 def test_resumed_model_gives_the_logits_of_the_whole(family, layer):
     h = tiny_handle(family, n_layers=3)
     full, out = _block_outputs(h, layer, IDS)
+    layer %= 3
     ran = []
     inner = [h.sites.module(h.model, i, "mlp").register_forward_hook(lambda m, a, o, i=i: ran.append(i))
              for i in range(3)]
