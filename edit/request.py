@@ -9,7 +9,7 @@ must not move) and keep prompts (the subject's other facts, held close while opt
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 from workbench.tokens import EncodingError, encode_object, subject_span
 
@@ -80,7 +80,15 @@ class Request:
         return self
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields as a dict (what an Edit's manifest records).
+
+        Examples:
+            >>> Request("Ann", "Ann was born in", "Oslo", "Lima", neighbours=(("Bo was born in", "Rome"),)).to_dict()["neighbours"]
+            (('Bo was born in', 'Rome'),)
+        """
+        # The fields are strings and tuples of them, which need no copy; dataclasses.asdict's deep
+        # copy took a third of a second for 1,000 requests.
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def world_request(world, person: str, relation: str, new_object: str | None = None,
