@@ -121,6 +121,14 @@ def key_spectrum(h, reqs, settings: MemitSettings, layer: int) -> dict:
             "energy_in_null_space": share}
 
 
+def value_ways(base: MemitSettings) -> dict[str, MemitSettings]:
+    """The value optimisation three ways: batched; one request at a time with the same prefix reuse;
+    and one at a time with every token of every row run each step, as the original MEMIT code does."""
+    one = replace(base, values=ValueSettings(reference="resid", batch_requests=1))
+    return {"batched": base, "one_by_one": one,
+            "one_by_one_full_passes": replace(one, values=replace(one.values, reuse_prefix=False))}
+
+
 def run(model: str, n: int, threads: int) -> dict:
     torch.set_num_threads(threads)
     h = workbench.load(model, device="cpu")
@@ -130,14 +138,11 @@ def run(model: str, n: int, threads: int) -> dict:
     out = {"model": model, "edits": n, "threads": threads}
     out["simultaneous"] = simultaneous(h, reqs, base)
     print(model, "simultaneous", out["simultaneous"], flush=True)
-    one = replace(base, values=ValueSettings(reference="resid", batch_requests=1))
-    out["values_one_by_one"] = simultaneous(h, reqs, one)
+    ways = value_ways(base)
+    out["values_one_by_one"] = simultaneous(h, reqs, ways["one_by_one"])
     print(model, "one by one", out["values_one_by_one"], flush=True)
-    # As the original MEMIT code does it: one request at a time, every token of every row each step.
-    original = replace(base, values=ValueSettings(reference="resid", batch_requests=1, reuse_prefix=False))
-    out["values_one_by_one_full_passes"] = simultaneous(h, reqs, original)
+    out["values_one_by_one_full_passes"] = simultaneous(h, reqs, ways["one_by_one_full_passes"])
     print(model, "one by one, full passes", out["values_one_by_one_full_passes"], flush=True)
-    ways = {"batched": base, "one_by_one": one, "one_by_one_full_passes": original}
     quality_runs = {"batched": "simultaneous", "one_by_one": "values_one_by_one",
                     "one_by_one_full_passes": "values_one_by_one_full_passes"}
     out["value_timings"] = value_timings(h, reqs, ways, first={k: out[q]["value_seconds"] for k, q in quality_runs.items()})

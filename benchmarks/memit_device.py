@@ -19,26 +19,21 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 import workbench
-from benchmarks.memit import value_timings
+from benchmarks.memit import value_timings, value_ways
 from benchmarks.rome import requests
 from edit.counterfact import score_requests
 from edit.edit import tensor_hash
 from edit.memit import MemitSettings, memit
 from edit.rome import rome
-from edit.values import ValueSettings
 
 RESULTS = Path(__file__).parent / "results"
 BASE = MemitSettings(layers=(0,), token="last")
-WAYS = {"batched": BASE,
-        "one_by_one": replace(BASE, values=ValueSettings(reference="resid", batch_requests=1)),
-        "one_by_one_full_passes": replace(BASE, values=ValueSettings(reference="resid", batch_requests=1,
-                                                                     reuse_prefix=False))}
+WAYS = value_ways(BASE)
 
 
 def speed(model: str, device: str, n: int, rounds: int) -> dict:

@@ -1,28 +1,19 @@
 """The rank-one editors on the world model loaded in half precision, as on a GPU."""
 
-import random
-
 import pytest
 import torch
 
 import workbench
+from benchmarks.rome import requests
 from edit.counterfact import score_requests
 from edit.edit import tensor_hash
 from edit.memit import MemitSettings, memit
-from edit.request import world_request
 from edit.rome import rome
 
 
 @pytest.fixture(scope="module")
 def half():
     return workbench.load("world", device="cpu", dtype="bfloat16")
-
-
-def requests(world, n: int, seed: int):
-    rng = random.Random(seed)
-    facts = rng.sample(world.facts(), n)
-    return [world_request(world, f.subject, f.relation,
-                          rng.choice([c for c in world.relation(f.relation).candidates if c != f.object])) for f in facts]
 
 
 def _hashes(model):
