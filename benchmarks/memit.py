@@ -27,13 +27,13 @@ from pathlib import Path
 import torch
 
 import workbench
-from benchmarks.rome import requests
 from edit.counterfact import score_requests
 from edit.covariance import key_statistics
 from edit.key_states import mean_states
 from edit.memit import MemitSettings, memit
 from edit.memit_batches import memit_batches
 from edit.null_space import NullSpace
+from edit.request import random_rewrites
 from edit.values import ValueSettings, contexts, optimise_values, statistics_position
 
 OUT = Path(__file__).parent / "results" / "memit.json"
@@ -132,7 +132,7 @@ def value_ways(base: MemitSettings) -> dict[str, MemitSettings]:
 def run(model: str, n: int, threads: int) -> dict:
     torch.set_num_threads(threads)
     h = workbench.load(model, device="cpu")
-    reqs = requests(h.world, n)
+    reqs = random_rewrites(h.world, n)
     base = MemitSettings(layers=(0,), token="last")
     memit(h, reqs[:2], settings=base).revert(h.model)  # warm-up: statistics cached, contexts sampled
     out = {"model": model, "edits": n, "threads": threads}

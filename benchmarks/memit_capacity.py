@@ -30,8 +30,8 @@ import torch
 import workbench
 from benchmarks.memit import sequential, simultaneous
 from benchmarks.memit_bounds import BASE
-from benchmarks.rome import requests
 from edit.covariance import cache_dir
+from edit.request import random_rewrites
 from edit.rome import site_of, trace_location
 from workbench.world.train import TrainSettings, train
 
@@ -52,7 +52,7 @@ def wide_model(d_mlp: int) -> Path:
 def edit_counts(model: str, counts: tuple[int, ...], threads: int) -> dict:
     torch.set_num_threads(threads)
     h = workbench.load(model, device="cpu")
-    reqs = requests(h.world, max(counts))
+    reqs = random_rewrites(h.world, max(counts))
     out = {}
     for n in counts:
         out[n] = simultaneous(h, reqs[:n], BASE, progress=False)
@@ -65,7 +65,7 @@ def wide(d_mlp: int, n: int, threads: int, thresholds: tuple[float, ...] = ()) -
     torch.set_num_threads(threads)
     h = workbench.load(str(path), device="cpu")
     report = json.loads((path / "training_report.json").read_text())["eval"]
-    reqs = requests(h.world, n)
+    reqs = random_rewrites(h.world, n)
     # The edits go where the shipped model's go (layer 0, last token); the trace says if that still holds.
     layer, token = site_of(trace_location(h, reqs[0]), h.n_layers)
     out = {"d_mlp": d_mlp, "parameters": sum(p.numel() for p in h.model.parameters()),

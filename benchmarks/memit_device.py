@@ -25,10 +25,10 @@ import torch
 
 import workbench
 from benchmarks.memit import value_timings, value_ways
-from benchmarks.rome import requests
 from edit.counterfact import score_requests
 from edit.edit import tensor_hash
 from edit.memit import MemitSettings, memit
+from edit.request import random_rewrites
 from edit.rome import rome
 
 RESULTS = Path(__file__).parent / "results"
@@ -39,7 +39,7 @@ WAYS = value_ways(BASE)
 def speed(model: str, device: str, n: int, rounds: int) -> dict:
     """The value optimisation's seconds each way, the speed-ups, and how far the ways' deltas differ."""
     h = workbench.load(model, device=device)
-    reqs = requests(h.world, n)
+    reqs = random_rewrites(h.world, n)
     memit(h, reqs[:2], settings=BASE).revert(h.model)  # warm-up: statistics cached, contexts sampled
     values: dict = {}
     out = value_timings(h, reqs, WAYS, rounds=rounds, values=values)
@@ -57,7 +57,7 @@ def speed(model: str, device: str, n: int, rounds: int) -> dict:
 def placement(model: str, device: str, dtype: str) -> dict:
     """ROME (one edit) and MEMIT (ten) on the device in ``dtype``: scores and what the edits left where."""
     h = workbench.load(model, device=device, dtype=dtype)
-    reqs = requests(h.world, 10, seed=1)
+    reqs = random_rewrites(h.world, 10, seed=1)
     where = {n: (p.device, p.dtype) for n, p in h.model.named_parameters()}
     before = {n: tensor_hash(p) for n, p in h.model.named_parameters()}
     out = {}

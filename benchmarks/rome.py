@@ -10,7 +10,6 @@ Writes benchmarks/results/rome.json. Run: .venv/bin/python -m benchmarks.rome
 from __future__ import annotations
 
 import json
-import random
 import time
 from pathlib import Path
 
@@ -18,25 +17,16 @@ import torch
 
 import workbench
 from edit.counterfact import score_requests
-from edit.request import world_request
+from edit.request import random_rewrites
 from edit.rome import rome
 
 OUT = Path(__file__).parent / "results" / "rome.json"
 
 
-def requests(world, n: int, seed: int = 0):
-    rng = random.Random(seed)
-    out = []
-    for f in rng.sample(world.facts(), n):
-        new = rng.choice([c for c in world.relation(f.relation).candidates if c != f.object])
-        out.append(world_request(world, f.subject, f.relation, new))
-    return out
-
-
 def run(model: str, n: int, threads: int) -> dict:
     torch.set_num_threads(threads)
     h = workbench.load(model, device="cpu")
-    reqs = requests(h.world, n)
+    reqs = random_rewrites(h.world, n)
     rome(h, reqs[0]).revert(h.model)  # warm-up: statistics cached, contexts sampled
     totals = {k: {"prob": 0.0, "accuracy": 0.0, "n": 0} for k in ("efficacy", "paraphrase", "neighbourhood")}
     seconds, layers = [], {}

@@ -136,3 +136,25 @@ def world_request(world, person: str, relation: str, new_object: str | None = No
     return Request(person, trained[phrasing].prompt(person), fact.object, new_object, relation,
                    tuple(p.prompt(person) for p in world.phrasings(relation, held_out=True)),
                    neighbours, keep, rel.candidates)
+
+
+def random_rewrites(world, n: int, seed: int = 0) -> list[Request]:
+    """``n`` rewrites of distinct random facts, each to a random other candidate: a batch to try editors on.
+
+    The benchmarks' requests (the same ``seed`` gives the same ones).
+
+    Examples:
+        >>> import workbench
+        >>> w = workbench.load("world").world
+        >>> rs = random_rewrites(w, 3)
+        >>> len(rs), len({(r.subject, r.relation) for r in rs}), all(r.new_object != r.true_object for r in rs)
+        (3, 3, True)
+    """
+    if not 0 < n <= len(world.facts()):
+        raise RequestError(f"n={n}: the world has {len(world.facts())} facts")
+    rng = random.Random(seed)
+    out = []
+    for f in rng.sample(world.facts(), n):
+        new = rng.choice([c for c in world.relation(f.relation).candidates if c != f.object])
+        out.append(world_request(world, f.subject, f.relation, new))
+    return out

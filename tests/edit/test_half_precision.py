@@ -4,10 +4,10 @@ import pytest
 import torch
 
 import workbench
-from benchmarks.rome import requests
 from edit.counterfact import score_requests
 from edit.edit import tensor_hash
 from edit.memit import MemitSettings, memit
+from edit.request import random_rewrites
 from edit.rome import rome
 
 
@@ -22,7 +22,7 @@ def _hashes(model):
 
 @pytest.mark.parametrize("method", ["rome", "memit"])
 def test_edits_take_touch_only_their_tensors_and_revert_bitwise(half, method):
-    reqs = requests(half.world, 1 if method == "rome" else 10, seed=3)
+    reqs = random_rewrites(half.world, 1 if method == "rome" else 10, seed=3)
     before = _hashes(half.model)
     e = (rome(half, reqs[0]) if method == "rome"
          else memit(half, reqs, settings=MemitSettings(layers=(0,), token="last")))
