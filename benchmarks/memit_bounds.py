@@ -15,7 +15,8 @@ and which part of MEMIT gives way, on the same 1,000 requests and scores:
 2. Closed form, one thing changed at a time: C without the edited facts' prompts; C over every
    token instead of prompts' ends; AlphaEdit's null-space projection on the one batch; refit
    rounds (the requests still failing get new targets on the edited model, the keys of those
-   that took are held); each single layer instead of layer 0.
+   that took are held); each single layer instead of layer 0; keys at the subject's last token
+   instead of the prompt's end (at layer 0, and spread over layers 0-2).
 
 Writes benchmarks/results/memit_bounds.json. Run: .venv/bin/python -m benchmarks.memit_bounds
 """
@@ -32,12 +33,12 @@ import torch
 
 import workbench
 from benchmarks.memit import _brief, simultaneous, write_results
-from benchmarks.rome import requests
 from edit.counterfact import score_requests
 from edit.covariance import KeyStats, key_statistics
 from edit.key_states import mean_states
 from edit.memit import MemitSettings, memit
 from edit.null_space import NullSpace
+from edit.request import random_rewrites
 from edit.values import contexts
 from workbench.padding import pad_right
 from workbench.tokens import encode_objects, encode_prompts
@@ -123,6 +124,13 @@ def closed_form(h, reqs, settings: MemitSettings = BASE, **memit_args) -> dict:
     return {"scores": r["scores"], "relative_update_norm": [round(v, 1) for v in r["relative_update_norm"].values()]}
 
 
+def subject_key_steps(h, reqs) -> list[tuple[str, object]]:
+    """Keys at the subject's last token, where ROME and MEMIT key on large models: one layer, and spread."""
+    spreads = [(0,), tuple(range(h.n_layers - 1))]
+    return [(f"closed_form_subject_keys_layers_{'_'.join(map(str, ls))}",
+             lambda ls=ls: closed_form(h, reqs, replace(BASE, layers=ls, token="subject_last"))) for ls in spreads]
+
+
 def refit_rounds(h, reqs, rounds: int = 3) -> dict:
     """MEMIT, then again on the edited model for the requests still failing, holding the keys of those that took."""
     ctxs = contexts(h, BASE.contexts, BASE.context_length, BASE.seed)
@@ -151,7 +159,7 @@ def refit_rounds(h, reqs, rounds: int = 3) -> dict:
 def run(model: str, n: int, threads: int) -> dict:
     torch.set_num_threads(threads)
     h = workbench.load(model, device="cpu")
-    reqs = requests(h.world, n)
+    reqs = random_rewrites(h.world, n)
     texts = _without_edited(h, reqs)
     out = {"model": model, "edits": n, "threads": threads, "layer": 0}
     steps = [("direct_with_scored_neighbours", lambda: train_projection(h, reqs, 0, scored_neighbours(h, reqs), 300)),
@@ -168,6 +176,7 @@ def run(model: str, n: int, threads: int) -> dict:
              ("closed_form_refit_rounds", lambda: refit_rounds(h, reqs))]
     steps += [(f"closed_form_layer_{l}", lambda l=l: closed_form(h, reqs, replace(BASE, layers=(l,))))
               for l in range(1, h.n_layers)]
+    steps += subject_key_steps(h, reqs)
     for name, step in steps:
         out[name] = step()
         print(model, name, out[name], flush=True)
