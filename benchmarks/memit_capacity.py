@@ -10,9 +10,13 @@ sides of that, on the requests of benchmarks/memit.py:
    of its target each edit's update writes (the Edit's ``target_written``: the mean of
    (Delta k_i . r_i) / |r_i|^2).
 2. GPT-2 world models trained exactly as the shipped one but with a wider MLP (not shipped:
-   trained here once, 20-30 minutes each on one core, and kept under the statistics cache):
+   trained here once, 20-75 minutes each on one core, and kept under the statistics cache):
    1,000 edits at once (also with lambda 3 and 30), and 100 batches of 10, plain and in
-   null-space mode (on the widest, also with a tenth and a hundredth of AlphaEdit's threshold).
+   null-space mode (on the 2,048-wide, also with a tenth and a hundredth of AlphaEdit's threshold).
+3. 1,000 edits at once with a column of MEMIT's solve per edit and context instead of one per
+   edit (``MemitSettings.keys="each"``), on the shipped GPT-2 and Llama models and every width;
+   and why it matters: how far each bare prompt's key lies from its contexts' mean key, how far
+   apart MEMIT's update puts the two, and MEMIT keyed at the bare prompt alone.
 
 Writes benchmarks/results/memit_capacity.json. Run: .venv/bin/python -m benchmarks.memit_capacity
 """
@@ -31,8 +35,11 @@ import workbench
 from benchmarks.memit import sequential, simultaneous
 from benchmarks.memit_bounds import BASE
 from edit.covariance import cache_dir
+from edit.key_states import mean_states
+from edit.memit import memit
 from edit.request import random_rewrites
 from edit.rome import site_of, trace_location
+from edit.values import contexts
 from workbench.world.train import TrainSettings, train
 
 OUT = Path(__file__).parent / "results" / "memit_capacity.json"
@@ -73,6 +80,8 @@ def wide(d_mlp: int, n: int, threads: int, thresholds: tuple[float, ...] = ()) -
            "traced_site": {"layer": layer, "token": token}}
     out["simultaneous"] = simultaneous(h, reqs, BASE, progress=False)
     print(f"d_mlp {d_mlp} simultaneous", out["simultaneous"], flush=True)
+    out["simultaneous_keys_each"] = keys_each(h, reqs)
+    out["key_spread"] = key_spread(h, reqs)
     for name, null_space in (("sequential_plain", False), ("sequential_null_space", True)):
         out[name] = sequential(h, reqs, BASE, 10, null_space=null_space)
         print(f"d_mlp {d_mlp} {name}", out[name], flush=True)
@@ -80,6 +89,35 @@ def wide(d_mlp: int, n: int, threads: int, thresholds: tuple[float, ...] = ()) -
     if thresholds:  # a smaller null space (AlphaEdit's threshold is 1e-2 of the largest eigenvalue)
         out["sequential_null_space_thresholds"] = {
             th: sequential(h, reqs, BASE, 10, null_space=True, threshold=th)["scores"] for th in thresholds}
+    return out
+
+
+def keys_each(h, reqs) -> dict:
+    """1,000 edits at once with a column of the solve per edit and context (MemitSettings.keys="each")."""
+    out = simultaneous(h, reqs, replace(BASE, keys="each"), progress=False)
+    print("keys each", out, flush=True)
+    return out
+
+
+def key_spread(h, reqs) -> dict:
+    """How far the bare prompt's key lies from the contexts' mean key, and how far apart MEMIT's update puts them.
+
+    Efficacy and paraphrase are scored on bare prompts; MEMIT writes each target at the mean key.
+    Also: MEMIT keyed (and valued) at the bare prompt alone, with no contexts.
+    """
+    ctxs = contexts(h, BASE.contexts, BASE.context_length, BASE.seed)
+    path = h.sites.key_module_path(0)
+    k_mean = mean_states(h, reqs, "last", ctxs, path, "input")
+    k_bare = mean_states(h, reqs, "last", [""], path, "input")
+    e = memit(h, reqs, settings=BASE, progress=False, apply=False)
+    (delta,) = e.deltas.values()
+    d = delta.tensor().double()
+    d = d.T if h.sites.weight_is_transposed() else d  # [d_model, d_mlp]
+    at_mean, at_bare = k_mean @ d.T, k_bare @ d.T
+    out = {"key_distance_median": float(((k_bare - k_mean).norm(dim=-1) / k_mean.norm(dim=-1)).median()),
+           "update_difference_median": float(((at_bare - at_mean).norm(dim=-1) / at_mean.norm(dim=-1)).median()),
+           "bare_prompt_only": simultaneous(h, reqs, replace(BASE, contexts=0), progress=False)["scores"]}
+    print("key spread", out, flush=True)
     return out
 
 
@@ -92,10 +130,16 @@ def lambda_sweep(h, reqs, weights: tuple[float, ...]) -> dict:
     return out
 
 
-def main(n: int = 1000, threads: int = 2, widths: tuple[int, ...] = (1024, 2048)) -> dict:
+def main(n: int = 1000, threads: int = 2, widths: tuple[int, ...] = (1024, 2048, 4096),
+         thresholds_at: int = 2048) -> dict:
     results = {"threads": threads, "shipped_gpt2": edit_counts("world", (100, 200, 300, 500, 700, n), threads)}
-    # The threshold runs take 4 minutes each on the widest model alone.
-    results |= {f"gpt2_mlp{d}": wide(d, n, threads, (1e-3, 1e-4) if d == max(widths) else ()) for d in widths}
+    for model in ("world", "world:llama"):
+        h = workbench.load(model, device="cpu")
+        name = f"shipped_{model.replace('world:', '') if ':' in model else 'gpt2'}"
+        results[f"{name}_keys_each"] = keys_each(h, random_rewrites(h.world, n))
+        results[f"{name}_key_spread"] = key_spread(h, random_rewrites(h.world, n))
+    # The threshold runs take 4 minutes each on the 2,048-wide model alone.
+    results |= {f"gpt2_mlp{d}": wide(d, n, threads, (1e-3, 1e-4) if d == thresholds_at else ()) for d in widths}
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps(results, indent=1))
     return results

@@ -103,6 +103,9 @@ def memit_cmd(requests_file: str = typer.Option(..., "--requests", help="JSONL: 
                                                        "all at once)."),
               null_space: bool = typer.Option(False, "--null-space", help="Confine the updates to the preserved "
                                               "keys' null space, keeping earlier batches' keys (AlphaEdit)."),
+              keys: str = typer.Option("mean", help="mean: a column of the solve per edit at its contexts' mean "
+                                       "key (MEMIT); each: one per edit and context, so the update holds at "
+                                       "every context's key (helps on wide layers)."),
               save_patch: Optional[str] = typer.Option(None, "--save-patch", help="Write the edit as a patch file."),
               model: str = MODEL, as_json: bool = JSON) -> None:
     """Make many edits at once (MEMIT), or batch after batch; scores of all of them before and after."""
@@ -114,6 +117,8 @@ def memit_cmd(requests_file: str = typer.Option(..., "--requests", help="JSONL: 
     from edit.request import world_request
     from edit.values import statistics_position
 
+    if keys not in ("mean", "each"):
+        raise CliError(f"--keys must be 'mean' or 'each', got {keys!r}")
     if batch_size is not None and batch_size < 1:
         raise CliError(f"--batch-size must be at least 1, got {batch_size}")
     path = Path(requests_file)
@@ -137,7 +142,7 @@ def memit_cmd(requests_file: str = typer.Option(..., "--requests", help="JSONL: 
             raise CliError(f"{requests_file}:{i}: {e}") from None
     if not requests:
         raise CliError(f"{requests_file} holds no requests")
-    settings = MemitSettings(layers=_layers(layers, h.n_layers), mom2_weight=mom2_weight)
+    settings = MemitSettings(layers=_layers(layers, h.n_layers), mom2_weight=mom2_weight, keys=keys)
     before = score_requests(h, requests)
     t0 = time.perf_counter()
     where, role, location = memit_site(h, requests[0], None, settings)
@@ -150,6 +155,7 @@ def memit_cmd(requests_file: str = typer.Option(..., "--requests", help="JSONL: 
     out = {"requests": len(requests), "layers": e.settings["layers"], "token": e.settings["token"],
            "before": before, "after": after, "tensors": e.names, "seconds": seconds, "patch": patch,
            "batches": e.metrics["batches"], "batch_size": batch_size or len(requests), "null_space": null_space,
+           "keys": keys,
            # How much of the edits' target states the updates wrote (per batch: a warning below 0.9).
            "target_written": e.metrics["target_written"],
            "target_written_per_batch": e.metrics["target_written_per_batch"]}

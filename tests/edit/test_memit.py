@@ -106,3 +106,45 @@ def test_reports_how_much_of_the_targets_the_update_wrote(fresh, world):
     # Spread over two layers, the second makes up what the first leaves: the whole is what counts.
     two = memit(fresh, reqs, settings=MemitSettings(layers=(0, 1), token="last"), apply=False)
     assert two.metrics["target_written"] > 0.9 and set(two.metrics["written_fraction"]) == {0, 1}
+
+
+def _update_at_each_context(h, e, reqs, settings):
+    """Per edit and distinct context, what the update adds at that context's key [context, edit, d_model]."""
+    from edit.key_states import mean_states
+    from edit.values import contexts
+
+    (delta,) = e.deltas.values()
+    d = delta.tensor().double()
+    d = d.T if h.sites.weight_is_transposed() else d  # [d_model, d_mlp]
+    ctxs = dict.fromkeys(contexts(h, settings.contexts, settings.context_length, settings.seed))
+    return torch.stack([mean_states(h, reqs, "last", [c], h.sites.key_module_path(0), "input") @ d.T for c in ctxs])
+
+
+def test_keys_each_writes_the_target_at_every_contexts_key(fresh, world):
+    reqs = _requests(world, list(world.people)[150:156], "pet")
+    before = _hashes(fresh.model)
+    each = MemitSettings(layers=(0,), token="last", keys="each")
+    e = memit(fresh, reqs, settings=each, apply=False)
+    mean = memit(fresh, reqs, settings=MemitSettings(layers=(0,), token="last"), apply=False)
+    assert _hashes(fresh.model) == before  # apply=False leaves the model alone
+    # A column per edit and context, all with the edit's target: the update gives every context
+    # the same change, where one column at the mean key lets them differ.
+    spread = {}
+    for name, edit in (("each", e), ("mean", mean)):
+        got = _update_at_each_context(fresh, edit, reqs, each)
+        spread[name] = float(((got - got.mean(0)).norm(dim=-1) / got.mean(0).norm(dim=-1)).max())
+    assert spread["each"] < 0.05 < spread["mean"], spread
+    assert e.metrics["target_written"] > 0.95 and e.settings["keys"] == "each"
+    e.apply(fresh.model)
+    try:
+        assert all(_top(fresh, r) == r.new_object for r in reqs)
+        changed = {n for n, h in _hashes(fresh.model).items() if h != before[n]}
+        assert changed == set(e.names)
+    finally:
+        e.revert(fresh.model)
+    assert _hashes(fresh.model) == before
+
+
+def test_keys_must_be_mean_or_each(fresh, world):
+    with pytest.raises(EditError, match="keys must be 'mean' or 'each'"):
+        memit(fresh, _requests(world, list(world.people)[:1]), settings=MemitSettings(keys="median"))

@@ -41,7 +41,19 @@ def test_memit_from_jsonl(capsys, world, tmp_path):
     o = json.loads(out)
     assert o["requests"] == 3 and o["after"]["efficacy"]["n"] == 3
     assert o["after"]["efficacy"]["accuracy"] >= 2 / 3
-    assert o["target_written"] > 0.9
+    assert o["target_written"] > 0.9 and o["keys"] == "mean"
+
+
+def test_memit_keys_each(capsys, world, tmp_path):
+    people = list(world.people)[16:19]
+    f = tmp_path / "r.jsonl"
+    f.write_text("\n".join(json.dumps({"person": p, "relation": "pet", "new_object": _new(world, p, "pet")})
+                           for p in people))
+    code, out, _ = run(capsys, "edit", "memit", "--requests", str(f), "--keys", "each", "--json")
+    o = json.loads(out)
+    assert code == 0 and o["keys"] == "each" and o["after"]["efficacy"]["accuracy"] == 1.0
+    code, _, err = run(capsys, "edit", "memit", "--requests", str(f), "--keys", "median")
+    assert code != 0 and err.strip() == "workbench: --keys must be 'mean' or 'each', got 'median'"
 
 
 def test_memit_says_in_one_line_when_the_layer_cannot_take_the_edits(capsys, world, tmp_path):
