@@ -37,7 +37,7 @@ class NullSpace:
 
     Args:
         projections: Layer -> P [d_mlp, d_mlp].
-        keys: Layer -> keys of the edits made so far [n, d_mlp].
+        keys: Layer -> keys of the edits made so far [n, d_mlp] (one per edit, or per edit and context).
         threshold: Eigenvalues of C below ``threshold`` x the largest span the null space.
     """
 
@@ -78,7 +78,7 @@ class NullSpace:
         self.keys[layer] = torch.cat([self.keys[layer], keys]) if layer in self.keys else keys
 
     def edited(self, layer: int) -> int:
-        """How many edits' keys the state holds for ``layer``."""
+        """How many earlier keys the state holds for ``layer``: one per edit (a context each with MEMIT's keys="each")."""
         return len(self.keys.get(layer, ()))
 
     def reset(self) -> None:
