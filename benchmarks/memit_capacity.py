@@ -133,11 +133,11 @@ def lambda_sweep(h, reqs, weights: tuple[float, ...]) -> dict:
 def main(n: int = 1000, threads: int = 2, widths: tuple[int, ...] = (1024, 2048, 4096),
          thresholds_at: int = 2048) -> dict:
     results = {"threads": threads, "shipped_gpt2": edit_counts("world", (100, 200, 300, 500, 700, n), threads)}
-    for model in ("world", "world:llama"):
+    for model, name in (("world", "shipped_gpt2"), ("world:llama", "shipped_llama")):
         h = workbench.load(model, device="cpu")
-        name = f"shipped_{model.replace('world:', '') if ':' in model else 'gpt2'}"
-        results[f"{name}_keys_each"] = keys_each(h, random_rewrites(h.world, n))
-        results[f"{name}_key_spread"] = key_spread(h, random_rewrites(h.world, n))
+        reqs = random_rewrites(h.world, n)
+        results[f"{name}_keys_each"] = keys_each(h, reqs)
+        results[f"{name}_key_spread"] = key_spread(h, reqs)
     # The threshold runs take 4 minutes each on the 2,048-wide model alone.
     results |= {f"gpt2_mlp{d}": wide(d, n, threads, (1e-3, 1e-4) if d == thresholds_at else ()) for d in widths}
     OUT.parent.mkdir(exist_ok=True)

@@ -32,6 +32,10 @@ from edit.values import ValueSettings, contexts, optimise_values, statistics_pos
 from locate.location import Location
 
 
+# MemitSettings.keys: a column of the solve per edit at its mean key, or per edit and context.
+KEYS = ("mean", "each")
+
+
 @dataclass(frozen=True)
 class MemitSettings:
     """Settings of a MEMIT batch edit.
@@ -113,8 +117,8 @@ def memit(handle, requests: list[Request], location: Location | None = None,
         EditError: layers out of range, a Location without an MLP site, no requests.
     """
     settings = settings or MemitSettings()
-    if settings.keys not in ("mean", "each"):
-        raise EditError(f"keys must be 'mean' or 'each', got {settings.keys!r}")
+    if settings.keys not in KEYS:
+        raise EditError(f"keys must be {' or '.join(map(repr, KEYS))}, got {settings.keys!r}")
     check_requests(handle, requests, texts, "memit")
     t0 = time.perf_counter()
     layers, role, location = memit_site(handle, requests[0], location, settings)

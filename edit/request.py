@@ -150,11 +150,12 @@ def random_rewrites(world, n: int, seed: int = 0) -> list[Request]:
         >>> len(rs), len({(r.subject, r.relation) for r in rs}), all(r.new_object != r.true_object for r in rs)
         (3, 3, True)
     """
-    if not 0 < n <= len(world.facts()):
-        raise RequestError(f"n={n}: the world has {len(world.facts())} facts")
+    facts = world.facts()
+    if not 0 < n <= len(facts):
+        raise RequestError(f"n={n}: the world has {len(facts)} facts")
     rng = random.Random(seed)
     out = []
-    for f in rng.sample(world.facts(), n):
+    for f in rng.sample(facts, n):
         new = rng.choice([c for c in world.relation(f.relation).candidates if c != f.object])
         out.append(world_request(world, f.subject, f.relation, new))
     return out

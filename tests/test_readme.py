@@ -41,6 +41,7 @@ def test_every_name_an_example_uses_is_defined_before():
         # In order, statement by statement: a name is defined by an earlier statement or block.
         for stmt in tree.body:
             used = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-            missing = used - known - _defined(stmt)
+            defined = _defined(stmt)
+            missing = used - known - defined
             assert not missing, f"README block {i}, line {stmt.lineno}: {sorted(missing)} used before it is defined"
-            known |= _defined(stmt)
+            known |= defined

@@ -110,15 +110,15 @@ def memit_cmd(requests_file: str = typer.Option(..., "--requests", help="JSONL: 
               model: str = MODEL, as_json: bool = JSON) -> None:
     """Make many edits at once (MEMIT), or batch after batch; scores of all of them before and after."""
     from edit.counterfact import score_requests
-    from edit.memit import MemitSettings, memit_site
+    from edit.memit import KEYS, MemitSettings, memit_site
     from edit.memit_batches import memit_batches
     from edit.null_space import NullSpace
     from edit.patch import save_patch as write_patch
     from edit.request import world_request
     from edit.values import statistics_position
 
-    if keys not in ("mean", "each"):
-        raise CliError(f"--keys must be 'mean' or 'each', got {keys!r}")
+    if keys not in KEYS:
+        raise CliError(f"--keys must be {' or '.join(map(repr, KEYS))}, got {keys!r}")
     if batch_size is not None and batch_size < 1:
         raise CliError(f"--batch-size must be at least 1, got {batch_size}")
     path = Path(requests_file)
