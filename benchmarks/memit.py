@@ -6,14 +6,16 @@
    as the original MEMIT code does (the batched runs a row's prefix once). The speed-ups compare
    the value optimisation alone, the least of two interleaved rounds of each way.
 3. Sequential: 1,000 rewrites in 100 batches of 10, each batch on the model the previous ones
-   left, plain and in null-space mode; scores of all 1,000 at the end. Key statistics are the
-   base model's throughout. The null-space threshold is swept, beside how much of the preserved
-   keys' energy and of the edits' keys' energy each threshold's null space holds.
+   left, plain and in null-space mode (with MEMIT's lambda C kept in the solve, the default, and
+   without, as AlphaEdit); scores of all 1,000 at the end. Key statistics are the base model's
+   throughout. The null-space threshold is swept, beside how much of the preserved keys' energy
+   and of the edits' keys' energy each threshold's null space holds.
 A lambda sweep on 1,000 edits records how the trade-off between edits and neighbours moves;
 the same at 100 and 300 edits, spread over every layer, and the spectrum of the 1,000 edits'
 keys, record where one layer's keys run out.
 
 Writes benchmarks/results/memit.json. Run: .venv/bin/python -m benchmarks.memit
+(``python -m benchmarks.memit sequential``: the sequential rows alone, into the file as it is).
 """
 
 from __future__ import annotations
@@ -56,9 +58,10 @@ def simultaneous(h, reqs, settings: MemitSettings, **memit_args) -> dict:
             "relative_update_norm": {n: round(v, 3) for n, v in e.metrics["relative_update_norm"].items()}}
 
 
-def sequential(h, reqs, settings: MemitSettings, batch: int, null_space: bool, threshold: float = 1e-2) -> dict:
+def sequential(h, reqs, settings: MemitSettings, batch: int, null_space: bool, threshold: float = 1e-2,
+               keep_statistics: bool = True) -> dict:
     ns = (NullSpace.for_layers(h, list(settings.layers), position=statistics_position(settings.token),
-                               threshold=threshold) if null_space else None)
+                               threshold=threshold, keep_statistics=keep_statistics) if null_space else None)
     t0 = time.perf_counter()
     e = memit_batches(h, reqs, batch, settings, null_space=ns, progress=False)
     seconds = time.perf_counter() - t0
@@ -129,6 +132,35 @@ def value_ways(base: MemitSettings) -> dict[str, MemitSettings]:
             "one_by_one_full_passes": replace(one, values=replace(one.values, reuse_prefix=False))}
 
 
+def sequential_rows(model: str, h, reqs, base: MemitSettings) -> dict:
+    """100 batches of 10: plain, and in null-space mode with lambda C kept (the default) and
+    without it (AlphaEdit's solve), each over the thresholds."""
+    out = {"sequential_plain": sequential(h, reqs, base, 10, null_space=False)}
+    print(model, "sequential plain", out["sequential_plain"], flush=True)
+    for keep, suffix in ((True, ""), (False, "_alphaedit")):
+        out["sequential_null_space" + suffix] = sequential(h, reqs, base, 10, null_space=True, keep_statistics=keep)
+        print(model, "sequential null space" + suffix, out["sequential_null_space" + suffix], flush=True)
+        out["null_space_thresholds" + suffix] = {
+            th: sequential(h, reqs, base, 10, null_space=True, threshold=th, keep_statistics=keep)["scores"]
+            for th in THRESHOLDS if th != 1e-2}
+        print(model, "null-space thresholds" + suffix, out["null_space_thresholds" + suffix], flush=True)
+    return out
+
+
+def rerun_sequential(n: int = 1000, threads: int = 2, models=("world", "world:llama")) -> dict:
+    """Only the sequential rows, into the results already written (the other rows' code is unchanged)."""
+    results = json.loads(OUT.read_text())
+    for model in models:
+        torch.set_num_threads(threads)
+        h = workbench.load(model, device="cpu")
+        reqs = random_rewrites(h.world, n)
+        base = MemitSettings(layers=(0,), token="last")
+        memit(h, reqs[:2], settings=base).revert(h.model)  # warm-up, as in run()
+        results[model] |= sequential_rows(model, h, reqs, base)
+        OUT.write_text(json.dumps(results, indent=1))
+    return results
+
+
 def run(model: str, n: int, threads: int) -> dict:
     torch.set_num_threads(threads)
     h = workbench.load(model, device="cpu")
@@ -150,15 +182,9 @@ def run(model: str, n: int, threads: int) -> dict:
     out["values_speedup"] = best["one_by_one"] / best["batched"]
     out["values_speedup_vs_full_passes"] = best["one_by_one_full_passes"] / best["batched"]
     print(model, "value timings", out["value_timings"], flush=True)
-    out["sequential_plain"] = sequential(h, reqs, base, 10, null_space=False)
-    print(model, "sequential plain", out["sequential_plain"], flush=True)
-    out["sequential_null_space"] = sequential(h, reqs, base, 10, null_space=True)
-    print(model, "sequential null space", out["sequential_null_space"], flush=True)
+    out |= sequential_rows(model, h, reqs, base)
     out["key_spectrum"] = key_spectrum(h, reqs, base, 0)
     print(model, "key spectrum", out["key_spectrum"], flush=True)
-    out["null_space_thresholds"] = {th: sequential(h, reqs, base, 10, null_space=True, threshold=th)["scores"]
-                                    for th in THRESHOLDS if th != 1e-2}
-    print(model, "null-space thresholds", out["null_space_thresholds"], flush=True)
     out["fewer_edits"] = {k: simultaneous(h, reqs[:k], base)["scores"] for k in (100, 300)}
     print(model, "fewer edits", out["fewer_edits"], flush=True)
     out["every_layer"] = simultaneous(h, reqs, replace(base, layers=tuple(range(h.n_layers))))
@@ -184,4 +210,7 @@ def main(n: int = 1000, threads: int = 2, models=("world", "world:llama")) -> di
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:3]))
+    if sys.argv[1:2] == ["sequential"]:
+        rerun_sequential(*(int(a) for a in sys.argv[2:4]))
+    else:
+        main(*(int(a) for a in sys.argv[1:3]))

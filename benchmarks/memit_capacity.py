@@ -12,7 +12,8 @@ sides of that, on the requests of benchmarks/memit.py:
 2. GPT-2 world models trained exactly as the shipped one but with a wider MLP (not shipped:
    trained here once, 20-75 minutes each on one core, and kept under the statistics cache):
    1,000 edits at once (also with lambda 3 and 30), and 100 batches of 10, plain and in
-   null-space mode (on the 2,048-wide, also with a tenth and a hundredth of AlphaEdit's threshold).
+   null-space mode, with MEMIT's lambda C kept in the solve (the default) and without it, as
+   AlphaEdit (on the 2,048-wide, also with a tenth and a hundredth of AlphaEdit's threshold).
 3. 1,000 edits at once with a column of MEMIT's solve per edit and context instead of one per
    edit (``MemitSettings.keys="each"``), on the shipped GPT-2 and Llama models and every width;
    and why it matters: how far each bare prompt's key lies from its contexts' mean key, how far
@@ -82,14 +83,40 @@ def wide(d_mlp: int, n: int, threads: int, thresholds: tuple[float, ...] = ()) -
     print(f"d_mlp {d_mlp} simultaneous", out["simultaneous"], flush=True)
     out["simultaneous_keys_each"] = keys_each(h, reqs)
     out["key_spread"] = key_spread(h, reqs)
-    for name, null_space in (("sequential_plain", False), ("sequential_null_space", True)):
-        out[name] = sequential(h, reqs, BASE, 10, null_space=null_space)
-        print(f"d_mlp {d_mlp} {name}", out[name], flush=True)
+    out["sequential_plain"] = sequential(h, reqs, BASE, 10, null_space=False)
+    print(f"d_mlp {d_mlp} sequential_plain", out["sequential_plain"], flush=True)
+    out |= null_space_rows(h, reqs)
     out["lambda_sweep"] = lambda_sweep(h, reqs, (3.0, 30.0))
     if thresholds:  # a smaller null space (AlphaEdit's threshold is 1e-2 of the largest eigenvalue)
-        out["sequential_null_space_thresholds"] = {
-            th: sequential(h, reqs, BASE, 10, null_space=True, threshold=th)["scores"] for th in thresholds}
+        out["sequential_null_space_alphaedit_thresholds"] = {
+            th: sequential(h, reqs, BASE, 10, null_space=True, threshold=th, keep_statistics=False)["scores"]
+            for th in thresholds}
     return out
+
+
+def null_space_rows(h, reqs) -> dict:
+    """100 batches of 10 in null-space mode: MEMIT's lambda C kept in the solve (the default) or
+    not (AlphaEdit's solve), with keys "mean" and "each"."""
+    out = {}
+    for keys, tail in (("mean", ""), ("each", "_keys_each")):
+        for keep, mode in ((True, ""), (False, "_alphaedit")):
+            name = "sequential_null_space" + mode + tail
+            out[name] = sequential(h, reqs, replace(BASE, keys=keys), 10, null_space=True, keep_statistics=keep)
+            print(f"d_mlp {h.sites.d_mlp} {name}", out[name], flush=True)
+    return out
+
+
+def rerun_null_space(widths: tuple[int, ...], n: int = 1000, threads: int = 1) -> dict:
+    """Only :func:`null_space_rows` on the given widths, into the results already written."""
+    results = {}
+    for d in widths:
+        torch.set_num_threads(threads)
+        h = workbench.load(str(wide_model(d)), device="cpu")
+        rows = null_space_rows(h, random_rewrites(h.world, n))
+        results = json.loads(OUT.read_text())  # another width's run may have written meanwhile
+        results[f"gpt2_mlp{d}"] |= rows
+        OUT.write_text(json.dumps(results, indent=1))
+    return results
 
 
 def keys_each(h, reqs) -> dict:
@@ -146,4 +173,7 @@ def main(n: int = 1000, threads: int = 2, widths: tuple[int, ...] = (1024, 2048,
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:3]))
+    if sys.argv[1:2] == ["null_space"]:  # python -m benchmarks.memit_capacity null_space 1024 2048
+        rerun_null_space(tuple(int(a) for a in sys.argv[2:]))
+    else:
+        main(*(int(a) for a in sys.argv[1:3]))

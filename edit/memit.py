@@ -152,7 +152,8 @@ def memit(handle, requests: list[Request], location: Location | None = None,
             gap = (z - now) / (len(layers) - i)
             left, right = _solve(gap, keys, stats[layer].second_moment, settings.mom2_weight,
                                  null_space.projection(layer) if null_space is not None else None,
-                                 null_space.previous_keys(layer) if null_space is not None else None)
+                                 null_space.previous_keys(layer) if null_space is not None else None,
+                                 null_space is None or null_space.keep_statistics)
             written[layer] = _share((right.T @ keys.T.double()).T @ left.T, gap)
             w = sites.mlp_out_weight(model, layer)
             # Stored [d_mlp, d_model] (Conv1D) or [d_model, d_mlp]: the factors follow.
@@ -170,7 +171,8 @@ def memit(handle, requests: list[Request], location: Location | None = None,
             for n in names:
                 model.get_parameter(n).copy_(originals[n])
     edit = Edit("memit", {"requests": [r.to_dict() for r in requests]}, deltas, location,
-                dict(asdict(settings), layers=list(layers), token=role, null_space=null_space is not None),
+                dict(asdict(settings), layers=list(layers), token=role,
+                     null_space=null_space.describe() if null_space is not None else None),
                 {"value_loss_final": [l[-1] for l in values.losses], "seconds": time.perf_counter() - t0,
                  "value_seconds": t_values,
                  "covariance_tokens": {l: s.count for l, s in stats.items()},
@@ -285,7 +287,7 @@ def memit_site(handle, request: Request, location: Location | None,
 
 def _solve(gap: Float[Tensor, "request d_model"], keys: Float[Tensor, "request d_mlp"],
            c: Float[Tensor, "d_mlp d_mlp"], weight: float, projection: Tensor | None = None,
-           previous: Tensor | None = None) -> tuple[Tensor, Tensor]:
+           previous: Tensor | None = None, keep_statistics: bool = True) -> tuple[Tensor, Tensor]:
     """Factors (left [d_model, B], right [d_mlp, B]) of the update, out x in: left @ right.T."""
     k = keys.T.double()                      # [d_mlp, B]
     r = gap.T.double()                       # [d_model, B]
@@ -295,9 +297,12 @@ def _solve(gap: Float[Tensor, "request d_model"], keys: Float[Tensor, "request d
         right = torch.linalg.solve(weight * c + k @ k.T, k)
         return r, right
     # AlphaEdit: Delta = R K^T P (K_p K_p^T P + K K^T P + I)^-1, P projecting onto the null
-    # space of the preserved keys, so preserved keys map exactly as before.
+    # space of the preserved keys, so preserved keys map exactly as before; with
+    # keep_statistics, lambda C P joins the sum. Any symmetric term there keeps Delta's input
+    # side in P's range: (I + P A)^-1 maps P's range to itself.
     p = projection.double()
     kp = previous.T.double() if previous is not None and len(previous) else k.new_zeros(k.shape[0], 0)
-    m = kp @ kp.T @ p + k @ k.T @ p + torch.eye(k.shape[0], dtype=torch.float64)
+    held = kp @ kp.T + k @ k.T + (weight * c if keep_statistics else 0.0)
+    m = held @ p + torch.eye(k.shape[0], dtype=torch.float64)
     right = torch.linalg.solve(m.T, p.T @ k)  # (K^T P M^-1)^T = M^-T P^T K
     return r, right

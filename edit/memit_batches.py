@@ -108,7 +108,8 @@ def memit_batches(handle, requests: list[Request], batch_size: int = 10, setting
         params = dict(model.named_parameters())
         deltas = {n: summed([e.deltas[n] for e in done if n in e.deltas]) for n in names}
         edit = Edit("memit", {"requests": [r.to_dict() for r in requests]}, deltas, location,
-                    dict(asdict(fixed), layers=list(layers), token=role, null_space=null_space is not None,
+                    dict(asdict(fixed), layers=list(layers), token=role,
+                         null_space=null_space.describe() if null_space is not None else None,
                          batch_size=batch_size),
                     {"batches": len(done), "seconds": time.perf_counter() - t0,
                      "value_seconds": sum(e.metrics["value_seconds"] for e in done),

@@ -103,6 +103,8 @@ def memit_cmd(requests_file: str = typer.Option(..., "--requests", help="JSONL: 
                                                        "all at once)."),
               null_space: bool = typer.Option(False, "--null-space", help="Confine the updates to the preserved "
                                               "keys' null space, keeping earlier batches' keys (AlphaEdit)."),
+              alphaedit: bool = typer.Option(False, "--alphaedit", help="With --null-space: AlphaEdit's own "
+                                             "solve, without MEMIT's lambda C (kept by default)."),
               keys: str = typer.Option("mean", help="mean: a column of the solve per edit at its contexts' mean "
                                        "key (MEMIT); each: one per edit and context, so the update holds at "
                                        "every context's key (helps on wide layers)."),
@@ -121,6 +123,8 @@ def memit_cmd(requests_file: str = typer.Option(..., "--requests", help="JSONL: 
         raise CliError(f"--keys must be {' or '.join(map(repr, KEYS))}, got {keys!r}")
     if batch_size is not None and batch_size < 1:
         raise CliError(f"--batch-size must be at least 1, got {batch_size}")
+    if alphaedit and not null_space:
+        raise CliError("--alphaedit chooses the null-space mode's solve: give --null-space too")
     path = Path(requests_file)
     if not path.is_file():
         raise CliError(f"no such requests file: {requests_file}")
@@ -147,7 +151,8 @@ def memit_cmd(requests_file: str = typer.Option(..., "--requests", help="JSONL: 
     t0 = time.perf_counter()
     where, role, location = memit_site(h, requests[0], None, settings)
     settings = replace(settings, layers=where, token=role)
-    ns = NullSpace.for_layers(h, list(where), position=statistics_position(role)) if null_space else None
+    ns = (NullSpace.for_layers(h, list(where), position=statistics_position(role), keep_statistics=not alphaedit)
+          if null_space else None)
     e = memit_batches(h, requests, batch_size or len(requests), settings, location, null_space=ns)
     seconds = time.perf_counter() - t0
     after = score_requests(h, requests)
@@ -155,14 +160,14 @@ def memit_cmd(requests_file: str = typer.Option(..., "--requests", help="JSONL: 
     out = {"requests": len(requests), "layers": e.settings["layers"], "token": e.settings["token"],
            "before": before, "after": after, "tensors": e.names, "seconds": seconds, "patch": patch,
            "batches": e.metrics["batches"], "batch_size": batch_size or len(requests), "null_space": null_space,
-           "keys": keys,
+           "alphaedit": alphaedit, "keys": keys,
            # How much of the edits' target states the updates wrote (per batch: a warning below 0.9).
            "target_written": e.metrics["target_written"],
            "target_written_per_batch": e.metrics["target_written_per_batch"]}
 
     def render(o: dict) -> str:
         batches = f" in {o['batches']} batches of {o['batch_size']}" if o["batches"] > 1 else ""
-        mode = " (null-space)" if null_space else ""
+        mode = (" (null-space, AlphaEdit's solve)" if alphaedit else " (null-space)") if null_space else ""
         return "\n".join([f"memit: {o['requests']} edits{batches}{mode} at layers {o['layers']} (key at the "
                           f"{o['token'].replace('_', ' ')} token) in {o['seconds']:.1f}s",
                           *_render_scores(before, after), *([f"patch written to {patch}"] if patch else [])])

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import workbench
+from edit.covariance import key_statistics
 from edit.edit import EditError, tensor_hash
 from edit.memit import MemitSettings, memit
 from edit.null_space import NullSpace
@@ -66,9 +67,11 @@ def test_null_space_state_grows_saves_loads_and_resets(fresh, world, tmp_path):
     second = memit(fresh, _requests(world, list(world.people)[123:125]),
                    settings=MemitSettings(layers=(0,), token="last"), null_space=ns)
     assert ns.edited(0) == 5 and second.settings["null_space"]
+    ns.keep_statistics = False
     ns.save(tmp_path / "ns.safetensors")
     back = NullSpace.load(tmp_path / "ns.safetensors")
     assert back.edited(0) == 5 and torch.equal(back.projection(0), ns.projection(0))
+    assert (back.threshold, back.keep_statistics) == (ns.threshold, False)
     other = NullSpace.for_layers(fresh, [0], position="last")
     assert other.edited(0) == 0  # nothing leaks between independent states
     back.reset()
@@ -77,14 +80,34 @@ def test_null_space_state_grows_saves_loads_and_resets(fresh, world, tmp_path):
     first.revert(fresh.model)
 
 
-def test_null_space_update_leaves_preserved_keys_alone(fresh, world):
+@pytest.mark.parametrize("keep_statistics", [True, False])
+def test_null_space_update_leaves_preserved_keys_alone(fresh, world, keep_statistics):
     # Delta = R K^T P (...)^-1: for any key in P's null space (a preserved direction) the output is unchanged.
-    ns = NullSpace.for_layers(fresh, [0], position="last")
+    ns = NullSpace.for_layers(fresh, [0], position="last", keep_statistics=keep_statistics)
     e = memit(fresh, _requests(world, list(world.people)[130:133]), settings=MemitSettings(layers=(0,), token="last"),
               null_space=ns, apply=False)
     d = e.deltas[e.names[0]].tensor().double()  # Conv1D: [d_mlp, d_model]
     preserved = torch.eye(d.shape[0], dtype=torch.float64) - ns.projection(0)
     assert float((preserved @ d).abs().max()) < 1e-6 * float(d.abs().max())
+
+
+def test_null_space_keeps_lambda_c_unless_told_not_to(fresh, world):
+    # Within the null space only lambda C holds typical keys' outputs in place; AlphaEdit's solve
+    # (keep_statistics=False) has no C term and moves them about four times as much here.
+    reqs = _requests(world, list(world.people)[150:160])
+    c = key_statistics(fresh, 0, position="last").second_moment.double()
+    moved = {}
+    for keep in (True, False):
+        ns = NullSpace.for_layers(fresh, [0], position="last", keep_statistics=keep)
+        e = memit(fresh, reqs, settings=MemitSettings(layers=(0,), token="last"), null_space=ns)
+        try:
+            assert sum(_top(fresh, r) == r.new_object for r in reqs) >= 9
+            assert e.settings["null_space"] == {"threshold": 1e-2, "keep_statistics": keep}
+        finally:
+            e.revert(fresh.model)
+        d = e.deltas[e.names[0]].tensor().double()  # Conv1D: [d_mlp, d_model]
+        moved[keep] = float(torch.trace(d.T @ c @ d))  # E ||Delta k||^2 over typical keys
+    assert moved[True] < 0.5 * moved[False]
 
 
 def test_refusals(fresh, world):

@@ -86,8 +86,13 @@ def test_memit_in_batches_in_null_space_mode_with_its_patch(capsys, world, tmp_p
     assert o["after"]["efficacy"]["accuracy"] >= 0.8
     patch = load_patch(tmp_path / "p")
     assert patch.settings["null_space"] and patch.settings["batch_size"] == 2 and patch.names == o["tensors"]
+    assert patch.settings["null_space"]["keep_statistics"] and not o["alphaedit"]
     code, out, _ = run(capsys, "edit", "memit", "--requests", str(f), "--layers", "0", "--batch-size", "2")
     assert code == 0 and "5 edits in 3 batches of 2 at layers" in out
+    code, out, _ = run(capsys, "edit", "memit", "--requests", str(f), "--layers", "0", "--batch-size", "2",
+                       "--null-space", "--alphaedit", "--save-patch", str(tmp_path / "a"))
+    assert code == 0 and "5 edits in 3 batches of 2 (null-space, AlphaEdit's solve) at layers" in out
+    assert load_patch(tmp_path / "a").settings["null_space"] == {"threshold": 1e-2, "keep_statistics": False}
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -99,6 +104,7 @@ def test_memit_in_batches_in_null_space_mode_with_its_patch(capsys, world, tmp_p
     (["edit", "rome", "@", "pet", "cat", "--erase"], "give a NEW_OBJECT to rewrite, or --erase"),
     (["edit", "memit", "--requests", "/no/such.jsonl"], "no such requests file"),
     (["edit", "memit", "--requests", "/no/such.jsonl", "--batch-size", "0"], "--batch-size must be at least 1"),
+    (["edit", "memit", "--requests", "/no/such.jsonl", "--alphaedit"], "give --null-space too"),
 ])
 def test_bad_input_is_one_line(capsys, world, args, needle):
     person = list(world.people)[0]
