@@ -10,9 +10,11 @@ The world models' keys show why: the directions a fact's neighbours depend on ha
 eigenvalues, so the projection leaves them free, and without lambda C only the identity
 regulariser holds them. With it, 1,000 edits in 100 batches of 10 on a 4,096-wide world model
 keep 0.95 of neighbours instead of 0.72 (0.81 instead of 0.66 at 2,048); on the shipped 512-wide
-models it trades edits for neighbours (benchmarks/memit.py, benchmarks/memit_capacity.py). That state (the projections and the earlier keys) lives in one :class:`NullSpace`,
-created per session and passed explicitly to :func:`edit.memit.memit`: it can be saved, loaded
-and reset, and nothing is shared between two of them.
+models it trades edits for neighbours (benchmarks/memit.py, benchmarks/memit_capacity.py).
+
+That state (the projections and the earlier keys) lives in one :class:`NullSpace`, created per
+session and passed explicitly to :func:`edit.memit.memit`: it can be saved, loaded and reset,
+and nothing is shared between two of them.
 """
 
 from __future__ import annotations
@@ -105,8 +107,7 @@ class NullSpace:
         tensors = {f"projection.{l}": p.contiguous() for l, p in self.projections.items()}
         tensors |= {f"keys.{l}": k.contiguous() for l, k in self.keys.items()}
         save_file(tensors, str(path))
-        path.with_suffix(path.suffix + ".json").write_text(json.dumps({"threshold": self.threshold,
-                                                                           "keep_statistics": self.keep_statistics}))
+        path.with_suffix(path.suffix + ".json").write_text(json.dumps(self.describe()))
 
     @classmethod
     def load(cls, path: str | Path) -> NullSpace:
