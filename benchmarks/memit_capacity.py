@@ -46,13 +46,13 @@ from workbench.world.train import TrainSettings, train
 OUT = Path(__file__).parent / "results" / "memit_capacity.json"
 
 
-def wide_model(d_mlp: int) -> Path:
-    """A GPT-2 world model with ``d_mlp``-wide MLPs, trained with the shipped settings, cached."""
-    out = cache_dir() / "wide-world-models" / f"gpt2-mlp{d_mlp}"
+def wide_model(d_mlp: int, arch: str = "gpt2") -> Path:
+    """A world model of ``arch`` with ``d_mlp``-wide MLPs, trained with the shipped settings, cached."""
+    out = cache_dir() / "wide-world-models" / f"{arch}-mlp{d_mlp}"
     if not (out / "world.json").exists():
         t0 = time.perf_counter()
-        print(f"training a GPT-2 world model with d_mlp {d_mlp} (once; cached in {out})", flush=True)
-        train(TrainSettings(d_mlp=d_mlp), out)
+        print(f"training a {arch} world model with d_mlp {d_mlp} (once; cached in {out})", flush=True)
+        train(TrainSettings(arch=arch, d_mlp=d_mlp), out)
         print(f"trained in {time.perf_counter() - t0:.0f} s", flush=True)
     return out
 
@@ -72,13 +72,8 @@ def wide(d_mlp: int, n: int, threads: int, thresholds: tuple[float, ...] = ()) -
     path = wide_model(d_mlp)
     torch.set_num_threads(threads)
     h = workbench.load(str(path), device="cpu")
-    report = json.loads((path / "training_report.json").read_text())["eval"]
     reqs = random_rewrites(h.world, n)
-    # The edits go where the shipped model's go (layer 0, last token); the trace says if that still holds.
-    layer, token = site_of(trace_location(h, reqs[0]), h.n_layers)
-    out = {"d_mlp": d_mlp, "parameters": sum(p.numel() for p in h.model.parameters()),
-           "facts_known": report["all"], "heldout_loss": report["heldout_loss"],
-           "traced_site": {"layer": layer, "token": token}}
+    out = header(h, path)
     out["simultaneous"] = simultaneous(h, reqs, BASE, progress=False)
     print(f"d_mlp {d_mlp} simultaneous", out["simultaneous"], flush=True)
     out["simultaneous_keys_each"] = keys_each(h, reqs)
@@ -110,12 +105,52 @@ def rerun_null_space(widths: tuple[int, ...], n: int = 1000, threads: int = 1) -
     """Only :func:`null_space_rows` on the given widths, into the results already written."""
     results = {}
     for d in widths:
-        torch.set_num_threads(threads)
-        h = workbench.load(str(wide_model(d)), device="cpu")
-        rows = null_space_rows(h, random_rewrites(h.world, n))
-        results = json.loads(OUT.read_text())  # another width's run may have written meanwhile
-        results[f"gpt2_mlp{d}"] |= rows
-        OUT.write_text(json.dumps(results, indent=1))
+        results = rows("gpt2", d, null_space_rows, n, threads)
+    return results
+
+
+def header(h, path: Path) -> dict:
+    """What a wide model is: its width and size, how well it learned the world, where its facts are fetched."""
+    report = json.loads((path / "training_report.json").read_text())
+    reqs = random_rewrites(h.world, 1)
+    # The edits go where the shipped model's go (layer 0, last token); the trace says if that still holds.
+    layer, token = site_of(trace_location(h, reqs[0]), h.n_layers)
+    return {"d_mlp": h.sites.d_mlp, "parameters": sum(p.numel() for p in h.model.parameters()),
+            "facts_known": report["eval"]["all"], "heldout_loss": report["eval"]["heldout_loss"],
+            "training_seconds": report.get("train_seconds"), "traced_site": {"layer": layer, "token": token}}
+
+
+def at_once_rows(h, reqs) -> dict:
+    """1,000 edits at once, keys "mean" (the default) and "each"."""
+    out = {"simultaneous": simultaneous(h, reqs, BASE, progress=False)}
+    print(f"d_mlp {h.sites.d_mlp} simultaneous", out["simultaneous"], flush=True)
+    return out | {"simultaneous_keys_each": keys_each(h, reqs)}
+
+
+def plain_rows(h, reqs) -> dict:
+    """100 batches of 10, plain MEMIT."""
+    out = {"sequential_plain": sequential(h, reqs, BASE, 10, null_space=False)}
+    print(f"d_mlp {h.sites.d_mlp} sequential plain", out, flush=True)
+    return out
+
+
+def kept_null_space_rows(h, reqs) -> dict:
+    """100 batches of 10 in null-space mode with lambda C kept (the default), keys "mean"."""
+    out = {"sequential_null_space": sequential(h, reqs, BASE, 10, null_space=True)}
+    print(f"d_mlp {h.sites.d_mlp} sequential null space", out, flush=True)
+    return out
+
+
+def rows(arch: str, d_mlp: int, make, n: int = 1000, threads: int = 1) -> dict:
+    """``make(h, requests)``'s rows for the ``arch`` model ``d_mlp`` wide, merged into the results
+    already written (another run may be writing other rows meanwhile, so they are read last)."""
+    torch.set_num_threads(threads)
+    path = wide_model(d_mlp, arch)
+    h = workbench.load(str(path), device="cpu")
+    new = header(h, path) | make(h, random_rewrites(h.world, n))
+    results = json.loads(OUT.read_text())
+    results[f"{arch}_mlp{d_mlp}"] = results.get(f"{arch}_mlp{d_mlp}", {}) | new
+    OUT.write_text(json.dumps(results, indent=1))
     return results
 
 
@@ -175,5 +210,9 @@ def main(n: int = 1000, threads: int = 2, widths: tuple[int, ...] = (1024, 2048,
 if __name__ == "__main__":
     if sys.argv[1:2] == ["null_space"]:  # python -m benchmarks.memit_capacity null_space 1024 2048
         rerun_null_space(tuple(int(a) for a in sys.argv[2:]))
+    elif sys.argv[1:2] == ["llama"]:  # python -m benchmarks.memit_capacity llama 4096 at_once plain
+        parts = {"at_once": at_once_rows, "plain": plain_rows, "null_space": kept_null_space_rows}
+        for part in sys.argv[3:]:  # each part is 10-15 minutes on one core at 4,096
+            rows("llama", int(sys.argv[2]), parts[part])
     else:
         main(*(int(a) for a in sys.argv[1:3]))
