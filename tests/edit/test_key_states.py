@@ -61,7 +61,8 @@ def test_rows_end_at_the_key_and_a_repeated_text_counts_as_often_as_it_occurs(ha
     key = handle.sites.key_module_path(0)
     keys = {n: mean_states(handle, reqs, "last", c, key, "input") for n, c in (("bare", [""]), ("x", [X]),
                                                                               ("both", ["", X, X]))}
-    torch.testing.assert_close(keys["both"], (keys["bare"] + 2 * keys["x"]) / 3)
+    # The states are read in float32 and averaged in float64: the thread count moves the last bits.
+    torch.testing.assert_close(keys["both"], (keys["bare"] + 2 * keys["x"]) / 3, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
