@@ -19,6 +19,10 @@ sides of that, on the requests of benchmarks/memit.py:
    and why it matters: how far each bare prompt's key lies from its contexts' mean key, how far
    apart MEMIT's update puts the two, and MEMIT keyed at the bare prompt alone.
 
+4. A Llama world model 4,096 wide, trained the same way, in parts (10-15 minutes each on one
+   core): 1,000 edits at once (keys "mean" and "each"), and 100 batches of 10, plain and in
+   null-space mode: ``python -m benchmarks.memit_capacity llama 4096 at_once plain null_space``.
+
 Writes benchmarks/results/memit_capacity.json. Run: .venv/bin/python -m benchmarks.memit_capacity
 """
 
