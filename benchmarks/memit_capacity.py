@@ -207,7 +207,9 @@ def main(n: int = 1000, threads: int = 2, widths: tuple[int, ...] = (1024, 2048,
     # The threshold runs take 4 minutes each on the 2,048-wide model alone.
     results |= {f"gpt2_mlp{d}": wide(d, n, threads, (1e-3, 1e-4) if d == thresholds_at else ()) for d in widths}
     OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=1))
+    # Rows run by parts (the Llama model's) are not rerun here; they stay.
+    kept = json.loads(OUT.read_text()) if OUT.exists() else {}
+    OUT.write_text(json.dumps(kept | results, indent=1))
     return results
 
 
