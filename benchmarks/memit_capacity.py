@@ -32,6 +32,7 @@ import json
 import sys
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -77,14 +78,9 @@ def wide(d_mlp: int, n: int, threads: int, thresholds: tuple[float, ...] = ()) -
     torch.set_num_threads(threads)
     h = workbench.load(str(path), device="cpu")
     reqs = random_rewrites(h.world, n)
-    out = header(h, path)
-    out["simultaneous"] = simultaneous(h, reqs, BASE, progress=False)
-    print(f"d_mlp {d_mlp} simultaneous", out["simultaneous"], flush=True)
-    out["simultaneous_keys_each"] = keys_each(h, reqs)
+    out = header(h, path, reqs[0]) | at_once_rows(h, reqs)
     out["key_spread"] = key_spread(h, reqs)
-    out["sequential_plain"] = sequential(h, reqs, BASE, 10, null_space=False)
-    print(f"d_mlp {d_mlp} sequential_plain", out["sequential_plain"], flush=True)
-    out |= null_space_rows(h, reqs)
+    out |= plain_rows(h, reqs) | null_space_rows(h, reqs)
     out["lambda_sweep"] = lambda_sweep(h, reqs, (3.0, 30.0))
     if thresholds:  # a smaller null space (AlphaEdit's threshold is 1e-2 of the largest eigenvalue)
         out["sequential_null_space_alphaedit_thresholds"] = {
@@ -93,12 +89,14 @@ def wide(d_mlp: int, n: int, threads: int, thresholds: tuple[float, ...] = ()) -
     return out
 
 
-def null_space_rows(h, reqs) -> dict:
+def null_space_rows(h, reqs, keys_modes=("mean", "each"), keeps=(True, False)) -> dict:
     """100 batches of 10 in null-space mode: MEMIT's lambda C kept in the solve (the default) or
     not (AlphaEdit's solve), with keys "mean" and "each"."""
     out = {}
-    for keys, tail in (("mean", ""), ("each", "_keys_each")):
-        for keep, mode in ((True, ""), (False, "_alphaedit")):
+    for keys in keys_modes:
+        tail = "_keys_each" if keys == "each" else ""
+        for keep in keeps:
+            mode = "" if keep else "_alphaedit"
             name = "sequential_null_space" + mode + tail
             out[name] = sequential(h, reqs, replace(BASE, keys=keys), 10, null_space=True, keep_statistics=keep)
             print(f"d_mlp {h.sites.d_mlp} {name}", out[name], flush=True)
@@ -109,16 +107,15 @@ def rerun_null_space(widths: tuple[int, ...], n: int = 1000, threads: int = 1) -
     """Only :func:`null_space_rows` on the given widths, into the results already written."""
     results = {}
     for d in widths:
-        results = rows("gpt2", d, null_space_rows, n, threads)
+        results = rows("gpt2", d, (null_space_rows,), n, threads)
     return results
 
 
-def header(h, path: Path) -> dict:
-    """What a wide model is: its width and size, how well it learned the world, where its facts are fetched."""
+def header(h, path: Path, req) -> dict:
+    """What a wide model is: its width and size, how well it learned the world, where ``req``'s fact is fetched."""
     report = json.loads((path / "training_report.json").read_text())
-    reqs = random_rewrites(h.world, 1)
     # The edits go where the shipped model's go (layer 0, last token); the trace says if that still holds.
-    layer, token = site_of(trace_location(h, reqs[0]), h.n_layers)
+    layer, token = site_of(trace_location(h, req), h.n_layers)
     return {"d_mlp": h.sites.d_mlp, "parameters": sum(p.numel() for p in h.model.parameters()),
             "facts_known": report["eval"]["all"], "heldout_loss": report["eval"]["heldout_loss"],
             "training_seconds": report.get("train_seconds"), "traced_site": {"layer": layer, "token": token}}
@@ -138,23 +135,21 @@ def plain_rows(h, reqs) -> dict:
     return out
 
 
-def kept_null_space_rows(h, reqs) -> dict:
-    """100 batches of 10 in null-space mode with lambda C kept (the default), keys "mean"."""
-    out = {"sequential_null_space": sequential(h, reqs, BASE, 10, null_space=True)}
-    print(f"d_mlp {h.sites.d_mlp} sequential null space", out, flush=True)
-    return out
-
-
-def rows(arch: str, d_mlp: int, make, n: int = 1000, threads: int = 1) -> dict:
-    """``make(h, requests)``'s rows for the ``arch`` model ``d_mlp`` wide, merged into the results
-    already written (another run may be writing other rows meanwhile, so they are read last)."""
+def rows(arch: str, d_mlp: int, makes, n: int = 1000, threads: int = 1) -> dict:
+    """Each ``make(h, requests)``'s rows for the ``arch`` model ``d_mlp`` wide, merged into the
+    results already written as each ends (another run may be writing other rows meanwhile, so
+    they are read last)."""
     torch.set_num_threads(threads)
     path = wide_model(d_mlp, arch)
     h = workbench.load(str(path), device="cpu")
-    new = header(h, path) | make(h, random_rewrites(h.world, n))
-    results = json.loads(OUT.read_text())
-    results[f"{arch}_mlp{d_mlp}"] = results.get(f"{arch}_mlp{d_mlp}", {}) | new
-    OUT.write_text(json.dumps(results, indent=1))
+    reqs = random_rewrites(h.world, n)
+    name, first = f"{arch}_mlp{d_mlp}", header(h, path, reqs[0])
+    results = {}
+    for make in makes:
+        new = first | make(h, reqs)
+        results = json.loads(OUT.read_text())
+        results[name] = results.get(name, {}) | new
+        OUT.write_text(json.dumps(results, indent=1))
     return results
 
 
@@ -217,8 +212,8 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["null_space"]:  # python -m benchmarks.memit_capacity null_space 1024 2048
         rerun_null_space(tuple(int(a) for a in sys.argv[2:]))
     elif sys.argv[1:2] == ["llama"]:  # python -m benchmarks.memit_capacity llama 4096 at_once plain
-        parts = {"at_once": at_once_rows, "plain": plain_rows, "null_space": kept_null_space_rows}
-        for part in sys.argv[3:]:  # each part is 10-15 minutes on one core at 4,096
-            rows("llama", int(sys.argv[2]), parts[part])
+        parts = {"at_once": at_once_rows, "plain": plain_rows, "null_space": partial(null_space_rows, keys_modes=("mean",), keeps=(True,))}
+        # each part is 5-15 minutes on one core at 4,096
+        rows("llama", int(sys.argv[2]), [parts[p] for p in sys.argv[3:]])
     else:
         main(*(int(a) for a in sys.argv[1:3]))
