@@ -37,7 +37,7 @@ def feature_data(handle, feature: int, sae_settings: SaeSettings | None = None, 
         sae: An sae-lens SAE to use instead of loading the shipped one.
     """
     s = sae_settings or SaeSettings()
-    sae = sae or load_sae(s)
+    sae = sae if sae is not None else load_sae(s)
     if not 0 <= feature < sae.cfg.d_sae:
         raise SaeError(f"feature {feature} out of range 0..{sae.cfg.d_sae - 1}")
     texts = texts if texts is not None else handle.world.training_sentences()

@@ -80,7 +80,7 @@ def locate_features(handle, prompt: str, subject: str, obj: str, sae_settings: S
         sae: An sae-lens SAE to use instead of loading the shipped one.
     """
     s, fs = sae_settings or SaeSettings(), settings or FeatureSettings()
-    sae = sae or load_sae(s)
+    sae = sae if sae is not None else load_sae(s)
     span = handle.subject_span(prompt, subject)
     acts, attr, n, prob = _attribution(handle, sae, s, prompt, obj)
     total = attr.sum(0)

@@ -57,3 +57,15 @@ def test_feature_data_top_contexts_hold_the_largest_activations(handle):
     assert d["promotes"][0]["logit"] >= d["promotes"][-1]["logit"] and d["suppresses"][0]["logit"] <= 0
     with pytest.raises(SaeError, match="feature 9999 out of range"):
         feature_data(handle, 9999, texts=texts)
+
+
+def test_a_given_sae_is_used_without_asking_its_length(handle, fact):
+    # An SAE's truth value is its length, which sae-lens deprecates; a given one is checked against None.
+    import warnings
+
+    sae = load_sae(SaeSettings())
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        feature_data(handle, 7, texts=handle.world.training_sentences()[:20], top=1, sae=sae)
+        locate_features(handle, *fact, settings=FeatureSettings(top=2, confirm=1), sae=sae)
+    assert not [w for w in seen if "length of SAE" in str(w.message)]
