@@ -47,7 +47,7 @@ def costs(shipped, d_mlp: int, edits: int = 64, rounds: int = 2, facts: int | No
     ``facts``: score only the first this many of the world's facts (all by default).
     """
     torch.manual_seed(0)
-    arch = shipped.sites.family if shipped.sites.family == "gpt2" else "llama"
+    arch = shipped.sites.family  # "gpt2" or "llama", as TrainSettings names them
     config = model_config(TrainSettings(arch=arch, d_mlp=d_mlp), shipped.tokenizer)
     model = AutoModelForCausalLM.from_config(config).eval()
     h = ModelHandle(model=model, tokenizer=shipped.tokenizer, name=f"{arch}-mlp{d_mlp}", source="random init",
@@ -77,8 +77,9 @@ def main(threads: int = 2) -> dict:
     for name in ("world", "world:llama"):
         shipped = workbench.load(name, device="cpu")
         for d_mlp in WIDTHS:
-            rows[f"{shipped.sites.family}_mlp{d_mlp}"] = costs(shipped, d_mlp)
-            print(rows[f"{shipped.sites.family}_mlp{d_mlp}"], flush=True)
+            key = f"{shipped.sites.family}_mlp{d_mlp}"
+            rows[key] = costs(shipped, d_mlp)
+            print(key, rows[key], flush=True)
     OUT.write_text(json.dumps(rows, indent=1))
     print("| model | parameters | size | score every fact | training step | values, 64 edits x 10 steps |")
     print("| --- | --- | --- | --- | --- | --- |")

@@ -1,5 +1,7 @@
 """Splicing keeps the model unchanged; feature attribution names features whose ablation hurts the answer."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -61,8 +63,6 @@ def test_feature_data_top_contexts_hold_the_largest_activations(handle):
 
 def test_a_given_sae_is_used_without_asking_its_length(handle, fact):
     # An SAE's truth value is its length, which sae-lens deprecates; a given one is checked against None.
-    import warnings
-
     sae = load_sae(SaeSettings())
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
