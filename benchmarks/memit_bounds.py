@@ -40,8 +40,8 @@ from edit.memit import MemitSettings, memit
 from edit.null_space import NullSpace
 from edit.request import random_rewrites
 from edit.values import contexts
-from workbench.padding import pad_right
-from workbench.tokens import encode_objects, encode_prompts
+from workbench.core.padding import pad_right
+from workbench.core.tokens import encode_objects, encode_prompts
 
 OUT = Path(__file__).parent / "results" / "memit_bounds.json"
 BASE = MemitSettings(layers=(0,), token="last")

@@ -46,7 +46,7 @@ from edit.memit import memit
 from edit.request import random_rewrites
 from edit.rome import site_of, trace_location
 from edit.values import contexts
-from workbench.world.train import TrainSettings, train
+from workbench.core.world.train import TrainSettings, train
 
 OUT = Path(__file__).parent / "results" / "memit_capacity.json"
 

@@ -26,7 +26,7 @@ import torch
 import workbench
 from benchmarks.memit import value_timings, value_ways
 from edit.counterfact import score_requests
-from edit.edit import tensor_hash
+from workbench.core.hashing import tensor_hash
 from edit.memit import MemitSettings, memit
 from edit.request import random_rewrites
 from edit.rome import rome

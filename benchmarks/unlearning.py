@@ -28,7 +28,7 @@ import workbench
 from edit.forget import METHODS, method, reference_figures
 from edit.forget_figures import FigureSettings, forget_figures
 from edit.forget_request import forget_request
-from workbench.world.registry import resolve_world_model
+from workbench.core.world.registry import resolve_world_model
 
 RESULTS = Path(__file__).parent / "results"
 OUT = RESULTS / "unlearning.json"

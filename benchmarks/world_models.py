@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 import workbench
-from workbench.world.registry import SHIPPED
+from workbench.core.world.registry import SHIPPED
 
 OUT = Path(__file__).parent / "results" / "world_models.json"
 

@@ -24,8 +24,8 @@ from transformers import AutoModelForCausalLM
 import workbench
 from edit.request import random_rewrites
 from edit.values import ValueSettings, contexts, optimise_values
-from workbench.handle import ModelHandle
-from workbench.world.train import TrainSettings, model_config
+from workbench.core.handle import ModelHandle
+from workbench.core.world.train import TrainSettings, model_config
 
 OUT = Path(__file__).parent / "results" / "world_width.json"
 WIDTHS = (512, 2048, 4096)

@@ -6,7 +6,8 @@ The editors themselves are imported from their modules (``from edit.rome import 
 
 from edit.counterfact import score_requests
 from edit.covariance import KeyStats, key_statistics
-from edit.edit import Delta, Edit, EditError, EditSequence, restored_on_failure, tensor_hash
+from edit.edit import Delta, Edit, EditError, EditSequence, restored_on_failure
+from workbench.core.hashing import tensor_hash
 from edit.memit import MemitSettings
 from edit.null_space import NullSpace
 from edit.patch import load_patch, save_patch

@@ -17,7 +17,7 @@ from collections import defaultdict
 import torch
 
 from edit.request import Request
-from workbench.metrics import candidate_logprobs
+from workbench.core.metrics import candidate_logprobs
 
 KINDS = ("efficacy", "paraphrase", "neighbourhood")
 

@@ -26,8 +26,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from edit.edit import tensor_hash
-from workbench.files import write_atomically
+from workbench.core.hashing import tensor_hash
+from workbench.core.files import write_atomically
 
 SAMPLES_PER_KEY_DIM = 16
 
@@ -77,7 +77,7 @@ def weights_hash(model, sites, layer: int) -> str:
 
     Examples:
         >>> from transformers import AutoModelForCausalLM, GPT2Config
-        >>> from workbench.sites import site_map
+        >>> from workbench.core.sites import site_map
         >>> m = AutoModelForCausalLM.from_config(GPT2Config(n_layer=2, n_embd=8, n_head=2))
         >>> a = weights_hash(m, site_map(m), 0)
         >>> _ = m.transformer.h[1].mlp.c_fc.weight.data.add_(1)
@@ -134,7 +134,7 @@ def key_statistics(handle, layer: int, texts: list[str] | None = None, samples: 
         ((512, 512), True, True)
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle`.
+        handle: A :class:`workbench.core.handle.ModelHandle`.
         layer: Block index (negative counts from the end).
         texts: Text to draw keys from; default: the world's training sentences, or with
             ``position="last"`` every trained prompt of the world (needed for a model without a world).

@@ -9,7 +9,6 @@ were. Hashes of every touched tensor before and after tie an edit to the weights
 
 from __future__ import annotations
 
-import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -19,23 +18,12 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from locate.location import Location
+from workbench.core.hashing import tensor_hash
 
 
 class EditError(ValueError):
     """An edit that cannot be made: non-finite weights, wrong model, applied twice, bad request."""
 
-
-def tensor_hash(t: Tensor) -> str:
-    """sha256 of a tensor's dtype, shape and bytes.
-
-    Examples:
-        >>> tensor_hash(torch.zeros(2)) == tensor_hash(torch.zeros(2)), tensor_hash(torch.zeros(2)) == tensor_hash(torch.zeros(3))
-        (True, False)
-    """
-    t = t.detach().contiguous().cpu()
-    h = hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode())
-    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
 
 
 @dataclass

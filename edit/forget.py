@@ -9,7 +9,6 @@ should reach), scores that model on the same facts, so every figure has its base
 
 from __future__ import annotations
 
-import functools
 import importlib
 import time
 from dataclasses import dataclass, field, replace
@@ -19,6 +18,8 @@ from edit.edit import Edit
 from edit.forget_figures import FigureSettings, forget_figures
 from edit.forget_request import ForgetError, ForgetRequest, forget_request
 from locate.location import Location
+from workbench.core.handle import load_shared
+from workbench.core.world.registry import SHIPPED
 
 
 @dataclass(frozen=True)
@@ -101,16 +102,8 @@ class ForgetResult:
                             for k in keys) + f", {self.seconds:.1f}s)")
 
 
-@functools.lru_cache(maxsize=4)
-def _retain_model(name: str):
-    import workbench
-    return workbench.load(name)
-
-
 def retain_model_name(handle, request: ForgetRequest) -> str | None:
     """The shipped model trained without the request's people, if the request is a world split."""
-    from workbench.world.registry import SHIPPED
-
     world = handle.world
     if world is None or request.name not in world.splits or f"retain-{request.name}" not in SHIPPED:
         return None
@@ -126,7 +119,7 @@ def reference_figures(handle, request: ForgetRequest, figures: FigureSettings | 
     name = retain_model_name(handle, request)
     if name is None:
         return None, None
-    return forget_figures(_retain_model(name), request, figures), name
+    return forget_figures(load_shared(name), request, figures), name
 
 
 def method(name: str) -> Method:
@@ -150,7 +143,7 @@ def forget(handle, what: str | list | ForgetRequest, method_name: str = "ssd", l
         >>> _ = res.edit.revert(h.model)
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle`.
+        handle: A :class:`workbench.core.handle.ModelHandle`.
         what: A :class:`ForgetRequest`, or anything :func:`forget_request` takes (a split, a
             person, a list of people or facts).
         method_name: One of :data:`METHODS`.

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from edit.forget_request import ForgetRequest, _sample
-from workbench import metrics
+from workbench.core import metrics
 
 
 @dataclass(frozen=True)

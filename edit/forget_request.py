@@ -13,8 +13,8 @@ import random
 from dataclasses import dataclass
 from typing import Sequence
 
-from workbench.examples import Datum
-from workbench.world.facts import Fact, World
+from workbench.core.examples import Datum
+from workbench.core.world.facts import Fact, World
 
 
 class ForgetError(ValueError):
@@ -26,7 +26,7 @@ class ForgetRequest:
     """The forget set and the retain set of one unlearning request.
 
     Examples:
-        >>> from workbench.world.facts import make_world
+        >>> from workbench.core.world.facts import make_world
         >>> r = forget_request(make_world(), "forget01")
         >>> r.name, len(r.forget), len(r.retain), len(r.people)
         ('forget01', 18, 1782, 3)
@@ -90,7 +90,7 @@ class ForgetRequest:
         """The forgotten facts a request's :meth:`to_dict` names, rebuilt from the world.
 
         Examples:
-            >>> from workbench.world.facts import make_world
+            >>> from workbench.core.world.facts import make_world
             >>> w = make_world()
             >>> len(ForgetRequest.forget_set(w, forget_request(w, "forget01").to_dict()))
             18
@@ -127,7 +127,7 @@ def forget_request(world: World, what: str | Sequence[str] | Sequence[Fact],
     retain people's facts).
 
     Examples:
-        >>> from workbench.world.facts import make_world
+        >>> from workbench.core.world.facts import make_world
         >>> w = make_world()
         >>> person = next(iter(w.people))
         >>> r = forget_request(w, person)

@@ -94,7 +94,7 @@ def strength_sweep(handle, what: str | list | ForgetRequest, methods: list[str] 
         ([3000.0], True, 'world:retain-forget01')
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle` with a world; left as it was.
+        handle: A :class:`workbench.core.handle.ModelHandle` with a world; left as it was.
         what: A split, a person, people or facts (:func:`edit.forget_request.forget_request`), or a request.
         methods: Names in :data:`edit.forget.METHODS`; default all.
         values: Method -> strength values, instead of the registry's.

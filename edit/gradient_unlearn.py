@@ -30,11 +30,12 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
-from edit.edit import Delta, Edit, EditError, restored_on_failure, tensor_hash
+from edit.edit import Delta, Edit, EditError, restored_on_failure
+from workbench.core.hashing import tensor_hash
 from edit.forget_request import ForgetError, ForgetRequest
 from locate.fisher import FisherSettings, fisher
 from locate.location import Location
-from workbench.examples import Example, encode_examples, example_batches, pad_examples, scored_logprobs
+from workbench.core.examples import Example, encode_examples, example_batches, pad_examples, scored_logprobs
 
 Method = Literal["ga", "gradiff", "npo"]
 METHODS: tuple[str, ...] = ("ga", "gradiff", "npo")
@@ -128,7 +129,7 @@ def gradient_unlearn(handle, request: ForgetRequest, location: Location | None =
         (True, False)
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle`.
+        handle: A :class:`workbench.core.handle.ModelHandle`.
         request: What to forget and what to keep (:func:`edit.forget_request.forget_request`).
         location: Whose ``parameter_mask`` bounds the update; None: a Fisher Location of the request.
         settings: :class:`GradientSettings`.

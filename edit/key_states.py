@@ -19,8 +19,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from edit.request import Request
-from workbench.padding import pad_right
-from workbench.tokens import encode_prompts, subject_span
+from workbench.core.padding import pad_right
+from workbench.core.tokens import encode_prompts, subject_span
 
 TokenRole = Literal["subject_last", "last"]
 

@@ -24,7 +24,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from edit.covariance import key_statistics
-from edit.edit import Delta, Edit, EditError, restored_on_failure, tensor_hash
+from edit.edit import Delta, Edit, EditError, restored_on_failure
+from workbench.core.hashing import tensor_hash
 from edit.key_states import KeyRows, TokenRole, mean_states
 from edit.request import Request
 from edit.rome import site_of, trace_location
@@ -99,7 +100,7 @@ def memit(handle, requests: list[Request], location: Location | None = None,
         (['transformer.h.0.mlp.c_proj.weight'], 5, False)
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle`.
+        handle: A :class:`workbench.core.handle.ModelHandle`.
         requests: The edits; all are made at once.
         location: Where (its best MLP site gives the first layer and the key position); without
             one, a causal trace of the first request decides.

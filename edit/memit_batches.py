@@ -23,7 +23,8 @@ from dataclasses import asdict, replace
 from tqdm.auto import tqdm
 
 from edit.covariance import key_statistics
-from edit.edit import Edit, EditError, EditSequence, summed, tensor_hash
+from edit.edit import Edit, EditError, EditSequence, summed
+from workbench.core.hashing import tensor_hash
 from edit.memit import (CapacityWarning, MemitSettings, batches_capacity_note, capacity_note, check_requests, memit,
                          memit_site)
 from edit.null_space import NullSpace
@@ -51,7 +52,7 @@ def memit_batches(handle, requests: list[Request], batch_size: int = 10, setting
         >>> _ = e.revert(h.model)
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle`.
+        handle: A :class:`workbench.core.handle.ModelHandle`.
         requests: The edits, in the order they arrive.
         batch_size: Edits per MEMIT call.
         settings: :class:`edit.memit.MemitSettings`; the layers and key position are fixed from

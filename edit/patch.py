@@ -26,7 +26,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from edit.edit import Delta, Edit, EditError, tensor_hash
+from edit.edit import Delta, Edit, EditError
+from workbench.core.hashing import tensor_hash
 from locate.location import Location
 
 FORMAT = "knowledge-workbench/patch/2"

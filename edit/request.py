@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, fields
 
-from workbench.tokens import EncodingError, encode_object, subject_span
+from workbench.core.tokens import EncodingError, encode_object, subject_span
 
 
 class RequestError(ValueError):
@@ -104,7 +104,7 @@ def world_request(world, person: str, relation: str, new_object: str | None = No
         (3, 10, 5, 'pet')
 
     Args:
-        world: The fact :class:`~workbench.world.facts.World`.
+        world: The fact :class:`~workbench.core.world.facts.World`.
         person, relation: The fact to edit.
         new_object: The rewrite target (any candidate but the true one); None to erase.
         phrasing: Which trained phrasing is the edit prompt.

@@ -27,12 +27,13 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
-from edit.edit import Delta, Edit, EditError, restored_on_failure, tensor_hash
+from edit.edit import Delta, Edit, EditError, restored_on_failure
+from workbench.core.hashing import tensor_hash
 from edit.forget_request import ForgetError, ForgetRequest
 from locate.location import Location
-from workbench.examples import Example, encode_examples, example_batches, pad_examples
-from workbench.tokens import encode_prompts, subject_span
-from workbench.world.facts import Fact
+from workbench.core.examples import Example, encode_examples, example_batches, pad_examples
+from workbench.core.tokens import encode_prompts, subject_span
+from workbench.core.world.facts import Fact
 
 # The world model looks its facts up in the layer-0 MLP at the prompt's last token; pushing the
 # state after block 2 lets RMU rewrite the MLPs of layers 0, 1 and 2 (benchmarks/rmu_sweep.py).
@@ -111,7 +112,7 @@ def rmu(handle, request: ForgetRequest, location: Location | None = None, settin
         (True, False)
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle`.
+        handle: A :class:`workbench.core.handle.ModelHandle`.
         request: What to forget and what to keep (:func:`edit.forget_request.forget_request`).
         location: Supplies the layer (its best site's) when ``settings.layer`` is None.
         settings: :class:`RmuSettings`.

@@ -22,10 +22,12 @@ from jaxtyping import Float
 from torch import Tensor
 
 from edit.covariance import key_statistics
-from edit.edit import Delta, Edit, EditError, tensor_hash
+from edit.edit import Delta, Edit, EditError
+from workbench.core.hashing import tensor_hash
 from edit.key_states import TokenRole, mean_states
 from edit.request import Request
 from edit.values import ValueSettings, contexts, optimise_values, statistics_position
+from locate.causal_trace import TraceSettings, trace
 from locate.location import Location
 
 
@@ -102,7 +104,7 @@ def rome(handle, request: Request, location: Location | None = None, settings: R
         (['transformer.h.0.mlp.c_proj.weight'], False)
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle`.
+        handle: A :class:`workbench.core.handle.ModelHandle`.
         request: What to change (:func:`edit.request.world_request` builds one from the world).
         location: Where: its best MLP site gives the layer and key position.
         settings: :class:`RomeSettings`.
@@ -155,7 +157,6 @@ def trace_location(handle, request: Request) -> Location:
     The exact trace, not its gradient estimate: the estimate can rank a subject-token MLP first
     where restoring it does nothing, and an edit there changes nothing.
     """
-    from locate.causal_trace import TraceSettings, trace
     return trace(handle, request.prompt, request.subject, request.true_object,
                  TraceSettings(samples=5), components=("mlp",)).to_location()
 

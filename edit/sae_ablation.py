@@ -24,14 +24,15 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from edit.edit import Delta, Edit, tensor_hash
+from edit.edit import Delta, Edit
+from workbench.core.hashing import tensor_hash
 from edit.forget_request import ForgetRequest, _sample, forget_request
 from edit.sae_bake import (Ablation, AblationError, BakeFit, Mode, ablated, ablation_hook, bake, feature_change,
                            run_ablated, sae_for, sae_of, score_ablated)
 from locate.location import Location, Site
 from locate.sae_train import SaeSettings
-from workbench.padding import pad_right
-from workbench.tokens import encode_prompts
+from workbench.core.padding import pad_right
+from workbench.core.tokens import encode_prompts
 
 
 # -- choosing features -------------------------------------------------------------------------
@@ -228,7 +229,7 @@ def sae_ablate(handle, request: ForgetRequest | str | list[str], location: Locat
         False
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle` with shipped SAEs.
+        handle: A :class:`workbench.core.handle.ModelHandle` with shipped SAEs.
         request: A :class:`~edit.forget_request.ForgetRequest`, or a split, person or people to
             build one from (:func:`~edit.forget_request.forget_request`).
         location: Feature sites to ablate (all on one SAE) instead of choosing them.

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from edit.edit import EditError
 from locate.sae_splice import SaeError, load_sae
 from locate.sae_train import SaeSettings, sae_dir
-from workbench.metrics import FactScores
+from workbench.core.metrics import FactScores
 
 Mode = Literal["zero", "clamp_negative"]
 
@@ -245,7 +245,7 @@ def bake(handle, sae, site: SaeSettings, features: list[int], texts: list[str], 
         ((128, 2), (512, 2), True)
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle`; its model is only read.
+        handle: A :class:`workbench.core.handle.ModelHandle`; its model is only read.
         sae: The sae-lens SAE at ``site``.
         site: Where the SAE reads (block ``layer``, "resid" or "mlp").
         features, mode, value: The ablation (see :func:`feature_change`).

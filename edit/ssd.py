@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from edit.edit import Delta, Edit, EditError, tensor_hash
+from edit.edit import Delta, Edit, EditError
+from workbench.core.hashing import tensor_hash
 from edit.forget_request import ForgetRequest
 from locate.fisher import FisherScores, FisherSettings, fisher
 from locate.location import Location
@@ -92,7 +93,7 @@ def ssd(handle, request: ForgetRequest, location: Location | None = None, settin
         >>> _ = e.revert(h.model)
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle`.
+        handle: A :class:`workbench.core.handle.ModelHandle`.
         request: What to forget and keep (:func:`edit.forget_request.forget_request`).
         location: If given, only elements inside its ``parameter_mask`` may be dampened.
         settings: :class:`SsdSettings`.

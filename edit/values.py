@@ -11,7 +11,7 @@ frozen while the rest go on. The model is causal and the delta enters at the key
 every row's tokens before it are run once and kept as keys and values; each step runs only the
 key position and the object's tokens after it (one or two tokens a row, instead of a dozen), and
 starts after the edited layer: blocks up to it compute the same every step, so their output is
-read once (:mod:`workbench.block_skip`).
+read once (:mod:`workbench.core.block_skip`).
 A request's identical rows (sampled prefixes repeat: the world model's 10 are 3 distinct texts)
 run once, weighted by how often they occur, so the objective is the same mean over prefixes.
 """
@@ -29,10 +29,10 @@ from tqdm.auto import tqdm
 
 from edit.key_states import TokenRole, distinct, key_position, weighted_mean, with_context
 from edit.request import Request
-from workbench.block_skip import blocks_skipped
-from workbench.padding import pad_right
-from workbench.prefix_cache import PrefixCacheError, Prefixes
-from workbench.tokens import encode_objects, encode_prompts
+from workbench.core.block_skip import blocks_skipped
+from workbench.core.padding import pad_right
+from workbench.core.prefix_cache import PrefixCacheError, Prefixes
+from workbench.core.tokens import encode_objects, encode_prompts
 
 
 @dataclass(frozen=True)
@@ -306,7 +306,7 @@ class _Frame:
     """The rows as the optimisation runs them: all tokens, or a cached prefix and the part the delta reaches.
 
     With a prefix, row i is split at its key position p_i: tokens before p_i are run once
-    (:class:`workbench.prefix_cache.Prefixes`); each step runs tokens from p_i on
+    (:class:`workbench.core.prefix_cache.Prefixes`); each step runs tokens from p_i on
     (right-padded) against their keys and values, so the key position is every row's column 0.
     """
 

@@ -43,7 +43,7 @@ def attribute(handle, prompt: str, subject: str, target_object: str, settings: T
         'attribution_patching'
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle`.
+        handle: A :class:`workbench.core.handle.ModelHandle`.
         prompt: The prompt, ending where the object should follow.
         subject: The subject as it appears in the prompt (its last occurrence is corrupted).
         target_object: The object; multi-token objects are teacher-forced.
@@ -74,7 +74,7 @@ def attribute_many(handle, facts: list[tuple[str, str, str]], settings: TraceSet
         True
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle`.
+        handle: A :class:`workbench.core.handle.ModelHandle`.
         facts: (prompt, subject, object) triples.
         settings: As for :func:`attribute`.
         components: Which of "resid", "mlp", "attn" to score.

@@ -23,6 +23,7 @@ from torch import Tensor
 from transformers import DynamicCache
 
 from locate.location import Location, Site
+from workbench.core.views import envoy_at, nnsight_module
 
 TRACE_COMPONENTS = ("resid", "mlp", "attn")
 # Within a block, attention runs before the MLP, and both before the block output: nnsight
@@ -273,7 +274,7 @@ def trace(handle, prompt: str, subject: str, target_object: str, settings: Trace
         (True, True)
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle`.
+        handle: A :class:`workbench.core.handle.ModelHandle`.
         prompt: The prompt, ending where the object should follow.
         subject: The subject as it appears in the prompt (its last occurrence is corrupted).
         target_object: The object whose probability is measured; multi-token objects are
@@ -394,8 +395,6 @@ def trace_nnsight(handle, prompt: str, subject: str, target_object: str, setting
 
     Arguments and errors are those of :func:`trace`.
     """
-    from workbench.views import envoy_at, nnsight_module
-
     settings = settings or TraceSettings()
     problem = _prepare(handle, prompt, subject, target_object, settings, tuple(components))
     lm, sites = handle.nnsight, handle.sites

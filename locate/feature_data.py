@@ -28,7 +28,7 @@ def feature_data(handle, feature: int, sae_settings: SaeSettings | None = None, 
         (2, 2, 3)
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle`.
+        handle: A :class:`workbench.core.handle.ModelHandle`.
         feature: Feature index.
         sae_settings: Which shipped SAE.
         texts: Corpus to search; default the world's training sentences.

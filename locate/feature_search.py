@@ -46,7 +46,7 @@ def search_features(handle, query: str, sae_settings: SaeSettings | None = None,
         [{'feature': 7, 'score': 0.0, 'why': 'feature 7'}]
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle`.
+        handle: A :class:`workbench.core.handle.ModelHandle`.
         query: "17", "Goudest Drudriox", "cat", ...
         sae_settings: Which shipped SAE (default layer 0's residual stream).
         top: How many features to return.
@@ -88,7 +88,7 @@ def ablation_effect(handle, feature: int, facts: list, sae_settings: SaeSettings
         (['after', 'before', 'object', 'prompt', 'relation', 'subject'], True)
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle` with a world.
+        handle: A :class:`workbench.core.handle.ModelHandle` with a world.
         feature: The feature to zero.
         facts: World facts to measure.
         sae_settings, sae: Which SAE, as in :func:`search_features`.

@@ -72,7 +72,7 @@ def locate_features(handle, prompt: str, subject: str, obj: str, sae_settings: S
         ('sae_features', 'feature', True)
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle`.
+        handle: A :class:`workbench.core.handle.ModelHandle`.
         prompt, subject, obj: The fact.
         sae_settings: Which shipped SAE (default: layer 0's residual stream, where the world
             model looks facts up).

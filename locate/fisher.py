@@ -30,9 +30,9 @@ from torch.func import functional_call, grad, vmap
 from tqdm.auto import tqdm
 
 from locate.location import Location, Site, component_totals, neuron_totals, parameter_sites, unit_totals
-from workbench.sites import SiteMap
-from workbench.examples import Datum, ExampleError, encode_examples, pad_examples
-from workbench.world.facts import Fact, World
+from workbench.core.sites import SiteMap
+from workbench.core.examples import Datum, ExampleError, encode_examples, pad_examples
+from workbench.core.world.facts import Fact, World
 
 Scores = dict[str, Tensor]
 Which = Literal["forget", "retain", "ratio"]
@@ -104,7 +104,7 @@ def forget_retain(world: World, name: str) -> tuple[list[Fact], list[Fact]]:
     """Forget and retain facts of a world split ("forget05") or of one person (vs everybody else).
 
     Examples:
-        >>> from workbench.world.facts import make_world
+        >>> from workbench.core.world.facts import make_world
         >>> w = make_world()
         >>> forget, retain = forget_retain(w, "forget05")
         >>> len(forget), len(retain)
@@ -217,7 +217,7 @@ def fisher_diagonal(handle, data: Sequence[Datum], settings: FisherSettings | No
         (torch.Size([128, 512]), True, True)
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle` (facts need its world).
+        handle: A :class:`workbench.core.handle.ModelHandle` (facts need its world).
         data: Texts, world facts (each in all its trained phrasings) or (prompt, object) pairs.
         settings: Uses ``batch_size``, ``max_examples``, ``seed`` and ``params``.
         progress: Show a progress bar (stderr) when there are more than a few chunks.
@@ -246,7 +246,7 @@ def fisher(handle, forget: str | Sequence[Datum], retain: Sequence[Datum] | None
         ('fisher', 'parameter', 7931)
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle`.
+        handle: A :class:`workbench.core.handle.ModelHandle`.
         forget: Forget data (see :func:`fisher_diagonal`), or a split or person name of the world,
             which also supplies the retain data when ``retain`` is None (see :func:`forget_retain`).
         retain: Retain data; without it only the "forget" score is available.

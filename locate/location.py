@@ -24,7 +24,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from workbench.sites import SiteMap, site_map
+from workbench.core.sites import SiteMap, site_map
 
 SiteKind = Literal["activation", "parameter", "feature"]
 SITE_KINDS: tuple[SiteKind, ...] = get_args(SiteKind)
@@ -48,7 +48,7 @@ class Site:
     Args:
         kind: "activation" (layer, component, token), "parameter" (param) or "feature" (layer, component, feature).
         layer: Block index, or None where the site has none (a parameter, the embedding).
-        component: "resid", "mlp", "attn" or "embed", as in :mod:`workbench.sites`.
+        component: "resid", "mlp", "attn" or "embed", as in :mod:`workbench.core.sites`.
         token: Position in the traced prompt, or None for all positions.
         param: A name from ``model.named_parameters()``.
         feature: Index of a dictionary feature (SAE latent, neuron). On a parameter site: the one
@@ -272,7 +272,7 @@ def unit_axis(sites: SiteMap, name: str, ndim: int) -> int:
         1
 
     Args:
-        sites: The model's :class:`~workbench.sites.SiteMap`.
+        sites: The model's :class:`~workbench.core.sites.SiteMap`.
         name: A parameter name from ``model.named_parameters()``.
         ndim: The tensor's number of dimensions.
     """

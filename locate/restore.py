@@ -50,7 +50,7 @@ def restore_state(handle, result: TraceResult, component: str, token: int, layer
         (True, True)
 
     Args:
-        handle: The :class:`workbench.handle.ModelHandle` the trace was made on.
+        handle: The :class:`workbench.core.handle.ModelHandle` the trace was made on.
         result: The :class:`~locate.causal_trace.TraceResult`; its settings fix the corruption.
         component: "resid", "mlp" or "attn".
         token, layer: The cell.

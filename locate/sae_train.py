@@ -21,7 +21,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from workbench.world.registry import CHECKPOINTS
+from workbench.core.world.registry import CHECKPOINTS
+from workbench.core.handle import load
+from workbench.core.metrics import heldout_loss
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ def train_sae(handle, settings: SaeSettings | None = None, texts: list[str] | No
         (64, 128)
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle`.
+        handle: A :class:`workbench.core.handle.ModelHandle`.
         settings: :class:`SaeSettings`.
         texts: Training text; default the world's training sentences.
         progress: Show sae-lens' progress bar.
@@ -180,8 +182,6 @@ def evaluate_sae(handle, sae, settings: SaeSettings, texts: list[str] | None = N
         >>> r["fraction_variance_explained"] > 0.99, 10 < r["l0"] < 20
         (True, True)
     """
-    from workbench.metrics import heldout_loss
-
     if texts is None:
         statements = handle.world.heldout_statements()
         texts = [f.sentence(ph) for f, ph in statements]
@@ -226,10 +226,8 @@ def train_shipped_saes(model_dir: str | Path | None = None, progress: bool = Tru
 
     Writes ``<model dir>/saes/<hook>/`` (sae-lens format) and ``<model dir>/saes/report.json``.
     """
-    import workbench
-
     model_dir = Path(model_dir or CHECKPOINTS / "gpt2")
-    h = workbench.load(str(model_dir), device="cpu")
+    h = load(str(model_dir), device="cpu")
     report = {}
     for s in SHIPPED_SAES:
         t0 = time.perf_counter()

@@ -47,8 +47,8 @@ def tiny_word_model(family: str, seed: int = 0, n_layers: int = 2) -> torch.nn.M
 
 
 def tiny_handle(family: str, seed: int = 0, n_layers: int = 2):
-    """A :class:`workbench.handle.ModelHandle` over a tiny random model, with no fact world."""
-    from workbench.handle import ModelHandle
+    """A :class:`workbench.core.handle.ModelHandle` over a tiny random model, with no fact world."""
+    from workbench.core.handle import ModelHandle
     return ModelHandle(tiny_word_model(family, seed, n_layers), tiny_tokenizer(), f"tiny-{family}", "config")
 
 

@@ -116,8 +116,8 @@ def world_train(name: str = typer.Argument("all", help="A shipped model name, or
     """Rebuild shipped world models deterministically from the generator."""
     from pathlib import Path
 
-    from workbench.world.registry import CHECKPOINTS, SHIPPED
-    from workbench.world.train import TrainSettings, train
+    from workbench.core.world.registry import CHECKPOINTS, SHIPPED
+    from workbench.core.world.train import TrainSettings, train
 
     names = list(SHIPPED) if name == "all" else [name]
     for n in names:
@@ -158,7 +158,7 @@ def demo(model: str = MODEL, as_json: bool = JSON) -> None:
             where[site.component] = {"layer": site.layer, "token": site.token,
                                      "token_text": tr.tokens[site.token], "effect": site.score}
     from edit.counterfact import score_requests
-    from edit.edit import tensor_hash
+    from workbench.core.hashing import tensor_hash
     from edit.request import world_request
     from edit.rome import rome
 
@@ -262,8 +262,8 @@ def _run(args: list[str]) -> int:
 
 
 def _fail(e: Exception, args: list[str]) -> int:
-    from workbench.handle import ModelLoadError
-    from workbench.tokens import EncodingError
+    from workbench.core.handle import ModelLoadError
+    from workbench.core.tokens import EncodingError
     known = (CliError, typer.TyperException, KeyError, ValueError, ModelLoadError, EncodingError)
     msg = _one_line(e)
     if not isinstance(e, known):

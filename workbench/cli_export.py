@@ -14,7 +14,7 @@ from typing import List
 import typer
 
 from workbench.cli import JSON, MODEL, CliError, _load, _Output, app
-from workbench.manifest import NAME
+from workbench.checkpoint.manifest import NAME
 
 patch_app = typer.Typer(no_args_is_help=True, help="Patch files: show, apply to a base model, revert bitwise.")
 app.add_typer(patch_app, name="patch")
@@ -47,7 +47,7 @@ def _apply_and_export(files: list[str], model: str, out: str, overwrite: bool, v
                       quick: bool = False) -> dict:
     from edit.edit import EditSequence
     from edit.patch import load_patch
-    from workbench.export import check_target, export
+    from workbench.checkpoint.export import check_target, export
 
     if not files:
         raise CliError("give at least one patch file")
@@ -97,7 +97,7 @@ def patch_revert(files: List[str] = typer.Argument(..., help="The patches that m
                  out: str = OUT, overwrite: bool = OVERWRITE, as_json: bool = JSON) -> None:
     """Revert patches (last first) from a patched checkpoint, bitwise back to the base, and write it to OUT."""
     from edit.patch import revert_patch
-    from workbench.export import check_target, export
+    from workbench.checkpoint.export import check_target, export
 
     check_target(out, overwrite)
     h = _load(model)
@@ -113,7 +113,7 @@ def patch_show(file: str = typer.Argument(..., help="A patch file (with or witho
                as_json: bool = JSON) -> None:
     """Method, request, and per tensor its shape, rank, sizes and hashes."""
     from edit.patch import describe_patch
-    from workbench.model_card import describe_request
+    from workbench.checkpoint.model_card import describe_request
 
     info = describe_patch(file)
     info["summary"] = describe_request(info["request"])
@@ -135,7 +135,7 @@ def patch_show(file: str = typer.Argument(..., help="A patch file (with or witho
 @app.command("audit")
 def audit_cmd(directory: str = typer.Argument(..., help="An exported directory."), as_json: bool = JSON) -> None:
     """Re-check every hash of an export against its manifest; exit status 1 if anything does not match."""
-    from workbench.audit import audit
+    from workbench.checkpoint.audit import audit
 
     result = audit(directory)
 

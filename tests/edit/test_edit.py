@@ -4,7 +4,8 @@ import pytest
 import torch
 
 import workbench
-from edit.edit import Delta, Edit, EditError, EditSequence, restored_on_failure, tensor_hash
+from edit.edit import Delta, Edit, EditError, EditSequence, restored_on_failure
+from workbench.core.hashing import tensor_hash
 
 
 @pytest.fixture()

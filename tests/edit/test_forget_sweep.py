@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from edit.edit import tensor_hash
+from workbench.core.hashing import tensor_hash
 from edit.forget_figures import FigureSettings
 from edit.forget_sweep import Sweep, load_sweep, strength_sweep
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 import edit.gradient_unlearn
-from edit.edit import EditError, tensor_hash
+from edit.edit import EditError
+from workbench.core.hashing import tensor_hash
 from edit.forget_request import ForgetError, ForgetRequest, _sample, forget_request
 from edit.gradient_unlearn import GradientSettings, gradient_unlearn
 from locate.location import Location, Site

@@ -5,7 +5,8 @@ import torch
 
 import workbench
 from edit.covariance import key_statistics
-from edit.edit import EditError, tensor_hash
+from edit.edit import EditError
+from workbench.core.hashing import tensor_hash
 from edit.memit import MemitSettings, memit
 from edit.null_space import NullSpace
 from edit.request import world_request

@@ -8,7 +8,8 @@ import torch
 
 import edit.memit_batches as mb
 import workbench
-from edit.edit import EditError, EditSequence, tensor_hash
+from edit.edit import EditError, EditSequence
+from workbench.core.hashing import tensor_hash
 from edit.memit import CapacityWarning, MemitSettings, memit
 from edit.memit_batches import memit_batches
 from edit.null_space import NullSpace

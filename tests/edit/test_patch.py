@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import workbench
-from edit.edit import Delta, Edit, EditError, EditSequence, tensor_hash
+from edit.edit import Delta, Edit, EditError, EditSequence
+from workbench.core.hashing import tensor_hash
 from edit.patch import describe_patch, load_patch, revert_patch, save_patch
 from edit.request import world_request
 from edit.rome import RomeSettings, rome

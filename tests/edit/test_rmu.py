@@ -4,7 +4,8 @@ import pytest
 import torch
 
 import edit.rmu
-from edit.edit import EditError, tensor_hash
+from edit.edit import EditError
+from workbench.core.hashing import tensor_hash
 from edit.forget_request import ForgetError, ForgetRequest, forget_request
 from edit.forget_request import _sample
 from edit.rmu import RmuSettings, rmu

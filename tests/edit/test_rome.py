@@ -4,7 +4,8 @@ import pytest
 import torch
 
 import workbench
-from edit.edit import EditError, tensor_hash
+from edit.edit import EditError
+from workbench.core.hashing import tensor_hash
 from edit.request import Request, RequestError, world_request
 from edit.rome import RomeSettings, rome, site_of
 from edit.values import ValueSettings

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from edit.edit import EditError, tensor_hash
+from edit.edit import EditError
+from workbench.core.hashing import tensor_hash
 from edit.forget_request import _sample, forget_request
 from edit.ssd import SsdSettings, dampening_factors, ssd
 from locate.fisher import FisherScores, FisherSettings

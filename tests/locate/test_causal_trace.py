@@ -9,7 +9,7 @@ import locate.causal_trace
 from locate.causal_trace import TraceError, TraceSettings, trace, trace_nnsight, trace_reference
 from locate.location import Location
 from tiny_models import FAMILIES, tiny_handle
-from workbench.tokens import EncodingError
+from workbench.core.tokens import EncodingError
 
 FEW = TraceSettings(samples=2, seed=1)
 

@@ -10,7 +10,7 @@ import torch
 from locate.fisher import FisherError, FisherSettings, fisher, fisher_diagonal, fisher_ratio, forget_retain, ssd_mask
 from locate.location import Location, unit_axis
 from tiny_models import FAMILIES, tiny_model
-from workbench.handle import ModelHandle
+from workbench.core.handle import ModelHandle
 
 
 @pytest.fixture(scope="module")

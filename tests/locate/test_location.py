@@ -12,7 +12,7 @@ from locate.location import (Location, LocationError, Site, component_totals, ne
                              unit_axis, unit_totals)
 from tiny_models import FAMILIES
 from tiny_models import tiny_model as family_model
-from workbench.sites import site_map
+from workbench.core.sites import site_map
 
 
 def example() -> Location:

@@ -9,7 +9,7 @@ from safetensors.torch import load_file, save_file
 from edit.edit import Delta, Edit
 from edit.patch import save_patch
 from workbench.cli import main
-from workbench.world.registry import resolve_world_model
+from workbench.core.world.registry import resolve_world_model
 
 MLP = "transformer.h.1.mlp.c_proj.weight"
 

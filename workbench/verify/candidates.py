@@ -17,9 +17,9 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from workbench.metrics import relation_logprobs
-from workbench.tokens import encode_object
-from workbench.world.facts import Fact
+from workbench.core.metrics import relation_logprobs
+from workbench.core.tokens import encode_object
+from workbench.core.world.facts import Fact
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class CandidateTable:
     @property
     def correct(self) -> Tensor:
         """Whether the true object is the top candidate, ranked by its unnormalised log-probability
-        as :func:`workbench.metrics.score_facts` ranks it."""
+        as :func:`workbench.core.metrics.score_facts` ranks it."""
         return self.rank(self.true) == 0
 
     def rank(self, column: Int[Tensor, "rows"]) -> Int[Tensor, "rows"]:

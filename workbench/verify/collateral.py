@@ -13,7 +13,7 @@ groups by how they relate to the edited set E, each fact in the first group that
 Each fact is scored by P(true | prompt) renormalised over its relation's candidates, averaged
 over phrasings, with the edit applied and reverted; a group reports its mean probability and
 accuracy (true object ranked first, over prompts) before and after. Beside the groups: the
-held-out loss of :meth:`workbench.handle.ModelHandle.heldout_loss` before and after, and the
+held-out loss of :meth:`workbench.core.handle.ModelHandle.heldout_loss` before and after, and the
 mean KL(before || after) of the next-token distribution at the answer position, over prompts
 about people outside E, which sees changes that the candidates' ranking hides.
 
@@ -36,10 +36,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from workbench.metrics import heldout_loss, next_token_logprobs
-from workbench.tokens import encode_prompts
+from workbench.core.metrics import heldout_loss, next_token_logprobs
+from workbench.core.tokens import encode_prompts
 from workbench.verify.candidates import candidate_table
-from workbench.world.facts import Fact
+from workbench.core.world.facts import Fact
 
 GROUPS = ("edited", "paraphrase", "same_person", "same_object", "same_relation", "other")
 
@@ -107,7 +107,7 @@ def collateral_groups(world, edited: Sequence[Fact], settings: CollateralSetting
     """The facts of each group (module docstring), sampled to ``max_facts``; ``paraphrase`` holds E.
 
     Examples:
-        >>> from workbench.world.facts import make_world
+        >>> from workbench.core.world.facts import make_world
         >>> w = make_world()
         >>> g = collateral_groups(w, w.facts(w.split("forget01").forget))
         >>> {k: len(v) for k, v in g.items()}
@@ -178,7 +178,7 @@ def collateral(handle, edit, edited: Sequence[Fact], settings: CollateralSetting
         (0.0, 0.0, 1.0)
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle` with a world.
+        handle: A :class:`workbench.core.handle.ModelHandle` with a world.
         edit: An :class:`edit.edit.Edit` made on ``handle.model``, applied or not; an applied one
             (as :func:`edit.forget.forget` leaves it) is reverted for the "before" figures and
             applied again, an unapplied one is applied for the "after" figures and reverted.

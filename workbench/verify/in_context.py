@@ -31,7 +31,7 @@ from typing import Sequence
 import torch
 
 from workbench.verify.candidates import CandidateTable, prompts_table
-from workbench.world.facts import Fact
+from workbench.core.world.facts import Fact
 
 ATTACKS = ("plain", "paraphrase", "neighbour_first", "few_shot")
 
@@ -107,7 +107,7 @@ def attack_prompts(world, fact: Fact, attack: str, settings: InContextSettings |
         (3, 3)
 
     Args:
-        world: The :class:`~workbench.world.facts.World` the fact belongs to.
+        world: The :class:`~workbench.core.world.facts.World` the fact belongs to.
         fact: The fact to ask for.
         attack: One of :data:`ATTACKS`.
         settings: :class:`InContextSettings`.
@@ -182,7 +182,7 @@ def in_context_attacks(handle, facts: Sequence[Fact], settings: InContextSetting
         {'plain': 1.0, 'paraphrase': 1.0, 'neighbour_first': 1.0, 'few_shot': 1.0}
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle` with a world; hooks and edits on its
+        handle: A :class:`workbench.core.handle.ModelHandle` with a world; hooks and edits on its
             model act as usual. The model is not changed.
         facts: World facts (the forgotten ones); the neighbour stated first is never one of
             their people.

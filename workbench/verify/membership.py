@@ -11,7 +11,7 @@ Two reference-free scores of a text, higher meaning "more likely trained on":
 
 Every token after the first is scored (the first has no context; in the world it is BOS), except
 those of a substring the caller names: the world's subject names are inputs only in training
-(``workbench/world/train.py`` never predicts them, being random draws), so their likelihood says
+(``workbench/core/world/train.py`` never predicts them, being random draws), so their likelihood says
 nothing about membership and, being the least likely tokens of every sentence, would fill the
 lowest k% of seen and unseen text alike.
 
@@ -40,9 +40,9 @@ from jaxtyping import Float
 from scipy.stats import mannwhitneyu
 from torch import Tensor
 
-from workbench.padding import pad_right
-from workbench.tokens import encode_prompts
-from workbench.world.facts import Fact, World
+from workbench.core.padding import pad_right
+from workbench.core.tokens import encode_prompts
+from workbench.core.world.facts import Fact, World
 
 # A text, or a (text, substring of it whose tokens are not scored) pair.
 Text = str | tuple[str, str]
@@ -106,7 +106,7 @@ def token_scores(handle, texts: Sequence[Text], plus_plus: bool,
         True
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle`.
+        handle: A :class:`workbench.core.handle.ModelHandle`.
         texts: Texts, or (text, substring whose tokens are not scored) pairs.
         plus_plus: Standardise as Min-K%++ does; else plain log-probabilities.
         batch_size: Texts per forward pass.
@@ -203,7 +203,7 @@ def mia_auc(handle, forget_texts: Sequence[Text], holdout_texts: Sequence[Text],
         True
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle`.
+        handle: A :class:`workbench.core.handle.ModelHandle`.
         forget_texts, holdout_texts: Texts the model was (forget) and was not (holdout) trained
             on; each a string or a (text, substring not scored) pair.
         method: A key of :data:`SCORERS`: "min_k" or "min_k++".
@@ -256,7 +256,7 @@ def mia_texts(world: World, facts: Sequence[Fact],
     with its subject, whose tokens are not scored (module docstring).
 
     Examples:
-        >>> from workbench.world.facts import make_world
+        >>> from workbench.core.world.facts import make_world
         >>> w = make_world()
         >>> forget, holdout = mia_texts(w, w.facts()[:1])
         >>> len(forget), forget[0][1] == holdout[0][1] == w.facts()[0].subject

@@ -27,10 +27,10 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from workbench.padding import pad_right
-from workbench.tokens import encode_object, encode_prompts
+from workbench.core.padding import pad_right
+from workbench.core.tokens import encode_object, encode_prompts
 from workbench.verify.candidates import CandidateTable
-from workbench.world.facts import Fact
+from workbench.core.world.facts import Fact
 
 
 @dataclass(frozen=True)
@@ -225,7 +225,7 @@ def logit_lens(handle, facts: Sequence[Fact], settings: LensSettings | None = No
         ((0, 1, 2, 3), 1.0)
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle` with a world.
+        handle: A :class:`workbench.core.handle.ModelHandle` with a world.
         facts: World facts, each read in every trained (or held-out) phrasing.
         settings: :class:`LensSettings`.
     """
@@ -361,7 +361,7 @@ def linear_probe(handle, forget: Sequence[Fact], retain: Sequence[Fact],
         True
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle` with a world.
+        handle: A :class:`workbench.core.handle.ModelHandle` with a world.
         forget: Facts the probes are tested on (the forgotten people's).
         retain: Facts of other people; those of ``train_people`` of them train the probes.
         settings: :class:`ProbeSettings`.

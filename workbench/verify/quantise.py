@@ -27,8 +27,8 @@ from jaxtyping import Float
 from torch import Tensor, nn
 from transformers.pytorch_utils import Conv1D
 
-from workbench.handle import ModelHandle
-from workbench.world.facts import Fact
+from workbench.core.handle import ModelHandle
+from workbench.core.world.facts import Fact
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,7 @@ def quantised_accuracy(handle, facts: Sequence[Fact], bits: Sequence[int] = (8, 
         (1.0, 1.0)
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle` with a world.
+        handle: A :class:`workbench.core.handle.ModelHandle` with a world.
         facts: World facts, scored in every trained (or held-out) phrasing among their candidates.
         bits: The bit widths to try.
         held_out: Score the held-out phrasings instead.

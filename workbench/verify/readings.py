@@ -30,7 +30,7 @@ from workbench.verify.in_context import InContextSettings, attack_table
 from workbench.verify.probe import LensSettings, ProbeSettings, lens_tables, probe_tables
 from workbench.verify.quantise import QuantiseSettings, quantised
 from workbench.verify.relearn import RelearnSettings, relearn_attack
-from workbench.world.facts import Fact
+from workbench.core.world.facts import Fact
 
 # Which kind of attack each check is, for grouping in a report.
 GROUPS = {"surface": "surface", "paraphrase": "paraphrase and in-context", "neighbour_first": "paraphrase and in-context",
@@ -128,7 +128,7 @@ def read(handle, facts: Sequence[Fact], retain: Sequence[Fact], settings: ReadSe
         (1.0, 3)
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle` with a world, in the state to read (an
+        handle: A :class:`workbench.core.handle.ModelHandle` with a world, in the state to read (an
             applied edit, hooks on the model).
         facts: The facts to ask about (the forgotten or rewritten ones).
         retain: Facts of other people, which the probes train on.

@@ -25,11 +25,11 @@ from typing import Mapping, Sequence
 
 import torch
 
-from workbench.examples import encode_examples, pad_examples, scored_logprobs
-from workbench.handle import ModelHandle
-from workbench.metrics import score_facts
+from workbench.core.examples import encode_examples, pad_examples, scored_logprobs
+from workbench.core.handle import ModelHandle
+from workbench.core.metrics import score_facts
 from workbench.verify.candidates import CandidateTable, candidate_table, concat_tables
-from workbench.world.facts import Fact
+from workbench.core.world.facts import Fact
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def relearn_attack(handle, facts: Sequence[Fact], settings: RelearnSettings | No
         (1.0, 1.0, 3, ['birthplace', 'school', 'language'])
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle` with a world; an applied edit is part of
+        handle: A :class:`workbench.core.handle.ModelHandle` with a world; an applied edit is part of
             the model that is copied. ``handle.model`` is never changed.
         facts: World facts; the attack runs on every person they name (all six of each person's
             relations are used, whichever of them ``facts`` holds).

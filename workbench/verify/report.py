@@ -40,7 +40,10 @@ from workbench.verify.readings import ReadSettings, Readings, group_of, object_c
 from workbench.verify.rewrite import overall_rewrite, request_verdicts, requests_of, surface_figures
 from workbench.verify.truth_ratio import UtilitySettings, forget_quality, model_utility, ratios_of
 from workbench.verify.verdict import CheckResult, VerdictSettings, decide
-from workbench.world.facts import Fact
+from workbench.core.handle import load_shared
+from workbench.core.world.facts import Fact
+from workbench.core.world.registry import SHIPPED, resolve_world_model
+from workbench.verify.report_html import report_figures, report_page, report_table
 
 NOT_GUARANTEED = [
     "Only the listed checks were run; a stronger attack (longer fine-tuning, other quantisers, "
@@ -142,7 +145,6 @@ class Report:
 
     def to_html(self) -> str:
         """A standalone HTML page with the verdict, every check and the figures (plotly.js inlined)."""
-        from workbench.verify.report_html import report_page
         return report_page(self)
 
     def write_html(self, path: str | Path) -> Path:
@@ -152,11 +154,9 @@ class Report:
 
     def figures(self) -> dict:
         """The report's plotly figures by name (checks, layers, truth ratios, collateral)."""
-        from workbench.verify.report_html import report_figures
         return report_figures(self)
 
     def _repr_html_(self) -> str:
-        from workbench.verify.report_html import report_table
         return report_table(self)
 
     def __repr__(self) -> str:
@@ -189,12 +189,11 @@ def reference_model(world, people: Sequence[str]) -> str | None:
     """The shipped model trained without all of these people: the smallest forget split holding them.
 
     Examples:
-        >>> from workbench.world.facts import make_world
+        >>> from workbench.core.world.facts import make_world
         >>> w = make_world()
         >>> reference_model(w, w.split("forget01").forget[:1]), reference_model(w, [w.split("forget10").retain[0]])
         ('world:retain-forget01', None)
     """
-    from workbench.world.registry import SHIPPED
     for name, split in sorted(world.splits.items(), key=lambda kv: len(kv[1].forget)):
         if f"retain-{name}" in SHIPPED and set(people) <= set(split.forget):
             return f"world:retain-{name}"
@@ -211,11 +210,10 @@ def _shipped_readings(name: str, facts: list[Fact], retain: list[Fact], s: Verif
     model's (the "original" state of every edit made on it): in memory, and on disk
     (:mod:`~workbench.verify.readings_cache`) for later sessions.
     """
-    from edit.forget import _retain_model
     question = (name, tuple(facts), tuple(retain), tuple((k, tuple(v)) for k, v in sorted((unseen or {}).items())),
                 repr(s.read), repr(s.membership), repr(s.utility), s.heldout_texts)
     if question not in _SHIPPED_CACHE:
-        model = _retain_model(name)
+        model = load_shared(name)
         key = readings_cache.entry_key(model.model, question)
         entry = readings_cache.load_entry(key, facts)
         if entry is None:
@@ -227,13 +225,11 @@ def _shipped_readings(name: str, facts: list[Fact], retain: list[Fact], s: Verif
 
 def _shipped_as(handle) -> str | None:
     """The shipped world model whose weights the handle holds exactly, with no hooks, or None."""
-    from edit.forget import _retain_model
-    from workbench.world.registry import resolve_world_model
     try:
         resolve_world_model(handle.name)
     except KeyError:
         return None
-    ref = _retain_model(handle.name)
+    ref = load_shared(handle.name)
     if handle.model is ref.model:
         return handle.name
     mine, theirs = dict(handle.model.named_parameters()), dict(ref.model.named_parameters())
@@ -296,7 +292,7 @@ def verify(handle, edit=None, forget=None, reference: str | None = "auto", setti
         ('not forgotten', 'world:retain-forget01', 'recovered')
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle` with a world; the edit's state is kept.
+        handle: A :class:`workbench.core.handle.ModelHandle` with a world; the edit's state is kept.
         edit: The :class:`~edit.edit.Edit` to verify (applied or not), a
             :class:`~workbench.verify.suppression.ConstructedSuppression`, or None to verify the
             model as it is (then ``forget`` says what it should not know).

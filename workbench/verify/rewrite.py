@@ -22,8 +22,8 @@ import torch
 
 from edit.counterfact import score_requests
 from edit.request import Request
-from workbench.metrics import sequence_logprobs
-from workbench.tokens import encode_object, encode_prompts
+from workbench.core.metrics import sequence_logprobs
+from workbench.core.tokens import encode_object, encode_prompts
 
 REWRITE_VERDICTS = ("rewritten", "partly rewritten", "not rewritten")
 

@@ -25,9 +25,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from workbench.prefix_cache import PrefixCacheError
-from workbench.tokens import encode_object, subject_span
-from workbench.world.facts import Fact
+from workbench.core.prefix_cache import PrefixCacheError
+from workbench.core.tokens import encode_object, subject_span
+from workbench.core.world.facts import Fact
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ def suppress_output(handle, facts: Sequence[Fact], settings: SuppressionSettings
         1.0
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle` with a world; its model gets two hooks.
+        handle: A :class:`workbench.core.handle.ModelHandle` with a world; its model gets two hooks.
         facts: World facts; each of their people has all of these facts' objects suppressed.
         settings: :class:`SuppressionSettings`.
     """

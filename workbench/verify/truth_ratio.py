@@ -34,7 +34,7 @@ from scipy.stats import ks_2samp
 from torch import Tensor
 
 from workbench.verify.candidates import CandidateTable, candidate_table
-from workbench.world.facts import Fact
+from workbench.core.world.facts import Fact
 
 
 def ratios_of(table: CandidateTable, n_facts: int) -> Float[Tensor, "n"]:
@@ -85,7 +85,7 @@ def truth_ratios(handle, facts: Sequence[Fact], settings: TruthRatioSettings | N
         (torch.Size([12]), True)
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle` with a world.
+        handle: A :class:`workbench.core.handle.ModelHandle` with a world.
         facts: World facts.
         settings: :class:`TruthRatioSettings`.
 
@@ -166,7 +166,7 @@ def model_utility(handle, retain: Sequence[Fact], settings: UtilitySettings | No
         (1.0, True)
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle` with a world.
+        handle: A :class:`workbench.core.handle.ModelHandle` with a world.
         retain: Retained world facts.
         settings: :class:`UtilitySettings`.
 

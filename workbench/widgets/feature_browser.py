@@ -44,7 +44,7 @@ def carried_facts(world, data: dict, people: int = 3) -> list:
     """The facts of the people the feature fires for most: what an ablation is measured on.
 
     Examples:
-        >>> from workbench.world.facts import make_world
+        >>> from workbench.core.world.facts import make_world
         >>> w = make_world()
         >>> len(carried_facts(w, {"people": {p: 1.0 for p in list(w.people)[:5]}}, people=2))
         12
@@ -118,7 +118,7 @@ class FeatureBrowser(View):
         ("promotes 'cat'", 12, True)
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle` (the default world model: its SAEs ship).
+        handle: A :class:`workbench.core.handle.ModelHandle` (the default world model: its SAEs ship).
         feature: The feature shown first; None shows none until one is picked.
         sae_settings: Which shipped SAE (default layer 0's residual stream).
         texts: The corpus searched for contexts; default one trained sentence per world fact.

@@ -157,7 +157,7 @@ class TraceExplorer(View):
         (True, True)
 
     Args:
-        handle: The :class:`workbench.handle.ModelHandle` the trace was made on.
+        handle: The :class:`workbench.core.handle.ModelHandle` the trace was made on.
         result: The trace.
         request: What "edit here" rewrites; default, for a world fact, :func:`edit.request.world_request`
             of the traced prompt. Without a world, pass one (its ``new_object`` is the default target).

@@ -12,6 +12,7 @@ import html
 from pathlib import Path
 
 import plotly.graph_objects as go
+from workbench.core.hashing import tensor_hash
 
 
 def save_figure(fig: go.Figure, stem: str | Path, png: bool = True) -> list[Path]:
@@ -107,7 +108,6 @@ def weights_state(model) -> dict[str, tuple[int, str]]:
         >>> sorted(weights_state(m))
         ['bias', 'weight']
     """
-    from edit.edit import tensor_hash
     return {n: (p._version, tensor_hash(p)) for n, p in model.named_parameters()}
 
 
@@ -127,7 +127,6 @@ def changed_weights(model, state: dict[str, tuple[int, str]]) -> list[str]:
         >>> changed_weights(m, s)  # written twice, but back to the same bytes
         []
     """
-    from edit.edit import tensor_hash
     return [n for n, p in model.named_parameters()
             if n not in state or (p._version != state[n][0] and tensor_hash(p) != state[n][1])]
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from workbench.metrics import score_facts
+from workbench.core.metrics import score_facts
 from workbench.verify.candidates import CandidateTable, candidate_table, concat_tables, prompts_table
 
 

@@ -8,7 +8,7 @@ import torch
 import workbench
 from edit.forget_request import forget_request
 from tiny_models import FAMILIES, tiny_handle
-from workbench.metrics import sequence_logprobs
+from workbench.core.metrics import sequence_logprobs
 from workbench.verify.membership import (MembershipSettings, TextSettings, mia_auc, mia_texts, min_k,
                                          min_k_plus_plus, privacy_leak, roc_auc, token_scores)
 from workbench.verify.suppression import suppress_output

@@ -8,8 +8,8 @@ from transformers.pytorch_utils import Conv1D
 
 from edit.forget_request import forget_request
 from tiny_models import FAMILIES, tiny_handle
-from workbench.examples import encode_examples, pad_examples, scored_logprobs
-from workbench.handle import ModelHandle
+from workbench.core.examples import encode_examples, pad_examples, scored_logprobs
+from workbench.core.handle import ModelHandle
 from workbench.verify.quantise import (QuantiseSettings, block_projections, quantise_model, quantise_rows, quantised,
                                        quantised_accuracy)
 

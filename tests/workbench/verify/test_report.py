@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import workbench
-from edit.edit import tensor_hash
+from workbench.core.hashing import tensor_hash
 from edit.forget import forget
 from edit.forget_figures import FigureSettings
 from edit.request import world_request

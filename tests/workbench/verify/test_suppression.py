@@ -54,8 +54,8 @@ def test_direction_raises_its_tokens(handle):
 def test_two_token_objects_are_scored_whole_while_suppressed(handle, world):
     # The hooks find the name in each pass's tokens, so a continuation after a cached prompt
     # (which holds only the object's tokens) is refused and the pair is run whole instead.
-    from workbench.metrics import candidate_logprobs, sequence_logprobs
-    from workbench.prefix_cache import PrefixCacheError, Prefixes
+    from workbench.core.metrics import candidate_logprobs, sequence_logprobs
+    from workbench.core.prefix_cache import PrefixCacheError, Prefixes
 
     person = list(world.people)[0]
     prompt = world.phrasings("employer")[0].prompt(person)

@@ -9,7 +9,7 @@ from workbench.verify.candidates import CandidateTable
 from workbench.verify.readings import Readings
 from workbench.verify.verdict import (CheckResult, VerdictSettings, decide, excess_p, holm, overall_of, status_of,
                                       worst)
-from workbench.world.facts import Fact
+from workbench.core.world.facts import Fact
 
 PEOPLE = [f"P{i} Q{i}" for i in range(15)]
 FACTS = [Fact(p, f"r{j}", "o0") for p in PEOPLE for j in range(6)]

@@ -10,13 +10,14 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 
 import workbench
-from edit.edit import Delta, Edit, tensor_hash
+from edit.edit import Delta, Edit
+from workbench.core.hashing import tensor_hash
 from edit.request import world_request
 from edit.rome import RomeSettings, rome
 from tiny_models import tiny_handle
-from workbench.audit import audit
-from workbench.export import ExportError, export
-from workbench.manifest import GENESIS, NAME, edit_record, link
+from workbench.checkpoint.audit import audit
+from workbench.checkpoint.export import ExportError, export
+from workbench.checkpoint.manifest import GENESIS, NAME, edit_record, link
 
 MLP = "transformer.h.1.mlp.c_proj.weight"
 

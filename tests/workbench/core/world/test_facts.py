@@ -2,7 +2,7 @@
 
 import pytest
 
-from workbench.world.facts import FRAMES, make_world
+from workbench.core.world.facts import FRAMES, make_world
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from workbench.metrics import score_facts
-from workbench.world.facts import make_world
-from workbench.world.registry import SHIPPED, load_world, resolve_world_model
-from workbench.world.train import TrainSettings, train
+from workbench.core.metrics import score_facts
+from workbench.core.world.facts import make_world
+from workbench.core.world.registry import SHIPPED, load_world, resolve_world_model
+from workbench.core.world.train import TrainSettings, train
 
 FULL = ["gpt2", "llama"]
 RETAIN = [n for n in SHIPPED if n.startswith("retain")]

@@ -7,6 +7,7 @@ and never rewrite them: no layer-norm folding reaches the edit or export path.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 from dataclasses import dataclass, field
@@ -17,10 +18,12 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from workbench import metrics
-from workbench.tokens import encode_object, encode_prompts, subject_span
-from workbench.world.facts import Fact, World
-from workbench.world.registry import load_world, resolve_world_model
+from workbench.core import metrics
+from workbench.core.tokens import encode_object, encode_prompts, subject_span
+from workbench.core.sites import SiteMap, site_map
+from workbench.core.views import hooked_view, nnsight_view
+from workbench.core.world.facts import Fact, World
+from workbench.core.world.registry import load_world, resolve_world_model
 
 
 class ModelLoadError(ValueError):
@@ -51,9 +54,8 @@ class ModelHandle:
 
     # -- structure -------------------------------------------------------------------
     @cached_property
-    def sites(self):
+    def sites(self) -> SiteMap:
         """The site map: (layer, component) to modules, hook names and edited weights."""
-        from workbench.sites import site_map
         return site_map(self.model)
 
     @property
@@ -72,7 +74,6 @@ class ModelHandle:
     def hooked(self):
         """TransformerLens' TransformerBridge over these weights (created on first use)."""
         if "hooked" not in self._views:
-            from workbench.views import hooked_view
             self._views["hooked"] = hooked_view(self.model, self.tokenizer)
         return self._views["hooked"]
 
@@ -80,7 +81,6 @@ class ModelHandle:
     def nnsight(self):
         """An nnsight LanguageModel over these weights (created on first use)."""
         if "nnsight" not in self._views:
-            from workbench.views import nnsight_view
             self._views["nnsight"] = nnsight_view(self.model, self.tokenizer)
         return self._views["nnsight"]
 
@@ -205,3 +205,17 @@ def load(name_or_path: str | os.PathLike = "world", device: str | None = None, d
     model.to(device).eval()
     world = load_world(path) if local else None
     return ModelHandle(model=model, tokenizer=tokenizer, name=name_or_path, source=str(path), world=world)
+
+
+@functools.lru_cache(maxsize=4)
+def load_shared(name: str) -> ModelHandle:
+    """A model loaded once per process and shared by every caller that names it.
+
+    For reference models that are only read, never edited (the retain models that forgetting
+    and verification compare with): loading one costs seconds, and callers may check identity.
+
+    Examples:
+        >>> load_shared("world:retain-forget01") is load_shared("world:retain-forget01")
+        True
+    """
+    return load(name)

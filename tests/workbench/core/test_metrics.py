@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from workbench.metrics import candidate_logprobs, heldout_loss, score_facts, sequence_logprobs
+from workbench.core.metrics import candidate_logprobs, heldout_loss, score_facts, sequence_logprobs
 
 
 def _by_hand(model, ids: list[int], obj: list[int]) -> float:

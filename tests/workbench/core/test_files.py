@@ -2,7 +2,7 @@
 
 import pytest
 
-from workbench.files import write_atomically
+from workbench.core.files import write_atomically
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):

@@ -2,8 +2,8 @@
 
 from transformers import AutoTokenizer
 
-from workbench.world.facts import make_world
-from workbench.world.tokenizer import build_tokenizer
+from workbench.core.world.facts import make_world
+from workbench.core.world.tokenizer import build_tokenizer
 
 
 def test_tokenizer_round_trip(tmp_path):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tiny_models import FAMILIES, tiny_handle
-from workbench.block_skip import blocks_skipped
+from workbench.core.block_skip import blocks_skipped
 
 IDS = torch.tensor([[2, 4, 5, 6, 7], [2, 12, 13, 4, 0]])
 

@@ -14,6 +14,7 @@ import importlib.metadata
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
+from workbench.core.hashing import tensor_hash
 
 if TYPE_CHECKING:
     from edit.edit import Edit
@@ -79,7 +80,6 @@ def edit_record(edit: Edit) -> dict:
         >>> r["tensors"], r["deltas"]["w"]["rank"], sorted(r["deltas"]["w"]["sha256"]), r["seed"]
         (['w'], 1, ['left', 'right'], 3)
     """
-    from edit.edit import tensor_hash  # edit imports locate, which imports the workbench package
 
     deltas = {}
     for name in edit.names:
@@ -175,13 +175,12 @@ def tensor_hashes(directory: str | Path) -> dict[str, dict[str, str]]:
         >>> from safetensors.torch import save_file
         >>> d = tempfile.mkdtemp()
         >>> save_file({"w": torch.zeros(2)}, d + "/model.safetensors")
-        >>> from edit.edit import tensor_hash
+        >>> from workbench.core.hashing import tensor_hash
         >>> tensor_hashes(d)["model.safetensors"]["w"] == tensor_hash(torch.zeros(2))
         True
     """
     from safetensors import safe_open
 
-    from edit.edit import tensor_hash
 
     out = {}
     for path in sorted(Path(directory).glob("*.safetensors")):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from workbench.world.facts import World, make_world
+from workbench.core.world.facts import World, make_world
 
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
 

@@ -17,7 +17,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from workbench.padding import length_buckets, pad_left
+from workbench.core.padding import length_buckets, pad_left
 
 
 class PrefixCacheError(RuntimeError):
@@ -54,7 +54,7 @@ class Prefixes:
     def run(model, prefixes: list[list[int]], pad: int) -> Prefixes:
         """Run ``prefixes`` (token id lists; empty ones allowed) once, left-padded, keeping the cache.
 
-        Rows of very different lengths run in separate passes (:func:`workbench.padding.length_buckets`),
+        Rows of very different lengths run in separate passes (:func:`workbench.core.padding.length_buckets`),
         each padded only to its own longest; their keys and values are then laid side by side,
         left-padded to the longest of all, so a continuation starts in the same column for every row.
 
@@ -91,7 +91,7 @@ class Prefixes:
 
         ``ids`` are right-padded continuations (``mask`` marks their real tokens). Hooks on the
         model act as usual, on the continuation's tokens only. ``skip``: blocks below it will not
-        run (:func:`workbench.block_skip.blocks_skipped`), so their keys and values are not copied
+        run (:func:`workbench.core.block_skip.blocks_skipped`), so their keys and values are not copied
         out for the rows; a one-row placeholder gives the cache its length.
         """
         from transformers import DynamicCache

@@ -54,7 +54,7 @@ def test_load_errors_are_one_line():
 def test_a_path_and_a_directory_named_like_the_world_load_as_directories(tmp_path, handle, monkeypatch):
     from pathlib import Path
 
-    from workbench.world.registry import resolve_world_model
+    from workbench.core.world.registry import resolve_world_model
     h = workbench.load(Path(resolve_world_model("world")), device="cpu")
     assert h.world is not None and len(h.world.people) == len(handle.world.people)
     export = tmp_path / "world-edited"
@@ -82,7 +82,7 @@ def test_views_share_the_handle_weights(handle, world):
         logits, cache = handle.hooked.run_with_cache(ids)
     assert torch.allclose(logits, hf, atol=1e-4)
     assert cache[handle.sites.hook_name(1, "mlp")].shape == (1, ids.shape[1], handle.sites.d_model)
-    from workbench.views import nnsight_module
+    from workbench.core.views import nnsight_module
     with handle.nnsight.trace(ids):
         mlp = nnsight_module(handle.nnsight, handle.sites, 1, "mlp").output.save()
     assert torch.allclose(mlp, cache[handle.sites.hook_name(1, "mlp")], atol=1e-4)
@@ -94,8 +94,8 @@ def test_views_share_the_handle_weights(handle, world):
 def test_any_local_hf_directory_loads_the_same_way(tmp_path, family):
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from workbench.world.facts import make_world
-    from workbench.world.tokenizer import build_tokenizer
+    from workbench.core.world.facts import make_world
+    from workbench.core.world.tokenizer import build_tokenizer
 
     tok = build_tokenizer(make_world())
     cfg = AutoConfig.for_model(family, vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,

@@ -5,7 +5,7 @@ import random
 
 import torch
 
-from workbench.padding import length_buckets, pad_left, pad_right
+from workbench.core.padding import length_buckets, pad_left, pad_right
 
 
 def test_padding_puts_every_token_where_its_mask_says():

@@ -43,7 +43,7 @@ def blocks_skipped(model: nn.Module, sites, through: int,
 
     Args:
         model: A Hugging Face causal LM of a family the site map knows.
-        sites: Its :class:`workbench.sites.SiteMap`.
+        sites: Its :class:`workbench.core.sites.SiteMap`.
         through: The last block not run (negative counts from the end).
         output: Called once per forward pass: block ``through``'s output for that pass's batch.
     """

@@ -248,7 +248,7 @@ class SiteMap:
         return [n for n in self.all_param_names if n.startswith(prefix)]
 
     def hook_name(self, layer: int | None, component: Component) -> str:
-        """TransformerBridge hook name of a site (see :func:`workbench.views.hooked_view`).
+        """TransformerBridge hook name of a site (see :func:`workbench.core.views.hooked_view`).
 
         Examples:
             >>> SiteMap("llama", 4, 32, 64, 4).hook_name(-1, "resid")

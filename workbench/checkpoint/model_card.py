@@ -6,7 +6,7 @@ card never claims more than the files beside it hold.
 
 from __future__ import annotations
 
-from workbench.manifest import canonical
+from workbench.checkpoint.manifest import canonical
 
 FRONT_MATTER = "---\nlibrary_name: transformers\ntags:\n- knowledge-editing\n- knowledge-workbench\n---\n"
 NO_REPORT_LIMITS = (
@@ -96,13 +96,13 @@ def model_card(manifest: dict, report: dict | None = None) -> str:
     """The README.md of an export, from its manifest and the verification report's dict.
 
     Examples:
-        >>> from workbench.manifest import build
+        >>> from workbench.checkpoint.manifest import build
         >>> card = model_card(build({"name": "world", "source": "/m"}, [], {}, {}))
         >>> "No verification was run" in card, card.startswith("---")
         (True, True)
 
     Args:
-        manifest: The export's manifest (:func:`workbench.manifest.build`).
+        manifest: The export's manifest (:func:`workbench.checkpoint.manifest.build`).
         report: ``Report.to_dict()`` of the verification, or None if none was run.
     """
     base = manifest["base"]

@@ -12,9 +12,9 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from workbench.padding import pad_right
-from workbench.prefix_cache import PrefixCacheError, Prefixes
-from workbench.tokens import encode_object, encode_prompts
+from workbench.core.padding import pad_right
+from workbench.core.prefix_cache import PrefixCacheError, Prefixes
+from workbench.core.tokens import encode_object, encode_prompts
 
 
 def _device(model) -> torch.device:

@@ -17,9 +17,9 @@ import torch
 from tqdm.auto import tqdm
 from transformers import GPT2Config, LlamaConfig, AutoModelForCausalLM
 
-from workbench.metrics import heldout_loss, score_facts
-from workbench.world.facts import World, make_world
-from workbench.world.tokenizer import build_tokenizer
+from workbench.core.metrics import heldout_loss, score_facts
+from workbench.core.world.facts import World, make_world
+from workbench.core.world.tokenizer import build_tokenizer
 
 
 @dataclass

@@ -5,7 +5,7 @@ wrapper (parameter names gain ``_original_component``) and forces eager attentio
 nnsight installs a controller as each module's ``forward``. So each view gets a *shadow*: a copy of
 the module tree whose parameters and buffers are the very same tensors as the caller's. In-place
 edits of the caller's weights show in every view at once, while the caller's model keeps its
-structure, names and config, which editors, :mod:`workbench.sites` and export rely on. Do not
+structure, names and config, which editors, :mod:`workbench.core.sites` and export rely on. Do not
 ``.to()`` a view (it would move shared parameters but not the caller's buffers): move the model
 and create fresh views.
 """
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.sites import Component, SiteMap, site_map
+from workbench.core.sites import Component, SiteMap, site_map
 
 if TYPE_CHECKING:
     from nnsight import TransformersModel
@@ -99,7 +99,7 @@ def hooked_view(hf_model: nn.Module, tokenizer: Any) -> TransformerBridge:
         torch.Size([1, 3, 32])
 
     Args:
-        hf_model: A causal LM of a family :func:`workbench.sites.site_map` supports.
+        hf_model: A causal LM of a family :func:`workbench.core.sites.site_map` supports.
         tokenizer: Its tokenizer; the bridge gets a private copy.
 
     Raises:

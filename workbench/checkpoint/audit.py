@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from workbench.manifest import FORMAT, GENESIS, NAME, chain, file_sha256, replay, tensor_hashes
+from workbench.checkpoint.manifest import FORMAT, GENESIS, NAME, chain, file_sha256, replay, tensor_hashes
 
 
 class AuditError(ValueError):
@@ -137,7 +137,7 @@ def audit(out_dir: str | Path) -> Audit:
         ['file config.json: sha256 differs from the manifest']
 
     Args:
-        out_dir: A directory written by :func:`workbench.export`.
+        out_dir: A directory written by :func:`workbench.checkpoint.export`.
 
     Raises:
         AuditError: no such directory, or no readable manifest in it.

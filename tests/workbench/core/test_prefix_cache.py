@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from tiny_models import FAMILIES, tiny_tokenizer, tiny_word_model
-from workbench.metrics import candidate_logprobs
-from workbench.padding import length_buckets
-from workbench.prefix_cache import PrefixCacheError, Prefixes
+from workbench.core.metrics import candidate_logprobs
+from workbench.core.padding import length_buckets
+from workbench.core.prefix_cache import PrefixCacheError, Prefixes
 
 
 def _whole(model, ids: list[int]) -> torch.Tensor:

@@ -15,8 +15,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from workbench.tokens import encode_prompts
-from workbench.world.facts import Fact
+from workbench.core.tokens import encode_prompts
+from workbench.core.world.facts import Fact
 
 # A text (every token after the first scored), a world fact (its object scored after each trained
 # phrasing), or a (prompt, object) pair (the object scored after the prompt).
@@ -41,7 +41,7 @@ def encode_examples(handle, data: Sequence[Datum], max_examples: int | None = No
         (9, True)
 
     Args:
-        handle: A :class:`workbench.handle.ModelHandle` (facts need its world).
+        handle: A :class:`workbench.core.handle.ModelHandle` (facts need its world).
         data: Texts, world facts (each in every trained phrasing) or (prompt, object) pairs.
         max_examples: At most this many, drawn with ``seed`` (order kept); None keeps all.
         what: Names the data in error messages ("forget", "retain", ...).

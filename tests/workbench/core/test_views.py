@@ -8,9 +8,9 @@ import torch
 import transformers
 from transformers import AutoModelForCausalLM
 
-import workbench.views
-from workbench.sites import UnsupportedArchitecture, site_map
-from workbench.views import envoy_at, hooked_view, nnsight_module, nnsight_view
+import workbench.core.views
+from workbench.core.sites import UnsupportedArchitecture, site_map
+from workbench.core.views import envoy_at, hooked_view, nnsight_module, nnsight_view
 from tiny_models import FAMILIES, tiny_tokenizer, tiny_word_model as tiny_model
 
 TEXTS = ["the cat sat on a mat", "Paris is the capital of France", "the dog is in Rome"]
@@ -179,4 +179,4 @@ def test_unsupported_architecture_fails_before_booting():
 
 
 def test_docstring_examples_run():
-    assert doctest.testmod(workbench.views).failed == 0
+    assert doctest.testmod(workbench.core.views).failed == 0

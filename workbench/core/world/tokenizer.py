@@ -5,7 +5,7 @@ from __future__ import annotations
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
-from workbench.world.facts import World
+from workbench.core.world.facts import World
 
 SPECIALS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "bos_token": "[BOS]", "eos_token": "[EOS]"}
 
@@ -17,7 +17,7 @@ def build_tokenizer(world: World) -> PreTrainedTokenizerFast:
     followed by an object share their token prefix.
 
     Examples:
-        >>> from workbench.world.facts import make_world
+        >>> from workbench.core.world.facts import make_world
         >>> tok = build_tokenizer(make_world())
         >>> tok.convert_ids_to_tokens(tok("According to the registry").input_ids)
         ['[BOS]', 'According', 'to', 'the', 'registry']

@@ -18,12 +18,13 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from workbench.manifest import NAME, build, edit_record, file_sha256, plain, replay, tensor_hashes
-from workbench.model_card import model_card
+from workbench.checkpoint.manifest import NAME, build, edit_record, file_sha256, plain, replay, tensor_hashes
+from workbench.checkpoint.model_card import model_card
+from workbench.core.hashing import tensor_hash
 
 if TYPE_CHECKING:
     from edit.edit import Edit
-    from workbench.handle import ModelHandle
+    from workbench.core.handle import ModelHandle
 
 REPORT_FILES = {"json": "verification.json", "html": "verification.html"}
 
@@ -84,7 +85,6 @@ def _check_edits(model, edits: Sequence[Edit], reverted: Sequence[Edit], state: 
 def _check_base(source: str, sd: dict, state: dict[str, str], first: dict[str, str]) -> bool:
     from safetensors import safe_open
 
-    from edit.edit import tensor_hash
 
     src = Path(source)
     files = sorted(src.glob("*.safetensors")) if src.is_dir() else []
@@ -160,7 +160,7 @@ def export(model: ModelHandle, out_dir: str | Path, edits: Sequence[Edit] = (), 
         >>> _ = e.revert(h.model)
 
     Args:
-        model: The :class:`~workbench.handle.ModelHandle` whose weights are written.
+        model: The :class:`~workbench.core.handle.ModelHandle` whose weights are written.
         out_dir: The directory to create.
         edits: Every edit applied to the model since it was loaded, in the order applied.
         report: A verification Report (``to_dict()``, ``to_html()``); without one the model card
@@ -173,7 +173,6 @@ def export(model: ModelHandle, out_dir: str | Path, edits: Sequence[Edit] = (), 
         ExportError: an edit not applied, a tensor that does not hash to what the edits left,
             weights that differ from the base checkpoint unexplained, an existing target.
     """
-    from edit.edit import tensor_hash  # edit imports locate, which imports this package
 
     h, out = model, Path(out_dir)
     check_target(out, overwrite)

@@ -9,8 +9,8 @@ import transformers
 from transformers import AutoModelForCausalLM
 from transformers.pytorch_utils import Conv1D
 
-import workbench.sites
-from workbench.sites import COMPONENTS, SiteMap, UnsupportedArchitecture, site_map
+import workbench.core.sites
+from workbench.core.sites import COMPONENTS, SiteMap, UnsupportedArchitecture, site_map
 from tiny_models import D_MLP, FAMILIES
 from tiny_models import tiny_model as _tiny
 
@@ -188,4 +188,4 @@ def test_unsupported_architecture():
 
 
 def test_docstring_examples_run():
-    assert doctest.testmod(workbench.sites).failed == 0
+    assert doctest.testmod(workbench.core.sites).failed == 0
