@@ -47,8 +47,12 @@ def _compare(exact, approx) -> dict:
     # ask how much of the best exact effect the estimate's best site really has.
     best = float(x.max()) - exact.corrupted
     captured = (float(x[int(y.argmax())]) - exact.corrupted) / best if best > 0 else 1.0
-    return {"spearman": float(spearmanr(x, y).statistic), "spearman_by_component": per_comp,
-            "best_site_captures": captured, "top5_overlap": len(top5) / 5}
+    return {
+        "spearman": float(spearmanr(x, y).statistic),
+        "spearman_by_component": per_comp,
+        "best_site_captures": captured,
+        "top5_overlap": len(top5) / 5,
+    }
 
 
 def _timed(fn):
@@ -67,19 +71,30 @@ def run(h, corruption: str, per_relation: int, reference_facts: int) -> dict:
     rows = [dict(_compare(e, a), prompt=f[0], object=f[2]) for f, e, a in zip(fs, exact, many)]
     rho = [r["spearman"] for r in rows]
     n = len(fs)
-    per_fact = {"exact_batched": t_exact / n, "exact_reference": t_ref / reference_facts,
-                "attribution_one_at_a_time": t_one / n, "attribution_shared_passes": t_many / n}
+    per_fact = {
+        "exact_batched": t_exact / n,
+        "exact_reference": t_ref / reference_facts,
+        "attribution_one_at_a_time": t_one / n,
+        "attribution_shared_passes": t_many / n,
+    }
     return {
-        "corruption": corruption, "facts": n, "samples": settings.samples if corruption == "noise" else 1,
-        "spearman_mean": statistics.mean(rho), "spearman_median": statistics.median(rho), "spearman_min": min(rho),
-        "spearman_by_component_mean": {c: statistics.mean(r["spearman_by_component"][c] for r in rows)
-                                       for c in TRACE_COMPONENTS},
+        "corruption": corruption,
+        "facts": n,
+        "samples": settings.samples if corruption == "noise" else 1,
+        "spearman_mean": statistics.mean(rho),
+        "spearman_median": statistics.median(rho),
+        "spearman_min": min(rho),
+        "spearman_by_component_mean": {
+            c: statistics.mean(r["spearman_by_component"][c] for r in rows) for c in TRACE_COMPONENTS
+        },
         "best_site_captures_mean": statistics.mean(r["best_site_captures"] for r in rows),
         "top5_overlap_mean": statistics.mean(r["top5_overlap"] for r in rows),
         "seconds_per_fact": per_fact,
-        "speedup": {"vs_exact_batched": per_fact["exact_batched"] / per_fact["attribution_shared_passes"],
-                    "vs_exact_reference": per_fact["exact_reference"] / per_fact["attribution_shared_passes"],
-                    "one_at_a_time_vs_exact_batched": per_fact["exact_batched"] / per_fact["attribution_one_at_a_time"]},
+        "speedup": {
+            "vs_exact_batched": per_fact["exact_batched"] / per_fact["attribution_shared_passes"],
+            "vs_exact_reference": per_fact["exact_reference"] / per_fact["attribution_shared_passes"],
+            "one_at_a_time_vs_exact_batched": per_fact["exact_batched"] / per_fact["attribution_one_at_a_time"],
+        },
         "facts_detail": rows,
     }
 
@@ -94,15 +109,19 @@ def main(threads: int = 1, per_relation: int = 20, reference_facts: int = 6) -> 
     for corruption in ("noise", "counterfactual"):
         r = results[corruption] = run(h, corruption, per_relation, reference_facts)
         s = r["seconds_per_fact"]
-        print(f"{corruption}: {r['facts']} facts; Spearman mean {r['spearman_mean']:.3f} (median "
-              f"{r['spearman_median']:.3f}, min {r['spearman_min']:.3f}); by component "
-              + ", ".join(f"{c} {v:.3f}" for c, v in r["spearman_by_component_mean"].items())
-              + f"; the estimate's best site has {r['best_site_captures_mean']:.0%} of the best exact effect; "
-              f"top-5 overlap {r['top5_overlap_mean']:.0%}")
-        print(f"  s/fact: exact reference {s['exact_reference']:.3f}, exact batched {s['exact_batched']:.4f}, "
-              f"attribution alone {s['attribution_one_at_a_time']:.4f}, shared {s['attribution_shared_passes']:.4f}; "
-              f"speed-up {r['speedup']['vs_exact_batched']:.1f}x vs batched, "
-              f"{r['speedup']['vs_exact_reference']:.0f}x vs reference")
+        print(
+            f"{corruption}: {r['facts']} facts; Spearman mean {r['spearman_mean']:.3f} (median "
+            f"{r['spearman_median']:.3f}, min {r['spearman_min']:.3f}); by component "
+            + ", ".join(f"{c} {v:.3f}" for c, v in r["spearman_by_component_mean"].items())
+            + f"; the estimate's best site has {r['best_site_captures_mean']:.0%} of the best exact effect; "
+            f"top-5 overlap {r['top5_overlap_mean']:.0%}"
+        )
+        print(
+            f"  s/fact: exact reference {s['exact_reference']:.3f}, exact batched {s['exact_batched']:.4f}, "
+            f"attribution alone {s['attribution_one_at_a_time']:.4f}, shared {s['attribution_shared_passes']:.4f}; "
+            f"speed-up {r['speedup']['vs_exact_batched']:.1f}x vs batched, "
+            f"{r['speedup']['vs_exact_reference']:.0f}x vs reference"
+        )
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps(results, indent=1))
     return results

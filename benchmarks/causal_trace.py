@@ -56,43 +56,63 @@ def main(threads: int = 1) -> dict:
         diff = max(float((fast.scores[c] - ref.scores[c]).abs().max()) for c in fast.scores)
         diff_nn = max(float((fast.scores[c] - nn.scores[c]).abs().max()) for c in fast.scores)
         subj_last = fast.subject_span[1] - 1
-        row = {"prompt": fact[0], "object": fact[2], "clean": fast.clean, "corrupted": fast.corrupted,
-               "max_abs_diff_reference": diff, "max_abs_diff_nnsight": diff_nn,
-               "seconds": {"batched": t_fast, "reference": t_ref, "nnsight": t_nn}}
+        row = {
+            "prompt": fact[0],
+            "object": fact[2],
+            "clean": fast.clean,
+            "corrupted": fast.corrupted,
+            "max_abs_diff_reference": diff,
+            "max_abs_diff_nnsight": diff_nn,
+            "seconds": {"batched": t_fast, "reference": t_ref, "nnsight": t_nn},
+        }
         for c, grid in fast.scores.items():
             ie = fast.indirect_effect(c)
             t, l = divmod(int(ie.argmax()), ie.shape[1])
-            row[f"peak_{c}"] = {"token": t, "token_is": "last" if t == len(fast.tokens) - 1 else
-                                "subject_last" if t == subj_last else "other", "layer": l, "effect": float(ie[t, l])}
+            row[f"peak_{c}"] = {
+                "token": t,
+                "token_is": "last" if t == len(fast.tokens) - 1 else "subject_last" if t == subj_last else "other",
+                "layer": l,
+                "effect": float(ie[t, l]),
+            }
             subject_vs_last[c][0] += float(ie[subj_last].max())
             subject_vs_last[c][1] += float(ie[-1].max())
         rows.append(row)
     n = len(rows)
     summary = {
-        "facts": n, "settings": {"samples": settings.samples, "noise": settings.noise, "window": settings.window},
+        "facts": n,
+        "settings": {"samples": settings.samples, "noise": settings.noise, "window": settings.window},
         "threads": threads,
         "max_abs_diff_reference": max(r["max_abs_diff_reference"] for r in rows),
         "max_abs_diff_nnsight": max(r["max_abs_diff_nnsight"] for r in rows),
         "seconds_per_fact": {k: v / n for k, v in times.items()},
         "speedup_batched_vs_reference": times["reference"] / times["batched"],
-        "mean_best_effect_at": {c: {"subject_last_token": v[0] / n, "last_token": v[1] / n}
-                                for c, v in subject_vs_last.items()},
-        "peak_positions": {c: {k: sum(r[f"peak_{c}"]["token_is"] == k for r in rows)
-                               for k in ("subject_last", "last", "other")} for c in ("resid", "mlp", "attn")},
-        "peak_layers": {c: [sum(r[f"peak_{c}"]["layer"] == l for r in rows) for l in range(h.n_layers)]
-                        for c in ("resid", "mlp", "attn")},
+        "mean_best_effect_at": {
+            c: {"subject_last_token": v[0] / n, "last_token": v[1] / n} for c, v in subject_vs_last.items()
+        },
+        "peak_positions": {
+            c: {k: sum(r[f"peak_{c}"]["token_is"] == k for r in rows) for k in ("subject_last", "last", "other")}
+            for c in ("resid", "mlp", "attn")
+        },
+        "peak_layers": {
+            c: [sum(r[f"peak_{c}"]["layer"] == l for r in rows) for l in range(h.n_layers)]
+            for c in ("resid", "mlp", "attn")
+        },
     }
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps({"summary": summary, "facts": rows}, indent=1))
     s = summary
     print(f"{n} facts, {settings.samples} noise samples, {threads} thread(s)")
-    print(f"batched {s['seconds_per_fact']['batched']:.3f} s/fact, reference {s['seconds_per_fact']['reference']:.3f}, "
-          f"nnsight {s['seconds_per_fact']['nnsight']:.3f}; batched is {s['speedup_batched_vs_reference']:.1f}x "
-          f"faster than the reference")
+    print(
+        f"batched {s['seconds_per_fact']['batched']:.3f} s/fact, reference {s['seconds_per_fact']['reference']:.3f}, "
+        f"nnsight {s['seconds_per_fact']['nnsight']:.3f}; batched is {s['speedup_batched_vs_reference']:.1f}x "
+        f"faster than the reference"
+    )
     print(f"largest difference: reference {s['max_abs_diff_reference']:.2e}, nnsight {s['max_abs_diff_nnsight']:.2e}")
     for c, v in s["mean_best_effect_at"].items():
-        print(f"{c:>5}: mean best effect at subject's last token {v['subject_last_token']:.3f}, at the last token "
-              f"{v['last_token']:.3f}; peaks {s['peak_positions'][c]}, by layer {s['peak_layers'][c]}")
+        print(
+            f"{c:>5}: mean best effect at subject's last token {v['subject_last_token']:.3f}, at the last token "
+            f"{v['last_token']:.3f}; peaks {s['peak_positions'][c]}, by layer {s['peak_layers'][c]}"
+        )
     return summary
 
 

@@ -53,15 +53,37 @@ def simultaneous(h, reqs, settings: MemitSettings, **memit_args) -> dict:
     seconds = time.perf_counter() - t0
     scores = score_requests(h, reqs)
     e.revert(h.model)
-    return {"scores": _brief(scores), "seconds": seconds, "value_seconds": e.metrics["value_seconds"],
-            "layers": e.settings["layers"], "token": e.settings["token"], "target_written": e.metrics["target_written"],
-            "relative_update_norm": {n: round(v, 3) for n, v in e.metrics["relative_update_norm"].items()}}
+    return {
+        "scores": _brief(scores),
+        "seconds": seconds,
+        "value_seconds": e.metrics["value_seconds"],
+        "layers": e.settings["layers"],
+        "token": e.settings["token"],
+        "target_written": e.metrics["target_written"],
+        "relative_update_norm": {n: round(v, 3) for n, v in e.metrics["relative_update_norm"].items()},
+    }
 
 
-def sequential(h, reqs, settings: MemitSettings, batch: int, null_space: bool, threshold: float = 1e-2,
-               keep_statistics: bool = True) -> dict:
-    ns = (NullSpace.for_layers(h, list(settings.layers), position=statistics_position(settings.token),
-                               threshold=threshold, keep_statistics=keep_statistics) if null_space else None)
+def sequential(
+    h,
+    reqs,
+    settings: MemitSettings,
+    batch: int,
+    null_space: bool,
+    threshold: float = 1e-2,
+    keep_statistics: bool = True,
+) -> dict:
+    ns = (
+        NullSpace.for_layers(
+            h,
+            list(settings.layers),
+            position=statistics_position(settings.token),
+            threshold=threshold,
+            keep_statistics=keep_statistics,
+        )
+        if null_space
+        else None
+    )
     t0 = time.perf_counter()
     e = memit_batches(h, reqs, batch, settings, null_space=ns, progress=False)
     seconds = time.perf_counter() - t0
@@ -70,8 +92,14 @@ def sequential(h, reqs, settings: MemitSettings, batch: int, null_space: bool, t
     return {"scores": _brief(scores), "seconds": seconds, "batches": e.metrics["batches"], "batch": batch}
 
 
-def value_timings(h, reqs, ways: dict[str, MemitSettings], rounds: int = 2,
-                  first: dict[str, float] | None = None, values: dict | None = None) -> dict:
+def value_timings(
+    h,
+    reqs,
+    ways: dict[str, MemitSettings],
+    rounds: int = 2,
+    first: dict[str, float] | None = None,
+    values: dict | None = None,
+) -> dict:
     """Seconds of the value optimisation alone, each way once a round, the ways interleaved.
 
     The least of each way's times is the one compared: other load on the machine only ever adds
@@ -101,8 +129,14 @@ def _sync(device) -> None:
 
 def key_spectrum(h, reqs, settings: MemitSettings, layer: int) -> dict:
     """How many directions the edits' keys (and the preserved keys' C) really use at ``layer``."""
-    keys = mean_states(h, reqs, settings.token, contexts(h, settings.contexts, settings.context_length, settings.seed),
-                       h.sites.key_module_path(layer), "input")
+    keys = mean_states(
+        h,
+        reqs,
+        settings.token,
+        contexts(h, settings.contexts, settings.context_length, settings.seed),
+        h.sites.key_module_path(layer),
+        "input",
+    )
     energy = torch.linalg.svdvals(keys).pow(2).cumsum(0)
     energy /= energy[-1].clone()
     c = key_statistics(h, layer, progress=False, position=statistics_position(settings.token)).second_moment
@@ -112,24 +146,31 @@ def key_spectrum(h, reqs, settings: MemitSettings, layer: int) -> dict:
     for threshold in THRESHOLDS:
         small = vecs[:, vals < threshold * vals.max()]
         # A null space protects preserved keys only if the edits' keys reach into it more than they do.
-        share[threshold] = {"directions": small.shape[1],
-                            "preserved_energy": float(vals[vals < threshold * vals.max()].sum() / vals.sum()),
-                            "edit_key_energy": float(((keys.double() @ small).pow(2).sum(-1)
-                                                      / keys.double().pow(2).sum(-1)).mean())}
-    return {"key_dim": keys.shape[1], "edits": keys.shape[0],
-            "directions_for_99pct_of_key_energy": int((energy < 0.99).sum()) + 1,
-            "directions_for_999pct_of_key_energy": int((energy < 0.999).sum()) + 1,
-            "c_eigenvalues_below_threshold": int((vals < ns.threshold * vals.max()).sum()),
-            "null_space_rank": int(torch.linalg.matrix_rank(ns.projection(layer))),
-            "energy_in_null_space": share}
+        share[threshold] = {
+            "directions": small.shape[1],
+            "preserved_energy": float(vals[vals < threshold * vals.max()].sum() / vals.sum()),
+            "edit_key_energy": float(((keys.double() @ small).pow(2).sum(-1) / keys.double().pow(2).sum(-1)).mean()),
+        }
+    return {
+        "key_dim": keys.shape[1],
+        "edits": keys.shape[0],
+        "directions_for_99pct_of_key_energy": int((energy < 0.99).sum()) + 1,
+        "directions_for_999pct_of_key_energy": int((energy < 0.999).sum()) + 1,
+        "c_eigenvalues_below_threshold": int((vals < ns.threshold * vals.max()).sum()),
+        "null_space_rank": int(torch.linalg.matrix_rank(ns.projection(layer))),
+        "energy_in_null_space": share,
+    }
 
 
 def value_ways(base: MemitSettings) -> dict[str, MemitSettings]:
     """The value optimisation three ways: batched; one request at a time with the same prefix reuse;
     and one at a time with every token of every row run each step, as the original MEMIT code does."""
     one = replace(base, values=ValueSettings(reference="resid", batch_requests=1))
-    return {"batched": base, "one_by_one": one,
-            "one_by_one_full_passes": replace(one, values=replace(one.values, reuse_prefix=False))}
+    return {
+        "batched": base,
+        "one_by_one": one,
+        "one_by_one_full_passes": replace(one, values=replace(one.values, reuse_prefix=False)),
+    }
 
 
 def sequential_rows(model: str, h, reqs, base: MemitSettings) -> dict:
@@ -142,7 +183,9 @@ def sequential_rows(model: str, h, reqs, base: MemitSettings) -> dict:
         print(model, "sequential null space" + suffix, out["sequential_null_space" + suffix], flush=True)
         out["null_space_thresholds" + suffix] = {
             th: sequential(h, reqs, base, 10, null_space=True, threshold=th, keep_statistics=keep)["scores"]
-            for th in THRESHOLDS if th != 1e-2}
+            for th in THRESHOLDS
+            if th != 1e-2
+        }
         print(model, "null-space thresholds" + suffix, out["null_space_thresholds" + suffix], flush=True)
     return out
 
@@ -175,9 +218,14 @@ def run(model: str, n: int, threads: int) -> dict:
     print(model, "one by one", out["values_one_by_one"], flush=True)
     out["values_one_by_one_full_passes"] = simultaneous(h, reqs, ways["one_by_one_full_passes"])
     print(model, "one by one, full passes", out["values_one_by_one_full_passes"], flush=True)
-    quality_runs = {"batched": "simultaneous", "one_by_one": "values_one_by_one",
-                    "one_by_one_full_passes": "values_one_by_one_full_passes"}
-    out["value_timings"] = value_timings(h, reqs, ways, first={k: out[q]["value_seconds"] for k, q in quality_runs.items()})
+    quality_runs = {
+        "batched": "simultaneous",
+        "one_by_one": "values_one_by_one",
+        "one_by_one_full_passes": "values_one_by_one_full_passes",
+    }
+    out["value_timings"] = value_timings(
+        h, reqs, ways, first={k: out[q]["value_seconds"] for k, q in quality_runs.items()}
+    )
     best = out["value_timings"]["best"]
     out["values_speedup"] = best["one_by_one"] / best["batched"]
     out["values_speedup_vs_full_passes"] = best["one_by_one_full_passes"] / best["batched"]

@@ -68,12 +68,24 @@ def _retain(h, reqs, seed: int = 1) -> list[tuple[str, str]]:
 def scored_neighbours(h, reqs) -> list[tuple[str, str]]:
     """The distinct neighbour prompts the scores count (those of unedited facts) and their objects."""
     edited = {(r.subject, r.relation) for r in reqs}
-    return list(dict.fromkeys((q, o) for r in reqs for q, o in r.neighbours
-                              if (h.world.parse_prompt(q)[0], r.relation) not in edited))
+    return list(
+        dict.fromkeys(
+            (q, o) for r in reqs for q, o in r.neighbours if (h.world.parse_prompt(q)[0], r.relation) not in edited
+        )
+    )
 
 
-def train_projection(h, reqs, layer: int, extra: list[tuple[str, str]], steps: int, lr: float = 1e-2,
-                     mu: float = 0.0, texts: list[str] | None = None, batch: int = 1024) -> dict:
+def train_projection(
+    h,
+    reqs,
+    layer: int,
+    extra: list[tuple[str, str]],
+    steps: int,
+    lr: float = 1e-2,
+    mu: float = 0.0,
+    texts: list[str] | None = None,
+    batch: int = 1024,
+) -> dict:
     """Train ``layer``'s MLP output weight alone on the edit prompts (new objects) and ``extra`` (their objects)."""
     tok, model, sites = h.tokenizer, h.model, h.sites
     pairs = [(r.prompt, r.new_object) for r in reqs] + extra
@@ -82,7 +94,7 @@ def train_projection(h, reqs, layer: int, extra: list[tuple[str, str]], steps: i
     x, mask = pad_right([p + o for p, o in zip(ids, objects)], tok.pad_token_id or 0)
     labels = torch.full_like(x, -100)
     for i, (p, o) in enumerate(zip(ids, objects)):
-        labels[i, len(p) - 1:len(p) - 1 + len(o)] = torch.tensor(o)  # object token k is predicted at len(p) - 1 + k
+        labels[i, len(p) - 1 : len(p) - 1 + len(o)] = torch.tensor(o)  # object token k is predicted at len(p) - 1 + k
     w = sites.mlp_out_weight(model, layer)
     original = w.detach().clone()
     c = key_statistics(h, layer, texts, progress=False, position="last").second_moment.to(w.dtype) if mu else None
@@ -100,7 +112,11 @@ def train_projection(h, reqs, layer: int, extra: list[tuple[str, str]], steps: i
         for _ in range(steps):
             for idx in torch.randperm(len(x)).split(batch):
                 logits = model(input_ids=x[idx], attention_mask=mask[idx]).logits
-                loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels[idx], reduction="none").sum(1).mean()
+                loss = (
+                    torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels[idx], reduction="none")
+                    .sum(1)
+                    .mean()
+                )
                 if mu:
                     loss = loss + mu * spread(w - original) / spread(original)
                 opt.zero_grad()
@@ -115,8 +131,13 @@ def train_projection(h, reqs, layer: int, extra: list[tuple[str, str]], steps: i
             w.copy_(original)
         for p, f in zip(model.parameters(), flags):
             p.requires_grad_(f)
-    return {"scores": _brief(scores), "seconds": round(seconds, 1), "relative_update_norm": round(relative, 2),
-            "rows": len(pairs), "epochs": steps}
+    return {
+        "scores": _brief(scores),
+        "seconds": round(seconds, 1),
+        "relative_update_norm": round(relative, 2),
+        "rows": len(pairs),
+        "epochs": steps,
+    }
 
 
 def closed_form(h, reqs, settings: MemitSettings = BASE, **memit_args) -> dict:
@@ -127,8 +148,13 @@ def closed_form(h, reqs, settings: MemitSettings = BASE, **memit_args) -> dict:
 def subject_key_steps(h, reqs) -> list[tuple[str, object]]:
     """Keys at the subject's last token, where ROME and MEMIT key on large models: one layer, and spread."""
     spreads = [(0,), tuple(range(h.n_layers - 1))]
-    return [(f"closed_form_subject_keys_layers_{'_'.join(map(str, ls))}",
-             lambda ls=ls: closed_form(h, reqs, replace(BASE, layers=ls, token="subject_last"))) for ls in spreads]
+    return [
+        (
+            f"closed_form_subject_keys_layers_{'_'.join(map(str, ls))}",
+            lambda ls=ls: closed_form(h, reqs, replace(BASE, layers=ls, token="subject_last")),
+        )
+        for ls in spreads
+    ]
 
 
 def refit_rounds(h, reqs, rounds: int = 3) -> dict:
@@ -162,20 +188,30 @@ def run(model: str, n: int, threads: int) -> dict:
     reqs = random_rewrites(h.world, n)
     texts = _without_edited(h, reqs)
     out = {"model": model, "edits": n, "threads": threads, "layer": 0}
-    steps = [("direct_with_scored_neighbours", lambda: train_projection(h, reqs, 0, scored_neighbours(h, reqs), 300)),
-             ("direct_with_retain_set", lambda: train_projection(h, reqs, 0, _retain(h, reqs), 150)),
-             ("direct_edits_only", lambda: train_projection(h, reqs, 0, [], 400)),
-             ("direct_memit_objective", lambda: train_projection(h, reqs, 0, [], 400, mu=3.0, texts=texts)),
-             ("closed_form", lambda: closed_form(h, reqs)),
-             ("closed_form_c_without_edited_facts", lambda: closed_form(
-                 h, reqs, statistics={0: key_statistics(h, 0, texts, progress=False, position="last")})),
-             ("closed_form_c_every_token", lambda: closed_form(
-                 h, reqs, statistics={0: key_statistics(h, 0, progress=False, position="all")})),
-             ("closed_form_null_space", lambda: closed_form(
-                 h, reqs, null_space=NullSpace.for_layers(h, [0], position="last"))),
-             ("closed_form_refit_rounds", lambda: refit_rounds(h, reqs))]
-    steps += [(f"closed_form_layer_{l}", lambda l=l: closed_form(h, reqs, replace(BASE, layers=(l,))))
-              for l in range(1, h.n_layers)]
+    steps = [
+        ("direct_with_scored_neighbours", lambda: train_projection(h, reqs, 0, scored_neighbours(h, reqs), 300)),
+        ("direct_with_retain_set", lambda: train_projection(h, reqs, 0, _retain(h, reqs), 150)),
+        ("direct_edits_only", lambda: train_projection(h, reqs, 0, [], 400)),
+        ("direct_memit_objective", lambda: train_projection(h, reqs, 0, [], 400, mu=3.0, texts=texts)),
+        ("closed_form", lambda: closed_form(h, reqs)),
+        (
+            "closed_form_c_without_edited_facts",
+            lambda: closed_form(h, reqs, statistics={0: key_statistics(h, 0, texts, progress=False, position="last")}),
+        ),
+        (
+            "closed_form_c_every_token",
+            lambda: closed_form(h, reqs, statistics={0: key_statistics(h, 0, progress=False, position="all")}),
+        ),
+        (
+            "closed_form_null_space",
+            lambda: closed_form(h, reqs, null_space=NullSpace.for_layers(h, [0], position="last")),
+        ),
+        ("closed_form_refit_rounds", lambda: refit_rounds(h, reqs)),
+    ]
+    steps += [
+        (f"closed_form_layer_{l}", lambda l=l: closed_form(h, reqs, replace(BASE, layers=(l,))))
+        for l in range(1, h.n_layers)
+    ]
     steps += subject_key_steps(h, reqs)
     for name, step in steps:
         out[name] = step()

@@ -85,7 +85,8 @@ def wide(d_mlp: int, n: int, threads: int, thresholds: tuple[float, ...] = ()) -
     if thresholds:  # a smaller null space (AlphaEdit's threshold is 1e-2 of the largest eigenvalue)
         out["sequential_null_space_alphaedit_thresholds"] = {
             th: sequential(h, reqs, BASE, 10, null_space=True, threshold=th, keep_statistics=False)["scores"]
-            for th in thresholds}
+            for th in thresholds
+        }
     return out
 
 
@@ -116,9 +117,14 @@ def header(h, path: Path, req) -> dict:
     report = json.loads((path / "training_report.json").read_text())
     # The edits go where the shipped model's go (layer 0, last token); the trace says if that still holds.
     layer, token = site_of(trace_location(h, req), h.n_layers)
-    return {"d_mlp": h.sites.d_mlp, "parameters": sum(p.numel() for p in h.model.parameters()),
-            "facts_known": report["eval"]["all"], "heldout_loss": report["eval"]["heldout_loss"],
-            "training_seconds": report.get("train_seconds"), "traced_site": {"layer": layer, "token": token}}
+    return {
+        "d_mlp": h.sites.d_mlp,
+        "parameters": sum(p.numel() for p in h.model.parameters()),
+        "facts_known": report["eval"]["all"],
+        "heldout_loss": report["eval"]["heldout_loss"],
+        "training_seconds": report.get("train_seconds"),
+        "traced_site": {"layer": layer, "token": token},
+    }
 
 
 def at_once_rows(h, reqs) -> dict:
@@ -175,9 +181,11 @@ def key_spread(h, reqs) -> dict:
     d = delta.tensor().double()
     d = d.T if h.sites.weight_is_transposed() else d  # [d_model, d_mlp]
     at_mean, at_bare = k_mean @ d.T, k_bare @ d.T
-    out = {"key_distance_median": float(((k_bare - k_mean).norm(dim=-1) / k_mean.norm(dim=-1)).median()),
-           "update_difference_median": float(((at_bare - at_mean).norm(dim=-1) / at_mean.norm(dim=-1)).median()),
-           "bare_prompt_only": simultaneous(h, reqs, replace(BASE, contexts=0), progress=False)["scores"]}
+    out = {
+        "key_distance_median": float(((k_bare - k_mean).norm(dim=-1) / k_mean.norm(dim=-1)).median()),
+        "update_difference_median": float(((at_bare - at_mean).norm(dim=-1) / at_mean.norm(dim=-1)).median()),
+        "bare_prompt_only": simultaneous(h, reqs, replace(BASE, contexts=0), progress=False)["scores"],
+    }
     print("key spread", out, flush=True)
     return out
 
@@ -191,8 +199,9 @@ def lambda_sweep(h, reqs, weights: tuple[float, ...]) -> dict:
     return out
 
 
-def main(n: int = 1000, threads: int = 2, widths: tuple[int, ...] = (1024, 2048, 4096),
-         thresholds_at: int = 2048) -> dict:
+def main(
+    n: int = 1000, threads: int = 2, widths: tuple[int, ...] = (1024, 2048, 4096), thresholds_at: int = 2048
+) -> dict:
     results = {"threads": threads, "shipped_gpt2": edit_counts("world", (100, 200, 300, 500, 700, n), threads)}
     for model, name in (("world", "shipped_gpt2"), ("world:llama", "shipped_llama")):
         h = workbench.load(model, device="cpu")
@@ -212,7 +221,11 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["null_space"]:  # python -m benchmarks.memit_capacity null_space 1024 2048
         rerun_null_space(tuple(int(a) for a in sys.argv[2:]))
     elif sys.argv[1:2] == ["llama"]:  # python -m benchmarks.memit_capacity llama 4096 at_once plain
-        parts = {"at_once": at_once_rows, "plain": plain_rows, "null_space": partial(null_space_rows, keys_modes=("mean",), keeps=(True,))}
+        parts = {
+            "at_once": at_once_rows,
+            "plain": plain_rows,
+            "null_space": partial(null_space_rows, keys_modes=("mean",), keeps=(True,)),
+        }
         # each part is 5-15 minutes on one core at 4,096
         rows("llama", int(sys.argv[2]), [parts[p] for p in sys.argv[3:]])
     else:

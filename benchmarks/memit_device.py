@@ -26,10 +26,10 @@ import torch
 import workbench
 from benchmarks.memit import value_timings, value_ways
 from edit.counterfact import score_requests
-from workbench.core.hashing import tensor_hash
 from edit.memit import MemitSettings, memit
 from edit.request import random_rewrites
 from edit.rome import rome
+from workbench.core.hashing import tensor_hash
 
 RESULTS = Path(__file__).parent / "results"
 BASE = MemitSettings(layers=(0,), token="last")
@@ -50,7 +50,9 @@ def speed(model: str, device: str, n: int, rounds: int) -> dict:
     # Requests are independent: each way must find the same deltas, up to float rounding.
     out["max_relative_delta_difference"] = {
         k: float(((v.delta.float() - ref).norm(dim=-1) / ref.norm(dim=-1).clamp(min=1e-12)).max())
-        for k, v in values.items() if k != "batched"}
+        for k, v in values.items()
+        if k != "batched"
+    }
     return out
 
 
@@ -61,8 +63,10 @@ def placement(model: str, device: str, dtype: str) -> dict:
     where = {n: (p.device, p.dtype) for n, p in h.model.named_parameters()}
     before = {n: tensor_hash(p) for n, p in h.model.named_parameters()}
     out = {}
-    for name, run, edited in (("rome", lambda: rome(h, reqs[0]), reqs[:1]),
-                              ("memit", lambda: memit(h, reqs, settings=BASE), reqs)):
+    for name, run, edited in (
+        ("rome", lambda: rome(h, reqs[0]), reqs[:1]),
+        ("memit", lambda: memit(h, reqs, settings=BASE), reqs),
+    ):
         t0 = time.perf_counter()
         e = run()
         seconds = time.perf_counter() - t0
@@ -70,12 +74,15 @@ def placement(model: str, device: str, dtype: str) -> dict:
         stayed = all((p.device, p.dtype) == where[n] for n, p in h.model.named_parameters())
         scores = score_requests(h, edited)
         e.revert(h.model)
-        out[name] = {"seconds": seconds, "efficacy": scores["efficacy"]["prob"],
-                     "neighbourhood": scores["neighbourhood"]["prob"],
-                     "only_declared_tensors_changed": changed == set(e.names),
-                     "weights_kept_device_and_dtype": stayed,
-                     "reverted_bitwise": all(tensor_hash(p) == before[n] for n, p in h.model.named_parameters()),
-                     "delta_device": str(next(iter(e.deltas.values())).tensor().device)}
+        out[name] = {
+            "seconds": seconds,
+            "efficacy": scores["efficacy"]["prob"],
+            "neighbourhood": scores["neighbourhood"]["prob"],
+            "only_declared_tensors_changed": changed == set(e.names),
+            "weights_kept_device_and_dtype": stayed,
+            "reverted_bitwise": all(tensor_hash(p) == before[n] for n, p in h.model.named_parameters()),
+            "delta_device": str(next(iter(e.deltas.values())).tensor().device),
+        }
     return out
 
 
@@ -87,8 +94,10 @@ def run(model: str, device: str, n: int, rounds: int) -> dict:
 
 def main(device: str | None = None, n: int = 1000, rounds: int = 2, models=("world", "world:llama")) -> dict:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    results = {"device_name": torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu",
-               "torch": torch.__version__}
+    results = {
+        "device_name": torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu",
+        "torch": torch.__version__,
+    }
     for m in models:
         results[m] = run(m, device, n, rounds)
         print(m, json.dumps(results[m]), flush=True)

@@ -67,8 +67,10 @@ def _best(points: list[dict]) -> dict:
 def sweep(h) -> dict:
     request = forget_request(h.world, "forget05")
     base = RmuSettings(layer=2, lr=3e-2, steps=150)
-    grid = [replace(base, positions=p, steering_coefficient=c, alpha=a)
-            for p, c, a in itertools.product(("subject", "last"), (1.0, 2.0, 4.0), (3.0, 10.0, 30.0))]
+    grid = [
+        replace(base, positions=p, steering_coefficient=c, alpha=a)
+        for p, c, a in itertools.product(("subject", "last"), (1.0, 2.0, 4.0), (3.0, 10.0, 30.0))
+    ]
     points = [_point(h, request, s) for s in grid]
     best = RmuSettings(**_best(points)["settings"])
     around = [replace(best, layer=l) for l in (0, 1, 3)] + [replace(best, lr=lr) for lr in (1e-2, 1e-1)]
@@ -80,8 +82,15 @@ def table(h) -> dict:
     methods = {"rmu": lambda r: rmu(h, r, progress=False)}
     for m in ("npo", "gradiff", "ga"):
         methods[m] = lambda r, m=m: gradient_unlearn(h, r, settings=GradientSettings(method=m), progress=False)
-    out = {"original": {}, "retain_model": {}, **{m: {} for m in methods},
-           "settings": {"rmu": asdict(RmuSettings()), **{m: asdict(GradientSettings(method=m)) for m in methods if m != "rmu"}}}
+    out = {
+        "original": {},
+        "retain_model": {},
+        **{m: {} for m in methods},
+        "settings": {
+            "rmu": asdict(RmuSettings()),
+            **{m: asdict(GradientSettings(method=m)) for m in methods if m != "rmu"},
+        },
+    }
     for split in SPLITS:
         request = forget_request(h.world, split)
         out["original"][split] = _round(forget_figures(h, request))

@@ -43,8 +43,15 @@ def run(model: str, n: int, threads: int) -> dict:
         key = f"{e.settings['layer']}/{e.settings['token']}"
         layers[key] = layers.get(key, 0) + 1
     scores = {k: {m: v[m] / v["n"] for m in ("prob", "accuracy")} | {"n": v["n"]} for k, v in totals.items()}
-    return {"model": model, "edits": n, "threads": threads, "scores": scores, "sites": layers,
-            "seconds_per_edit": sum(seconds) / n, "seconds_max": max(seconds)}
+    return {
+        "model": model,
+        "edits": n,
+        "threads": threads,
+        "scores": scores,
+        "sites": layers,
+        "seconds_per_edit": sum(seconds) / n,
+        "seconds_max": max(seconds),
+    }
 
 
 def main(n: int = 200, threads: int = 2) -> dict:
@@ -53,10 +60,12 @@ def main(n: int = 200, threads: int = 2) -> dict:
     OUT.write_text(json.dumps(results, indent=1))
     for m, r in results.items():
         s = r["scores"]
-        print(f"{m}: {r['edits']} edits; efficacy {s['efficacy']['prob']:.3f} (acc. {s['efficacy']['accuracy']:.3f}), "
-              f"paraphrase {s['paraphrase']['prob']:.3f} ({s['paraphrase']['accuracy']:.3f}), neighbourhood "
-              f"{s['neighbourhood']['prob']:.3f} ({s['neighbourhood']['accuracy']:.3f}); "
-              f"{r['seconds_per_edit']:.2f} s/edit on {r['threads']} threads; sites {r['sites']}")
+        print(
+            f"{m}: {r['edits']} edits; efficacy {s['efficacy']['prob']:.3f} (acc. {s['efficacy']['accuracy']:.3f}), "
+            f"paraphrase {s['paraphrase']['prob']:.3f} ({s['paraphrase']['accuracy']:.3f}), neighbourhood "
+            f"{s['neighbourhood']['prob']:.3f} ({s['neighbourhood']['accuracy']:.3f}); "
+            f"{r['seconds_per_edit']:.2f} s/edit on {r['threads']} threads; sites {r['sites']}"
+        )
     return results
 
 

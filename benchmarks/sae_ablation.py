@@ -25,8 +25,15 @@ import torch
 import workbench
 from edit.forget_figures import FigureSettings, forget_figures
 from edit.forget_request import forget_request
-from edit.sae_ablation import (AblationSettings, ablated, ablation_from, ablation_of, choose_features, compare_forms,
-                               sae_ablate)
+from edit.sae_ablation import (
+    AblationSettings,
+    ablated,
+    ablation_from,
+    ablation_of,
+    choose_features,
+    compare_forms,
+    sae_ablate,
+)
 
 OUT = Path(__file__).parent / "results" / "sae_ablation.json"
 FIGURES = FigureSettings(retain_facts=600, neighbour_facts=300, seed=1)
@@ -39,8 +46,12 @@ def _round(d):
 def split_run(h, split: str, settings: AblationSettings) -> dict:
     req = forget_request(h.world, split)
     retain_model = workbench.load(f"world:retain-{split}", device="cpu")
-    out = {"people": len(req.people), "forget_facts": len(req.forget),
-           "retain_model": forget_figures(retain_model, req, FIGURES), "original": forget_figures(h, req, FIGURES)}
+    out = {
+        "people": len(req.people),
+        "forget_facts": len(req.forget),
+        "retain_model": forget_figures(retain_model, req, FIGURES),
+        "original": forget_figures(h, req, FIGURES),
+    }
     t0 = time.perf_counter()
     e = sae_ablate(h, req, settings=settings, progress=False)
     out["seconds"] = time.perf_counter() - t0
@@ -69,8 +80,18 @@ def trade_off(h, base: AblationSettings) -> list[dict]:
                     continue
                 with ablated(h, ablation_from(loc, replace(s, mode=mode, value=value))):
                     f = forget_figures(h, req, quick)
-                rows.append(_round({"retain_penalty": penalty, "features_per_person": per_person, "mode": mode,
-                                    "value": value, "features": len(loc.sites), **f}))
+                rows.append(
+                    _round(
+                        {
+                            "retain_penalty": penalty,
+                            "features_per_person": per_person,
+                            "mode": mode,
+                            "value": value,
+                            "features": len(loc.sites),
+                            **f,
+                        }
+                    )
+                )
                 print("trade-off", rows[-1], flush=True)
     return rows
 
@@ -79,8 +100,12 @@ def main(splits=("forget01", "forget05", "forget10"), threads: int = 1) -> dict:
     torch.set_num_threads(threads)
     h = workbench.load("world", device="cpu")
     settings = AblationSettings()
-    results = {"settings": {**asdict(settings), "sae": asdict(settings.sae)}, "threads": threads,
-               "figure_settings": asdict(FIGURES), "splits": {}}
+    results = {
+        "settings": {**asdict(settings), "sae": asdict(settings.sae)},
+        "threads": threads,
+        "figure_settings": asdict(FIGURES),
+        "splits": {},
+    }
     for split in splits:
         results["splits"][split] = split_run(h, split, settings)
         print(split, json.dumps(results["splits"][split]), flush=True)

@@ -51,7 +51,13 @@ def one(h, request, name: str, figures: FigureSettings = FIGURES, **overrides) -
         after = forget_figures(h, request, figures)
     finally:
         e.revert(h.model)
-    return {"method": name, "settings": overrides, "seconds": round(seconds, 2), "tensors": len(e.names), **_round(after)}
+    return {
+        "method": name,
+        "settings": overrides,
+        "seconds": round(seconds, 2),
+        "tensors": len(e.names),
+        **_round(after),
+    }
 
 
 def train_seconds(split: str) -> float:
@@ -60,9 +66,11 @@ def train_seconds(split: str) -> float:
 
 
 def verdict(row: dict, original: dict, reference: dict, budget: float) -> dict:
-    return {"forget_within_5_points": abs(row["forget"] - reference["forget"]) <= 0.05,
-            "retain_at_least_98_percent": row["retain"] >= 0.98 * original["retain"],
-            "under_2_percent_of_training": row["seconds"] <= budget}
+    return {
+        "forget_within_5_points": abs(row["forget"] - reference["forget"]) <= 0.05,
+        "retain_at_least_98_percent": row["retain"] >= 0.98 * original["retain"],
+        "under_2_percent_of_training": row["seconds"] <= budget,
+    }
 
 
 def table(h, splits, methods) -> list[dict]:
@@ -72,16 +80,25 @@ def table(h, splits, methods) -> list[dict]:
         original = _round(forget_figures(h, request, FIGURES))
         reference, ref_name = reference_figures(h, request, FIGURES)
         budget = 0.02 * train_seconds(split)
-        block = {"split": split, "original": original, "retain_model": {"name": ref_name, **_round(reference)},
-                 "retain_model_train_seconds": train_seconds(split), "budget_seconds": round(budget, 1), "methods": []}
+        block = {
+            "split": split,
+            "original": original,
+            "retain_model": {"name": ref_name, **_round(reference)},
+            "retain_model_train_seconds": train_seconds(split),
+            "budget_seconds": round(budget, 1),
+            "methods": [],
+        }
         for name in methods:
             row = one(h, request, name)
             row["meets"] = verdict(row, original, reference, budget)
             block["methods"].append(row)
-            print(f"{split:9} {name:8} forget {row['forget']:.3f} held-out {row['forget_heldout']:.3f} "
-                  f"retain {row['retain']:.3f} neighbours {row.get('neighbours', float('nan')):.3f} "
-                  f"loss {row['heldout_loss']:.3f} {row['seconds']:6.1f}s  (retain model forget "
-                  f"{reference['forget']:.3f}, budget {budget:.0f}s)", flush=True)
+            print(
+                f"{split:9} {name:8} forget {row['forget']:.3f} held-out {row['forget_heldout']:.3f} "
+                f"retain {row['retain']:.3f} neighbours {row.get('neighbours', float('nan')):.3f} "
+                f"loss {row['heldout_loss']:.3f} {row['seconds']:6.1f}s  (retain model forget "
+                f"{reference['forget']:.3f}, budget {budget:.0f}s)",
+                flush=True,
+            )
         out.append(block)
     return out
 
@@ -100,7 +117,9 @@ def retime(h, methods) -> dict:
             m.editor()(h, request, settings=m.make_settings(), apply=True, progress=False).revert(h.model)
             row["seconds_alone"] = round(time.perf_counter() - t0, 2)
             row["meets"]["under_2_percent_of_training"] = row["seconds_alone"] <= budget
-            print(f"{block['split']:9} {row['method']:8} {row['seconds_alone']:6.1f}s (budget {budget:.0f}s)", flush=True)
+            print(
+                f"{block['split']:9} {row['method']:8} {row['seconds_alone']:6.1f}s (budget {budget:.0f}s)", flush=True
+            )
     OUT.write_text(json.dumps(result, indent=1))
     return result
 
@@ -114,8 +133,11 @@ def sweep(h, split: str, methods) -> list[dict]:
             row = one(h, request, name, SWEEP_FIGURES, **{field: v})
             row["strength"] = {field: v}
             rows.append(row)
-            print(f"sweep {name:8} {field}={v:<8g} forget {row['forget']:.3f} retain {row['retain']:.3f} "
-                  f"{row['seconds']:.1f}s", flush=True)
+            print(
+                f"sweep {name:8} {field}={v:<8g} forget {row['forget']:.3f} retain {row['retain']:.3f} "
+                f"{row['seconds']:.1f}s",
+                flush=True,
+            )
     return rows
 
 
@@ -125,16 +147,42 @@ def plot(rows: list[dict], reference: dict, original: dict, split: str) -> list[
     fig = go.Figure()
     for name in dict.fromkeys(r["method"] for r in rows):
         pts = [r for r in rows if r["method"] == name]
-        fig.add_trace(go.Scatter(x=[r["forget"] for r in pts], y=[r["retain"] for r in pts], mode="lines+markers",
-                                 name=name, text=[", ".join(f"{k}={v:g}" for k, v in r["strength"].items()) for r in pts],
-                                 hovertemplate="%{text}<br>forget %{x:.3f}<br>retain %{y:.3f}"))
-    fig.add_trace(go.Scatter(x=[reference["forget"]], y=[reference["retain"]], mode="markers", name="retain model",
-                             marker=dict(symbol="star", size=16, color="black")))
-    fig.add_trace(go.Scatter(x=[original["forget"]], y=[original["retain"]], mode="markers", name="original",
-                             marker=dict(symbol="x", size=12, color="grey")))
-    fig.update_layout(title=f"Unlearning {split}: forget vs retain accuracy over each method's strength",
-                      xaxis_title="forget accuracy (lower is better)", yaxis_title="retain accuracy",
-                      template="plotly_white", width=900, height=600)
+        fig.add_trace(
+            go.Scatter(
+                x=[r["forget"] for r in pts],
+                y=[r["retain"] for r in pts],
+                mode="lines+markers",
+                name=name,
+                text=[", ".join(f"{k}={v:g}" for k, v in r["strength"].items()) for r in pts],
+                hovertemplate="%{text}<br>forget %{x:.3f}<br>retain %{y:.3f}",
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=[reference["forget"]],
+            y=[reference["retain"]],
+            mode="markers",
+            name="retain model",
+            marker=dict(symbol="star", size=16, color="black"),
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[original["forget"]],
+            y=[original["retain"]],
+            mode="markers",
+            name="original",
+            marker=dict(symbol="x", size=12, color="grey"),
+        )
+    )
+    fig.update_layout(
+        title=f"Unlearning {split}: forget vs retain accuracy over each method's strength",
+        xaxis_title="forget accuracy (lower is better)",
+        yaxis_title="retain accuracy",
+        template="plotly_white",
+        width=900,
+        height=600,
+    )
     written = [str(RESULTS / "unlearning_pareto.html")]
     fig.write_html(written[0], include_plotlyjs=True)
     try:
@@ -150,9 +198,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--splits", default=",".join(SPLITS))
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--sweep-split", default="forget05")
-    ap.add_argument("--only", choices=("table", "sweep", "time"),
-                    help="Run one part; the others are kept from the last run. 'time' re-times the table's "
-                         "edits alone (no scoring), for when the table ran beside other work.")
+    ap.add_argument(
+        "--only",
+        choices=("table", "sweep", "time"),
+        help="Run one part; the others are kept from the last run. 'time' re-times the table's "
+        "edits alone (no scoring), for when the table ran beside other work.",
+    )
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv or [])
     torch.set_num_threads(args.threads)
@@ -168,13 +219,23 @@ def main(argv: list[str] | None = None) -> dict:
         request = forget_request(h.world, args.sweep_split)
         reference, _ = reference_figures(h, request, SWEEP_FIGURES)
         rows = sweep(h, args.sweep_split, methods)
-        result["sweep"] = {"split": args.sweep_split, "figures": SWEEP_FIGURES.__dict__, "rows": rows,
-                           "retain_model": _round(reference),
-                           "plots": plot(rows, reference, forget_figures(h, request, SWEEP_FIGURES), args.sweep_split)}
+        result["sweep"] = {
+            "split": args.sweep_split,
+            "figures": SWEEP_FIGURES.__dict__,
+            "rows": rows,
+            "retain_model": _round(reference),
+            "plots": plot(rows, reference, forget_figures(h, request, SWEEP_FIGURES), args.sweep_split),
+        }
     # Re-read: the other part may have finished while this one ran.
     merged = json.loads(OUT.read_text()) if args.only and OUT.exists() else {}
-    merged.update({k: v for k, v in result.items() if k in ("threads", "figures", "table", "sweep")
-                   and (args.only is None or k in (args.only, "threads") or (k == "figures" and args.only == "table"))})
+    merged.update(
+        {
+            k: v
+            for k, v in result.items()
+            if k in ("threads", "figures", "table", "sweep")
+            and (args.only is None or k in (args.only, "threads") or (k == "figures" and args.only == "table"))
+        }
+    )
     OUT.write_text(json.dumps(merged, indent=1))
     return merged
 

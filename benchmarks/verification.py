@@ -22,7 +22,7 @@ import torch
 import workbench
 from edit.forget import method
 from edit.forget_request import forget_request
-from workbench.verify import (linear_probe, logit_lens, mia_auc, mia_texts, quantised_accuracy, suppress_output)
+from workbench.verify import linear_probe, logit_lens, mia_auc, mia_texts, quantised_accuracy, suppress_output
 from workbench.verify.truth_ratio import forget_quality, truth_ratios
 
 OUT = Path(__file__).parent / "results" / "verification.json"
@@ -35,11 +35,13 @@ def measure(h, request, reference_ratios, state=None) -> dict:
         t0 = time.perf_counter()
         ratios = truth_ratios(h, forget)
         f_texts, holdout = mia_texts(h.world, forget)
-        row = {"forget_accuracy": h.score(forget).accuracy,
-               "forget_quality": None if reference_ratios is None else forget_quality(ratios, reference_ratios),
-               "mia_auc": {m: mia_auc(h, f_texts, holdout, m) for m in ("min_k", "min_k++")},
-               "logit_lens": list(logit_lens(h, forget).accuracy),
-               "probe": list(linear_probe(h, forget, list(request.retain)).accuracy)}
+        row = {
+            "forget_accuracy": h.score(forget).accuracy,
+            "forget_quality": None if reference_ratios is None else forget_quality(ratios, reference_ratios),
+            "mia_auc": {m: mia_auc(h, f_texts, holdout, m) for m in ("min_k", "min_k++")},
+            "logit_lens": list(logit_lens(h, forget).accuracy),
+            "probe": list(linear_probe(h, forget, list(request.retain)).accuracy),
+        }
         # A hook-made state would be lost in the quantised copy's weights, so only weight edits are quantised.
         if state is None:
             q = quantised_accuracy(h, forget)
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows[f"world:retain-{SPLIT}-seed1"], _ = measure(seed1, request, ref_ratios)
     rows["original"], _ = measure(h, request, ref_ratios)
     rows["constructed suppression"], _ = measure(h, request, ref_ratios, suppress_output(h, list(request.forget)))
-    for name in (argv or ["ssd", "rmu", "npo"]):
+    for name in argv or ["ssd", "rmu", "npo"]:
         m = method(name)
         e = m.editor()(h, request, settings=m.make_settings(), apply=True, progress=False)
         try:
@@ -68,9 +70,12 @@ def main(argv: list[str] | None = None) -> dict:
         finally:
             e.revert(h.model)
     for name, row in rows.items():
-        print(f"{name:28} forget {row['forget_accuracy']:.3f} FQ {row['forget_quality']:.2g} "
-              f"MIA {row['mia_auc']['min_k++']:.2f} lens {[round(x, 2) for x in row['logit_lens']]} "
-              f"probe {[round(x, 2) for x in row['probe']]} q {row.get('quantised_accuracy')}", flush=True)
+        print(
+            f"{name:28} forget {row['forget_accuracy']:.3f} FQ {row['forget_quality']:.2g} "
+            f"MIA {row['mia_auc']['min_k++']:.2f} lens {[round(x, 2) for x in row['logit_lens']]} "
+            f"probe {[round(x, 2) for x in row['probe']]} q {row.get('quantised_accuracy')}",
+            flush=True,
+        )
     result = {"split": SPLIT, "threads": 1, "rows": rows}
     OUT.write_text(json.dumps(result, indent=1))
     return result

@@ -38,29 +38,42 @@ def _row(name: str, report, edit_seconds: float | None) -> dict:
     d = report.to_dict()
     if d["collateral"]:
         d["collateral"].pop("facts", None)
-    return {"name": name, "verdict": report.verdict["overall"], "reason": report.verdict["reason"],
-            "caveats": report.verdict["caveats"],
-            "people_not_removed": sum(i["verdict"] != "removed" for i in report.verdict["items"]),
-            "recovered_by": [c for c, x in checks.items() if x["status"] == "recovered"],
-            "figures": {c: _sig(checks[c]["edited"]) for c in (*SHOWN, "forget quality", "membership AUC")},
-            "retain_model": {c: _sig(checks[c]["retain"]) for c in (*SHOWN, "membership AUC")},
-            "retained_accuracy": round(report.retained["accuracy_after"], 3),
-            "heldout_loss": round(report.retained["heldout_loss_after"], 3),
-            "kl": None if not report.collateral else round(report.collateral["kl"], 4),
-            "edit_seconds": edit_seconds, "verify_seconds": round(report.seconds, 1), "report": d}
+    return {
+        "name": name,
+        "verdict": report.verdict["overall"],
+        "reason": report.verdict["reason"],
+        "caveats": report.verdict["caveats"],
+        "people_not_removed": sum(i["verdict"] != "removed" for i in report.verdict["items"]),
+        "recovered_by": [c for c, x in checks.items() if x["status"] == "recovered"],
+        "figures": {c: _sig(checks[c]["edited"]) for c in (*SHOWN, "forget quality", "membership AUC")},
+        "retain_model": {c: _sig(checks[c]["retain"]) for c in (*SHOWN, "membership AUC")},
+        "retained_accuracy": round(report.retained["accuracy_after"], 3),
+        "heldout_loss": round(report.retained["heldout_loss_after"], 3),
+        "kl": None if not report.collateral else round(report.collateral["kl"], 4),
+        "edit_seconds": edit_seconds,
+        "verify_seconds": round(report.seconds, 1),
+        "report": d,
+    }
 
 
 def table(rows: list[dict]) -> str:
     head = ["model", "verdict", *SHOWN, "forget quality", "MIA AUC", "retained acc.", "recovered by"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     ref = rows[0]["retain_model"]
-    lines.append("| retain-forget05 (reference) | | " + " | ".join(f"{ref[c]:.3f}" for c in SHOWN)
-                 + f" | 1 | {ref['membership AUC']:.2f} | | |")
+    lines.append(
+        "| retain-forget05 (reference) | | "
+        + " | ".join(f"{ref[c]:.3f}" for c in SHOWN)
+        + f" | 1 | {ref['membership AUC']:.2f} | | |"
+    )
     for r in rows:
         f = r["figures"]
-        lines.append(f"| {r['name']} | **{r['verdict']}** | " + " | ".join(f"{f[c]:.3f}" for c in SHOWN)
-                     + f" | {f['forget quality']:.2g} | {f['membership AUC']:.2f} | {r['retained_accuracy']:.3f} | "
-                     + (", ".join(r["recovered_by"]) or "nothing") + " |")
+        lines.append(
+            f"| {r['name']} | **{r['verdict']}** | "
+            + " | ".join(f"{f[c]:.3f}" for c in SHOWN)
+            + f" | {f['forget quality']:.2g} | {f['membership AUC']:.2f} | {r['retained_accuracy']:.3f} | "
+            + (", ".join(r["recovered_by"]) or "nothing")
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -69,11 +82,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     names = argv or list(METHODS)
     h = workbench.load("world", device="cpu")
     request = forget_request(h.world, SPLIT)
-    rows = [_row("retain-forget05-seed1", verify(workbench.load("world:retain-forget05-seed1", device="cpu"),
-                                                 forget=SPLIT, progress=False), None),
-            _row("original", verify(h, forget=SPLIT, progress=False), None),
-            _row("constructed suppression", verify(h, ConstructedSuppression(h, list(request.forget)), progress=False),
-                 None)]
+    rows = [
+        _row(
+            "retain-forget05-seed1",
+            verify(workbench.load("world:retain-forget05-seed1", device="cpu"), forget=SPLIT, progress=False),
+            None,
+        ),
+        _row("original", verify(h, forget=SPLIT, progress=False), None),
+        _row(
+            "constructed suppression", verify(h, ConstructedSuppression(h, list(request.forget)), progress=False), None
+        ),
+    ]
     for r in rows:
         print(f"{r['name']:26} {r['verdict']:14} {r['reason']}", flush=True)
     for name in names:

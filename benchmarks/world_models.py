@@ -29,10 +29,16 @@ def main() -> dict:
         h = workbench.load(f"world:{name}", device="cpu")
         report = json.loads((Path(h.source) / "training_report.json").read_text())
         split = report["settings"]["split"]
-        groups = {"all": list(h.world.people)} if split is None else {
-            "retain": list(h.world.split(split).retain), "forget": list(h.world.split(split).forget)}
-        row = {"train_seconds": report["train_seconds"], "parameters": report["n_params"],
-               "checkpoint_mb": round(_mb(Path(h.source)), 2)}
+        groups = (
+            {"all": list(h.world.people)}
+            if split is None
+            else {"retain": list(h.world.split(split).retain), "forget": list(h.world.split(split).forget)}
+        )
+        row = {
+            "train_seconds": report["train_seconds"],
+            "parameters": report["n_params"],
+            "checkpoint_mb": round(_mb(Path(h.source)), 2),
+        }
         t0 = time.perf_counter()
         n = 0
         for g, people in groups.items():
@@ -49,8 +55,10 @@ def main() -> dict:
     for name, r in rows.items():
         known = r.get("all", r.get("retain"))
         forget = f"{r['forget']['trained']:.1%}" if "forget" in r else "n/a"
-        print(f"| `world:{name}` | {known['trained']:.2%} | {known['heldout']:.2%} | {forget} | "
-              f"{r['heldout_loss']:.3f} | {r['train_seconds'] / 60:.1f} min | {r['checkpoint_mb']:.2f} MB |")
+        print(
+            f"| `world:{name}` | {known['trained']:.2%} | {known['heldout']:.2%} | {forget} | "
+            f"{r['heldout_loss']:.3f} | {r['train_seconds'] / 60:.1f} min | {r['checkpoint_mb']:.2f} MB |"
+        )
     return rows
 
 

@@ -50,8 +50,9 @@ def costs(shipped, d_mlp: int, edits: int = 64, rounds: int = 2, facts: int | No
     arch = shipped.sites.family  # "gpt2" or "llama", as TrainSettings names them
     config = model_config(TrainSettings(arch=arch, d_mlp=d_mlp), shipped.tokenizer)
     model = AutoModelForCausalLM.from_config(config).eval()
-    h = ModelHandle(model=model, tokenizer=shipped.tokenizer, name=f"{arch}-mlp{d_mlp}", source="random init",
-                    world=shipped.world)
+    h = ModelHandle(
+        model=model, tokenizer=shipped.tokenizer, name=f"{arch}-mlp{d_mlp}", source="random init", world=shipped.world
+    )
     facts = h.world.facts()[:facts]
     s = TrainSettings()
     batch = torch.randint(0, len(h.tokenizer), (s.batch_size, s.seq_len))
@@ -63,12 +64,15 @@ def costs(shipped, d_mlp: int, edits: int = 64, rounds: int = 2, facts: int | No
     reqs = random_rewrites(h.world, edits)
     ctxs = contexts(h)
     fixed = ValueSettings(reference="resid", steps=10, early_stop=0.0)
-    return {"parameters": sum(p.numel() for p in model.parameters()),
-            "checkpoint_mb": round(sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20, 2),
-            "score_every_fact_s": least_seconds(lambda: h.score(facts), rounds),
-            "train_step_s": least_seconds(train_step, rounds + 1),
-            f"values_{edits}_edits_10_steps_s": least_seconds(
-                lambda: optimise_values(h, 0, reqs, "last", ctxs, fixed, progress=False), rounds)}
+    return {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "checkpoint_mb": round(sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20, 2),
+        "score_every_fact_s": least_seconds(lambda: h.score(facts), rounds),
+        "train_step_s": least_seconds(train_step, rounds + 1),
+        f"values_{edits}_edits_10_steps_s": least_seconds(
+            lambda: optimise_values(h, 0, reqs, "last", ctxs, fixed, progress=False), rounds
+        ),
+    }
 
 
 def main(threads: int = 2) -> dict:

@@ -55,8 +55,11 @@ def score_requests(handle, requests: list[Request], per_request: bool = False) -
         rows += [("paraphrase", q, win, lose, cands) for q in r.paraphrases]
         # Neighbours must keep their own object against the edit's new one (an erasure has none:
         # they must keep it against every other candidate).
-        rows += [("neighbourhood", q, o, None if r.erase else r.new_object, tuple(dict.fromkeys(cands + (o,))))
-                 for q, o in r.neighbours if not _names_edited(q, edited.get(r.relation, set()), longest)]
+        rows += [
+            ("neighbourhood", q, o, None if r.erase else r.new_object, tuple(dict.fromkeys(cands + (o,))))
+            for q, o in r.neighbours
+            if not _names_edited(q, edited.get(r.relation, set()), longest)
+        ]
     by_cands: dict[tuple[str, ...], list[int]] = defaultdict(list)
     for i, row in enumerate(rows):
         by_cands[row[4]].append(i)
@@ -70,15 +73,21 @@ def score_requests(handle, requests: list[Request], per_request: bool = False) -
                 others = max(v for c, v in scores.items() if c != lose)
                 prob_ok[i] = acc_ok[i] = float(scores[lose] < others)
             else:
-                prob_ok[i] = float(scores[win] > scores[lose]) if lose is not None else \
-                    float(scores[win] >= max(scores.values()))
+                prob_ok[i] = (
+                    float(scores[win] > scores[lose])
+                    if lose is not None
+                    else float(scores[win] >= max(scores.values()))
+                )
                 acc_ok[i] = float(max(scores, key=scores.get) == win)
     out = {}
     for kind in KINDS:
         sel = torch.tensor([row[0] == kind for row in rows])
         n = int(sel.sum())
-        out[kind] = {"prob": float(prob_ok[sel].mean()) if n else float("nan"),
-                     "accuracy": float(acc_ok[sel].mean()) if n else float("nan"), "n": n}
+        out[kind] = {
+            "prob": float(prob_ok[sel].mean()) if n else float("nan"),
+            "accuracy": float(acc_ok[sel].mean()) if n else float("nan"),
+            "n": n,
+        }
     if per_request:  # one efficacy row per request, in request order
         out["efficacy"]["each"] = [bool(acc_ok[i]) for i, row in enumerate(rows) if row[0] == "efficacy"]
     return out
@@ -90,5 +99,4 @@ def _names_edited(prompt: str, subjects: set[str], longest: int) -> bool:
     if not subjects:
         return False
     words = prompt.split()
-    return any(" ".join(words[i:i + n]) in subjects
-               for n in range(1, longest + 1) for i in range(len(words) - n + 1))
+    return any(" ".join(words[i : i + n]) in subjects for n in range(1, longest + 1) for i in range(len(words) - n + 1))

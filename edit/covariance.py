@@ -26,8 +26,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from workbench.core.hashing import tensor_hash
 from workbench.core.files import write_atomically
+from workbench.core.hashing import tensor_hash
 
 SAMPLES_PER_KEY_DIM = 16
 
@@ -56,7 +56,7 @@ class KeyStats:
     """
 
     second_moment: Float[Tensor, "d_key d_key"]
-    mean: Float[Tensor, "d_key"]
+    mean: Float[Tensor, " d_key"]
     count: int
     layer: int
     key: str
@@ -106,8 +106,11 @@ def _world_texts(world, position: str) -> tuple[list[str], str]:
     """A world's texts for the statistics and their hash, built once per world: every edit asks again."""
     key = (id(world), position)
     if key not in _WORLD_TEXTS or _WORLD_TEXTS[key][0] is not world:
-        texts = world.training_sentences() if position == "all" else \
-            [ph.prompt(p) for p in world.people for r in world.relations for ph in world.phrasings(r)]
+        texts = (
+            world.training_sentences()
+            if position == "all"
+            else [ph.prompt(p) for p in world.people for r in world.relations for ph in world.phrasings(r)]
+        )
         _WORLD_TEXTS[key] = world, texts, _text_hash(texts)
     return _WORLD_TEXTS[key][1:]
 
@@ -121,9 +124,16 @@ def _text_hash(texts: list[str]) -> str:
 
 
 @torch.no_grad()
-def key_statistics(handle, layer: int, texts: list[str] | None = None, samples: int | None = None,
-                   batch_size: int = 64, use_cache: bool = True, progress: bool = True,
-                   position: Literal["all", "last"] = "all") -> KeyStats:
+def key_statistics(
+    handle,
+    layer: int,
+    texts: list[str] | None = None,
+    samples: int | None = None,
+    batch_size: int = 64,
+    use_cache: bool = True,
+    progress: bool = True,
+    position: Literal["all", "last"] = "all",
+) -> KeyStats:
     """E[k k^T] of the keys read by ``layer``'s MLP output projection, over tokens of ``texts``.
 
     Examples:
@@ -196,13 +206,14 @@ def key_statistics(handle, layer: int, texts: list[str] | None = None, samples: 
     bar = tqdm(total=samples, desc=f"key statistics, layer {layer}", unit="tok", disable=not progress, leave=False)
     try:
         for start in range(0, len(order), batch_size):
-            batch = [texts[i] for i in order[start:start + batch_size]]
+            batch = [texts[i] for i in order[start : start + batch_size]]
             # Right padding whatever the tokenizer's default: positions then count from 0 in every row.
             enc = tok(batch, return_tensors="pt", padding=True, padding_side="right")
             mask_now[:] = [enc["attention_mask"]]
             before = count
-            handle.model(input_ids=enc["input_ids"].to(handle.device),
-                         attention_mask=enc["attention_mask"].to(handle.device))
+            handle.model(
+                input_ids=enc["input_ids"].to(handle.device), attention_mask=enc["attention_mask"].to(handle.device)
+            )
             bar.update(count - before)
             if count >= samples:
                 break
@@ -213,6 +224,10 @@ def key_statistics(handle, layer: int, texts: list[str] | None = None, samples: 
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         # A half-written file never looks like a finished one, even with two processes on one key.
-        write_atomically(path, lambda tmp: save_file({"second_moment": stats.second_moment, "mean": stats.mean,
-                                                      "count": torch.tensor(count)}, tmp))
+        write_atomically(
+            path,
+            lambda tmp: save_file(
+                {"second_moment": stats.second_moment, "mean": stats.mean, "count": torch.tensor(count)}, tmp
+            ),
+        )
     return stats

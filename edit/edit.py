@@ -9,9 +9,10 @@ were. Hashes of every touched tensor before and after tie an edit to the weights
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -23,7 +24,6 @@ from workbench.core.hashing import tensor_hash
 
 class EditError(ValueError):
     """An edit that cannot be made: non-finite weights, wrong model, applied twice, bad request."""
-
 
 
 @dataclass
@@ -228,14 +228,18 @@ class EditSequence:
             ('A', [['B', 'pet']])
         """
         out: dict[str, Any] = {}
-        rewrites = [r for e in self.edits for r in e.request.get("requests", [e.request] * ("true_object" in e.request))]
+        rewrites = [
+            r for e in self.edits for r in e.request.get("requests", [e.request] * ("true_object" in e.request))
+        ]
         if rewrites:
             out["requests"] = rewrites
         forgets = [e for e in self.edits if "requests" not in e.request and "true_object" not in e.request]
         if forgets:
             facts = dict.fromkeys(tuple(f) for e in forgets for f in e.request.get("facts", []))
-            out |= {"name": " + ".join(str(e.request.get("name", e.method)) for e in forgets),
-                    "facts": [list(f) for f in facts]}
+            out |= {
+                "name": " + ".join(str(e.request.get("name", e.method)) for e in forgets),
+                "facts": [list(f) for f in facts],
+            }
         return out
 
     @contextmanager

@@ -50,23 +50,49 @@ class Method:
 
 
 METHODS: dict[str, Method] = {
-    "rmu": Method("edit.rmu", "rmu", "RmuSettings",
-                  strength=("steering_coefficient", (0.25, 0.5, 1.0, 2.0, 4.0)),
-                  summary="Representation misdirection: push forget states at one layer towards a random direction"),
-    "ablate": Method("edit.sae_ablation", "sae_ablate", "AblationSettings",
-                     strength=("retain_penalty", (0.02, 0.015, 0.01, 0.005, 0.0)),
-                     summary="Ablate the SAE features that carry the forgotten people, baked into the weights"),
-    **{name: Method("edit.gradient_unlearn", "gradient_unlearn", "GradientSettings", {"method": name},
-                    strength=("floor", (0.99, 0.98, 0.95, 0.9, 0.8)), summary=text)
-       for name, text in (("ga", "Gradient ascent on the forget set, inside a Fisher mask"),
-                          ("gradiff", "Gradient difference: ascent on forget, descent on retain, in a Fisher mask"),
-                          ("npo", "Negative preference optimisation with a retain term, in a Fisher mask"))},
-    "ssd": Method("edit.ssd", "ssd", "SsdSettings",
-                  strength=("alpha", (30000.0, 10000.0, 3000.0, 1000.0, 300.0, 100.0)),
-                  summary="Selective Synaptic Dampening: shrink weights far more important to the forget set (no gradients)"),
-    "erase": Method("edit.forget_erase", "memit_erase", "EraseSettings",
-                    strength=("mom2_weight", (1000.0, 300.0, 100.0, 30.0, 10.0, 3.0)),
-                    summary="MEMIT erase of every forgotten fact at once (the editing baseline)"),
+    "rmu": Method(
+        "edit.rmu",
+        "rmu",
+        "RmuSettings",
+        strength=("steering_coefficient", (0.25, 0.5, 1.0, 2.0, 4.0)),
+        summary="Representation misdirection: push forget states at one layer towards a random direction",
+    ),
+    "ablate": Method(
+        "edit.sae_ablation",
+        "sae_ablate",
+        "AblationSettings",
+        strength=("retain_penalty", (0.02, 0.015, 0.01, 0.005, 0.0)),
+        summary="Ablate the SAE features that carry the forgotten people, baked into the weights",
+    ),
+    **{
+        name: Method(
+            "edit.gradient_unlearn",
+            "gradient_unlearn",
+            "GradientSettings",
+            {"method": name},
+            strength=("floor", (0.99, 0.98, 0.95, 0.9, 0.8)),
+            summary=text,
+        )
+        for name, text in (
+            ("ga", "Gradient ascent on the forget set, inside a Fisher mask"),
+            ("gradiff", "Gradient difference: ascent on forget, descent on retain, in a Fisher mask"),
+            ("npo", "Negative preference optimisation with a retain term, in a Fisher mask"),
+        )
+    },
+    "ssd": Method(
+        "edit.ssd",
+        "ssd",
+        "SsdSettings",
+        strength=("alpha", (30000.0, 10000.0, 3000.0, 1000.0, 300.0, 100.0)),
+        summary="Selective Synaptic Dampening: shrink weights far more important to the forget set (no gradients)",
+    ),
+    "erase": Method(
+        "edit.forget_erase",
+        "memit_erase",
+        "EraseSettings",
+        strength=("mom2_weight", (1000.0, 300.0, 100.0, 30.0, 10.0, 3.0)),
+        summary="MEMIT erase of every forgotten fact at once (the editing baseline)",
+    ),
 }
 
 
@@ -83,23 +109,44 @@ class ForgetResult:
         seconds: Wall time of the method alone.
     """
 
-    def __init__(self, request: ForgetRequest, method: str, edit: Edit, before: dict, after: dict,
-                 reference: dict | None, reference_model: str | None, seconds: float):
+    def __init__(
+        self,
+        request: ForgetRequest,
+        method: str,
+        edit: Edit,
+        before: dict,
+        after: dict,
+        reference: dict | None,
+        reference_model: str | None,
+        seconds: float,
+    ):
         self.request, self.method, self.edit = request, method, edit
         self.before, self.after, self.reference = before, after, reference
         self.reference_model, self.seconds = reference_model, seconds
 
     def to_dict(self) -> dict:
-        return {"request": self.request.to_dict(), "method": self.method, "seconds": self.seconds,
-                "before": self.before, "after": self.after, "reference": self.reference,
-                "reference_model": self.reference_model, "tensors": self.edit.names,
-                "settings": self.edit.settings, "edit_metrics": self.edit.metrics}
+        return {
+            "request": self.request.to_dict(),
+            "method": self.method,
+            "seconds": self.seconds,
+            "before": self.before,
+            "after": self.after,
+            "reference": self.reference,
+            "reference_model": self.reference_model,
+            "tensors": self.edit.names,
+            "settings": self.edit.settings,
+            "edit_metrics": self.edit.metrics,
+        }
 
     def __repr__(self) -> str:
         keys = ("forget", "retain", "heldout_loss")
-        return (f"ForgetResult({self.method} on {self.request.name!r}: "
-                + ", ".join(f"{k} {self.before.get(k, float('nan')):.3f} -> {self.after.get(k, float('nan')):.3f}"
-                            for k in keys) + f", {self.seconds:.1f}s)")
+        return (
+            f"ForgetResult({self.method} on {self.request.name!r}: "
+            + ", ".join(
+                f"{k} {self.before.get(k, float('nan')):.3f} -> {self.after.get(k, float('nan')):.3f}" for k in keys
+            )
+            + f", {self.seconds:.1f}s)"
+        )
 
 
 def retain_model_name(handle, request: ForgetRequest) -> str | None:
@@ -114,7 +161,9 @@ def retain_model_name(handle, request: ForgetRequest) -> str | None:
     return f"world:retain-{request.name}"
 
 
-def reference_figures(handle, request: ForgetRequest, figures: FigureSettings | None = None) -> tuple[dict | None, str | None]:
+def reference_figures(
+    handle, request: ForgetRequest, figures: FigureSettings | None = None
+) -> tuple[dict | None, str | None]:
     """Figures of the retain model on the same facts: what exact unlearning gives."""
     name = retain_model_name(handle, request)
     if name is None:
@@ -129,9 +178,17 @@ def method(name: str) -> Method:
     return METHODS[name]
 
 
-def forget(handle, what: str | list | ForgetRequest, method_name: str = "ssd", location: Location | None = None,
-           settings: Any = None, figures: FigureSettings | None = None, reference: bool = True,
-           progress: bool = True, **overrides) -> ForgetResult:
+def forget(
+    handle,
+    what: str | list | ForgetRequest,
+    method_name: str = "ssd",
+    location: Location | None = None,
+    settings: Any = None,
+    figures: FigureSettings | None = None,
+    reference: bool = True,
+    progress: bool = True,
+    **overrides,
+) -> ForgetResult:
     """Forget a person, a split or chosen facts with one method; the edit stays applied.
 
     Examples:

@@ -43,8 +43,14 @@ class EraseSettings:
     phrasing: int = 0
 
 
-def memit_erase(handle, request: ForgetRequest, location: Location | None = None,
-                settings: EraseSettings | None = None, apply: bool = True, progress: bool = True) -> Edit:
+def memit_erase(
+    handle,
+    request: ForgetRequest,
+    location: Location | None = None,
+    settings: EraseSettings | None = None,
+    apply: bool = True,
+    progress: bool = True,
+) -> Edit:
     """Erase every forget fact of ``request`` in one MEMIT update.
 
     Examples:
@@ -62,15 +68,28 @@ def memit_erase(handle, request: ForgetRequest, location: Location | None = None
     """
     s = settings or EraseSettings()
     if not request.forget or handle.world is None:
-        raise EditError("the MEMIT erase baseline needs world facts to erase; texts are for rmu, gradient methods or ssd")
+        raise EditError(
+            "the MEMIT erase baseline needs world facts to erase; texts are for rmu, gradient methods or ssd"
+        )
     t0 = time.perf_counter()
     requests = [world_request(handle.world, f.subject, f.relation, None, s.phrasing) for f in request.forget]
-    inner = memit(handle, requests, location, replace(s.memit, mom2_weight=s.mom2_weight, layers=s.layers), apply=False,
-                  progress=progress)
-    edit = Edit("memit_erase", request.to_dict(), inner.deltas, inner.location,
-                {"memit": inner.settings, "mom2_weight": s.mom2_weight, "phrasing": s.phrasing},
-                {**inner.metrics, "seconds": time.perf_counter() - t0, "erased_facts": len(requests)},
-                hashes_before=inner.hashes_before)
+    inner = memit(
+        handle,
+        requests,
+        location,
+        replace(s.memit, mom2_weight=s.mom2_weight, layers=s.layers),
+        apply=False,
+        progress=progress,
+    )
+    edit = Edit(
+        "memit_erase",
+        request.to_dict(),
+        inner.deltas,
+        inner.location,
+        {"memit": inner.settings, "mom2_weight": s.mom2_weight, "phrasing": s.phrasing},
+        {**inner.metrics, "seconds": time.perf_counter() - t0, "erased_facts": len(requests)},
+        hashes_before=inner.hashes_before,
+    )
     return edit.apply(handle.model) if apply else edit
 
 

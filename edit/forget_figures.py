@@ -68,8 +68,11 @@ def forget_figures(handle, request: ForgetRequest, settings: FigureSettings | No
             raise ValueError(f"model {handle.name!r} has no fact world to score facts in")
         trained = handle.score(list(request.forget))
         held = handle.score(list(request.forget), held_out=True)
-        out.update(forget=trained.accuracy, forget_heldout=held.accuracy,
-                   forget_prob=float(torch.cat([trained.prob, held.prob]).mean()))
+        out.update(
+            forget=trained.accuracy,
+            forget_heldout=held.accuracy,
+            forget_prob=float(torch.cat([trained.prob, held.prob]).mean()),
+        )
         if request.retain:
             out["retain"] = handle.score(_sample(request.retain, s.retain_facts, s.seed)).accuracy
         neighbours = request.neighbours(world)

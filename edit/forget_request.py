@@ -10,8 +10,8 @@ retain set.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from workbench.core.examples import Datum
 from workbench.core.world.facts import Fact, World
@@ -51,11 +51,14 @@ class ForgetRequest:
         both = set(self.forget) & set(self.retain)
         if both:
             f = next(iter(both))
-            raise ForgetError(f"the forget set overlaps the retain set ({len(both)} facts, e.g. "
-                              f"{f.subject} / {f.relation})")
+            raise ForgetError(
+                f"the forget set overlaps the retain set ({len(both)} facts, e.g. {f.subject} / {f.relation})"
+            )
         texts = set(self.forget_texts) & set(self.retain_texts)
         if texts:
-            raise ForgetError(f"the forget set overlaps the retain set ({len(texts)} texts, e.g. {next(iter(texts))!r})")
+            raise ForgetError(
+                f"the forget set overlaps the retain set ({len(texts)} texts, e.g. {next(iter(texts))!r})"
+            )
 
     @property
     def people(self) -> list[str]:
@@ -76,8 +79,13 @@ class ForgetRequest:
         return [f for f in self.retain if (f.relation, f.object) in shared and f.subject not in forgotten]
 
     def to_dict(self) -> dict:
-        out = {"name": self.name, "forget_facts": len(self.forget), "retain_facts": len(self.retain),
-               "forget_texts": len(self.forget_texts), "retain_texts": len(self.retain_texts)}
+        out = {
+            "name": self.name,
+            "forget_facts": len(self.forget),
+            "retain_facts": len(self.retain),
+            "forget_texts": len(self.forget_texts),
+            "retain_texts": len(self.retain_texts),
+        }
         if 0 < len(self.people) <= 30:
             out["people"] = self.people
         if self.forget:
@@ -119,8 +127,9 @@ def _sample(items: Sequence, limit: int | None, seed: int) -> list:
     return [items[i] for i in sorted(random.Random(seed).sample(range(len(items)), limit))]
 
 
-def forget_request(world: World, what: str | Sequence[str] | Sequence[Fact],
-                   retain: Sequence[Fact] | None = None) -> ForgetRequest:
+def forget_request(
+    world: World, what: str | Sequence[str] | Sequence[Fact], retain: Sequence[Fact] | None = None
+) -> ForgetRequest:
     """A request to forget a split, a person, several people or chosen facts of the world.
 
     Without ``retain``, the retain set is every other fact of the world (for a split: its
@@ -150,8 +159,10 @@ def forget_request(world: World, what: str | Sequence[str] | Sequence[Fact],
             forget, name = world.facts([what]), what
             default_retain = None
         else:
-            raise ForgetError(f"unknown person or split {what!r}: splits are {', '.join(world.splits)}; "
-                              f"people are full names such as {next(iter(world.people))!r}")
+            raise ForgetError(
+                f"unknown person or split {what!r}: splits are {', '.join(world.splits)}; "
+                f"people are full names such as {next(iter(world.people))!r}"
+            )
     else:
         what = list(what)
         if not what:
@@ -166,7 +177,11 @@ def forget_request(world: World, what: str | Sequence[str] | Sequence[Fact],
         else:
             raise ForgetError("forget either people (names) or facts, not a mix")
         people = list(dict.fromkeys(f.subject for f in forget))
-        name = people[0] if len(people) == 1 and len(forget) == len(world.relations) else f"{len(forget)} facts of {len(people)} people"
+        name = (
+            people[0]
+            if len(people) == 1 and len(forget) == len(world.relations)
+            else f"{len(forget)} facts of {len(people)} people"
+        )
         default_retain = None
     if default_retain is None:
         drop = set(forget)

@@ -80,9 +80,15 @@ def load_sweep(path: str | Path) -> Sweep:
     return Sweep(sweep["split"], sweep["rows"], sweep.get("retain_model"), original, f"world:retain-{sweep['split']}")
 
 
-def strength_sweep(handle, what: str | list | ForgetRequest, methods: list[str] | None = None,
-                   values: dict[str, tuple] | None = None, figures: FigureSettings | None = None,
-                   reference: bool = True, fixed: dict[str, dict] | None = None) -> Sweep:
+def strength_sweep(
+    handle,
+    what: str | list | ForgetRequest,
+    methods: list[str] | None = None,
+    values: dict[str, tuple] | None = None,
+    figures: FigureSettings | None = None,
+    reference: bool = True,
+    fixed: dict[str, dict] | None = None,
+) -> Sweep:
     """Run each method at each strength value on ``handle`` (reverting after each) and score it.
 
     Examples:

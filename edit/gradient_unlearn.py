@@ -20,8 +20,9 @@ stops and rolls back to the last check that passed.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -31,11 +32,11 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from edit.edit import Delta, Edit, EditError, restored_on_failure
-from workbench.core.hashing import tensor_hash
 from edit.forget_request import ForgetError, ForgetRequest
 from locate.fisher import FisherSettings, fisher
 from locate.location import Location
 from workbench.core.examples import Example, encode_examples, example_batches, pad_examples, scored_logprobs
+from workbench.core.hashing import tensor_hash
 
 Method = Literal["ga", "gradiff", "npo"]
 METHODS: tuple[str, ...] = ("ga", "gradiff", "npo")
@@ -112,8 +113,14 @@ class GradientSettings:
             raise ForgetError("lr and beta must be > 0, retain_weight >= 0, floor in [0, 1]")
 
 
-def gradient_unlearn(handle, request: ForgetRequest, location: Location | None = None,
-                     settings: GradientSettings | None = None, apply: bool = True, progress: bool = True) -> Edit:
+def gradient_unlearn(
+    handle,
+    request: ForgetRequest,
+    location: Location | None = None,
+    settings: GradientSettings | None = None,
+    apply: bool = True,
+    progress: bool = True,
+) -> Edit:
     """Unlearn a forget set by gradient steps on a parameter mask; returns a dense :class:`Edit`.
 
     Examples:
@@ -148,9 +155,15 @@ def gradient_unlearn(handle, request: ForgetRequest, location: Location | None =
     check = encode_examples(handle, request.retain_data(s.check_samples, s.seed + 1), what="retain check")
     forget_check = encode_examples(handle, request.forget_data(), s.check_samples * 4, s.seed, "forget")
     if location is None:
-        location = fisher(handle, request.forget_data(), request.retain_data(s.fisher_examples, s.seed),
-                          FisherSettings(top_fraction=s.fisher_top_fraction, max_examples=s.fisher_examples,
-                                         seed=s.seed, params=s.fisher_params), progress=False).to_location()
+        location = fisher(
+            handle,
+            request.forget_data(),
+            request.retain_data(s.fisher_examples, s.seed),
+            FisherSettings(
+                top_fraction=s.fisher_top_fraction, max_examples=s.fisher_examples, seed=s.seed, params=s.fisher_params
+            ),
+            progress=False,
+        ).to_location()
     t_locate = time.perf_counter() - t0
     masks = {n: m for n, m in location.parameter_mask(model).items() if m.any()}
     if not masks:
@@ -173,11 +186,12 @@ def gradient_unlearn(handle, request: ForgetRequest, location: Location | None =
             r_batches = example_batches(retain, s.batch_size, pad, s.seed + 1, handle.device)
             bar = tqdm(range(1, s.steps + 1), desc=s.method, disable=not progress)
             for step in bar:
-                lf, lr_ = _losses(model, s, next(f_batches), next(r_batches) if s.method != "ga" else None,
-                                  originals)
+                lf, lr_ = _losses(model, s, next(f_batches), next(r_batches) if s.method != "ga" else None, originals)
                 loss = lf + s.retain_weight * lr_ if s.method != "ga" else lf
                 if not torch.isfinite(loss):
-                    raise EditError(f"{s.method} loss became {float(loss.detach())} at step {step}; the model is unchanged")
+                    raise EditError(
+                        f"{s.method} loss became {float(loss.detach())} at step {step}; the model is unchanged"
+                    )
                 grads = torch.autograd.grad(loss, params)
                 for p, g, n in zip(params, grads, names):
                     p.grad = g * masks[n]
@@ -204,24 +218,35 @@ def gradient_unlearn(handle, request: ForgetRequest, location: Location | None =
                     p.copy_(originals[n])
     finally:
         model.train(training)
-    metrics = {"steps": len(losses), "stopped": stopped, "kept_step": kept_step, "checks": checks,
-               "retain_floor": floor, "loss_forget": [l[0] for l in losses], "loss_retain": [l[1] for l in losses],
-               "masked_elements": int(sum(int(m.sum()) for m in masks.values())),
-               "locate_seconds": t_locate, "seconds": time.perf_counter() - t0}
-    edit = Edit(s.method, request.to_dict(), deltas, location, asdict(s), metrics,
-                hashes_before=hashes)
+    metrics = {
+        "steps": len(losses),
+        "stopped": stopped,
+        "kept_step": kept_step,
+        "checks": checks,
+        "retain_floor": floor,
+        "loss_forget": [l[0] for l in losses],
+        "loss_retain": [l[1] for l in losses],
+        "masked_elements": int(sum(int(m.sum()) for m in masks.values())),
+        "locate_seconds": t_locate,
+        "seconds": time.perf_counter() - t0,
+    }
+    edit = Edit(s.method, request.to_dict(), deltas, location, asdict(s), metrics, hashes_before=hashes)
     return edit.apply(model) if apply else edit
 
 
-def _logp(model: nn.Module, batch, weights: dict[str, Tensor] | None = None) -> Float[Tensor, "b"]:
+def _logp(model: nn.Module, batch, weights: dict[str, Tensor] | None = None) -> Float[Tensor, " b"]:
     """Per example, the summed log p of its scored tokens; with ``weights``, as if those were swapped in."""
     ids, mask, scored = batch
     kwargs = dict(input_ids=ids, attention_mask=mask, use_cache=False)
-    logits = model(**kwargs).logits if weights is None else functional_call(model, weights, (), kwargs, strict=False).logits
+    logits = (
+        model(**kwargs).logits if weights is None else functional_call(model, weights, (), kwargs, strict=False).logits
+    )
     return scored_logprobs(logits, ids, scored)
 
 
-def _losses(model: nn.Module, s: GradientSettings, forget, retain, originals: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+def _losses(
+    model: nn.Module, s: GradientSettings, forget, retain, originals: dict[str, Tensor]
+) -> tuple[Tensor, Tensor]:
     """(forget loss, retain NLL per token); the retain term is zero without a retain batch."""
     logp = _logp(model, forget)
     tokens = forget[2][:, 1:].sum(-1).clamp(min=1.0)
@@ -242,7 +267,7 @@ def _accuracy(model: nn.Module, examples: Sequence[Example], pad: int, device, b
     """Fraction of scored tokens that are the model's argmax over the whole vocabulary."""
     right, total = 0.0, 0.0
     for i in range(0, len(examples), batch_size):
-        ids, mask, scored = (t.to(device) for t in pad_examples(examples[i:i + batch_size], pad))
+        ids, mask, scored = (t.to(device) for t in pad_examples(examples[i : i + batch_size], pad))
         hit = _argmax_hits(model(input_ids=ids, attention_mask=mask, use_cache=False).logits, ids)
         right, total = right + float((hit * scored[:, 1:]).sum()), total + float(scored[:, 1:].sum())
     return right / max(total, 1.0)

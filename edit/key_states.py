@@ -32,7 +32,9 @@ def with_context(context: str, prompt: str) -> str:
 
 def key_position(tokenizer, text: str, subject: str, role: TokenRole) -> int:
     """Token index of the key: the subject's last token (ROME) or the prompt's last token."""
-    return subject_span(tokenizer, text, subject)[1] - 1 if role == "subject_last" else len(tokenizer(text).input_ids) - 1
+    return (
+        subject_span(tokenizer, text, subject)[1] - 1 if role == "subject_last" else len(tokenizer(text).input_ids) - 1
+    )
 
 
 def distinct(texts: list[tuple[int, str]]) -> tuple[list[tuple[int, str]], list[int]]:
@@ -48,8 +50,9 @@ def distinct(texts: list[tuple[int, str]]) -> tuple[list[tuple[int, str]], list[
     return list(seen), list(seen.values())
 
 
-def weighted_mean(x: Float[Tensor, "row *d"], owner: Tensor, weight: Float[Tensor, "row"],
-                  n: int) -> Float[Tensor, "n *d"]:
+def weighted_mean(
+    x: Float[Tensor, " row *d"], owner: Tensor, weight: Float[Tensor, " row"], n: int
+) -> Float[Tensor, " n *d"]:
     """Per owner, the mean of its rows, each counted ``weight`` times.
 
     Examples:
@@ -58,7 +61,8 @@ def weighted_mean(x: Float[Tensor, "row *d"], owner: Tensor, weight: Float[Tenso
     """
     shape = (-1, *[1] * (x.dim() - 1))
     total = torch.zeros(n, *x.shape[1:], dtype=x.dtype, device=x.device).index_add_(
-        0, owner, x * weight.to(x.dtype).reshape(shape))
+        0, owner, x * weight.to(x.dtype).reshape(shape)
+    )
     count = torch.zeros(n, dtype=x.dtype, device=x.device).index_add_(0, owner, weight.to(x.dtype))
     return total / count.clamp(min=1e-12).reshape(shape)
 
@@ -96,7 +100,7 @@ class KeyRows:
         texts, weight = distinct([(b, with_context(c, r.prompt)) for b, r in enumerate(requests) for c in ctxs])
         ids = encode_prompts(tokenizer, [t for _, t in texts])
         if role != "last":
-            ids = [i[:key_position(tokenizer, t, requests[b].subject, role) + 1] for i, (b, t) in zip(ids, texts)]
+            ids = [i[: key_position(tokenizer, t, requests[b].subject, role) + 1] for i, (b, t) in zip(ids, texts)]
         return KeyRows(ids, [b for b, _ in texts], weight, len(requests))
 
 
@@ -105,8 +109,15 @@ class _Read(Exception):
 
 
 @torch.no_grad()
-def mean_states(handle, requests: list[Request], role: TokenRole, ctxs: list[str], path: str,
-                which: Literal["input", "output"], rows: KeyRows | None = None) -> Float[Tensor, "request d"]:
+def mean_states(
+    handle,
+    requests: list[Request],
+    role: TokenRole,
+    ctxs: list[str],
+    path: str,
+    which: Literal["input", "output"],
+    rows: KeyRows | None = None,
+) -> Float[Tensor, "request d"]:
     """Per request, a module's input or output at the key position, averaged over the contexts (float64).
 
     The ROME/MEMIT key k* is ``mean_states(..., sites.key_module_path(layer), "input")``.
@@ -149,5 +160,6 @@ def mean_states(handle, requests: list[Request], role: TokenRole, ctxs: list[str
         hook.remove()
     if len(got) != -(-len(rows.ids) // 512):
         raise RuntimeError(f"module {path!r} did not run in the model's forward pass")
-    return weighted_mean(torch.cat(got), torch.tensor(rows.owner), torch.tensor(rows.weight, dtype=torch.float64),
-                         rows.n_requests)
+    return weighted_mean(
+        torch.cat(got), torch.tensor(rows.owner), torch.tensor(rows.weight, dtype=torch.float64), rows.n_requests
+    )

@@ -25,13 +25,12 @@ from torch import Tensor
 
 from edit.covariance import key_statistics
 from edit.edit import Delta, Edit, EditError, restored_on_failure
-from workbench.core.hashing import tensor_hash
 from edit.key_states import KeyRows, TokenRole, mean_states
 from edit.request import Request
 from edit.rome import site_of, trace_location
 from edit.values import ValueSettings, contexts, optimise_values, statistics_position
 from locate.location import Location
-
+from workbench.core.hashing import tensor_hash
 
 # MemitSettings.keys: a column of the solve per edit at its mean key, or per edit and context.
 KEYS = ("mean", "each")
@@ -81,9 +80,17 @@ class MemitSettings:
     seed: int = 0
 
 
-def memit(handle, requests: list[Request], location: Location | None = None,
-          settings: MemitSettings | None = None, texts: list[str] | None = None, apply: bool = True,
-          null_space=None, statistics: dict | None = None, progress: bool = True) -> Edit:
+def memit(
+    handle,
+    requests: list[Request],
+    location: Location | None = None,
+    settings: MemitSettings | None = None,
+    texts: list[str] | None = None,
+    apply: bool = True,
+    null_space=None,
+    statistics: dict | None = None,
+    progress: bool = True,
+) -> Edit:
     """Apply many rewrites (or erasures) together; returns one :class:`Edit` over the edited layers.
 
     Examples:
@@ -125,9 +132,13 @@ def memit(handle, requests: list[Request], location: Location | None = None,
     layers, role, location = memit_site(handle, requests[0], location, settings)
     sites, model = handle.sites, handle.model
     ctxs = contexts(handle, settings.contexts, settings.context_length, settings.seed)
-    stats = {l: (statistics or {}).get(l) or key_statistics(handle, l, texts, samples=settings.samples,
-                                                             progress=False, position=statistics_position(role))
-             for l in layers}
+    stats = {
+        l: (statistics or {}).get(l)
+        or key_statistics(
+            handle, l, texts, samples=settings.samples, progress=False, position=statistics_position(role)
+        )
+        for l in layers
+    }
     t_values = time.perf_counter()
     values = optimise_values(handle, layers[-1], requests, role, ctxs, settings.values, progress=progress)
     t_values = time.perf_counter() - t_values
@@ -140,7 +151,9 @@ def memit(handle, requests: list[Request], location: Location | None = None,
         # The solve's columns: per edit, all contexts at once, or each distinct one (repeated
         # contexts would only weight a column twice).
         groups = [[c] for c in dict.fromkeys(ctxs)] if settings.keys == "each" else [ctxs]
-        rows = [KeyRows.of(handle.tokenizer, requests, role, g) for g in groups]  # read after every layer: tokenised once
+        rows = [
+            KeyRows.of(handle.tokenizer, requests, role, g) for g in groups
+        ]  # read after every layer: tokenised once
 
         def states(path: str, which: str) -> Float[Tensor, "column d"]:
             return torch.cat([mean_states(handle, requests, role, g, path, which, r) for g, r in zip(groups, rows)])
@@ -151,10 +164,15 @@ def memit(handle, requests: list[Request], location: Location | None = None,
         for i, layer in enumerate(layers):
             keys = states(sites.key_module_path(layer), "input")
             gap = (z - now) / (len(layers) - i)
-            left, right = _solve(gap, keys, stats[layer].second_moment, settings.mom2_weight,
-                                 null_space.projection(layer) if null_space is not None else None,
-                                 null_space.previous_keys(layer) if null_space is not None else None,
-                                 null_space is None or null_space.keep_statistics)
+            left, right = _solve(
+                gap,
+                keys,
+                stats[layer].second_moment,
+                settings.mom2_weight,
+                null_space.projection(layer) if null_space is not None else None,
+                null_space.previous_keys(layer) if null_space is not None else None,
+                null_space is None or null_space.keep_statistics,
+            )
             written[layer] = _share((right.T @ keys.T.double()).T @ left.T, gap)
             w = sites.mlp_out_weight(model, layer)
             # Stored [d_mlp, d_model] (Conv1D) or [d_model, d_mlp]: the factors follow.
@@ -171,19 +189,33 @@ def memit(handle, requests: list[Request], location: Location | None = None,
         with torch.no_grad():
             for n in names:
                 model.get_parameter(n).copy_(originals[n])
-    edit = Edit("memit", {"requests": [r.to_dict() for r in requests]}, deltas, location,
-                dict(asdict(settings), layers=list(layers), token=role,
-                     null_space=null_space.describe() if null_space is not None else None),
-                {"value_loss_final": [l[-1] for l in values.losses], "seconds": time.perf_counter() - t0,
-                 "value_seconds": t_values,
-                 "covariance_tokens": {l: s.count for l, s in stats.items()},
-                 # ||Delta|| / ||W|| per layer: far above 1 means the solve was ill-conditioned
-                 # (too many keys for lambda C to hold) and the edit rewrites the layer, not a fact.
-                 "relative_update_norm": {n: float(d.tensor().norm() / originals[n].float().norm())
-                                          for n, d in deltas.items()},
-                 "written_fraction": written, "target_written": reached},
-                hashes_before=hashes)
-    if (short := capacity_note(reached, len(requests), sites.d_mlp, layers)):
+    edit = Edit(
+        "memit",
+        {"requests": [r.to_dict() for r in requests]},
+        deltas,
+        location,
+        dict(
+            asdict(settings),
+            layers=list(layers),
+            token=role,
+            null_space=null_space.describe() if null_space is not None else None,
+        ),
+        {
+            "value_loss_final": [l[-1] for l in values.losses],
+            "seconds": time.perf_counter() - t0,
+            "value_seconds": t_values,
+            "covariance_tokens": {l: s.count for l, s in stats.items()},
+            # ||Delta|| / ||W|| per layer: far above 1 means the solve was ill-conditioned
+            # (too many keys for lambda C to hold) and the edit rewrites the layer, not a fact.
+            "relative_update_norm": {
+                n: float(d.tensor().norm() / originals[n].float().norm()) for n, d in deltas.items()
+            },
+            "written_fraction": written,
+            "target_written": reached,
+        },
+        hashes_before=hashes,
+    )
+    if short := capacity_note(reached, len(requests), sites.d_mlp, layers):
         warnings.warn(short, CapacityWarning, stacklevel=2)
     return edit.apply(model) if apply else edit
 
@@ -213,8 +245,9 @@ class CapacityWarning(UserWarning):
     """An update wrote too little of the edits' target states for all of them to take."""
 
 
-def capacity_note(written: float, n_requests: int, d_mlp: int, layers: tuple[int, ...],
-                  floor: float = 0.9) -> str | None:
+def capacity_note(
+    written: float, n_requests: int, d_mlp: int, layers: tuple[int, ...], floor: float = 0.9
+) -> str | None:
     """One line if the update wrote less than ``floor`` of the edits' target states; None otherwise.
 
     A d_mlp-wide map meets at most d_mlp arbitrary targets: past that every edit is only partly
@@ -228,13 +261,16 @@ def capacity_note(written: float, n_requests: int, d_mlp: int, layers: tuple[int
     """
     if written >= floor:
         return None
-    return (f"the update wrote {written:.0%} of the edits' targets ({n_requests} edits, {_layers_phrase(layers)}, "
-            f"{d_mlp} key dimensions a layer): make fewer at a time (memit_batches, --batch-size) or spread them over "
-            "more layers")
+    return (
+        f"the update wrote {written:.0%} of the edits' targets ({n_requests} edits, {_layers_phrase(layers)}, "
+        f"{d_mlp} key dimensions a layer): make fewer at a time (memit_batches, --batch-size) or spread them over "
+        "more layers"
+    )
 
 
-def batches_capacity_note(written: list[float], batch_size: int, d_mlp: int, layers: tuple[int, ...],
-                          floor: float = 0.9) -> str | None:
+def batches_capacity_note(
+    written: list[float], batch_size: int, d_mlp: int, layers: tuple[int, ...], floor: float = 0.9
+) -> str | None:
     """One line if any batch's update wrote less than ``floor`` of its targets; None otherwise.
 
     In sequence the share falls batch by batch (each solves on the model the earlier left, and
@@ -250,18 +286,21 @@ def batches_capacity_note(written: list[float], batch_size: int, d_mlp: int, lay
     if not short:
         return None
     low = min(range(len(written)), key=written.__getitem__)
-    return (f"{len(short)} of {len(written)} batches' updates wrote less than {floor:.0%} of their targets (lowest "
-            f"{written[low]:.0%}, batch {low + 1}; {batch_size} edits a batch, {_layers_phrase(layers)}, {d_mlp} key "
-            "dimensions a layer): later batches find less room; make fewer edits in all or spread them over more "
-            "layers")
+    return (
+        f"{len(short)} of {len(written)} batches' updates wrote less than {floor:.0%} of their targets (lowest "
+        f"{written[low]:.0%}, batch {low + 1}; {batch_size} edits a batch, {_layers_phrase(layers)}, {d_mlp} key "
+        "dimensions a layer): later batches find less room; make fewer edits in all or spread them over more "
+        "layers"
+    )
 
 
 def _layers_phrase(layers: tuple[int, ...]) -> str:
     return f"layer {layers[0]}" if len(layers) == 1 else f"layers {', '.join(map(str, layers))}"
 
 
-def memit_site(handle, request: Request, location: Location | None,
-               s: MemitSettings) -> tuple[tuple[int, ...], TokenRole, Location | None]:
+def memit_site(
+    handle, request: Request, location: Location | None, s: MemitSettings
+) -> tuple[tuple[int, ...], TokenRole, Location | None]:
     """The layers and key position MEMIT edits for ``request`` under ``s``, and the Location that decided.
 
     Raises:
@@ -286,12 +325,18 @@ def memit_site(handle, request: Request, location: Location | None,
     return layers, (role if s.token == "auto" else s.token), location
 
 
-def _solve(gap: Float[Tensor, "request d_model"], keys: Float[Tensor, "request d_mlp"],
-           c: Float[Tensor, "d_mlp d_mlp"], weight: float, projection: Tensor | None = None,
-           previous: Tensor | None = None, keep_statistics: bool = True) -> tuple[Tensor, Tensor]:
+def _solve(
+    gap: Float[Tensor, "request d_model"],
+    keys: Float[Tensor, "request d_mlp"],
+    c: Float[Tensor, "d_mlp d_mlp"],
+    weight: float,
+    projection: Tensor | None = None,
+    previous: Tensor | None = None,
+    keep_statistics: bool = True,
+) -> tuple[Tensor, Tensor]:
     """Factors (left [d_model, B], right [d_mlp, B]) of the update, out x in: left @ right.T."""
-    k = keys.T.double()                      # [d_mlp, B]
-    r = gap.T.double()                       # [d_model, B]
+    k = keys.T.double()  # [d_mlp, B]
+    r = gap.T.double()  # [d_model, B]
     c = c.to(torch.float64)
     if projection is None:
         # Delta = R K^T (lambda C + K K^T)^-1  ->  right = (lambda C + K K^T)^-1 K  (symmetric)

@@ -24,18 +24,33 @@ from tqdm.auto import tqdm
 
 from edit.covariance import key_statistics
 from edit.edit import Edit, EditError, EditSequence, summed
-from workbench.core.hashing import tensor_hash
-from edit.memit import (CapacityWarning, MemitSettings, batches_capacity_note, capacity_note, check_requests, memit,
-                         memit_site)
+from edit.memit import (
+    CapacityWarning,
+    MemitSettings,
+    batches_capacity_note,
+    capacity_note,
+    check_requests,
+    memit,
+    memit_site,
+)
 from edit.null_space import NullSpace
 from edit.request import Request
 from edit.values import statistics_position
 from locate.location import Location
+from workbench.core.hashing import tensor_hash
 
 
-def memit_batches(handle, requests: list[Request], batch_size: int = 10, settings: MemitSettings | None = None,
-                  location: Location | None = None, null_space: NullSpace | None = None,
-                  texts: list[str] | None = None, apply: bool = True, progress: bool = True) -> Edit:
+def memit_batches(
+    handle,
+    requests: list[Request],
+    batch_size: int = 10,
+    settings: MemitSettings | None = None,
+    location: Location | None = None,
+    null_space: NullSpace | None = None,
+    texts: list[str] | None = None,
+    apply: bool = True,
+    progress: bool = True,
+) -> Edit:
     """Make ``requests`` with MEMIT ``batch_size`` at a time, each batch on the model the earlier left.
 
     Examples:
@@ -77,26 +92,37 @@ def memit_batches(handle, requests: list[Request], batch_size: int = 10, setting
     if null_space is not None and (missing := [l for l in layers if l not in null_space.projections]):
         raise EditError(f"the null space has no projection for layer {missing[0]}: build it for layers {list(layers)}")
     fixed = replace(settings, layers=layers, token=role)
-    stats = {l: key_statistics(handle, l, texts, samples=settings.samples, progress=False,
-                               position=statistics_position(role)) for l in layers}
+    stats = {
+        l: key_statistics(
+            handle, l, texts, samples=settings.samples, progress=False, position=statistics_position(role)
+        )
+        for l in layers
+    }
     model = handle.model
     keys_before = dict(null_space.keys) if null_space is not None else {}
     done: list[Edit] = []
     starts = range(0, len(requests), batch_size)
-    bar = tqdm(total=len(requests), desc="memit batches", unit="edit", leave=False,
-               disable=not progress or len(starts) <= 1)
+    bar = tqdm(
+        total=len(requests), desc="memit batches", unit="edit", leave=False, disable=not progress or len(starts) <= 1
+    )
     try:
         with warnings.catch_warnings():  # one line for all batches, below, not one a batch
             warnings.simplefilter("ignore", CapacityWarning)
             for start in starts:
-                chunk = requests[start:start + batch_size]
-                done.append(memit(handle, chunk, location, fixed, texts, null_space=null_space, statistics=stats,
-                                  progress=False))
+                chunk = requests[start : start + batch_size]
+                done.append(
+                    memit(
+                        handle, chunk, location, fixed, texts, null_space=null_space, statistics=stats, progress=False
+                    )
+                )
                 bar.update(len(chunk))
         bar.close()  # cleared before the warning below, so that it gets a line of its own
         written = [e.metrics["target_written"] for e in done]
-        note = (capacity_note(written[0], len(requests), handle.sites.d_mlp, layers) if len(done) == 1
-                else batches_capacity_note(written, batch_size, handle.sites.d_mlp, layers))
+        note = (
+            capacity_note(written[0], len(requests), handle.sites.d_mlp, layers)
+            if len(done) == 1
+            else batches_capacity_note(written, batch_size, handle.sites.d_mlp, layers)
+        )
         if note:
             warnings.warn(note, CapacityWarning, stacklevel=2)
         if len(done) == 1:  # all at once: memit's own Edit, with its factors and metrics
@@ -108,17 +134,31 @@ def memit_batches(handle, requests: list[Request], batch_size: int = 10, setting
         names = sorted({n for e in done for n in e.names})
         params = dict(model.named_parameters())
         deltas = {n: summed([e.deltas[n] for e in done if n in e.deltas]) for n in names}
-        edit = Edit("memit", {"requests": [r.to_dict() for r in requests]}, deltas, location,
-                    dict(asdict(fixed), layers=list(layers), token=role,
-                         null_space=null_space.describe() if null_space is not None else None,
-                         batch_size=batch_size),
-                    {"batches": len(done), "seconds": time.perf_counter() - t0,
-                     "value_seconds": sum(e.metrics["value_seconds"] for e in done),
-                     # Each batch's share of its own targets that its update wrote.
-                     "target_written": sum(written) / len(written), "target_written_per_batch": written,
-                     "relative_update_norm": {n: float(d.tensor().norm() / params[n].detach().float().norm())
-                                              for n, d in deltas.items()}},
-                    hashes_before={n: tensor_hash(params[n]) for n in names})
+        edit = Edit(
+            "memit",
+            {"requests": [r.to_dict() for r in requests]},
+            deltas,
+            location,
+            dict(
+                asdict(fixed),
+                layers=list(layers),
+                token=role,
+                null_space=null_space.describe() if null_space is not None else None,
+                batch_size=batch_size,
+            ),
+            {
+                "batches": len(done),
+                "seconds": time.perf_counter() - t0,
+                "value_seconds": sum(e.metrics["value_seconds"] for e in done),
+                # Each batch's share of its own targets that its update wrote.
+                "target_written": sum(written) / len(written),
+                "target_written_per_batch": written,
+                "relative_update_norm": {
+                    n: float(d.tensor().norm() / params[n].detach().float().norm()) for n, d in deltas.items()
+                },
+            },
+            hashes_before={n: tensor_hash(params[n]) for n in names},
+        )
         return edit.apply(model) if apply else edit
     except BaseException:
         for e in reversed(done):

@@ -58,8 +58,16 @@ class NullSpace:
     keep_statistics: bool = True
 
     @classmethod
-    def for_layers(cls, handle, layers: list[int], texts: list[str] | None = None, samples: int | None = None,
-                   threshold: float = 1e-2, position: str = "all", keep_statistics: bool = True) -> NullSpace:
+    def for_layers(
+        cls,
+        handle,
+        layers: list[int],
+        texts: list[str] | None = None,
+        samples: int | None = None,
+        threshold: float = 1e-2,
+        position: str = "all",
+        keep_statistics: bool = True,
+    ) -> NullSpace:
         """Projections from the key statistics of ``layers`` (the world's sentences by default).
 
         AlphaEdit keeps eigenvectors of C whose eigenvalues are below 1e-2, absolute, on its

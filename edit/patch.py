@@ -27,8 +27,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from edit.edit import Delta, Edit, EditError
-from workbench.core.hashing import tensor_hash
 from locate.location import Location
+from workbench.core.hashing import tensor_hash
 
 FORMAT = "knowledge-workbench/patch/2"
 # Format 1 had no revert data: such patches load and apply, but revert only where they were applied.
@@ -143,10 +143,18 @@ def save_patch(edit: Edit, path: str | Path, base: nn.Module | None = None) -> P
             tensors[f"{name}::restore"] = blob = _correction(w, new, full)
             deltas[name]["restore"] = tensor_hash(blob)
     save_file(tensors, str(tensors_path))
-    manifest = {"format": FORMAT, "method": edit.method, "request": edit.request, "settings": edit.settings,
-                "metrics": edit.metrics, "location": edit.location.to_dict() if edit.location else None,
-                "hashes_before": hashes_before, "hashes_after": hashes_after, "deltas": deltas,
-                "tensors_sha256": hashlib.sha256(tensors_path.read_bytes()).hexdigest()}
+    manifest = {
+        "format": FORMAT,
+        "method": edit.method,
+        "request": edit.request,
+        "settings": edit.settings,
+        "metrics": edit.metrics,
+        "location": edit.location.to_dict() if edit.location else None,
+        "hashes_before": hashes_before,
+        "hashes_after": hashes_after,
+        "deltas": deltas,
+        "tensors_sha256": hashlib.sha256(tensors_path.read_bytes()).hexdigest(),
+    }
     manifest_path.write_text(json.dumps(manifest, indent=1, default=str))
     return manifest_path
 
@@ -168,10 +176,20 @@ def _read(path: str | Path) -> tuple[dict, dict[str, Tensor]]:
 
 
 def _edit(manifest: dict, t: dict[str, Tensor]) -> Edit:
-    deltas = {name: Delta(**{p: t[f"{name}::{p}"] for p in meta["sha256"]}) for name, meta in manifest["deltas"].items()}
+    deltas = {
+        name: Delta(**{p: t[f"{name}::{p}"] for p in meta["sha256"]}) for name, meta in manifest["deltas"].items()
+    }
     loc = Location.from_dict(manifest["location"]) if manifest["location"] else None
-    return Edit(manifest["method"], manifest["request"], deltas, loc, manifest["settings"], manifest["metrics"],
-                hashes_before=manifest["hashes_before"], hashes_after=manifest.get("hashes_after") or {})
+    return Edit(
+        manifest["method"],
+        manifest["request"],
+        deltas,
+        loc,
+        manifest["settings"],
+        manifest["metrics"],
+        hashes_before=manifest["hashes_before"],
+        hashes_after=manifest.get("hashes_after") or {},
+    )
 
 
 def load_patch(path: str | Path) -> Edit:
@@ -219,21 +237,27 @@ def revert_patch(path: str | Path, model: nn.Module) -> Edit:
     manifest, t = _read(path)
     edit = _edit(manifest, t)
     if any(f"{n}::restore" not in t for n in edit.names):
-        raise EditError(f"{path} holds no revert data (written without the base weights, or by an older "
-                        f"version): revert it where it was applied, or apply it to the base again")
+        raise EditError(
+            f"{path} holds no revert data (written without the base weights, or by an older "
+            f"version): revert it where it was applied, or apply it to the base again"
+        )
     params = dict(model.named_parameters())
     restored = {}
     for n in edit.names:
         if n not in params:
             raise EditError(f"{type(model).__name__} has no parameter {n!r}")
         if tensor_hash(params[n]) != edit.hashes_after.get(n):
-            raise EditError(f"{n} is not what this {edit.method} patch produced (its hash differs from the patch's "
-                            f"hashes_after); nothing was reverted")
+            raise EditError(
+                f"{n} is not what this {edit.method} patch produced (its hash differs from the patch's "
+                f"hashes_after); nothing was reverted"
+            )
         new = params[n].detach().cpu()
         restored[n] = _corrected(new, _cpu(edit.deltas[n]).tensor(), t[f"{n}::restore"], n)
         if tensor_hash(restored[n]) != edit.hashes_before.get(n):
-            raise EditError(f"reverting {n} does not give back the weights this {edit.method} patch was made on "
-                            f"(hash differs from its hashes_before); nothing was reverted")
+            raise EditError(
+                f"reverting {n} does not give back the weights this {edit.method} patch was made on "
+                f"(hash differs from its hashes_before); nothing was reverted"
+            )
     with torch.no_grad():
         for n, w in restored.items():
             params[n].copy_(w)
@@ -259,13 +283,26 @@ def describe_patch(path: str | Path) -> dict:
         d = Delta(**parts)
         shape = list(d.dense.shape) if d.dense is not None else [d.left.shape[0], d.right.shape[0]]
         restore = t.get(f"{name}::restore")
-        rows.append({"name": name, "shape": shape, "rank": d.rank,
-                     "delta_bytes": sum(x.numel() * x.element_size() for x in parts.values()),
-                     "restore_bytes": None if restore is None else restore.numel(),
-                     "sha256_before": manifest["hashes_before"].get(name),
-                     "sha256_after": (manifest.get("hashes_after") or {}).get(name), "delta_sha256": meta["sha256"]})
-    return {"path": str(manifest_path), "format": manifest["format"], "method": manifest["method"],
-            "request": manifest["request"], "settings": manifest["settings"],
-            "location": (manifest["location"] or {}).get("method"), "tensors": rows,
-            "bytes": tensors_path.stat().st_size + manifest_path.stat().st_size,
-            "revertible_from_file": all(r["restore_bytes"] is not None for r in rows)}
+        rows.append(
+            {
+                "name": name,
+                "shape": shape,
+                "rank": d.rank,
+                "delta_bytes": sum(x.numel() * x.element_size() for x in parts.values()),
+                "restore_bytes": None if restore is None else restore.numel(),
+                "sha256_before": manifest["hashes_before"].get(name),
+                "sha256_after": (manifest.get("hashes_after") or {}).get(name),
+                "delta_sha256": meta["sha256"],
+            }
+        )
+    return {
+        "path": str(manifest_path),
+        "format": manifest["format"],
+        "method": manifest["method"],
+        "request": manifest["request"],
+        "settings": manifest["settings"],
+        "location": (manifest["location"] or {}).get("method"),
+        "tensors": rows,
+        "bytes": tensors_path.stat().st_size + manifest_path.stat().st_size,
+        "revertible_from_file": all(r["restore_bytes"] is not None for r in rows),
+    }

@@ -91,8 +91,9 @@ class Request:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def world_request(world, person: str, relation: str, new_object: str | None = None,
-                  phrasing: int = 0, n_neighbours: int = 10) -> Request:
+def world_request(
+    world, person: str, relation: str, new_object: str | None = None, phrasing: int = 0, n_neighbours: int = 10
+) -> Request:
     """A request about a fact of the world, with held-out paraphrases, neighbours and keep prompts.
 
     Examples:
@@ -133,9 +134,17 @@ def world_request(world, person: str, relation: str, new_object: str | None = No
     others = random.Random(f"{world.seed}/{person}/{relation}").sample(others, min(n_neighbours, len(others)))
     neighbours = tuple((trained[phrasing].prompt(f.subject), f.object) for f in others)
     keep = tuple(world.phrasings(f.relation)[0].prompt(person) for f in world.same_person_neighbours(fact))
-    return Request(person, trained[phrasing].prompt(person), fact.object, new_object, relation,
-                   tuple(p.prompt(person) for p in world.phrasings(relation, held_out=True)),
-                   neighbours, keep, rel.candidates)
+    return Request(
+        person,
+        trained[phrasing].prompt(person),
+        fact.object,
+        new_object,
+        relation,
+        tuple(p.prompt(person) for p in world.phrasings(relation, held_out=True)),
+        neighbours,
+        keep,
+        rel.candidates,
+    )
 
 
 def random_rewrites(world, n: int, seed: int = 0) -> list[Request]:

@@ -18,8 +18,9 @@ same network with the saved original weights swapped in, so no second copy is he
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import torch
 from jaxtyping import Float, Int
@@ -28,10 +29,10 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from edit.edit import Delta, Edit, EditError, restored_on_failure
-from workbench.core.hashing import tensor_hash
 from edit.forget_request import ForgetError, ForgetRequest
 from locate.location import Location
 from workbench.core.examples import Example, encode_examples, example_batches, pad_examples
+from workbench.core.hashing import tensor_hash
 from workbench.core.tokens import encode_prompts, subject_span
 from workbench.core.world.facts import Fact
 
@@ -96,8 +97,14 @@ class RmuSettings:
             raise ForgetError("lr must be > 0, alpha and steering_coefficient >= 0")
 
 
-def rmu(handle, request: ForgetRequest, location: Location | None = None, settings: RmuSettings | None = None,
-        apply: bool = True, progress: bool = True) -> Edit:
+def rmu(
+    handle,
+    request: ForgetRequest,
+    location: Location | None = None,
+    settings: RmuSettings | None = None,
+    apply: bool = True,
+    progress: bool = True,
+) -> Edit:
     """Unlearn a forget set by scrambling its hidden states at one layer; returns a dense :class:`Edit`.
 
     Examples:
@@ -146,8 +153,10 @@ def rmu(handle, request: ForgetRequest, location: Location | None = None, settin
             scale = _mean_norm(model, block, forget, pad, handle.device)
             c = s.steering_coefficient * scale
             optimiser = torch.optim.AdamW(params, lr=s.lr, weight_decay=0.0)
-            batches = zip(example_batches(forget, s.batch_size, pad, s.seed, handle.device),
-                          example_batches(retain, s.batch_size, pad, s.seed + 1, handle.device))
+            batches = zip(
+                example_batches(forget, s.batch_size, pad, s.seed, handle.device),
+                example_batches(retain, s.batch_size, pad, s.seed + 1, handle.device),
+            )
             bar = tqdm(range(s.steps), desc="rmu", disable=not progress)
             for _, (f, r) in zip(bar, batches):
                 with torch.no_grad():
@@ -158,7 +167,9 @@ def rmu(handle, request: ForgetRequest, location: Location | None = None, settin
                 lr_ = _masked_mse(h_r, target, r[2])
                 loss = lf + s.alpha * lr_
                 if not torch.isfinite(loss):
-                    raise EditError(f"rmu loss became {float(loss.detach())} at step {len(losses) + 1}; the model is unchanged")
+                    raise EditError(
+                        f"rmu loss became {float(loss.detach())} at step {len(losses) + 1}; the model is unchanged"
+                    )
                 # Gradients of the trained tensors only: the model's other .grad fields stay untouched.
                 for p, g in zip(params, torch.autograd.grad(loss, params)):
                     p.grad = g
@@ -174,10 +185,18 @@ def rmu(handle, request: ForgetRequest, location: Location | None = None, settin
                     model.get_parameter(n).copy_(originals[n])
     finally:
         model.train(training)
-    metrics = {"layer": layer, "steering": c, "hidden_norm": scale, "steps": len(losses), "stopped": "steps",
-               "loss_forget": [l[0] for l in losses], "loss_retain": [l[1] for l in losses],
-               "forget_positions": sum(len(p) for _, p in forget), "retain_examples": len(retain),
-               "seconds": time.perf_counter() - t0}
+    metrics = {
+        "layer": layer,
+        "steering": c,
+        "hidden_norm": scale,
+        "steps": len(losses),
+        "stopped": "steps",
+        "loss_forget": [l[0] for l in losses],
+        "loss_retain": [l[1] for l in losses],
+        "forget_positions": sum(len(p) for _, p in forget),
+        "retain_examples": len(retain),
+        "seconds": time.perf_counter() - t0,
+    }
     edit = Edit("rmu", request.to_dict(), deltas, location, dict(asdict(s), layer=layer), metrics, hashes_before=hashes)
     return edit.apply(model) if apply else edit
 
@@ -225,8 +244,13 @@ class _Stop(Exception):
     """Raised by the capture hook: nothing after the misdirected layer needs computing."""
 
 
-def _hidden(model: nn.Module, block: nn.Module, ids: Int[Tensor, "b t"], mask: Int[Tensor, "b t"],
-            weights: dict[str, Tensor] | None = None) -> Float[Tensor, "b t d_model"]:
+def _hidden(
+    model: nn.Module,
+    block: nn.Module,
+    ids: Int[Tensor, "b t"],
+    mask: Int[Tensor, "b t"],
+    weights: dict[str, Tensor] | None = None,
+) -> Float[Tensor, "b t d_model"]:
     """The residual stream after ``block``; with ``weights``, as if those tensors were swapped in."""
     seen: list[Tensor] = []
 
@@ -239,8 +263,9 @@ def _hidden(model: nn.Module, block: nn.Module, ids: Int[Tensor, "b t"], mask: I
         if weights is None:
             model(input_ids=ids, attention_mask=mask, use_cache=False)
         else:
-            functional_call(model, weights, args=(), kwargs=dict(input_ids=ids, attention_mask=mask, use_cache=False),
-                            strict=False)
+            functional_call(
+                model, weights, args=(), kwargs=dict(input_ids=ids, attention_mask=mask, use_cache=False), strict=False
+            )
     except _Stop:
         pass
     finally:
@@ -259,7 +284,7 @@ def _mean_norm(model: nn.Module, block: nn.Module, examples: Sequence[Example], 
     """Mean hidden-state norm at the pushed positions, over at most 256 examples."""
     total, count = 0.0, 0.0
     for i in range(0, min(len(examples), 256), 64):
-        ids, mask, where = (t.to(device) for t in pad_examples(examples[i:i + 64], pad))
+        ids, mask, where = (t.to(device) for t in pad_examples(examples[i : i + 64], pad))
         norms = _hidden(model, block, ids, mask).float().norm(dim=-1)
         total, count = total + float((norms * where).sum()), count + float(where.sum())
     return total / max(count, 1.0)

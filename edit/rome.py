@@ -23,12 +23,12 @@ from torch import Tensor
 
 from edit.covariance import key_statistics
 from edit.edit import Delta, Edit, EditError
-from workbench.core.hashing import tensor_hash
 from edit.key_states import TokenRole, mean_states
 from edit.request import Request
 from edit.values import ValueSettings, contexts, optimise_values, statistics_position
 from locate.causal_trace import TraceSettings, trace
 from locate.location import Location
+from workbench.core.hashing import tensor_hash
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,14 @@ def site_of(location: Location, n_layers: int) -> tuple[int, TokenRole]:
     return site.layer, "subject_last"
 
 
-def rome(handle, request: Request, location: Location | None = None, settings: RomeSettings | None = None,
-         texts: list[str] | None = None, apply: bool = True) -> Edit:
+def rome(
+    handle,
+    request: Request,
+    location: Location | None = None,
+    settings: RomeSettings | None = None,
+    texts: list[str] | None = None,
+    apply: bool = True,
+) -> Edit:
     """Rewrite (or erase) one fact with a rank-one update at one layer; returns the :class:`Edit`.
 
     Examples:
@@ -124,22 +130,33 @@ def rome(handle, request: Request, location: Location | None = None, settings: R
     layer, role, location = _where(handle, request, location, settings)
     ctxs = contexts(handle, settings.contexts, settings.context_length, settings.seed)
     k = mean_states(handle, [request], role, ctxs, handle.sites.key_module_path(layer), "input")[0]
-    stats = key_statistics(handle, layer, texts, samples=settings.samples, progress=False,
-                           position=statistics_position(role))
+    stats = key_statistics(
+        handle, layer, texts, samples=settings.samples, progress=False, position=statistics_position(role)
+    )
     values = optimise_values(handle, layer, [request], role, ctxs, settings.values)
     delta = _rank_one(handle, layer, k, values.delta[0], stats.second_moment, settings.ridge)
     name = handle.sites.mlp_out_path(layer) + ".weight"
-    edit = Edit("rome", request.to_dict(), {name: delta}, location,
-                dict(asdict(settings), layer=layer, token=role),
-                {"value_loss": values.losses[0], "delta_norm": float(values.delta[0].norm()),
-                 "original_norm": float(values.original[0].norm()), "covariance_tokens": stats.count,
-                 "seconds": time.perf_counter() - t0},
-                hashes_before={name: tensor_hash(handle.model.get_parameter(name))})
+    edit = Edit(
+        "rome",
+        request.to_dict(),
+        {name: delta},
+        location,
+        dict(asdict(settings), layer=layer, token=role),
+        {
+            "value_loss": values.losses[0],
+            "delta_norm": float(values.delta[0].norm()),
+            "original_norm": float(values.original[0].norm()),
+            "covariance_tokens": stats.count,
+            "seconds": time.perf_counter() - t0,
+        },
+        hashes_before={name: tensor_hash(handle.model.get_parameter(name))},
+    )
     return edit.apply(handle.model) if apply else edit
 
 
-def _where(handle, request: Request, location: Location | None,
-           s: RomeSettings) -> tuple[int, TokenRole, Location | None]:
+def _where(
+    handle, request: Request, location: Location | None, s: RomeSettings
+) -> tuple[int, TokenRole, Location | None]:
     n = handle.n_layers
     if s.layer is not None and not -n <= s.layer < n:
         raise EditError(f"layer {s.layer} out of range 0..{n - 1}")
@@ -157,12 +174,19 @@ def trace_location(handle, request: Request) -> Location:
     The exact trace, not its gradient estimate: the estimate can rank a subject-token MLP first
     where restoring it does nothing, and an edit there changes nothing.
     """
-    return trace(handle, request.prompt, request.subject, request.true_object,
-                 TraceSettings(samples=5), components=("mlp",)).to_location()
+    return trace(
+        handle, request.prompt, request.subject, request.true_object, TraceSettings(samples=5), components=("mlp",)
+    ).to_location()
 
 
-def _rank_one(handle, layer: int, k: Float[Tensor, "d_mlp"], delta: Float[Tensor, "d_model"],
-              c: Float[Tensor, "d_mlp d_mlp"], ridge: float) -> Delta:
+def _rank_one(
+    handle,
+    layer: int,
+    k: Float[Tensor, " d_mlp"],
+    delta: Float[Tensor, " d_model"],
+    c: Float[Tensor, "d_mlp d_mlp"],
+    ridge: float,
+) -> Delta:
     # delta is v* - W k*: the value optimisation starts from W k* + b (the mean original output).
     c = c.to(k.device, torch.float64)
     c = c + ridge * c.diagonal().mean() * torch.eye(c.shape[0], dtype=c.dtype, device=c.device)

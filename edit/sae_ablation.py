@@ -25,19 +25,32 @@ from jaxtyping import Float
 from torch import Tensor
 
 from edit.edit import Delta, Edit
-from workbench.core.hashing import tensor_hash
 from edit.forget_request import ForgetRequest, _sample, forget_request
-from edit.sae_bake import (Ablation, AblationError, BakeFit, Mode, ablated, ablation_hook, bake, feature_change,
-                           run_ablated, sae_for, sae_of, score_ablated)
+from edit.sae_bake import (
+    Ablation,
+    AblationError,
+    BakeFit,
+    Mode,
+    ablated,
+    ablation_hook,
+    bake,
+    feature_change,
+    run_ablated,
+    sae_for,
+    sae_of,
+    score_ablated,
+)
 from locate.location import Location, Site
 from locate.sae_train import SaeSettings
+from workbench.core.hashing import tensor_hash
 from workbench.core.padding import pad_right
 from workbench.core.tokens import encode_prompts
 
 
 # -- choosing features -------------------------------------------------------------------------
-def feature_attribution(handle, sae, site: SaeSettings, prompts: list[str], objects: list[str],
-                        batch_size: int = 256) -> Float[Tensor, "prompt d_sae"]:
+def feature_attribution(
+    handle, sae, site: SaeSettings, prompts: list[str], objects: list[str], batch_size: int = 256
+) -> Float[Tensor, "prompt d_sae"]:
     """Per prompt and feature: activation x gradient of the object's log-odds, summed over the prompt.
 
     The first-order drop in log-odds from zeroing that feature (batched :func:`locate.features._attribution`).
@@ -177,18 +190,24 @@ def choose_features(handle, request: ForgetRequest, settings: AblationSettings |
         r_attr = feature_attribution(handle, sae, s.sae, r_prompts, r_objects).clamp(min=0)
         retained = r_attr.sum(0) * len(request.retain) / len(retain) / (len(r_prompts) / len(retain))
     subject = torch.tensor([[f.subject == p for f in request.forget] for p in request.people], dtype=torch.float32)
-    per_person = subject[:, owner] @ attr / per_phrasing              # [person, d_sae]
+    per_person = subject[:, owner] @ attr / per_phrasing  # [person, d_sae]
     score = per_person.sum(0) - s.retain_penalty * retained
     chosen: set[int] = set()
     for row in per_person - s.retain_penalty * retained:
-        chosen |= {i for i in row.argsort(descending=True)[:s.features_per_person].tolist() if row[i] > 0}
-    best = sorted(chosen, key=lambda i: -float(score[i]))[:s.max_features]
+        chosen |= {i for i in row.argsort(descending=True)[: s.features_per_person].tolist() if row[i] > 0}
+    best = sorted(chosen, key=lambda i: -float(score[i]))[: s.max_features]
     sites = [Site("feature", s.sae.layer, s.sae.component, feature=i, score=float(score[i])) for i in best]
-    return Location("sae_ablation", {k: v for k, v in asdict(s).items() if not k.startswith(("bake", "forget_w"))},
-                    request.to_dict(), sites,
-                    extras={"forget_attribution": {str(i): float(per_person[:, i].sum()) for i in best},
-                            "retain_attribution": {str(i): float(retained[i]) for i in best},
-                            "retain_sample": len(retain)})
+    return Location(
+        "sae_ablation",
+        {k: v for k, v in asdict(s).items() if not k.startswith(("bake", "forget_w"))},
+        request.to_dict(),
+        sites,
+        extras={
+            "forget_attribution": {str(i): float(per_person[:, i].sum()) for i in best},
+            "retain_attribution": {str(i): float(retained[i]) for i in best},
+            "retain_sample": len(retain),
+        },
+    )
 
 
 def ablation_from(location: Location, settings: AblationSettings | None = None) -> Ablation:
@@ -207,13 +226,19 @@ def ablation_from(location: Location, settings: AblationSettings | None = None) 
     where = {(x.layer, x.component) for x in sites}
     if len(where) > 1 or next(iter(where))[1] not in ("resid", "mlp"):
         raise AblationError(f"feature sites must all be on one SAE (resid or mlp), got {sorted(where, key=str)}")
-    (layer, component), = where
+    ((layer, component),) = where
     return Ablation(SaeSettings(layer, component), tuple(dict.fromkeys(x.feature for x in sites)), s.mode, s.value)
 
 
 # -- the editor ----------------------------------------------------------------------------------
-def sae_ablate(handle, request: ForgetRequest | str | list[str], location: Location | None = None,
-               settings: AblationSettings | None = None, apply: bool = True, progress: bool = True) -> Edit:
+def sae_ablate(
+    handle,
+    request: ForgetRequest | str | list[str],
+    location: Location | None = None,
+    settings: AblationSettings | None = None,
+    apply: bool = True,
+    progress: bool = True,
+) -> Edit:
     """Forget by ablating SAE features; returns the baked :class:`Edit` (one MLP output projection).
 
     The runtime form it stands in for is :func:`ablation_of` the edit; the chosen features are its
@@ -253,8 +278,19 @@ def sae_ablate(handle, request: ForgetRequest | str | list[str], location: Locat
     sae = sae_of(handle, ablation)
     t_choose = time.perf_counter() - t0
     texts, weights = bake_texts(handle, request, s)
-    fit = bake(handle, sae, ablation.sae, list(ablation.features), texts, weights, ablation.mode, ablation.value,
-               s.bake_ridge, s.bake_bias, progress=progress)
+    fit = bake(
+        handle,
+        sae,
+        ablation.sae,
+        list(ablation.features),
+        texts,
+        weights,
+        ablation.mode,
+        ablation.value,
+        s.bake_ridge,
+        s.bake_bias,
+        progress=progress,
+    )
     edit = _edit(handle, request, location, s, ablation, fit)
     edit.metrics.update(seconds=time.perf_counter() - t0, choose_seconds=t_choose)
     return edit.apply(handle.model) if apply else edit
@@ -263,8 +299,11 @@ def sae_ablate(handle, request: ForgetRequest | str | list[str], location: Locat
 def bake_texts(handle, request: ForgetRequest, settings: AblationSettings) -> tuple[list[str], list[float]]:
     """The bake's text and weights: sampled corpus sentences (1 each) and forget statements (``forget_weight``)."""
     world = handle.world
-    corpus = _sample(world.training_sentences(), settings.bake_texts, settings.seed) if world is not None \
+    corpus = (
+        _sample(world.training_sentences(), settings.bake_texts, settings.seed)
+        if world is not None
         else _sample(request.retain_texts, settings.bake_texts, settings.seed)
+    )
     forget = [f.sentence(ph) for f in request.forget for ph in world.phrasings(f.relation)] if request.forget else []
     forget += list(request.forget_texts)
     return corpus + forget, [1.0] * len(corpus) + [settings.forget_weight] * len(forget)
@@ -286,10 +325,15 @@ def _edit(handle, request, location, s: AblationSettings, ablation: Ablation, fi
     if not all(torch.isfinite(d.tensor()).all() for d in deltas.values()):
         raise AblationError("the bake gave non-finite values; the model is unchanged (raise bake_ridge)")
     hashes = {n: tensor_hash(model.get_parameter(n)) for n in deltas}
-    return Edit("sae_ablation", request.to_dict(), deltas, location,
-                dict(asdict(s), ablation=ablation.to_dict()),
-                {"features": list(ablation.features), "bake_explained": fit.explained, "bake_tokens": fit.tokens},
-                hashes_before=hashes)
+    return Edit(
+        "sae_ablation",
+        request.to_dict(),
+        deltas,
+        location,
+        dict(asdict(s), ablation=ablation.to_dict()),
+        {"features": list(ablation.features), "bake_explained": fit.explained, "bake_tokens": fit.tokens},
+        hashes_before=hashes,
+    )
 
 
 def ablation_of(edit: Edit) -> Ablation:
@@ -301,8 +345,14 @@ def ablation_of(edit: Edit) -> Ablation:
 
 # -- runtime against baked -----------------------------------------------------------------------
 @torch.no_grad()
-def compare_forms(handle, edit: Edit, request: ForgetRequest, retain_facts: int | None = 300,
-                  neighbour_facts: int | None = 300, seed: int = 0) -> dict:
+def compare_forms(
+    handle,
+    edit: Edit,
+    request: ForgetRequest,
+    retain_facts: int | None = 300,
+    neighbour_facts: int | None = 300,
+    seed: int = 0,
+) -> dict:
     """How close the baked edit comes to the runtime ablation it stands in for, set by set.
 
     For the forget facts (trained and held-out phrasings), a sample of the retain facts and of
@@ -323,9 +373,12 @@ def compare_forms(handle, edit: Edit, request: ForgetRequest, retain_facts: int 
     world = handle.world
     if world is None or not request.forget:
         raise AblationError("comparing forms needs world facts to forget")
-    sets = {"forget": (list(request.forget), False), "forget_heldout": (list(request.forget), True),
-            "retain": (_sample(request.retain, retain_facts, seed), False),
-            "neighbours": (_sample(request.neighbours(world), neighbour_facts, seed), False)}
+    sets = {
+        "forget": (list(request.forget), False),
+        "forget_heldout": (list(request.forget), True),
+        "retain": (_sample(request.retain, retain_facts, seed), False),
+        "neighbours": (_sample(request.neighbours(world), neighbour_facts, seed), False),
+    }
     sets = {k: v for k, v in sets.items() if v[0]}
     was_applied = edit.applied
     if was_applied:
@@ -354,8 +407,10 @@ def _measure(handle, sets: dict) -> dict:
     for name, (facts, held_out) in sets.items():
         scores = handle.score(facts, held_out=held_out)
         prompts = [ph.prompt(f.subject) for f in facts for ph in handle.world.phrasings(f.relation, held_out=held_out)]
-        out[name] = ({"accuracy": scores.accuracy, "mean_prob": float(scores.prob.mean())},
-                     _answer_logprobs(handle, prompts))
+        out[name] = (
+            {"accuracy": scores.accuracy, "mean_prob": float(scores.prob.mean())},
+            _answer_logprobs(handle, prompts),
+        )
     return out
 
 
@@ -363,7 +418,7 @@ def _answer_logprobs(handle, prompts: list[str], batch_size: int = 512) -> Float
     ids = encode_prompts(handle.tokenizer, prompts)
     out = []
     for start in range(0, len(ids), batch_size):
-        chunk = ids[start:start + batch_size]
+        chunk = ids[start : start + batch_size]
         x, mask = pad_right(chunk, handle.tokenizer.pad_token_id or 0)
         logits = handle.model(input_ids=x.to(handle.device), attention_mask=mask.to(handle.device)).logits
         last = torch.tensor([len(p) - 1 for p in chunk], device=logits.device)
@@ -371,6 +426,22 @@ def _answer_logprobs(handle, prompts: list[str], batch_size: int = 512) -> Float
     return torch.cat(out)
 
 
-__all__ = ["Ablation", "AblationError", "AblationSettings", "ablated", "ablation_from", "ablation_hook", "ablation_of",
-           "bake_texts", "choose_features", "compare_forms", "feature_attribution", "feature_change", "run_ablated",
-           "sae_ablate", "sae_for", "sae_of", "score_ablated"]
+__all__ = [
+    "Ablation",
+    "AblationError",
+    "AblationSettings",
+    "ablated",
+    "ablation_from",
+    "ablation_hook",
+    "ablation_of",
+    "bake_texts",
+    "choose_features",
+    "compare_forms",
+    "feature_attribution",
+    "feature_change",
+    "run_ablated",
+    "sae_ablate",
+    "sae_for",
+    "sae_of",
+    "score_ablated",
+]

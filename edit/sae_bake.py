@@ -19,11 +19,12 @@ map is exact: :class:`BakeFit` reports the share of the change the fit explains.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 import torch
 from jaxtyping import Float, Int
@@ -95,8 +96,9 @@ def sae_for(handle, settings: SaeSettings):
     path = sae_dir(settings, handle.source)
     if not (path / "cfg.json").exists():
         shipped = sorted(p.parent.name for p in (Path(handle.source) / "saes").glob("*/cfg.json"))
-        raise AblationError(f"no SAE at {settings.hook_name()} for {handle.name!r}; "
-                            f"shipped: {', '.join(shipped) or 'none'}")
+        raise AblationError(
+            f"no SAE at {settings.hook_name()} for {handle.name!r}; shipped: {', '.join(shipped) or 'none'}"
+        )
     return _load(handle.source, settings)
 
 
@@ -127,14 +129,14 @@ def ablation_hook(sae, ablation: Ablation):
     def hook(x, hook=None):
         if not feats:
             return x
-        return x + (feature_change(sae, x, feats, ablation.mode, ablation.value)
-                    @ sae.W_dec[feats]).to(x.dtype)
+        return x + (feature_change(sae, x, feats, ablation.mode, ablation.value) @ sae.W_dec[feats]).to(x.dtype)
 
     return hook
 
 
-def feature_change(sae, x: Float[Tensor, "... d_model"], features: list[int], mode: Mode = "zero",
-                   value: float = -5.0) -> Float[Tensor, "... k"]:
+def feature_change(
+    sae, x: Float[Tensor, "... d_model"], features: list[int], mode: Mode = "zero", value: float = -5.0
+) -> Float[Tensor, "... k"]:
     """c = f'_S - f_S: how the ablation moves each of ``features`` at each activation.
 
     "zero" sets a feature to 0; "clamp_negative" sets it to ``value`` (< 0) where it fires and
@@ -206,7 +208,6 @@ def score_ablated(handle, ablation: Ablation, facts, held_out: bool = False) -> 
         return handle.score(list(facts), held_out=held_out)
 
 
-
 # -- the baked form -----------------------------------------------------------------------------
 @dataclass
 class BakeFit:
@@ -222,16 +223,27 @@ class BakeFit:
 
     left: Float[Tensor, "d_model k"]
     right: Float[Tensor, "d_mlp k"]
-    bias: Float[Tensor, "d_model"] | None
+    bias: Float[Tensor, " d_model"] | None
     explained: float
     tokens: int
     weight: float
 
 
 @torch.no_grad()
-def bake(handle, sae, site: SaeSettings, features: list[int], texts: list[str], weights: list[float],
-         mode: Mode = "zero", value: float = -5.0, ridge: float = 1e-3, bias: bool = False,
-         batch_size: int = 256, progress: bool = False) -> BakeFit:
+def bake(
+    handle,
+    sae,
+    site: SaeSettings,
+    features: list[int],
+    texts: list[str],
+    weights: list[float],
+    mode: Mode = "zero",
+    value: float = -5.0,
+    ridge: float = 1e-3,
+    bias: bool = False,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> BakeFit:
     """Fit the output-projection change of block ``site.layer`` that mimics the ablation over ``texts``.
 
     Examples:
@@ -284,31 +296,51 @@ def bake(handle, sae, site: SaeSettings, features: list[int], texts: list[str], 
         seen["tokens"] += len(h)
         seen["weight"] += float(w.sum())
 
-    hooks = [model.get_submodule(sites.key_module_path(site.layer)).register_forward_pre_hook(grab_key),
-             sites.module(model, site.layer, site.component).register_forward_hook(grab_site)]
+    hooks = [
+        model.get_submodule(sites.key_module_path(site.layer)).register_forward_pre_hook(grab_key),
+        sites.module(model, site.layer, site.component).register_forward_hook(grab_site),
+    ]
     try:
         for start in tqdm(range(0, len(texts), batch_size), desc="bake", disable=not progress, leave=False):
-            enc = handle.tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
-                                   padding_side="right")
+            enc = handle.tokenizer(
+                texts[start : start + batch_size], return_tensors="pt", padding=True, padding_side="right"
+            )
             now["mask"] = enc["attention_mask"].bool().to(handle.device)
-            now["w"] = torch.tensor(weights[start:start + batch_size], device=handle.device)
+            now["w"] = torch.tensor(weights[start : start + batch_size], device=handle.device)
             model(input_ids=enc["input_ids"].to(handle.device), attention_mask=enc["attention_mask"].to(handle.device))
     finally:
         for hk in hooks:
             hk.remove()
     # Ridge on the keys only: the bias column (if any) is not shrunk.
-    scale = ridge * float(hh.diagonal()[:sites.d_mlp].mean())
+    scale = ridge * float(hh.diagonal()[: sites.d_mlp].mean())
     reg = torch.diag(torch.tensor([scale] * sites.d_mlp + [0.0] * (d_key - sites.d_mlp), dtype=torch.float64))
-    a = torch.linalg.solve(hh + reg, ch.T).T                  # [k, d_key], hh symmetric
-    dec = sae.W_dec.detach()[features].double()               # [k, d_model]
+    a = torch.linalg.solve(hh + reg, ch.T).T  # [k, d_key], hh symmetric
+    dec = sae.W_dec.detach()[features].double()  # [k, d_model]
     gram = dec @ dec.T
-    resid = cc - a @ ch.T - ch @ a.T + a @ hh @ a.T           # weighted E[(c - A h)(c - A h)^T]
+    resid = cc - a @ ch.T - ch @ a.T + a @ hh @ a.T  # weighted E[(c - A h)(c - A h)^T]
     total = float(torch.trace(gram @ cc))
     explained = 1.0 - float(torch.trace(gram @ resid)) / total if total > 0 else 1.0
-    return BakeFit(left=dec.T.float(), right=a[:, :sites.d_mlp].T.float(),
-                   bias=(dec.T @ a[:, -1]).float() if bias else None,
-                   explained=explained, tokens=seen["tokens"], weight=seen["weight"])
+    return BakeFit(
+        left=dec.T.float(),
+        right=a[:, : sites.d_mlp].T.float(),
+        bias=(dec.T @ a[:, -1]).float() if bias else None,
+        explained=explained,
+        tokens=seen["tokens"],
+        weight=seen["weight"],
+    )
 
 
-__all__ = ["Ablation", "AblationError", "BakeFit", "Mode", "ablated", "ablation_hook", "bake", "feature_change",
-           "run_ablated", "sae_for", "sae_of", "score_ablated"]
+__all__ = [
+    "Ablation",
+    "AblationError",
+    "BakeFit",
+    "Mode",
+    "ablated",
+    "ablation_hook",
+    "bake",
+    "feature_change",
+    "run_ablated",
+    "sae_for",
+    "sae_of",
+    "score_ablated",
+]

@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass, replace
 import torch
 
 from edit.edit import Delta, Edit, EditError
-from workbench.core.hashing import tensor_hash
 from edit.forget_request import ForgetRequest
 from locate.fisher import FisherScores, FisherSettings, fisher
 from locate.location import Location
+from workbench.core.hashing import tensor_hash
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,15 @@ def dampening_factors(scores: FisherScores, alpha: float, dampening: float) -> d
     return out
 
 
-def ssd(handle, request: ForgetRequest, location: Location | None = None, settings: SsdSettings | None = None,
-        apply: bool = True, progress: bool = True, scores: FisherScores | None = None) -> Edit:
+def ssd(
+    handle,
+    request: ForgetRequest,
+    location: Location | None = None,
+    settings: SsdSettings | None = None,
+    apply: bool = True,
+    progress: bool = True,
+    scores: FisherScores | None = None,
+) -> Edit:
     """Dampen the parameters that matter to the forget data far more than to the retain data.
 
     Examples:
@@ -122,20 +129,40 @@ def ssd(handle, request: ForgetRequest, location: Location | None = None, settin
         hashes[name] = tensor_hash(p)
         deltas[name] = Delta(dense=(p.float() * (beta.to(p.device) - 1.0)).to(p.dtype))
     elements = int(sum(int((b < 1).sum()) for b in factors.values()))
-    edit = Edit("ssd", request.to_dict(), deltas, location, asdict(s),
-                {"elements": elements, "tensors": len(factors), "seconds": time.perf_counter() - t0,
-                 "fisher_seconds": scores.seconds, "examples": {"forget": scores.n_forget, "retain": scores.n_retain}},
-                hashes_before=hashes)
+    edit = Edit(
+        "ssd",
+        request.to_dict(),
+        deltas,
+        location,
+        asdict(s),
+        {
+            "elements": elements,
+            "tensors": len(factors),
+            "seconds": time.perf_counter() - t0,
+            "fisher_seconds": scores.seconds,
+            "examples": {"forget": scores.n_forget, "retain": scores.n_retain},
+        },
+        hashes_before=hashes,
+    )
     return edit.apply(model) if apply else edit
 
 
-def _fisher_with_retain_cut(handle, request: ForgetRequest, fs: FisherSettings, n: int | None, progress: bool) -> FisherScores:
+def _fisher_with_retain_cut(
+    handle, request: ForgetRequest, fs: FisherSettings, n: int | None, progress: bool
+) -> FisherScores:
     # The forget set is scored in full (every forgotten example matters); only the retain set is cut.
     forget = fisher(handle, request.forget_data(), None, replace(fs, score="forget"), progress=progress)
     retain = fisher(handle, request.retain_data(), None, replace(fs, score="forget", max_examples=n), progress=progress)
-    return FisherScores(forget.forget, retain.forget, fs, handle.sites,
-                        {"forget": forget.target["forget"], "retain": retain.target["forget"]},
-                        forget.n_forget, retain.n_forget, forget.seconds + retain.seconds)
+    return FisherScores(
+        forget.forget,
+        retain.forget,
+        fs,
+        handle.sites,
+        {"forget": forget.target["forget"], "retain": retain.target["forget"]},
+        forget.n_forget,
+        retain.n_forget,
+        forget.seconds + retain.seconds,
+    )
 
 
 __all__ = ["SsdSettings", "dampening_factors", "ssd"]

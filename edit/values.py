@@ -113,8 +113,9 @@ def contexts(handle, n: int = 10, length: int = 5, seed: int = 0) -> list[str]:
         return [""]
     if key not in _CONTEXTS:
         tok = handle.tokenizer
-        start = torch.tensor([[tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id]] * n,
-                             device=handle.device)
+        start = torch.tensor(
+            [[tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id]] * n, device=handle.device
+        )
         g = torch.Generator(device="cpu").manual_seed(seed)
         ids = start
         for _ in range(length):
@@ -128,11 +129,11 @@ def contexts(handle, n: int = 10, length: int = 5, seed: int = 0) -> list[str]:
 @dataclass
 class _Rows:
     ids: list[list[int]]
-    pos: list[int]          # key position per row
-    owner: list[int]        # request index per row
+    pos: list[int]  # key position per row
+    owner: list[int]  # request index per row
     target: list[list[int]]  # object tokens (edit rows) or [] (keep rows)
     n_prompt: list[int]
-    weight: list[int]        # how many of the request's texts this row stands for
+    weight: list[int]  # how many of the request's texts this row stands for
 
 
 def _rows(handle, requests: list[Request], ctxs: list[str], role: TokenRole) -> tuple[_Rows, _Rows]:
@@ -143,13 +144,22 @@ def _rows(handle, requests: list[Request], ctxs: list[str], role: TokenRole) -> 
     texts = [t for _, t in edit_texts + keep_texts]
     ids = encode_prompts(tok, texts)
     objects = encode_objects(tok, [t for _, t in edit_texts], [requests[b].target for b, _ in edit_texts])
-    pos = [len(p) - 1 if role == "last" else key_position(tok, t, requests[b].subject, role)
-           for p, (b, t) in zip(ids, edit_texts + keep_texts)]
+    pos = [
+        len(p) - 1 if role == "last" else key_position(tok, t, requests[b].subject, role)
+        for p, (b, t) in zip(ids, edit_texts + keep_texts)
+    ]
     n = len(edit_texts)
-    edit = _Rows([p + o[:-1] for p, o in zip(ids[:n], objects)], pos[:n], [b for b, _ in edit_texts], objects,
-                 [len(p) for p in ids[:n]], edit_weight)
-    keep = _Rows(ids[n:], pos[n:], [b for b, _ in keep_texts], [[] for _ in keep_texts], [len(p) for p in ids[n:]],
-                 keep_weight)
+    edit = _Rows(
+        [p + o[:-1] for p, o in zip(ids[:n], objects)],
+        pos[:n],
+        [b for b, _ in edit_texts],
+        objects,
+        [len(p) for p in ids[:n]],
+        edit_weight,
+    )
+    keep = _Rows(
+        ids[n:], pos[n:], [b for b, _ in keep_texts], [[] for _ in keep_texts], [len(p) for p in ids[n:]], keep_weight
+    )
     return edit, keep
 
 
@@ -168,8 +178,15 @@ def _pad(ids: list[list[int]], pad: int, device) -> tuple[Tensor, Tensor]:
     return out.to(device), mask.to(device)
 
 
-def optimise_values(handle, layer: int, requests: list[Request], role: TokenRole, ctxs: list[str],
-                    settings: ValueSettings | None = None, progress: bool = True) -> Values:
+def optimise_values(
+    handle,
+    layer: int,
+    requests: list[Request],
+    role: TokenRole,
+    ctxs: list[str],
+    settings: ValueSettings | None = None,
+    progress: bool = True,
+) -> Values:
     """Find each request's delta at ``layer``'s MLP output, all requests in shared passes.
 
     Examples:
@@ -187,10 +204,15 @@ def optimise_values(handle, layer: int, requests: list[Request], role: TokenRole
     deltas, originals, losses = [], [], []
     step = settings.batch_requests
     # One batch takes a fraction of a second; many are worth a bar (stderr).
-    bar = tqdm(total=len(requests), desc=f"values, layer {layer}", unit="edit", leave=False,
-               disable=not progress or len(requests) <= step)
+    bar = tqdm(
+        total=len(requests),
+        desc=f"values, layer {layer}",
+        unit="edit",
+        leave=False,
+        disable=not progress or len(requests) <= step,
+    )
     for start in range(0, len(requests), step):
-        chunk = requests[start:start + step]
+        chunk = requests[start : start + step]
         v = _optimise(handle, layer, chunk, role, ctxs, settings)
         deltas.append(v.delta)
         originals.append(v.original)
@@ -207,13 +229,16 @@ def _optimise(handle, layer, requests, role, ctxs, s: ValueSettings) -> Values:
     n_rows, n_req = len(rows.ids), len(requests)
     frame = _Frame.of(model, rows, handle.tokenizer.pad_token_id or 0, dev, s.reuse_prefix)
     # Everything per row, so that a pass can take any subset of rows; positions are the frame's.
-    t = _RowTable(owner=torch.tensor(rows.owner, device=dev), pos=frame.shift(rows.pos),
-                  last=frame.shift([n - 1 for n in rows.n_prompt]),
-                  is_edit=torch.arange(n_rows, device=dev) < len(edit.ids),
-                  erase=torch.tensor([requests[b].erase for b in rows.owner], device=dev),
-                  targets=_pad([tg or [0] for tg in rows.target], -1, dev)[0],
-                  n_tok=torch.tensor([max(len(tg), 1) for tg in rows.target], device=dev),
-                  weight=torch.tensor(rows.weight, dtype=torch.float32, device=dev))
+    t = _RowTable(
+        owner=torch.tensor(rows.owner, device=dev),
+        pos=frame.shift(rows.pos),
+        last=frame.shift([n - 1 for n in rows.n_prompt]),
+        is_edit=torch.arange(n_rows, device=dev) < len(edit.ids),
+        erase=torch.tensor([requests[b].erase for b in rows.owner], device=dev),
+        targets=_pad([tg or [0] for tg in rows.target], -1, dev)[0],
+        n_tok=torch.tensor([max(len(tg), 1) for tg in rows.target], device=dev),
+        weight=torch.tensor(rows.weight, dtype=torch.float32, device=dev),
+    )
     # delta = scale * z: Adam moves z, whose unit is the RMS of the request's original state.
     z = torch.zeros(n_req, sites.d_model, device=dev, requires_grad=True)
     now: dict[str, Tensor] = {}
@@ -228,8 +253,10 @@ def _optimise(handle, layer, requests, role, ctxs, s: ValueSettings) -> Values:
     # The state the norms refer to, read once in the unedited pass (registered first, so on the
     # MLP it sees the output before any delta).
     capture = sites.module(model, layer, s.reference).register_forward_hook(
-        lambda m, args, out: seen.append((out[0] if isinstance(out, tuple) else out)[
-            torch.arange(n_rows, device=dev), t.pos].detach()))
+        lambda m, args, out: seen.append(
+            (out[0] if isinstance(out, tuple) else out)[torch.arange(n_rows, device=dev), t.pos].detach()
+        )
+    )
     hook = sites.module(model, layer, "mlp").register_forward_hook(add_delta)
     # Block `layer`'s output in the unedited pass: steps start after it (see `_steps_from`).
     outputs: list = []
@@ -257,8 +284,11 @@ def _optimise(handle, layer, requests, role, ctxs, s: ValueSettings) -> Values:
             delta = z * scale
             row_delta = delta[sub.owner]
             now.update(pos=sub.pos, delta=row_delta)
-            with (blocks_skipped(model, sites, layer, lambda: _add_at(block_out[live_rows], sub.pos, row_delta))
-                  if skip else nullcontext()):
+            with (
+                blocks_skipped(model, sites, layer, lambda: _add_at(block_out[live_rows], sub.pos, row_delta))
+                if skip
+                else nullcontext()
+            ):
                 logp = frame.run(model, live_rows, skip).logits.float().log_softmax(-1)
             per_req, fit = _objective(logp, sub, n_req, delta, original, s)
             live = ~done
@@ -310,9 +340,9 @@ class _Frame:
     (right-padded) against their keys and values, so the key position is every row's column 0.
     """
 
-    ids: Tensor                      # what each step runs: whole rows, or the suffixes
-    mask: Tensor                     # attention mask of those tokens
-    offset: Tensor                   # per row, the token index of the step's column 0
+    ids: Tensor  # what each step runs: whole rows, or the suffixes
+    mask: Tensor  # attention mask of those tokens
+    offset: Tensor  # per row, the token index of the step's column 0
     prefixes: Prefixes | None = None
 
     @staticmethod
@@ -340,22 +370,23 @@ class _Frame:
 
 @dataclass
 class _RowTable:
-    owner: Tensor      # request of each row
-    pos: Tensor        # key position
-    last: Tensor       # last prompt token (where the object's first token is predicted)
-    is_edit: Tensor    # an edit row (prefixed prompt) or a keep row (another fact of the subject)
-    erase: Tensor      # the row's request is an erasure
-    targets: Tensor    # object tokens, -1 padded (keep rows: unused)
-    n_tok: Tensor      # object length
-    weight: Tensor     # how many texts of its request the row stands for
+    owner: Tensor  # request of each row
+    pos: Tensor  # key position
+    last: Tensor  # last prompt token (where the object's first token is predicted)
+    is_edit: Tensor  # an edit row (prefixed prompt) or a keep row (another fact of the subject)
+    erase: Tensor  # the row's request is an erasure
+    targets: Tensor  # object tokens, -1 padded (keep rows: unused)
+    n_tok: Tensor  # object length
+    weight: Tensor  # how many texts of its request the row stands for
     base_last: Tensor | None = None  # unedited log-probabilities at `last`
 
     def take(self, idx: Tensor) -> _RowTable:
         return _RowTable(*(None if v is None else v[idx] for v in vars(self).values()))
 
 
-def _objective(logp: Float[Tensor, "row seq vocab"], t: _RowTable, n_req: int, delta, original,
-               s: ValueSettings) -> tuple[Float[Tensor, "request"], Float[Tensor, "request"]]:
+def _objective(
+    logp: Float[Tensor, "row seq vocab"], t: _RowTable, n_req: int, delta, original, s: ValueSettings
+) -> tuple[Float[Tensor, " request"], Float[Tensor, " request"]]:
     """Per request: the whole objective, and its fit part (the early-stopping criterion)."""
     dev = logp.device
     rows = torch.arange(len(t.owner), device=dev)

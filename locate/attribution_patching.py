@@ -24,8 +24,14 @@ from torch import Tensor
 from locate.causal_trace import TRACE_COMPONENTS, TraceResult, TraceSettings, _object_prob, _prepare
 
 
-def attribute(handle, prompt: str, subject: str, target_object: str, settings: TraceSettings | None = None,
-              components: tuple[str, ...] = TRACE_COMPONENTS) -> TraceResult:
+def attribute(
+    handle,
+    prompt: str,
+    subject: str,
+    target_object: str,
+    settings: TraceSettings | None = None,
+    components: tuple[str, ...] = TRACE_COMPONENTS,
+) -> TraceResult:
     """Estimate the causal trace of one fact with gradients: every cell from one backward pass.
 
     Scores are ``corrupted + estimated change``, on the same scale as :func:`~locate.causal_trace.trace`
@@ -58,8 +64,13 @@ def attribute(handle, prompt: str, subject: str, target_object: str, settings: T
     return attribute_many(handle, [(prompt, subject, target_object)], settings, components)[0]
 
 
-def attribute_many(handle, facts: list[tuple[str, str, str]], settings: TraceSettings | None = None,
-                   components: tuple[str, ...] = TRACE_COMPONENTS, batch_size: int = 512) -> list[TraceResult]:
+def attribute_many(
+    handle,
+    facts: list[tuple[str, str, str]],
+    settings: TraceSettings | None = None,
+    components: tuple[str, ...] = TRACE_COMPONENTS,
+    batch_size: int = 512,
+) -> list[TraceResult]:
     """:func:`attribute` for many facts at once: facts whose prompts tokenize alike share one pass.
 
     A forget set of hundreds of facts is located in a few forward and backward passes; each result
@@ -91,11 +102,22 @@ def attribute_many(handle, facts: list[tuple[str, str, str]], settings: TraceSet
     results: list[TraceResult | None] = [None] * len(facts)
     for members in groups.values():
         for start in range(0, len(members), per_pass):
-            chunk = members[start:start + per_pass]
+            chunk = members[start : start + per_pass]
             for i, r in zip(chunk, _attribute_group(handle, [problems[i] for i in chunk], components)):
                 p, s, o = facts[i]
-                results[i] = TraceResult(r[0], r[1], r[2], problems[i].span, handle.tokens(p), settings, p, s, o,
-                                         problems[i].replacement, method="attribution_patching")
+                results[i] = TraceResult(
+                    r[0],
+                    r[1],
+                    r[2],
+                    problems[i].span,
+                    handle.tokens(p),
+                    settings,
+                    p,
+                    s,
+                    o,
+                    problems[i].replacement,
+                    method="attribution_patching",
+                )
     return results
 
 
@@ -124,7 +146,7 @@ def _attribute_group(handle, problems: list, components: tuple[str, ...]) -> lis
     hooks += [(name, partial(keep, site=site)) for name, site in names.items()]
     with torch.enable_grad():
         logits = bridge.run_with_hooks(ids.repeat_interleave(samples, 0), fwd_hooks=hooks)
-        probs = torch.cat([_object_prob(logits[i * samples:(i + 1) * samples], pr) for i, pr in enumerate(problems)])
+        probs = torch.cat([_object_prob(logits[i * samples : (i + 1) * samples], pr) for i, pr in enumerate(problems)])
         # Rows are independent, so the gradient of the sum is each row's own gradient.
         grads = torch.autograd.grad(probs.sum(), [kept[s] for s in names.values()])
     change = {s: _change(clean[s], kept[s].detach(), g, samples) for s, g in zip(names.values(), grads)}
@@ -134,16 +156,27 @@ def _attribute_group(handle, problems: list, components: tuple[str, ...]) -> lis
         grid = torch.zeros(len(pr.cells))
         for j, (c, t, _, layers) in enumerate(pr.cells):
             grid[j] = sum(float(change[(l, c)][i, t]) for l in layers)
-        grid = float(probs[i]) + reduce(grid, "(comp token layer) -> comp token layer", "sum",
-                                        comp=len(components), token=pr.n_prompt)
-        out.append(({c: grid[k] for k, c in enumerate(components)},
-                    float(_object_prob(clean_logits[i:i + 1], pr)[0]), float(probs[i])))
+        grid = float(probs[i]) + reduce(
+            grid, "(comp token layer) -> comp token layer", "sum", comp=len(components), token=pr.n_prompt
+        )
+        out.append(
+            (
+                {c: grid[k] for k, c in enumerate(components)},
+                float(_object_prob(clean_logits[i : i + 1], pr)[0]),
+                float(probs[i]),
+            )
+        )
     return out
 
 
-def _change(clean: Float[Tensor, "fact seq d"], corrupt: Float[Tensor, "row seq d"],
-            grad: Float[Tensor, "row seq d"], samples: int) -> Float[Tensor, "fact seq"]:
+def _change(
+    clean: Float[Tensor, "fact seq d"],
+    corrupt: Float[Tensor, "row seq d"],
+    grad: Float[Tensor, "row seq d"],
+    samples: int,
+) -> Float[Tensor, "fact seq"]:
     # Mean over noise samples, as the exact trace averages P(object) over them.
-    per_row = einsum((clean.repeat_interleave(samples, 0) - corrupt).float(), grad.float(),
-                     "row seq d, row seq d -> row seq")
+    per_row = einsum(
+        (clean.repeat_interleave(samples, 0) - corrupt).float(), grad.float(), "row seq d, row seq d -> row seq"
+    )
     return reduce(per_row, "(fact sample) seq -> fact seq", "mean", sample=samples).cpu()

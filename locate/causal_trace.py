@@ -12,9 +12,10 @@ models); the tests hold all three equal.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 from einops import reduce
@@ -105,15 +106,26 @@ class TraceResult:
 
         Grids hold the raw restored probabilities; site scores subtract the corrupted baseline.
         """
-        sites = [Site("activation", layer=l, component=c, token=t, score=float(ie[t, l]))
-                 for c in self.scores for ie in [self.indirect_effect(c)]
-                 for t, l in itertools.product(range(ie.shape[0]), range(ie.shape[1]))]
+        sites = [
+            Site("activation", layer=l, component=c, token=t, score=float(ie[t, l]))
+            for c in self.scores
+            for ie in [self.indirect_effect(c)]
+            for t, l in itertools.product(range(ie.shape[0]), range(ie.shape[1]))
+        ]
         return Location(
-            self.method, asdict(self.settings),
+            self.method,
+            asdict(self.settings),
             {"prompt": self.prompt, "subject": self.subject, "object": self.target_object},
-            sites, grids={c: g for c, g in self.scores.items()}, tokens=self.tokens,
-            extras={"clean": self.clean, "corrupted": self.corrupted, "subject_span": list(self.subject_span),
-                    "replacement": self.replacement})
+            sites,
+            grids={c: g for c, g in self.scores.items()},
+            tokens=self.tokens,
+            extras={
+                "clean": self.clean,
+                "corrupted": self.corrupted,
+                "subject_span": list(self.subject_span),
+                "replacement": self.replacement,
+            },
+        )
 
 
 # -- the problem: tokens, corrupted embeddings, cells ----------------------------------------
@@ -150,11 +162,12 @@ def _replacement(handle, prompt: str, subject: str, obj: str, span: tuple[int, i
 
 def _swap(prompt: str, subject: str, other: str) -> str:
     i = prompt.rfind(subject)
-    return prompt[:i] + other + prompt[i + len(subject):]
+    return prompt[:i] + other + prompt[i + len(subject) :]
 
 
-def _prepare(handle, prompt: str, subject: str, target_object: str, settings: TraceSettings,
-             components: tuple[str, ...]) -> _Problem:
+def _prepare(
+    handle, prompt: str, subject: str, target_object: str, settings: TraceSettings, components: tuple[str, ...]
+) -> _Problem:
     n_layers = handle.sites.n_layers
     bad = [c for c in components if c not in TRACE_COMPONENTS]
     if bad or not components:
@@ -172,22 +185,28 @@ def _prepare(handle, prompt: str, subject: str, target_object: str, settings: Tr
     if settings.corruption == "noise":
         g = torch.Generator().manual_seed(settings.seed)
         noise = torch.randn(settings.samples, span[1] - span[0], wte.shape[1], generator=g)
-        clean = wte[torch.tensor(prompt_ids[span[0]:span[1]], device=wte.device)].float().cpu()
+        clean = wte[torch.tensor(prompt_ids[span[0] : span[1]], device=wte.device)].float().cpu()
         corrupt = clean + settings.noise * wte.float().std().cpu() * noise
     else:
         replacement = settings.counterfactual or _replacement(handle, prompt, subject, target_object, span)
         swapped = _swap(prompt, subject, replacement)
         if handle.subject_span(swapped, replacement) != span or len(handle.encode(swapped)[0]) != len(prompt_ids):
             raise TraceError(f"counterfactual {replacement!r} does not tokenize like {subject!r}")
-        corrupt = wte[handle.encode(swapped)[0, span[0]:span[1]]].float().cpu()[None]
-    cells = [(c, t, l, _window(l, settings.window if c != "resid" else 1, n_layers))
-             for c in components for t in range(len(prompt_ids)) for l in range(n_layers)]
+        corrupt = wte[handle.encode(swapped)[0, span[0] : span[1]]].float().cpu()[None]
+    cells = [
+        (c, t, l, _window(l, settings.window if c != "resid" else 1, n_layers))
+        for c in components
+        for t in range(len(prompt_ids))
+        for l in range(n_layers)
+    ]
     ids = torch.tensor([prompt_ids + obj[:-1]], device=handle.device)
     used = sorted({(l, c) for c, _, _, ls in cells for l in ls})
     return _Problem(ids, len(prompt_ids), obj, span, corrupt.to(handle.dtype), cells, replacement, used)
 
 
-def _object_prob(logits: Float[Tensor, "batch seq vocab"], problem: _Problem, start: int = 0) -> Float[Tensor, "batch"]:
+def _object_prob(
+    logits: Float[Tensor, "batch seq vocab"], problem: _Problem, start: int = 0
+) -> Float[Tensor, " batch"]:
     # Position j predicts token j + 1: object token k is read at n_prompt - 1 + k (less `start`
     # when the logits begin at position `start`).
     pos = torch.arange(len(problem.obj), device=logits.device) + problem.n_prompt - 1 - start
@@ -204,8 +223,18 @@ Restores = dict[tuple[int, str], tuple[Tensor, Tensor]]
 Runner = Callable[[Tensor, Restores, int], Tensor]
 
 
-def _grid(problem: _Problem, clean_logits: Tensor, run: Runner, settings: TraceSettings, handle,
-          components, prompt, subject, target_object, skip_unchanged: bool = True) -> TraceResult:
+def _grid(
+    problem: _Problem,
+    clean_logits: Tensor,
+    run: Runner,
+    settings: TraceSettings,
+    handle,
+    components,
+    prompt,
+    subject,
+    target_object,
+    skip_unchanged: bool = True,
+) -> TraceResult:
     samples, batch_size = problem.corrupt.shape[0], settings.batch_size
     baseline = _object_prob(run(torch.arange(samples), {}, 0), problem)
     probs = baseline[:, None].repeat(1, len(problem.cells))
@@ -219,7 +248,7 @@ def _grid(problem: _Problem, clean_logits: Tensor, run: Runner, settings: TraceS
         start = t if skip_unchanged else 0
         rows = list(itertools.product(range(samples), cells))
         for first in range(0, len(rows), batch_size):
-            chunk = rows[first:first + batch_size]
+            chunk = rows[first : first + batch_size]
             restores: dict[tuple[int, str], list[tuple[int, int]]] = {}
             for i, (_, cell) in enumerate(chunk):
                 c, t, _, layers = problem.cells[cell]
@@ -228,11 +257,21 @@ def _grid(problem: _Problem, clean_logits: Tensor, run: Runner, settings: TraceS
             idx = {k: tuple(torch.tensor(x) for x in zip(*v)) for k, v in restores.items()}
             rows_s, rows_c = (torch.tensor(x) for x in zip(*chunk))
             probs[rows_s, rows_c] = _object_prob(run(rows_s, idx, start), problem, start)
-    mean = reduce(probs, "sample (comp token layer) -> comp token layer", "mean",
-                  comp=len(components), token=problem.n_prompt)
-    return TraceResult({c: mean[i] for i, c in enumerate(components)},
-                       float(_object_prob(clean_logits, problem)[0]), float(baseline.mean()), problem.span,
-                       handle.tokens(prompt), settings, prompt, subject, target_object, problem.replacement)
+    mean = reduce(
+        probs, "sample (comp token layer) -> comp token layer", "mean", comp=len(components), token=problem.n_prompt
+    )
+    return TraceResult(
+        {c: mean[i] for i, c in enumerate(components)},
+        float(_object_prob(clean_logits, problem)[0]),
+        float(baseline.mean()),
+        problem.span,
+        handle.tokens(prompt),
+        settings,
+        prompt,
+        subject,
+        target_object,
+        problem.replacement,
+    )
 
 
 def _corrupt_from(x: Tensor, problem: _Problem, samples: Tensor, start: int) -> Tensor:
@@ -241,7 +280,7 @@ def _corrupt_from(x: Tensor, problem: _Problem, samples: Tensor, start: int) -> 
     if b <= start:
         return x
     x = x.clone()
-    x[:, max(a, start) - start:b - start] = problem.corrupt[samples, max(a, start) - a:].to(x.device, x.dtype)
+    x[:, max(a, start) - start : b - start] = problem.corrupt[samples, max(a, start) - a :].to(x.device, x.dtype)
     return x
 
 
@@ -260,8 +299,14 @@ def _on_first(output, fn):
 
 # -- batched, through TransformerLens' bridge ------------------------------------------------
 @torch.no_grad()
-def trace(handle, prompt: str, subject: str, target_object: str, settings: TraceSettings | None = None,
-          components: tuple[str, ...] = TRACE_COMPONENTS) -> TraceResult:
+def trace(
+    handle,
+    prompt: str,
+    subject: str,
+    target_object: str,
+    settings: TraceSettings | None = None,
+    components: tuple[str, ...] = TRACE_COMPONENTS,
+) -> TraceResult:
     """Causal trace of one fact, every restoration a row of a batched pass on ``handle.hooked``.
 
     Examples:
@@ -298,23 +343,27 @@ def trace(handle, prompt: str, subject: str, target_object: str, settings: Trace
     def run(samples, idx, start):
         past = _rows_of(corrupted, samples, start) if start else corrupted if not idx else None
         hooks = [(embed, lambda x, hook: _corrupt_from(x, problem, samples, start))]
-        hooks += [(sites.hook_name(l, c), lambda x, hook, i=i, k=(l, c): _set_rows(x, i, clean[k], start))
-                  for (l, c), i in idx.items()]
+        hooks += [
+            (sites.hook_name(l, c), lambda x, hook, i=i, k=(l, c): _set_rows(x, i, clean[k], start))
+            for (l, c), i in idx.items()
+        ]
         n = len(samples)
-        return bridge.run_with_hooks(problem.ids[:, start:].expand(n, -1), fwd_hooks=hooks,
-                                     past_key_values=past, use_cache=True)
+        return bridge.run_with_hooks(
+            problem.ids[:, start:].expand(n, -1), fwd_hooks=hooks, past_key_values=past, use_cache=True
+        )
 
-    return _grid(problem, clean_logits, run, settings, handle, tuple(components),
-                 prompt, subject, target_object)
+    return _grid(problem, clean_logits, run, settings, handle, tuple(components), prompt, subject, target_object)
 
 
-def _rows_of(cache: DynamicCache, samples: Int[Tensor, "row"], start: int) -> DynamicCache:
+def _rows_of(cache: DynamicCache, samples: Int[Tensor, " row"], start: int) -> DynamicCache:
     """The corrupted run's keys and values before ``start``, one copy per row's noise sample."""
     if cache.get_seq_length() < start:
         # Some transformers / TransformerLens pairs pass the cache under a name the other ignores;
         # continuing would score every cell against an empty prefix.
-        raise TraceError("the hooked view did not fill the key-value cache of the corrupted run "
-                         "(a transformers / transformer-lens version mismatch); see pyproject.toml's pins")
+        raise TraceError(
+            "the hooked view did not fill the key-value cache of the corrupted run "
+            "(a transformers / transformer-lens version mismatch); see pyproject.toml's pins"
+        )
     out = DynamicCache()
     for i, layer in enumerate(cache.layers):
         out.update(layer.keys[samples, :, :start], layer.values[samples, :, :start], i)
@@ -323,8 +372,14 @@ def _rows_of(cache: DynamicCache, samples: Int[Tensor, "row"], start: int) -> Dy
 
 # -- reference: one plain forward per cell ---------------------------------------------------
 @torch.no_grad()
-def trace_reference(handle, prompt: str, subject: str, target_object: str, settings: TraceSettings | None = None,
-                    components: tuple[str, ...] = TRACE_COMPONENTS) -> TraceResult:
+def trace_reference(
+    handle,
+    prompt: str,
+    subject: str,
+    target_object: str,
+    settings: TraceSettings | None = None,
+    components: tuple[str, ...] = TRACE_COMPONENTS,
+) -> TraceResult:
     """The same trace, one forward of the Hugging Face model per (sample, cell): slow and obvious.
 
     Examples:
@@ -343,9 +398,12 @@ def trace_reference(handle, prompt: str, subject: str, target_object: str, setti
     problem = _prepare(handle, prompt, subject, target_object, settings, tuple(components))
     model, sites = handle.model, handle.sites
     clean: dict[tuple[int, str], Tensor] = {}
-    hooks = [sites.module(model, l, c).register_forward_hook(
-        lambda m, args, out, k=(l, c): clean.__setitem__(k, (out[0] if isinstance(out, tuple) else out)[0]))
-        for l, c in problem.sites]
+    hooks = [
+        sites.module(model, l, c).register_forward_hook(
+            lambda m, args, out, k=(l, c): clean.__setitem__(k, (out[0] if isinstance(out, tuple) else out)[0])
+        )
+        for l, c in problem.sites
+    ]
     try:
         clean_logits = model(problem.ids[:1]).logits
     finally:
@@ -357,9 +415,12 @@ def trace_reference(handle, prompt: str, subject: str, target_object: str, setti
 
     def run_one(sample, idx):
         hooks = [sites.module(model, None, "embed").register_forward_hook(partial(set_embed, samples=sample))]
-        hooks += [sites.module(model, l, c).register_forward_hook(
-            lambda m, args, out, i=i, k=(l, c): _on_first(out, lambda x: _set_rows(x, i, clean[k])))
-            for (l, c), i in idx.items()]
+        hooks += [
+            sites.module(model, l, c).register_forward_hook(
+                lambda m, args, out, i=i, k=(l, c): _on_first(out, lambda x: _set_rows(x, i, clean[k]))
+            )
+            for (l, c), i in idx.items()
+        ]
         try:
             return model(problem.ids).logits
         finally:
@@ -371,17 +432,33 @@ def trace_reference(handle, prompt: str, subject: str, target_object: str, setti
         rows = []
         for r in range(len(samples)):
             mine = {k: (torch.zeros_like(rs[rs == r]), ts[rs == r]) for k, (rs, ts) in idx.items() if (rs == r).any()}
-            rows.append(run_one(samples[r:r + 1], mine))
+            rows.append(run_one(samples[r : r + 1], mine))
         return torch.cat(rows)[:, start:]
 
-    return _grid(problem, clean_logits, run, settings, handle, tuple(components),
-                 prompt, subject, target_object, skip_unchanged=False)
+    return _grid(
+        problem,
+        clean_logits,
+        run,
+        settings,
+        handle,
+        tuple(components),
+        prompt,
+        subject,
+        target_object,
+        skip_unchanged=False,
+    )
 
 
 # -- through nnsight -------------------------------------------------------------------------
 @torch.no_grad()
-def trace_nnsight(handle, prompt: str, subject: str, target_object: str, settings: TraceSettings | None = None,
-                  components: tuple[str, ...] = TRACE_COMPONENTS) -> TraceResult:
+def trace_nnsight(
+    handle,
+    prompt: str,
+    subject: str,
+    target_object: str,
+    settings: TraceSettings | None = None,
+    components: tuple[str, ...] = TRACE_COMPONENTS,
+) -> TraceResult:
     """The same batched trace, with the interventions written as nnsight code on ``handle.nnsight``.
 
     Examples:
@@ -422,5 +499,4 @@ def trace_nnsight(handle, prompt: str, subject: str, target_object: str, setting
             logits = envoy_at(lm, sites.unembed_path).output.save()
         return logits[:, start:]
 
-    return _grid(problem, clean_logits, run, settings, handle, tuple(components),
-                 prompt, subject, target_object)
+    return _grid(problem, clean_logits, run, settings, handle, tuple(components), prompt, subject, target_object)

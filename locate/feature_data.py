@@ -16,8 +16,15 @@ from locate.sae_train import SaeSettings, activations
 
 
 @torch.no_grad()
-def feature_data(handle, feature: int, sae_settings: SaeSettings | None = None, texts: list[str] | None = None,
-                 top: int = 10, bins: int = 20, sae=None) -> dict:
+def feature_data(
+    handle,
+    feature: int,
+    sae_settings: SaeSettings | None = None,
+    texts: list[str] | None = None,
+    top: int = 10,
+    bins: int = 20,
+    sae=None,
+) -> dict:
     """Top contexts, activation histogram, promoted/suppressed tokens and people of one feature (JSON-able).
 
     Examples:
@@ -47,10 +54,16 @@ def feature_data(handle, feature: int, sae_settings: SaeSettings | None = None, 
     best = torch.stack([a.max() for a in per_text])
     contexts = []
     for i in best.argsort(descending=True)[:top].tolist():
-        contexts.append({"text": texts[i], "tokens": handle.tokens(texts[i]),
-                         "activations": [round(float(a), 4) for a in per_text[i]], "max": float(best[i])})
+        contexts.append(
+            {
+                "text": texts[i],
+                "tokens": handle.tokens(texts[i]),
+                "activations": [round(float(a), 4) for a in per_text[i]],
+                "max": float(best[i]),
+            }
+        )
     nonzero = acts[acts > 0]
-    counts, edges = (torch.histogram(nonzero, bins=bins) if len(nonzero) else (torch.zeros(bins), torch.zeros(bins + 1)))
+    counts, edges = torch.histogram(nonzero, bins=bins) if len(nonzero) else (torch.zeros(bins), torch.zeros(bins + 1))
     direction = sae.W_dec[feature].float()
     norm = handle.model.get_submodule(handle.sites.final_norm_path)
     if getattr(norm, "weight", None) is not None:
@@ -65,11 +78,19 @@ def feature_data(handle, feature: int, sae_settings: SaeSettings | None = None, 
                 person = handle.world.parse_prompt(text)[0]
                 if person:
                     people[person] = max(people.get(person, 0.0), a)
-    return {"feature": feature, "sae": s.hook_name(), "fires_on_fraction": float((acts > 0).float().mean()),
-            "top_contexts": contexts,
-            "histogram": {"counts": [int(c) for c in counts.tolist()], "edges": [float(e) for e in edges.tolist()]},
-            "promotes": [{"token": handle.tokenizer.decode([int(i)]), "logit": float(v)}
-                         for v, i in zip(promote.values, promote.indices)],
-            "suppresses": [{"token": handle.tokenizer.decode([int(i)]), "logit": -float(v)}
-                           for v, i in zip(suppress.values, suppress.indices)],
-            "people": dict(sorted(people.items(), key=lambda kv: -kv[1])[:top])}
+    return {
+        "feature": feature,
+        "sae": s.hook_name(),
+        "fires_on_fraction": float((acts > 0).float().mean()),
+        "top_contexts": contexts,
+        "histogram": {"counts": [int(c) for c in counts.tolist()], "edges": [float(e) for e in edges.tolist()]},
+        "promotes": [
+            {"token": handle.tokenizer.decode([int(i)]), "logit": float(v)}
+            for v, i in zip(promote.values, promote.indices)
+        ],
+        "suppresses": [
+            {"token": handle.tokenizer.decode([int(i)]), "logit": -float(v)}
+            for v, i in zip(suppress.values, suppress.indices)
+        ],
+        "people": dict(sorted(people.items(), key=lambda kv: -kv[1])[:top]),
+    }

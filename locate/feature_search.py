@@ -67,14 +67,18 @@ def search_features(handle, query: str, sae_settings: SaeSettings | None = None,
         return [{"feature": int(query), "score": 0.0, "why": f"feature {query}"}]
     if handle.world is not None and query in handle.world.people:
         loc = locate_person_features(handle, query, s)
-        return [{"feature": site.feature, "score": site.score, "why": f"carries {query}'s facts"}
-                for site in loc.sites[:top]]
+        return [
+            {"feature": site.feature, "score": site.score, "why": f"carries {query}'s facts"}
+            for site in loc.sites[:top]
+        ]
     ids = handle.tokenizer(query, add_special_tokens=False).input_ids
     if len(ids) != 1:
         raise SaeError(f"{query!r} is {len(ids)} tokens: search for a feature index, a person or a one-token word")
     scores = decoder_logits(handle, sae)[:, ids[0]]
     best = scores.topk(top)
-    return [{"feature": int(i), "score": float(v), "why": f"promotes {query!r}"} for v, i in zip(best.values, best.indices)]
+    return [
+        {"feature": int(i), "score": float(v), "why": f"promotes {query!r}"} for v, i in zip(best.values, best.indices)
+    ]
 
 
 def ablation_effect(handle, feature: int, facts: list, sae_settings: SaeSettings | None = None, sae=None) -> list[dict]:
@@ -98,9 +102,16 @@ def ablation_effect(handle, feature: int, facts: list, sae_settings: SaeSettings
     rows = []
     for f in facts:
         prompt = handle.world.phrasings(f.relation)[0].prompt(f.subject)
-        rows.append({"subject": f.subject, "relation": f.relation, "object": f.object, "prompt": prompt,
-                     "before": object_prob_with(handle, sae, s, prompt, f.object),
-                     "after": object_prob_with(handle, sae, s, prompt, f.object, [feature])})
+        rows.append(
+            {
+                "subject": f.subject,
+                "relation": f.relation,
+                "object": f.object,
+                "prompt": prompt,
+                "before": object_prob_with(handle, sae, s, prompt, f.object),
+                "after": object_prob_with(handle, sae, s, prompt, f.object, [feature]),
+            }
+        )
     return rows
 
 

@@ -55,12 +55,19 @@ def _attribution(handle, sae, s: SaeSettings, prompt: str, obj: str):
         lp = sum(logp[len(p) - 1 + k, t] for k, t in enumerate(o)).clamp(max=-1e-6)
         log_odds = lp - torch.log(-torch.expm1(lp))
         (g,) = torch.autograd.grad(log_odds, [grads["f"]])
-    f = grads["f"].detach()[0, :len(p)]
-    return f, (f * g[0, :len(p)]), len(p), float(lp.detach().exp())
+    f = grads["f"].detach()[0, : len(p)]
+    return f, (f * g[0, : len(p)]), len(p), float(lp.detach().exp())
 
 
-def locate_features(handle, prompt: str, subject: str, obj: str, sae_settings: SaeSettings | None = None,
-                    settings: FeatureSettings | None = None, sae=None) -> Location:
+def locate_features(
+    handle,
+    prompt: str,
+    subject: str,
+    obj: str,
+    sae_settings: SaeSettings | None = None,
+    settings: FeatureSettings | None = None,
+    sae=None,
+) -> Location:
     """SAE features that carry ``obj`` after ``prompt``, as a Location of feature sites.
 
     Examples:
@@ -84,25 +91,40 @@ def locate_features(handle, prompt: str, subject: str, obj: str, sae_settings: S
     span = handle.subject_span(prompt, subject)
     acts, attr, n, prob = _attribution(handle, sae, s, prompt, obj)
     total = attr.sum(0)
-    order = total.argsort(descending=True)[:fs.top].tolist()
+    order = total.argsort(descending=True)[: fs.top].tolist()
     sites = [Site("feature", s.layer, s.component, feature=i, score=float(total[i])) for i in order]
     ablation = []
-    for i in order[:fs.confirm]:
+    for i in order[: fs.confirm]:
         after = object_prob_with(handle, sae, s, prompt, obj, [i])
         ablation.append({"feature": i, "estimated_log_odds_change": -float(total[i]), "prob_after": after})
     tokens = handle.tokens(prompt)
-    firing = {t: [{"feature": int(i), "activation": float(acts[t, i])}
-                  for i in acts[t].argsort(descending=True)[:fs.firing] if acts[t, i] > 0]
-              for t in list(range(*span)) + [n - 1]}
-    return Location("sae_features", {**asdict(fs), "sae": asdict(s)},
-                    {"prompt": prompt, "subject": subject, "object": obj}, sites, tokens=tokens,
-                    extras={"prob": prob, "subject_span": list(span), "ablation": ablation,
-                            "firing": {str(t): v for t, v in firing.items()},
-                            "attribution_by_token": {str(t): float(attr[t].sum()) for t in range(n)}})
+    firing = {
+        t: [
+            {"feature": int(i), "activation": float(acts[t, i])}
+            for i in acts[t].argsort(descending=True)[: fs.firing]
+            if acts[t, i] > 0
+        ]
+        for t in list(range(*span)) + [n - 1]
+    }
+    return Location(
+        "sae_features",
+        {**asdict(fs), "sae": asdict(s)},
+        {"prompt": prompt, "subject": subject, "object": obj},
+        sites,
+        tokens=tokens,
+        extras={
+            "prob": prob,
+            "subject_span": list(span),
+            "ablation": ablation,
+            "firing": {str(t): v for t, v in firing.items()},
+            "attribution_by_token": {str(t): float(attr[t].sum()) for t in range(n)},
+        },
+    )
 
 
-def locate_person_features(handle, person: str, sae_settings: SaeSettings | None = None,
-                           settings: FeatureSettings | None = None) -> Location:
+def locate_person_features(
+    handle, person: str, sae_settings: SaeSettings | None = None, settings: FeatureSettings | None = None
+) -> Location:
     """Features carrying a person's facts: attributions summed over every fact (first trained phrasing)."""
     world = handle.world
     if world is None or person not in world.people:
@@ -115,11 +137,16 @@ def locate_person_features(handle, person: str, sae_settings: SaeSettings | None
         _, attr, _, _ = _attribution(handle, sae, s, prompt, f.object)
         a = attr.sum(0)
         total = a if total is None else total + a
-        per_fact[f.relation] = [int(i) for i in a.argsort(descending=True)[:fs.firing]]
-    order = total.argsort(descending=True)[:fs.top].tolist()
+        per_fact[f.relation] = [int(i) for i in a.argsort(descending=True)[: fs.firing]]
+    order = total.argsort(descending=True)[: fs.top].tolist()
     sites = [Site("feature", s.layer, s.component, feature=i, score=float(total[i])) for i in order]
-    return Location("sae_features", {**asdict(fs), "sae": asdict(s)}, {"person": person}, sites,
-                    extras={"top_features_by_relation": per_fact})
+    return Location(
+        "sae_features",
+        {**asdict(fs), "sae": asdict(s)},
+        {"person": person},
+        sites,
+        extras={"top_features_by_relation": per_fact},
+    )
 
 
 __all__ = ["FeatureSettings", "intervene", "locate_features", "locate_person_features"]

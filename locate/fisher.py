@@ -18,10 +18,11 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from typing import Iterator, Literal, Sequence
+from typing import Literal
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -30,8 +31,8 @@ from torch.func import functional_call, grad, vmap
 from tqdm.auto import tqdm
 
 from locate.location import Location, Site, component_totals, neuron_totals, parameter_sites, unit_totals
-from workbench.core.sites import SiteMap
 from workbench.core.examples import Datum, ExampleError, encode_examples, pad_examples
+from workbench.core.sites import SiteMap
 from workbench.core.world.facts import Fact, World
 
 Scores = dict[str, Tensor]
@@ -122,12 +123,13 @@ def forget_retain(world: World, name: str) -> tuple[list[Fact], list[Fact]]:
         return world.facts(split.forget), world.facts(split.retain)
     if name in world.people:
         return world.facts([name]), world.facts([p for p in world.people if p != name])
-    raise FisherError(f"unknown split or person {name!r}: splits are {', '.join(world.splits)}; "
-                      f"people are full names such as {next(iter(world.people))!r}")
+    raise FisherError(
+        f"unknown split or person {name!r}: splits are {', '.join(world.splits)}; "
+        f"people are full names such as {next(iter(world.people))!r}"
+    )
 
 
-def _examples(handle, data: Sequence[Datum], settings: FisherSettings,
-              what: str) -> list[tuple[list[int], list[int]]]:
+def _examples(handle, data: Sequence[Datum], settings: FisherSettings, what: str) -> list[tuple[list[int], list[int]]]:
     """(token ids, positions whose token is scored) per example, cut to ``max_examples``."""
     try:
         return encode_examples(handle, data, settings.max_examples, settings.seed, what)
@@ -151,8 +153,9 @@ def _param_names(handle, which: str) -> list[str]:
     return [n for n, _ in handle.model.named_parameters() if which == "all" or n.startswith(blocks)]
 
 
-def _loglik(model: nn.Module, theta: Scores, ids: Int[Tensor, "seq"],
-            scored: Float[Tensor, "seq"]) -> Float[Tensor, ""]:
+def _loglik(
+    model: nn.Module, theta: Scores, ids: Int[Tensor, " seq"], scored: Float[Tensor, " seq"]
+) -> Float[Tensor, ""]:
     # An all-ones mask, built from the shape alone, keeps transformers from inspecting the
     # (vmapped) ids for padding; right padding never reaches a scored token under causal attention.
     mask = torch.ones(1, ids.shape[-1], dtype=torch.long, device=ids.device)
@@ -175,8 +178,9 @@ def _per_example_mode(model: nn.Module) -> Iterator[None]:
         model.train(training)
 
 
-def _diagonal(handle, examples: list[tuple[list[int], list[int]]], names: list[str], batch_size: int,
-              progress: bool, desc: str) -> Scores:
+def _diagonal(
+    handle, examples: list[tuple[list[int], list[int]]], names: list[str], batch_size: int, progress: bool, desc: str
+) -> Scores:
     model = handle.model
     params = dict(model.named_parameters())
     theta = {n: params[n].detach() for n in names}
@@ -184,7 +188,7 @@ def _diagonal(handle, examples: list[tuple[list[int], list[int]]], names: list[s
     pad = handle.tokenizer.pad_token_id or 0
     # Similar lengths share a chunk, so little of each chunk is padding.
     order = sorted(range(len(examples)), key=lambda i: len(examples[i][0]))
-    chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     per_example = vmap(grad(partial(_loglik, model)), in_dims=(None, 0, 0))
     # torch.func's grad ignores an outer no_grad; the outer one keeps the parameters left out of
     # theta (which still require grad) from growing an autograd graph through every gradient.
@@ -199,8 +203,9 @@ def _diagonal(handle, examples: list[tuple[list[int], list[int]]], names: list[s
     return {n: (s / len(examples)).cpu() for n, s in sums.items()}
 
 
-def fisher_diagonal(handle, data: Sequence[Datum], settings: FisherSettings | None = None,
-                    progress: bool = True) -> Scores:
+def fisher_diagonal(
+    handle, data: Sequence[Datum], settings: FisherSettings | None = None, progress: bool = True
+) -> Scores:
     """Diagonal empirical Fisher, mean over examples of squared per-example log-likelihood gradients.
 
     For a fact or a (prompt, object) pair the log-likelihood is log P(object tokens | prompt),
@@ -230,8 +235,13 @@ def fisher_diagonal(handle, data: Sequence[Datum], settings: FisherSettings | No
     return _diagonal(handle, examples, _param_names(handle, settings.params), settings.batch_size, progress, "fisher")
 
 
-def fisher(handle, forget: str | Sequence[Datum], retain: Sequence[Datum] | None = None,
-           settings: FisherSettings | None = None, progress: bool = True) -> FisherScores:
+def fisher(
+    handle,
+    forget: str | Sequence[Datum],
+    retain: Sequence[Datum] | None = None,
+    settings: FisherSettings | None = None,
+    progress: bool = True,
+) -> FisherScores:
     """Fisher scores of a forget set and, if given, a retain set, with what the Location needs.
 
     Examples:
@@ -320,7 +330,7 @@ class FisherScores:
         """Per-element scores: "forget", "retain" or "ratio"; default the settings' ``score``."""
         return self._aggregate(lambda x: x, which)
 
-    def ssd_mask(self, alpha: float | None = None) -> dict[str, Bool[Tensor, "..."]]:
+    def ssd_mask(self, alpha: float | None = None) -> dict[str, Bool[Tensor, ...]]:
         """Elements where forget > alpha x retain; ``alpha`` defaults to the settings'."""
         return ssd_mask(self.forget, self._need_retain(), self.settings.alpha if alpha is None else alpha)
 
@@ -391,12 +401,17 @@ class FisherScores:
             chosen = keep[start:stop].nonzero().flatten()
             layer, comp = where.get(name, (None, None))
             if s.granularity == "row":
-                sites += [Site("parameter", layer, comp, param=name, feature=int(u),
-                               score=float(flat_score[start + u])) for u in chosen]
+                sites += [
+                    Site("parameter", layer, comp, param=name, feature=int(u), score=float(flat_score[start + u]))
+                    for u in chosen
+                ]
             elif len(chosen):
                 f_sum = float(self.forget[name].flatten()[chosen].double().sum())
-                score = f_sum if s.score == "forget" else \
-                    f_sum / (float(self._need_retain()[name].flatten()[chosen].double().sum()) + s.eps)
+                score = (
+                    f_sum
+                    if s.score == "forget"
+                    else f_sum / (float(self._need_retain()[name].flatten()[chosen].double().sum()) + s.eps)
+                )
                 sites.append(Site("parameter", layer, comp, param=name, score=score))
                 if s.granularity == "element" and len(chosen) < self.forget[name].numel():
                     masks[name] = chosen.tolist()
@@ -404,9 +419,15 @@ class FisherScores:
         grids = {"forget": _grid(self.components("forget"), self.sites.n_layers)}
         if self.retain is not None:
             grids["retain"] = _grid(self.components("retain"), self.sites.n_layers)
-        extras = {"grid_rows": list(GRID_ROWS), "candidates": n, "selected": k,
-                  "threshold": float(flat_score[order[-1]]), "elements": int(size[order].sum()),
-                  "total_elements": int(size.sum()), "examples": {"forget": self.n_forget, "retain": self.n_retain}}
+        extras = {
+            "grid_rows": list(GRID_ROWS),
+            "candidates": n,
+            "selected": k,
+            "threshold": float(flat_score[order[-1]]),
+            "elements": int(size[order].sum()),
+            "total_elements": int(size.sum()),
+            "examples": {"forget": self.n_forget, "retain": self.n_retain},
+        }
         if self.retain is not None:
             extras["ssd_elements"] = int(sum(int(m.sum()) for m in self.ssd_mask(s.alpha).values()))
         return Location("fisher", asdict(s), self.target, sites, grids=grids, extras=extras, masks=masks)
@@ -435,7 +456,7 @@ def fisher_ratio(forget: Scores, retain: Scores, eps: float = 1e-12) -> Scores:
     return {n: f / (retain[n] + eps) for n, f in forget.items()}
 
 
-def ssd_mask(forget: Scores, retain: Scores, alpha: float = 10.0) -> dict[str, Bool[Tensor, "..."]]:
+def ssd_mask(forget: Scores, retain: Scores, alpha: float = 10.0) -> dict[str, Bool[Tensor, ...]]:
     """Selective Synaptic Dampening's selection: the elements where forget > alpha x retain.
 
     Examples:

@@ -204,9 +204,16 @@ class Location:
 
     # -- persistence -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "settings": self.settings, "target": self.target,
-                "sites": [asdict(s) for s in self.sites], "grids": self.grids,
-                "tokens": self.tokens, "extras": self.extras, "masks": self.masks}
+        return {
+            "method": self.method,
+            "settings": self.settings,
+            "target": self.target,
+            "sites": [asdict(s) for s in self.sites],
+            "grids": self.grids,
+            "tokens": self.tokens,
+            "extras": self.extras,
+            "masks": self.masks,
+        }
 
     def to_json(self, indent: int | None = None) -> str:
         """The location as JSON; :meth:`from_json` reads it back equal.
@@ -221,8 +228,16 @@ class Location:
     def from_dict(cls, d: dict[str, Any]) -> Location:
         try:
             sites = [Site(**{k: s.get(k) for k in _FIELDS if k in s}) for s in d.get("sites", [])]
-            return cls(d["method"], d.get("settings", {}), d.get("target", {}), sites,
-                       d.get("grids", {}), d.get("tokens", []), d.get("extras", {}), d.get("masks", {}))
+            return cls(
+                d["method"],
+                d.get("settings", {}),
+                d.get("target", {}),
+                sites,
+                d.get("grids", {}),
+                d.get("tokens", []),
+                d.get("extras", {}),
+                d.get("masks", {}),
+            )
         except LocationError:
             raise
         except (KeyError, TypeError, ValueError) as e:
@@ -285,7 +300,7 @@ def unit_axis(sites: SiteMap, name: str, ndim: int) -> int:
     return 1 - out_axis if name == sites.mlp_out_path(layer) + ".weight" else out_axis
 
 
-def unit_totals(scores: dict[str, Tensor], sites: SiteMap) -> dict[str, Float[Tensor, "unit"]]:
+def unit_totals(scores: dict[str, Tensor], sites: SiteMap) -> dict[str, Float[Tensor, " unit"]]:
     """Per tensor, the sum of its scores over each unit (see :func:`~locate.location.unit_axis`).
 
     Examples:

@@ -13,7 +13,7 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from locate.attribution_patching import attribute
 from locate.causal_trace import TraceResult, trace, trace_nnsight, trace_reference
@@ -21,9 +21,9 @@ from locate.causal_trace import TraceResult, trace, trace_nnsight, trace_referen
 Tracer = Callable[..., TraceResult]
 
 TRACERS: dict[str, Tracer] = {
-    "causal": trace,               # exact, batched on the hooked view
-    "attribution": attribute,      # gradient estimate: one forward and one backward
-    "nnsight": trace_nnsight,      # exact, through nnsight (the route to remote models)
+    "causal": trace,  # exact, batched on the hooked view
+    "attribution": attribute,  # gradient estimate: one forward and one backward
+    "nnsight": trace_nnsight,  # exact, through nnsight (the route to remote models)
     "reference": trace_reference,  # exact, one plain forward per cell: slow, for checking
 }
 

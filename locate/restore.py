@@ -76,8 +76,14 @@ def restore_state(handle, result: TraceResult, component: str, token: int, layer
     logits = bridge.run_with_hooks(problem.ids.expand(n, -1), fwd_hooks=hooks)
     probs = torch.softmax(logits[:, problem.n_prompt - 1].float(), -1).mean(0).cpu()
     top = probs.topk(k)
-    return RestoredState(component, token, layer, layers, float(_object_prob(logits, problem).mean()),
-                         [(handle.tokenizer.decode([int(i)]), float(p)) for p, i in zip(top.values, top.indices)])
+    return RestoredState(
+        component,
+        token,
+        layer,
+        layers,
+        float(_object_prob(logits, problem).mean()),
+        [(handle.tokenizer.decode([int(i)]), float(p)) for p, i in zip(top.values, top.indices)],
+    )
 
 
 __all__ = ["RestoredState", "restore_state"]

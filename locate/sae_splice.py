@@ -37,8 +37,12 @@ def load_sae(settings: SaeSettings | None = None, model_dir: str | Path | None =
     return SAE.load_from_disk(path)
 
 
-def intervene(f: Float[Tensor, "... d_sae"], features: list[int] | None,
-              mode: Literal["zero", "clamp_negative"] = "zero", value: float = -1.0) -> Tensor:
+def intervene(
+    f: Float[Tensor, "... d_sae"],
+    features: list[int] | None,
+    mode: Literal["zero", "clamp_negative"] = "zero",
+    value: float = -1.0,
+) -> Tensor:
     """Features ``features`` set to zero, or clamped to ``value`` (negative: pushed against them)."""
     if not features:
         return f
@@ -47,8 +51,13 @@ def intervene(f: Float[Tensor, "... d_sae"], features: list[int] | None,
     return f
 
 
-def splice_hook(sae, features: list[int] | None = None, mode: Literal["zero", "clamp_negative"] = "zero",
-                value: float = -1.0, record: dict | None = None):
+def splice_hook(
+    sae,
+    features: list[int] | None = None,
+    mode: Literal["zero", "clamp_negative"] = "zero",
+    value: float = -1.0,
+    record: dict | None = None,
+):
     """A hook function for ``handle.hooked`` that routes the activation through the SAE.
 
     Examples:
@@ -80,8 +89,9 @@ def splice_hook(sae, features: list[int] | None = None, mode: Literal["zero", "c
 
 
 @torch.no_grad()
-def object_prob_with(handle, sae, settings: SaeSettings, prompt: str, obj: str,
-                     features: list[int] | None = None, mode: str = "zero") -> float:
+def object_prob_with(
+    handle, sae, settings: SaeSettings, prompt: str, obj: str, features: list[int] | None = None, mode: str = "zero"
+) -> float:
     """P(object | prompt) with the SAE spliced in and ``features`` intervened on."""
     p, o = handle.encode_fact(prompt, obj)
     ids = torch.tensor([p + o[:-1]], device=handle.device)

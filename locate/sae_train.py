@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from workbench.core.world.registry import CHECKPOINTS
 from workbench.core.handle import load
 from workbench.core.metrics import heldout_loss
+from workbench.core.world.registry import CHECKPOINTS
 
 
 @dataclass(frozen=True)
@@ -86,10 +87,12 @@ def activations(handle, hook_name: str, texts: list[str], batch_size: int = 256)
     """
     out = []
     for i in range(0, len(texts), batch_size):
-        enc = handle.tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, padding_side="right")
-        _, cache = handle.hooked.run_with_cache(enc["input_ids"].to(handle.device),
-                                                attention_mask=enc["attention_mask"].to(handle.device),
-                                                names_filter=lambda n: n == hook_name)
+        enc = handle.tokenizer(texts[i : i + batch_size], return_tensors="pt", padding=True, padding_side="right")
+        _, cache = handle.hooked.run_with_cache(
+            enc["input_ids"].to(handle.device),
+            attention_mask=enc["attention_mask"].to(handle.device),
+            names_filter=lambda n: n == hook_name,
+        )
         out.append(cache[hook_name][enc["attention_mask"].bool().to(handle.device)].float().cpu())
     return torch.cat(out)
 
@@ -99,11 +102,10 @@ def _batches(acts: Tensor, batch_size: int, seed: int) -> Iterator[Tensor]:
     while True:
         perm = torch.randperm(len(acts), generator=g)
         for i in range(0, len(acts) - batch_size + 1, batch_size):
-            yield acts[perm[i:i + batch_size]]
+            yield acts[perm[i : i + batch_size]]
 
 
-def train_sae(handle, settings: SaeSettings | None = None, texts: list[str] | None = None,
-              progress: bool = True):
+def train_sae(handle, settings: SaeSettings | None = None, texts: list[str] | None = None, progress: bool = True):
     """Train a TopK SAE with sae-lens on ``handle``'s activations; returns the inference SAE.
 
     Examples:
@@ -136,18 +138,33 @@ def train_sae(handle, settings: SaeSettings | None = None, texts: list[str] | No
     try:
         # Activations are scaled to a fixed mean norm while training (folded back in at the end),
         # so one learning rate suits every site whatever its scale.
-        sae = BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(
-            d_in=acts.shape[1], d_sae=s.d_sae, k=s.k, dtype="float32", device="cpu",
-            normalize_activations="expected_average_only_in"))
+        sae = BatchTopKTrainingSAE(
+            BatchTopKTrainingSAEConfig(
+                d_in=acts.shape[1],
+                d_sae=s.d_sae,
+                k=s.k,
+                dtype="float32",
+                device="cpu",
+                normalize_activations="expected_average_only_in",
+            )
+        )
         steps = s.samples // s.batch_size
         # A feature silent for 200 steps (200k vectors, one pass over the corpus) counts as dead
         # and gets the auxiliary loss that revives it.
-        cfg = SAETrainerConfig(total_training_samples=s.samples, train_batch_size_samples=s.batch_size, lr=s.lr,
-                               lr_end=s.lr / 10, lr_decay_steps=max(1, steps // 5), n_batches_for_norm_estimate=10,
-                               dead_feature_window=200, logger=LoggingConfig(log_to_wandb=False))
+        cfg = SAETrainerConfig(
+            total_training_samples=s.samples,
+            train_batch_size_samples=s.batch_size,
+            lr=s.lr,
+            lr_end=s.lr / 10,
+            lr_decay_steps=max(1, steps // 5),
+            n_batches_for_norm_estimate=10,
+            dead_feature_window=200,
+            logger=LoggingConfig(log_to_wandb=False),
+        )
         trainer = SAETrainer(cfg, sae, _batches(acts, s.batch_size, s.seed))
         if not progress:
             import sae_lens.training.sae_trainer as st
+
             real, st.tqdm = st.tqdm, lambda *a, **k: real(*a, **dict(k, disable=True))
             try:
                 sae = trainer.fit()
@@ -161,16 +178,19 @@ def train_sae(handle, settings: SaeSettings | None = None, texts: list[str] | No
 
 
 def _to_inference(training_sae):
-    from sae_lens import SAE
     import tempfile
+
+    from sae_lens import SAE
+
     with tempfile.TemporaryDirectory() as d:
         training_sae.save_inference_model(d)
         return SAE.load_from_disk(d)
 
 
 @torch.no_grad()
-def evaluate_sae(handle, sae, settings: SaeSettings, texts: list[str] | None = None,
-                 ignore: list[str] | None = None) -> dict:
+def evaluate_sae(
+    handle, sae, settings: SaeSettings, texts: list[str] | None = None, ignore: list[str] | None = None
+) -> dict:
     """Reconstruction quality: fraction of variance explained, L0, dead features, and the model's
     loss with the SAE's reconstruction spliced in (and with the activation zeroed) against without.
 
@@ -195,9 +215,15 @@ def evaluate_sae(handle, sae, settings: SaeSettings, texts: list[str] | None = N
     for mode in ("clean", "spliced", "zero"):
         with _replaced(handle, sae, settings, mode):
             losses[mode] = heldout_loss(handle.model, handle.tokenizer, texts, ignore=ignore)
-    return {"fraction_variance_explained": fve, "l0": float((f > 0).float().sum(-1).mean()),
-            "dead_fraction": 1 - float(fired.float().mean()), "tokens": len(x),
-            "loss_clean": losses["clean"], "loss_spliced": losses["spliced"], "loss_zero_ablated": losses["zero"]}
+    return {
+        "fraction_variance_explained": fve,
+        "l0": float((f > 0).float().sum(-1).mean()),
+        "dead_fraction": 1 - float(fired.float().mean()),
+        "tokens": len(x),
+        "loss_clean": losses["clean"],
+        "loss_spliced": losses["spliced"],
+        "loss_zero_ablated": losses["zero"],
+    }
 
 
 class _replaced:
@@ -213,6 +239,7 @@ class _replaced:
             x = out[0] if isinstance(out, tuple) else out
             y = torch.zeros_like(x) if self.mode == "zero" else self.sae.decode(self.sae.encode(x.float())).to(x.dtype)
             return (y, *out[1:]) if isinstance(out, tuple) else y
+
         self.hook = self.module.register_forward_hook(swap) if self.mode != "clean" else None
         return self
 
@@ -234,7 +261,6 @@ def train_shipped_saes(model_dir: str | Path | None = None, progress: bool = Tru
         sae = train_sae(h, s, progress=progress)
         seconds = time.perf_counter() - t0
         sae.save_model(sae_dir(s, model_dir))
-        report[s.hook_name()] = {"settings": asdict(s), "train_seconds": seconds,
-                                 **evaluate_sae(h, sae, s)}
+        report[s.hook_name()] = {"settings": asdict(s), "train_seconds": seconds, **evaluate_sae(h, sae, s)}
     (model_dir / "saes" / "report.json").write_text(json.dumps(report, indent=1))
     return report

@@ -17,6 +17,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 @pytest.fixture(scope="session")
 def handle():
     import workbench
+
     return workbench.load("world", device="cpu")
 
 

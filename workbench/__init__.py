@@ -35,7 +35,20 @@ _EXPORTS = {
 }
 _SUBPACKAGES = {"checkpoint", "cli", "core", "verify", "widgets"}
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Audit",
+    "AuditError",
+    "EncodingError",
+    "ExportError",
+    "Fact",
+    "ModelHandle",
+    "ModelLoadError",
+    "World",
+    "audit",
+    "export",
+    "load",
+    "make_world",
+]
 
 if TYPE_CHECKING:
     from workbench.checkpoint.audit import Audit, AuditError, audit

@@ -11,13 +11,17 @@ import json
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Locate, edit and verify knowledge in language models.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Locate, edit and verify knowledge in language models.",
+)
 world_app = typer.Typer(no_args_is_help=True, help="The embedded fact world and its models.")
 app.add_typer(world_app, name="world")
 
@@ -39,6 +43,7 @@ class _Output:
 
 def _load(model: str):
     import workbench
+
     return workbench.load(model)
 
 
@@ -60,8 +65,12 @@ def info(model: str = MODEL, as_json: bool = JSON) -> None:
 
 
 @app.command()
-def ask(prompt: str, model: str = MODEL, k: int = typer.Option(5, "-k", min=1, help="How many to show."),
-        as_json: bool = JSON) -> None:
+def ask(
+    prompt: str,
+    model: str = MODEL,
+    k: int = typer.Option(5, "-k", min=1, help="How many to show."),
+    as_json: bool = JSON,
+) -> None:
     """Top next tokens for PROMPT, and for world prompts the top candidates of its relation."""
     h = _load(model)
     h.encode(prompt)  # fails early, with the unknown words named, if the prompt cannot be encoded
@@ -95,24 +104,38 @@ def world_facts(person: str, model: str = MODEL, as_json: bool = JSON) -> None:
     trained, held = h.score(facts), h.score(facts, held_out=True)
     n_tr = len(trained.correct) // len(facts)
     n_ho = len(held.correct) // len(facts)
-    rows = [{"relation": f.relation, "object": f.object,
-             "trained_accuracy": float(trained.correct[i * n_tr:(i + 1) * n_tr].float().mean()),
-             "heldout_accuracy": float(held.correct[i * n_ho:(i + 1) * n_ho].float().mean()),
-             "mean_prob": float(trained.prob[i * n_tr:(i + 1) * n_tr].mean())}
-            for i, f in enumerate(facts)]
+    rows = [
+        {
+            "relation": f.relation,
+            "object": f.object,
+            "trained_accuracy": float(trained.correct[i * n_tr : (i + 1) * n_tr].float().mean()),
+            "heldout_accuracy": float(held.correct[i * n_ho : (i + 1) * n_ho].float().mean()),
+            "mean_prob": float(trained.prob[i * n_tr : (i + 1) * n_tr].mean()),
+        }
+        for i, f in enumerate(facts)
+    ]
     splits = [s for s, v in world.splits.items() if person in v.forget]
     out = {"person": person, "in_forget_splits": splits, "facts": rows}
-    _Output(as_json).emit(out, lambda o: "\n".join(
-        [f"{person} (forget splits: {', '.join(splits) or 'none'})"]
-        + [f"  {r['relation']:>10}: {r['object']:<22} trained {r['trained_accuracy']:.0%}  "
-           f"held-out {r['heldout_accuracy']:.0%}  p={r['mean_prob']:.2f}" for r in rows]))
+    _Output(as_json).emit(
+        out,
+        lambda o: "\n".join(
+            [f"{person} (forget splits: {', '.join(splits) or 'none'})"]
+            + [
+                f"  {r['relation']:>10}: {r['object']:<22} trained {r['trained_accuracy']:.0%}  "
+                f"held-out {r['heldout_accuracy']:.0%}  p={r['mean_prob']:.2f}"
+                for r in rows
+            ]
+        ),
+    )
 
 
 @world_app.command("train")
-def world_train(name: str = typer.Argument("all", help="A shipped model name, or 'all'."),
-                out: Optional[str] = typer.Option(None, help="Parent directory (default: the shipped checkpoints)."),
-                epochs: Optional[int] = typer.Option(None, min=1, help="Override the number of epochs."),
-                as_json: bool = JSON) -> None:
+def world_train(
+    name: str = typer.Argument("all", help="A shipped model name, or 'all'."),
+    out: str | None = typer.Option(None, help="Parent directory (default: the shipped checkpoints)."),
+    epochs: int | None = typer.Option(None, min=1, help="Override the number of epochs."),
+    as_json: bool = JSON,
+) -> None:
     """Rebuild shipped world models deterministically from the generator."""
     from pathlib import Path
 
@@ -133,7 +156,9 @@ def world_train(name: str = typer.Argument("all", help="A shipped model name, or
         reports[n]["path"] = str(parent / n)
 
     def render(r: dict) -> str:
-        return "\n".join(f"{n}: {v['train_seconds']:.0f}s -> {v['path']}  {json.dumps(v['eval'])}" for n, v in r.items())
+        return "\n".join(
+            f"{n}: {v['train_seconds']:.0f}s -> {v['path']}  {json.dumps(v['eval'])}" for n, v in r.items()
+        )
 
     _Output(as_json).emit(reports, render)
 
@@ -155,12 +180,16 @@ def demo(model: str = MODEL, as_json: bool = JSON) -> None:
     where = {}
     for site in ranked_sites:
         if site.component not in where:
-            where[site.component] = {"layer": site.layer, "token": site.token,
-                                     "token_text": tr.tokens[site.token], "effect": site.score}
+            where[site.component] = {
+                "layer": site.layer,
+                "token": site.token,
+                "token_text": tr.tokens[site.token],
+                "effect": site.score,
+            }
     from edit.counterfact import score_requests
-    from workbench.core.hashing import tensor_hash
     from edit.request import world_request
     from edit.rome import rome
+    from workbench.core.hashing import tensor_hash
 
     new = next(c for c, _ in ranked if c != fact.object)
     request = world_request(world, fact.subject, fact.relation, new)
@@ -174,41 +203,58 @@ def demo(model: str = MODEL, as_json: bool = JSON) -> None:
     out = {
         "model": h.info(),
         "fact": {"subject": fact.subject, "relation": fact.relation, "object": fact.object},
-        "prompt": prompt, "tokens": h.tokens(prompt), "subject_span": list(span),
+        "prompt": prompt,
+        "tokens": h.tokens(prompt),
+        "subject_span": list(span),
         "top_candidates": [{"object": c, "prob": p} for c, p in ranked],
         "causal_trace": {"clean": tr.clean, "corrupted": tr.corrupted, "strongest": where},
-        "edit": {"method": "rome", "new_object": new, "layer": edit.settings["layer"], "token": edit.settings["token"],
-                 "top_after": {"object": now[0], "prob": now[1]}, "scores": edited,
-                 "seconds": edit.metrics["seconds"], "reverted_bitwise": restored},
-        "summary": {"people_sampled": 50, "trained_accuracy": trained.accuracy,
-                    "heldout_accuracy": held.accuracy, "heldout_loss": h.heldout_loss()},
+        "edit": {
+            "method": "rome",
+            "new_object": new,
+            "layer": edit.settings["layer"],
+            "token": edit.settings["token"],
+            "top_after": {"object": now[0], "prob": now[1]},
+            "scores": edited,
+            "seconds": edit.metrics["seconds"],
+            "reverted_bitwise": restored,
+        },
+        "summary": {
+            "people_sampled": 50,
+            "trained_accuracy": trained.accuracy,
+            "heldout_accuracy": held.accuracy,
+            "heldout_loss": h.heldout_loss(),
+        },
         "seconds": round(time.perf_counter() - t0, 1),
     }
 
     def render(o: dict) -> str:
         m, s = o["model"], o["summary"]
-        return "\n".join([
-            f"model      {m['name']} ({m['architecture']}, {m['layers']} layers, {m['parameters']:,} parameters, {m['device']})",
-            f"world      {m['world']['people']} people, {m['world']['facts']} facts, relations: {', '.join(m['world']['relations'])}",
-            f"fact       {fact.subject} / {fact.relation} / {fact.object}",
-            f"prompt     {prompt!r}  (held-out phrasing, never trained on)",
-            f"subject    tokens {span[0]}..{span[1] - 1}: {' '.join(o['tokens'][span[0]:span[1]])}",
-            "predicts",
-            _fmt([(c["object"], c["prob"]) for c in o["top_candidates"]]),
-            f"where      causal trace (subject noised, one state restored): P={tr.clean:.2f} clean, "
-            f"{tr.corrupted:.2f} corrupted; strongest restorations:",
-            *(f"  {c:>5}: layer {w['layer']} at token {w['token']} {w['token_text']!r}  (+{w['effect']:.2f})"
-              for c, w in o["causal_trace"]["strongest"].items()),
-            f"edit       ROME at layer {o['edit']['layer']}, {o['edit']['token'].replace('_', ' ')} token "
-            f"({o['edit']['seconds']:.1f}s): now {o['edit']['top_after']['object']!r} "
-            f"({o['edit']['top_after']['prob']:.2f}); held-out paraphrases "
-            f"{o['edit']['scores']['paraphrase']['accuracy']:.0%} new object, neighbours kept "
-            f"{o['edit']['scores']['neighbourhood']['accuracy']:.0%}; reverted: "
-            + ("weights bitwise as before" if o["edit"]["reverted_bitwise"] else "WEIGHTS DIFFER FROM BEFORE"),
-            f"summary    accuracy among candidates on {s['people_sampled']} people: trained phrasings "
-            f"{s['trained_accuracy']:.1%}, held-out phrasings {s['heldout_accuracy']:.1%}; held-out loss {s['heldout_loss']:.3f}",
-            f"time       {o['seconds']}s",
-        ])
+        return "\n".join(
+            [
+                f"model      {m['name']} ({m['architecture']}, {m['layers']} layers, {m['parameters']:,} parameters, {m['device']})",
+                f"world      {m['world']['people']} people, {m['world']['facts']} facts, relations: {', '.join(m['world']['relations'])}",
+                f"fact       {fact.subject} / {fact.relation} / {fact.object}",
+                f"prompt     {prompt!r}  (held-out phrasing, never trained on)",
+                f"subject    tokens {span[0]}..{span[1] - 1}: {' '.join(o['tokens'][span[0] : span[1]])}",
+                "predicts",
+                _fmt([(c["object"], c["prob"]) for c in o["top_candidates"]]),
+                f"where      causal trace (subject noised, one state restored): P={tr.clean:.2f} clean, "
+                f"{tr.corrupted:.2f} corrupted; strongest restorations:",
+                *(
+                    f"  {c:>5}: layer {w['layer']} at token {w['token']} {w['token_text']!r}  (+{w['effect']:.2f})"
+                    for c, w in o["causal_trace"]["strongest"].items()
+                ),
+                f"edit       ROME at layer {o['edit']['layer']}, {o['edit']['token'].replace('_', ' ')} token "
+                f"({o['edit']['seconds']:.1f}s): now {o['edit']['top_after']['object']!r} "
+                f"({o['edit']['top_after']['prob']:.2f}); held-out paraphrases "
+                f"{o['edit']['scores']['paraphrase']['accuracy']:.0%} new object, neighbours kept "
+                f"{o['edit']['scores']['neighbourhood']['accuracy']:.0%}; reverted: "
+                + ("weights bitwise as before" if o["edit"]["reverted_bitwise"] else "WEIGHTS DIFFER FROM BEFORE"),
+                f"summary    accuracy among candidates on {s['people_sampled']} people: trained phrasings "
+                f"{s['trained_accuracy']:.1%}, held-out phrasings {s['heldout_accuracy']:.1%}; held-out loss {s['heldout_loss']:.3f}",
+                f"time       {o['seconds']}s",
+            ]
+        )
 
     _Output(as_json).emit(out, render)
 
@@ -264,6 +310,7 @@ def _run(args: list[str]) -> int:
 def _fail(e: Exception, args: list[str]) -> int:
     from workbench.core.handle import ModelLoadError
     from workbench.core.tokens import EncodingError
+
     known = (CliError, typer.TyperException, KeyError, ValueError, ModelLoadError, EncodingError)
     msg = _one_line(e)
     if not isinstance(e, known):
@@ -277,4 +324,5 @@ def _fail(e: Exception, args: list[str]) -> int:
 if __name__ == "__main__":
     # Run as a script this file is a second module, whose app the subcommand modules never see.
     from workbench.cli import main as _registered_main
+
     sys.exit(_registered_main())

@@ -10,7 +10,6 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -26,12 +25,14 @@ def _render_scores(before: dict, after: dict) -> list[str]:
     lines = ["                 by probability     among candidates"]
     for k in KINDS:
         b, a = before[k], after[k]
-        lines.append(f"  {k:<13} {b['prob']:6.1%} -> {a['prob']:6.1%}    {b['accuracy']:6.1%} -> {a['accuracy']:6.1%}"
-                     f"   ({a['n']} prompts)")
+        lines.append(
+            f"  {k:<13} {b['prob']:6.1%} -> {a['prob']:6.1%}    {b['accuracy']:6.1%} -> {a['accuracy']:6.1%}"
+            f"   ({a['n']} prompts)"
+        )
     return lines
 
 
-def _layers(text: Optional[str], n: int) -> Optional[tuple[int, ...]]:
+def _layers(text: str | None, n: int) -> tuple[int, ...] | None:
     if text is None:
         return None
     try:
@@ -45,15 +46,18 @@ def _layers(text: Optional[str], n: int) -> Optional[tuple[int, ...]]:
 
 
 @edit_app.command("rome")
-def rome_cmd(person: str = typer.Argument(..., help="A person of the world."),
-             relation: str = typer.Argument(..., help="A relation of the world, e.g. birthplace."),
-             new_object: Optional[str] = typer.Argument(None, help="The new object (omit with --erase)."),
-             erase: bool = typer.Option(False, "--erase", help="Remove the fact instead of rewriting it."),
-             layer: Optional[int] = typer.Option(None, help="MLP layer (default: where a causal trace points)."),
-             token: str = typer.Option("auto", help="Key position: auto | subject_last | last."),
-             phrasing: int = typer.Option(0, help="Which trained phrasing is the edit prompt."),
-             save_patch: Optional[str] = typer.Option(None, "--save-patch", help="Write the edit as a patch file."),
-             model: str = MODEL, as_json: bool = JSON) -> None:
+def rome_cmd(
+    person: str = typer.Argument(..., help="A person of the world."),
+    relation: str = typer.Argument(..., help="A relation of the world, e.g. birthplace."),
+    new_object: str | None = typer.Argument(None, help="The new object (omit with --erase)."),
+    erase: bool = typer.Option(False, "--erase", help="Remove the fact instead of rewriting it."),
+    layer: int | None = typer.Option(None, help="MLP layer (default: where a causal trace points)."),
+    token: str = typer.Option("auto", help="Key position: auto | subject_last | last."),
+    phrasing: int = typer.Option(0, help="Which trained phrasing is the edit prompt."),
+    save_patch: str | None = typer.Option(None, "--save-patch", help="Write the edit as a patch file."),
+    model: str = MODEL,
+    as_json: bool = JSON,
+) -> None:
     """Rewrite (or erase) PERSON's RELATION with one rank-one update; scores before and after."""
     from edit.counterfact import score_requests
     from edit.patch import save_patch as write_patch
@@ -77,39 +81,71 @@ def rome_cmd(person: str = typer.Argument(..., help="A person of the world."),
     after = score_requests(h, [request])
     top = h.rank_candidates(request.prompt, list(request.candidates))[:3]
     patch = str(write_patch(e, save_patch)) if save_patch else None
-    out = {"request": request.to_dict(), "layer": e.settings["layer"], "token": e.settings["token"],
-           "before": before, "after": after, "top_candidates": [{"object": c, "prob": p} for c, p in top],
-           "tensors": e.names, "seconds": seconds, "patch": patch}
+    out = {
+        "request": request.to_dict(),
+        "layer": e.settings["layer"],
+        "token": e.settings["token"],
+        "before": before,
+        "after": after,
+        "top_candidates": [{"object": c, "prob": p} for c, p in top],
+        "tensors": e.names,
+        "seconds": seconds,
+        "patch": patch,
+    }
 
     def render(o: dict) -> str:
-        what = f"erase {relation} of {person} ({request.true_object})" if erase else \
-            f"{person} / {relation}: {request.true_object} -> {new_object}"
-        return "\n".join([f"rome: {what}", f"edited {o['tensors'][0]} (layer {o['layer']}, key at the "
-                          f"{o['token'].replace('_', ' ')} token) in {o['seconds']:.2f}s", *_render_scores(before, after),
-                          f"now: {request.prompt} ... " + ", ".join(f"{c['object']} {c['prob']:.2f}"
-                                                                    for c in o["top_candidates"]),
-                          *([f"patch written to {patch}"] if patch else [])])
+        what = (
+            f"erase {relation} of {person} ({request.true_object})"
+            if erase
+            else f"{person} / {relation}: {request.true_object} -> {new_object}"
+        )
+        return "\n".join(
+            [
+                f"rome: {what}",
+                f"edited {o['tensors'][0]} (layer {o['layer']}, key at the "
+                f"{o['token'].replace('_', ' ')} token) in {o['seconds']:.2f}s",
+                *_render_scores(before, after),
+                f"now: {request.prompt} ... "
+                + ", ".join(f"{c['object']} {c['prob']:.2f}" for c in o["top_candidates"]),
+                *([f"patch written to {patch}"] if patch else []),
+            ]
+        )
 
     _Output(as_json).emit(out, render)
 
 
 @edit_app.command("memit")
-def memit_cmd(requests_file: str = typer.Option(..., "--requests", help="JSONL: {person, relation, new_object} or "
-                                                                       "{person, relation, erase: true} per line."),
-              layers: Optional[str] = typer.Option(None, help="Comma-separated MLP layers (default: from a trace)."),
-              mom2_weight: float = typer.Option(10.0, help="lambda: weight of the preserved keys."),
-              batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Make the edits this many at a "
-                                                       "time, each batch on the model the earlier left (default: "
-                                                       "all at once)."),
-              null_space: bool = typer.Option(False, "--null-space", help="Confine the updates to the preserved "
-                                              "keys' null space, keeping earlier batches' keys (AlphaEdit)."),
-              alphaedit: bool = typer.Option(False, "--alphaedit", help="With --null-space: AlphaEdit's own "
-                                             "solve, without MEMIT's lambda C (kept by default)."),
-              keys: str = typer.Option("mean", help="mean: a column of the solve per edit at its contexts' mean "
-                                       "key (MEMIT); each: one per edit and context, so the update holds at "
-                                       "every context's key (helps on wide layers)."),
-              save_patch: Optional[str] = typer.Option(None, "--save-patch", help="Write the edit as a patch file."),
-              model: str = MODEL, as_json: bool = JSON) -> None:
+def memit_cmd(
+    requests_file: str = typer.Option(
+        ..., "--requests", help="JSONL: {person, relation, new_object} or {person, relation, erase: true} per line."
+    ),
+    layers: str | None = typer.Option(None, help="Comma-separated MLP layers (default: from a trace)."),
+    mom2_weight: float = typer.Option(10.0, help="lambda: weight of the preserved keys."),
+    batch_size: int | None = typer.Option(
+        None,
+        "--batch-size",
+        help="Make the edits this many at a time, each batch on the model the earlier left (default: all at once).",
+    ),
+    null_space: bool = typer.Option(
+        False,
+        "--null-space",
+        help="Confine the updates to the preserved keys' null space, keeping earlier batches' keys (AlphaEdit).",
+    ),
+    alphaedit: bool = typer.Option(
+        False,
+        "--alphaedit",
+        help="With --null-space: AlphaEdit's own solve, without MEMIT's lambda C (kept by default).",
+    ),
+    keys: str = typer.Option(
+        "mean",
+        help="mean: a column of the solve per edit at its contexts' mean "
+        "key (MEMIT); each: one per edit and context, so the update holds at "
+        "every context's key (helps on wide layers).",
+    ),
+    save_patch: str | None = typer.Option(None, "--save-patch", help="Write the edit as a patch file."),
+    model: str = MODEL,
+    as_json: bool = JSON,
+) -> None:
     """Make many edits at once (MEMIT), or batch after batch; scores of all of them before and after."""
     from edit.counterfact import score_requests
     from edit.memit import KEYS, MemitSettings, memit_site
@@ -136,8 +172,9 @@ def memit_cmd(requests_file: str = typer.Option(..., "--requests", help="JSONL: 
             continue
         try:
             row = json.loads(line)
-            requests.append(world_request(world, row["person"], row["relation"],
-                                          None if row.get("erase") else row["new_object"]))
+            requests.append(
+                world_request(world, row["person"], row["relation"], None if row.get("erase") else row["new_object"])
+            )
         except json.JSONDecodeError as e:
             raise CliError(f"{requests_file}:{i}: not JSON ({e.msg})") from None
         except KeyError as e:
@@ -151,25 +188,44 @@ def memit_cmd(requests_file: str = typer.Option(..., "--requests", help="JSONL: 
     t0 = time.perf_counter()
     where, role, location = memit_site(h, requests[0], None, settings)
     settings = replace(settings, layers=where, token=role)
-    ns = (NullSpace.for_layers(h, list(where), position=statistics_position(role), keep_statistics=not alphaedit)
-          if null_space else None)
+    ns = (
+        NullSpace.for_layers(h, list(where), position=statistics_position(role), keep_statistics=not alphaedit)
+        if null_space
+        else None
+    )
     e = memit_batches(h, requests, batch_size or len(requests), settings, location, null_space=ns)
     seconds = time.perf_counter() - t0
     after = score_requests(h, requests)
     patch = str(write_patch(e, save_patch)) if save_patch else None
-    out = {"requests": len(requests), "layers": e.settings["layers"], "token": e.settings["token"],
-           "before": before, "after": after, "tensors": e.names, "seconds": seconds, "patch": patch,
-           "batches": e.metrics["batches"], "batch_size": batch_size or len(requests), "null_space": null_space,
-           "alphaedit": alphaedit, "keys": keys,
-           # How much of the edits' target states the updates wrote (per batch: a warning below 0.9).
-           "target_written": e.metrics["target_written"],
-           "target_written_per_batch": e.metrics["target_written_per_batch"]}
+    out = {
+        "requests": len(requests),
+        "layers": e.settings["layers"],
+        "token": e.settings["token"],
+        "before": before,
+        "after": after,
+        "tensors": e.names,
+        "seconds": seconds,
+        "patch": patch,
+        "batches": e.metrics["batches"],
+        "batch_size": batch_size or len(requests),
+        "null_space": null_space,
+        "alphaedit": alphaedit,
+        "keys": keys,
+        # How much of the edits' target states the updates wrote (per batch: a warning below 0.9).
+        "target_written": e.metrics["target_written"],
+        "target_written_per_batch": e.metrics["target_written_per_batch"],
+    }
 
     def render(o: dict) -> str:
         batches = f" in {o['batches']} batches of {o['batch_size']}" if o["batches"] > 1 else ""
         mode = (" (null-space, AlphaEdit's solve)" if alphaedit else " (null-space)") if null_space else ""
-        return "\n".join([f"memit: {o['requests']} edits{batches}{mode} at layers {o['layers']} (key at the "
-                          f"{o['token'].replace('_', ' ')} token) in {o['seconds']:.1f}s",
-                          *_render_scores(before, after), *([f"patch written to {patch}"] if patch else [])])
+        return "\n".join(
+            [
+                f"memit: {o['requests']} edits{batches}{mode} at layers {o['layers']} (key at the "
+                f"{o['token'].replace('_', ' ')} token) in {o['seconds']:.1f}s",
+                *_render_scores(before, after),
+                *([f"patch written to {patch}"] if patch else []),
+            ]
+        )
 
     _Output(as_json).emit(out, render)

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List
 
 import typer
 
-from workbench.cli import JSON, MODEL, CliError, _load, _Output, app
 from workbench.checkpoint.manifest import NAME
+from workbench.cli import JSON, MODEL, CliError, _load, _Output, app
 
 patch_app = typer.Typer(no_args_is_help=True, help="Patch files: show, apply to a base model, revert bitwise.")
 app.add_typer(patch_app, name="patch")
@@ -29,22 +28,34 @@ def _kb(n: int | None) -> str:
 
 def _exported(out: Path, extra: dict) -> dict:
     manifest = json.loads((out / NAME).read_text())
-    return {"out": str(out), **extra, "edits": [{"method": e["method"], "tensors": e["tensors"]} for e in manifest["edits"]],
-            "tensors": len(manifest["tensors"]), "chain_head": manifest["chain_head"],
-            "files": sorted([*manifest["files"], *manifest["weight_files"], NAME])}
+    return {
+        "out": str(out),
+        **extra,
+        "edits": [{"method": e["method"], "tensors": e["tensors"]} for e in manifest["edits"]],
+        "tensors": len(manifest["tensors"]),
+        "chain_head": manifest["chain_head"],
+        "files": sorted([*manifest["files"], *manifest["weight_files"], NAME]),
+    }
 
 
 def _render_export(o: dict) -> str:
-    done = f"{len(o['edits'])} edit(s) applied" if o.get("reverted") is None else f"{len(o['reverted'])} patch(es) reverted"
-    lines = [f"wrote {o['out']}: {done}, {o['tensors']} tensors, files: {', '.join(o['files'])}",
-             f"chain head {o['chain_head']} (check with: workbench audit {o['out']})"]
+    done = (
+        f"{len(o['edits'])} edit(s) applied"
+        if o.get("reverted") is None
+        else f"{len(o['reverted'])} patch(es) reverted"
+    )
+    lines = [
+        f"wrote {o['out']}: {done}, {o['tensors']} tensors, files: {', '.join(o['files'])}",
+        f"chain head {o['chain_head']} (check with: workbench audit {o['out']})",
+    ]
     if o.get("verdict"):
         lines.append(f"verified: {o['verdict']['overall']}; {o['verdict']['reason']}")
     return "\n".join(lines)
 
 
-def _apply_and_export(files: list[str], model: str, out: str, overwrite: bool, verify: bool = False,
-                      quick: bool = False) -> dict:
+def _apply_and_export(
+    files: list[str], model: str, out: str, overwrite: bool, verify: bool = False, quick: bool = False
+) -> dict:
     from edit.edit import EditSequence
     from edit.patch import load_patch
     from workbench.checkpoint.export import check_target, export
@@ -64,20 +75,29 @@ def _apply_and_export(files: list[str], model: str, out: str, overwrite: bool, v
 
 def _verify(h, sequence, quick: bool):
     from workbench.verify import VerifyError, VerifySettings, verify
+
     try:
-        return verify(h, sequence if len(sequence.edits) > 1 else sequence.edits[0],
-                      settings=VerifySettings.quick() if quick else None)
+        return verify(
+            h,
+            sequence if len(sequence.edits) > 1 else sequence.edits[0],
+            settings=VerifySettings.quick() if quick else None,
+        )
     except VerifyError as e:
         raise CliError(f"--verify: {e}") from None
 
 
 @app.command("export")
-def export_cmd(patch: List[str] = typer.Option([], "--patch", "-p", help="A patch file; repeat to apply several in order."),
-               out: str = OUT, model: str = MODEL, overwrite: bool = OVERWRITE,
-               verify: bool = typer.Option(False, "--verify", help="Verify the patched model (workbench verify) "
-                                                                 "and ship the report beside it."),
-               quick: bool = typer.Option(False, "--quick", help="With --verify: the quick report."),
-               as_json: bool = JSON) -> None:
+def export_cmd(
+    patch: list[str] = typer.Option([], "--patch", "-p", help="A patch file; repeat to apply several in order."),
+    out: str = OUT,
+    model: str = MODEL,
+    overwrite: bool = OVERWRITE,
+    verify: bool = typer.Option(
+        False, "--verify", help="Verify the patched model (workbench verify) and ship the report beside it."
+    ),
+    quick: bool = typer.Option(False, "--quick", help="With --verify: the quick report."),
+    as_json: bool = JSON,
+) -> None:
     """Apply patches to the base model in order and export a Hugging Face checkpoint with its manifest and card."""
     if quick and not verify:
         raise CliError("--quick goes with --verify")
@@ -85,16 +105,25 @@ def export_cmd(patch: List[str] = typer.Option([], "--patch", "-p", help="A patc
 
 
 @patch_app.command("apply")
-def patch_apply(files: List[str] = typer.Argument(..., help="Patch files, applied in the order given."),
-                model: str = MODEL, out: str = OUT, overwrite: bool = OVERWRITE, as_json: bool = JSON) -> None:
+def patch_apply(
+    files: list[str] = typer.Argument(..., help="Patch files, applied in the order given."),
+    model: str = MODEL,
+    out: str = OUT,
+    overwrite: bool = OVERWRITE,
+    as_json: bool = JSON,
+) -> None:
     """Write the patched checkpoint of MODEL (with its edit manifest) to OUT."""
     _Output(as_json).emit(_apply_and_export(files, model, out, overwrite), _render_export)
 
 
 @patch_app.command("revert")
-def patch_revert(files: List[str] = typer.Argument(..., help="The patches that made MODEL, in the order applied."),
-                 model: str = typer.Option(..., "--model", "-m", help="The patched checkpoint's directory."),
-                 out: str = OUT, overwrite: bool = OVERWRITE, as_json: bool = JSON) -> None:
+def patch_revert(
+    files: list[str] = typer.Argument(..., help="The patches that made MODEL, in the order applied."),
+    model: str = typer.Option(..., "--model", "-m", help="The patched checkpoint's directory."),
+    out: str = OUT,
+    overwrite: bool = OVERWRITE,
+    as_json: bool = JSON,
+) -> None:
     """Revert patches (last first) from a patched checkpoint, bitwise back to the base, and write it to OUT."""
     from edit.patch import revert_patch
     from workbench.checkpoint.export import check_target, export
@@ -104,13 +133,15 @@ def patch_revert(files: List[str] = typer.Argument(..., help="The patches that m
     reverted = [revert_patch(f, h.model) for f in reversed(files)]
     path = export(h, out, reverted=reverted, overwrite=overwrite)
     restored = {n: e.hashes_before[n] for e in reverted for n in e.names}
-    _Output(as_json).emit(_exported(path, {"model": model, "reverted": list(reversed(files)), "restored": restored}),
-                          _render_export)
+    _Output(as_json).emit(
+        _exported(path, {"model": model, "reverted": list(reversed(files)), "restored": restored}), _render_export
+    )
 
 
 @patch_app.command("show")
-def patch_show(file: str = typer.Argument(..., help="A patch file (with or without its .json suffix)."),
-               as_json: bool = JSON) -> None:
+def patch_show(
+    file: str = typer.Argument(..., help="A patch file (with or without its .json suffix)."), as_json: bool = JSON
+) -> None:
     """Method, request, and per tensor its shape, rank, sizes and hashes."""
     from edit.patch import describe_patch
     from workbench.checkpoint.model_card import describe_request
@@ -122,11 +153,15 @@ def patch_show(file: str = typer.Argument(..., help="A patch file (with or witho
         lines = [f"{o['method']} patch ({o['format']}), {_kb(o['bytes'])}: {o['summary']}"]
         for t in o["tensors"]:
             rank = f"rank {t['rank']}" if t["rank"] is not None else "dense"
-            lines.append(f"  {t['name']}  {'x'.join(map(str, t['shape']))}  {rank}  delta {_kb(t['delta_bytes'])}"
-                         f"  revert data {_kb(t['restore_bytes'])}")
+            lines.append(
+                f"  {t['name']}  {'x'.join(map(str, t['shape']))}  {rank}  delta {_kb(t['delta_bytes'])}"
+                f"  revert data {_kb(t['restore_bytes'])}"
+            )
             lines.append(f"    before {t['sha256_before'] or '-'}\n    after  {t['sha256_after'] or '-'}")
-        lines.append("revertible from the file alone: " + ("yes" if o["revertible_from_file"] else
-                                                           "no (revert it where it was applied)"))
+        lines.append(
+            "revertible from the file alone: "
+            + ("yes" if o["revertible_from_file"] else "no (revert it where it was applied)")
+        )
         return "\n".join(lines)
 
     _Output(as_json).emit(info, render)
@@ -141,8 +176,10 @@ def audit_cmd(directory: str = typer.Argument(..., help="An exported directory."
 
     def render(o: dict) -> str:
         if o["ok"]:
-            return (f"{o['path']}: all hashes match ({o['tensors']} tensors, {o['files']} files, {o['edits']} edits); "
-                    f"chain head {o['chain_head']}")
+            return (
+                f"{o['path']}: all hashes match ({o['tensors']} tensors, {o['files']} files, {o['edits']} edits); "
+                f"chain head {o['chain_head']}"
+            )
         return "\n".join([f"{o['path']}: {len(o['problems'])} mismatch(es)", *o["problems"]])
 
     _Output(as_json).emit(result.to_dict(), render)

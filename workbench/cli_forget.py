@@ -6,25 +6,31 @@ object, bad input is one line on stderr and exit status 2.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from workbench.cli import JSON, MODEL, CliError, _load, _Output, _world_of, app
 
-ROWS = (("forget", "forget, trained phrasings"), ("forget_heldout", "forget, held-out phrasings"),
-        ("retain", "retain"), ("neighbours", "neighbours"), ("heldout_loss", "held-out loss"))
+ROWS = (
+    ("forget", "forget, trained phrasings"),
+    ("forget_heldout", "forget, held-out phrasings"),
+    ("retain", "retain"),
+    ("neighbours", "neighbours"),
+    ("heldout_loss", "held-out loss"),
+)
 
 
-def _names(text: Optional[str]) -> list[str]:
+def _names(text: str | None) -> list[str]:
     return [p.strip() for p in (text or "").split(",") if p.strip()]
 
 
 def _render(o: dict) -> str:
     ref = o.get("reference")
     head = f"{'':28}{'before':>8}{'after':>8}" + (f"{'retain model':>14}" if ref else "")
-    lines = [f"forget {o['request']['name']} with {o['method']}: {o['request']['forget_facts']} facts forgotten, "
-             f"{o['request']['retain_facts']} kept, {o['seconds']:.1f}s", head]
+    lines = [
+        f"forget {o['request']['name']} with {o['method']}: {o['request']['forget_facts']} facts forgotten, "
+        f"{o['request']['retain_facts']} kept, {o['seconds']:.1f}s",
+        head,
+    ]
     for key, label in ROWS:
         if key not in o["after"]:
             continue
@@ -35,22 +41,27 @@ def _render(o: dict) -> str:
         lines.append(row)
     if ref:
         lines.append(f"retain model: {o['reference_model']} (never trained on the forgotten people)")
-    lines.append(f"edited {len(o['tensors'])} tensor(s)" + (f"; patch written to {o['patch']}" if o.get("patch") else ""))
+    lines.append(
+        f"edited {len(o['tensors'])} tensor(s)" + (f"; patch written to {o['patch']}" if o.get("patch") else "")
+    )
     return "\n".join(lines)
 
 
 @app.command("forget")
-def forget_cmd(person: Optional[str] = typer.Argument(None, help="A person of the world (several: comma-separated)."),
-               split: Optional[str] = typer.Option(None, help="A forget split instead: forget01, forget05 or forget10."),
-               method: str = typer.Option("ssd", help="rmu | ablate | ga | gradiff | npo | ssd | erase."),
-               retain: Optional[str] = typer.Option(None, help="Keep only these people (comma-separated); "
-                                                               "default: everybody else."),
-               retain_facts: int = typer.Option(300, help="Retained facts scored (0: all of them)."),
-               reference: bool = typer.Option(True, help="Score the split's retain model beside the result."),
-               save_patch: Optional[str] = typer.Option(None, "--save-patch", help="Write the edit as a patch file."),
-               model: str = MODEL, as_json: bool = JSON) -> None:
+def forget_cmd(
+    person: str | None = typer.Argument(None, help="A person of the world (several: comma-separated)."),
+    split: str | None = typer.Option(None, help="A forget split instead: forget01, forget05 or forget10."),
+    method: str = typer.Option("ssd", help="rmu | ablate | ga | gradiff | npo | ssd | erase."),
+    retain: str | None = typer.Option(None, help="Keep only these people (comma-separated); default: everybody else."),
+    retain_facts: int = typer.Option(300, help="Retained facts scored (0: all of them)."),
+    reference: bool = typer.Option(True, help="Score the split's retain model beside the result."),
+    save_patch: str | None = typer.Option(None, "--save-patch", help="Write the edit as a patch file."),
+    model: str = MODEL,
+    as_json: bool = JSON,
+) -> None:
     """Forget PERSON (or a --split) with one method; forget, retain and neighbour accuracy before and after."""
-    from edit.forget import forget, method as find_method
+    from edit.forget import forget
+    from edit.forget import method as find_method
     from edit.forget_figures import FigureSettings
     from edit.forget_request import ForgetError, forget_request
     from edit.patch import save_patch as write_patch

@@ -6,15 +6,12 @@ object, bad input is one line on stderr and exit status 2.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from workbench.cli import JSON, MODEL, CliError, _load, _Output, _world_of, app
 
 
-def fact_prompt(h, person: str, relation: str, prompt: Optional[str], obj: Optional[str],
-                phrasing: int) -> tuple[str, str]:
+def fact_prompt(h, person: str, relation: str, prompt: str | None, obj: str | None, phrasing: int) -> tuple[str, str]:
     """The prompt and object to trace: from the world, or given (any model)."""
     if h.world is None:
         if not (prompt and obj):
@@ -33,19 +30,21 @@ def fact_prompt(h, person: str, relation: str, prompt: Optional[str], obj: Optio
 
 
 @app.command("trace")
-def trace_cmd(person: str = typer.Argument(..., help="The subject, e.g. a person of the world."),
-              relation: str = typer.Argument(..., help="A relation of the world, e.g. birthplace."),
-              method: str = typer.Option("causal", help="causal | attribution | nnsight | reference."),
-              model: str = MODEL,
-              prompt: Optional[str] = typer.Option(None, help="Trace this prompt instead (must contain PERSON)."),
-              obj: Optional[str] = typer.Option(None, "--object", help="Object to measure (default: the world's)."),
-              phrasing: int = typer.Option(0, help="Which of the relation's phrasings (world models)."),
-              samples: int = typer.Option(10, min=1, help="Noise samples."),
-              noise: float = typer.Option(3.0, min=0.0, help="Noise std as a multiple of the embedding std."),
-              window: int = typer.Option(1, min=1, help="Layers restored together (mlp, attn)."),
-              corruption: str = typer.Option("noise", help="noise | counterfactual."),
-              seed: int = typer.Option(0),
-              as_json: bool = JSON) -> None:
+def trace_cmd(
+    person: str = typer.Argument(..., help="The subject, e.g. a person of the world."),
+    relation: str = typer.Argument(..., help="A relation of the world, e.g. birthplace."),
+    method: str = typer.Option("causal", help="causal | attribution | nnsight | reference."),
+    model: str = MODEL,
+    prompt: str | None = typer.Option(None, help="Trace this prompt instead (must contain PERSON)."),
+    obj: str | None = typer.Option(None, "--object", help="Object to measure (default: the world's)."),
+    phrasing: int = typer.Option(0, help="Which of the relation's phrasings (world models)."),
+    samples: int = typer.Option(10, min=1, help="Noise samples."),
+    noise: float = typer.Option(3.0, min=0.0, help="Noise std as a multiple of the embedding std."),
+    window: int = typer.Option(1, min=1, help="Layers restored together (mlp, attn)."),
+    corruption: str = typer.Option("noise", help="noise | counterfactual."),
+    seed: int = typer.Option(0),
+    as_json: bool = JSON,
+) -> None:
     """Where does the model keep PERSON's RELATION? Grid of restored P(object) and the best site."""
     from locate.causal_trace import TraceSettings
     from locate.registry import tracer
@@ -57,21 +56,42 @@ def trace_cmd(person: str = typer.Argument(..., help="The subject, e.g. a person
     text, target = fact_prompt(h, person, relation, prompt, obj, phrasing)
     if window > h.n_layers:
         raise CliError(f"window {window} out of range 1..{h.n_layers} for a {h.n_layers}-layer model")
-    result = fn(h, text, person, target, TraceSettings(noise=noise, samples=samples, window=window, seed=seed,
-                                                        corruption=corruption))
+    result = fn(
+        h,
+        text,
+        person,
+        target,
+        TraceSettings(noise=noise, samples=samples, window=window, seed=seed, corruption=corruption),
+    )
     loc = result.to_location()
     best = loc.best()
-    out = {"method": loc.method, "prompt": text, "subject": person, "object": target, "tokens": result.tokens,
-           "subject_span": list(result.subject_span), "clean": result.clean, "corrupted": result.corrupted,
-           "replacement": result.replacement,
-           "grids": {c: g.tolist() for c, g in result.scores.items()},
-           "best": {"component": best.component, "layer": best.layer, "token": best.token,
-                    "token_text": result.tokens[best.token], "effect": best.score}}
+    out = {
+        "method": loc.method,
+        "prompt": text,
+        "subject": person,
+        "object": target,
+        "tokens": result.tokens,
+        "subject_span": list(result.subject_span),
+        "clean": result.clean,
+        "corrupted": result.corrupted,
+        "replacement": result.replacement,
+        "grids": {c: g.tolist() for c, g in result.scores.items()},
+        "best": {
+            "component": best.component,
+            "layer": best.layer,
+            "token": best.token,
+            "token_text": result.tokens[best.token],
+            "effect": best.score,
+        },
+    }
 
     def render(o: dict) -> str:
         a, b = o["subject_span"]
-        lines = [f"{o['method']}: {o['prompt']!r} -> {o['object']!r}  P clean {o['clean']:.3f}, "
-                 f"corrupted {o['corrupted']:.3f}" + (f" (subject replaced by {o['replacement']})" if o["replacement"] else "")]
+        lines = [
+            f"{o['method']}: {o['prompt']!r} -> {o['object']!r}  P clean {o['clean']:.3f}, "
+            f"corrupted {o['corrupted']:.3f}"
+            + (f" (subject replaced by {o['replacement']})" if o["replacement"] else "")
+        ]
         width = max(len(t) for t in o["tokens"]) + 2
         for c, grid in o["grids"].items():
             lines.append(f"{c}: P(object) with one state restored, rows tokens (* subject), columns layers")
@@ -80,29 +100,34 @@ def trace_cmd(person: str = typer.Argument(..., help="The subject, e.g. a person
                 mark = "*" if a <= t < b else " "
                 lines.append(f"{mark}{o['tokens'][t]:<{width - 1}}" + "".join(f"{v:7.3f}" for v in row))
         w = o["best"]
-        lines.append(f"best site: {w['component']} layer {w['layer']} at token {w['token']} {w['token_text']!r} "
-                     f"(+{w['effect']:.3f})")
+        lines.append(
+            f"best site: {w['component']} layer {w['layer']} at token {w['token']} {w['token_text']!r} "
+            f"(+{w['effect']:.3f})"
+        )
         return "\n".join(lines)
 
     _Output(as_json).emit(out, render)
 
 
 @app.command("fisher")
-def fisher_cmd(forget: str = typer.Argument(..., help="A person of the world, or a forget split (forget01/05/10)."),
-               model: str = MODEL,
-               top_fraction: float = typer.Option(0.01, help="Fraction of parameters the mask keeps (0, 1]."),
-               granularity: str = typer.Option("element", help="element | row | tensor."),
-               score: str = typer.Option("ratio", help="ratio (forget / retain) | forget."),
-               alpha: float = typer.Option(10.0, help="Selective Synaptic Dampening threshold."),
-               max_examples: Optional[int] = typer.Option(None, min=1, help="At most this many examples per set."),
-               out: Optional[str] = typer.Option(None, help="Write the Location (JSON) here."),
-               top: int = typer.Option(10, min=1, help="How many sites to list."),
-               as_json: bool = JSON) -> None:
+def fisher_cmd(
+    forget: str = typer.Argument(..., help="A person of the world, or a forget split (forget01/05/10)."),
+    model: str = MODEL,
+    top_fraction: float = typer.Option(0.01, help="Fraction of parameters the mask keeps (0, 1]."),
+    granularity: str = typer.Option("element", help="element | row | tensor."),
+    score: str = typer.Option("ratio", help="ratio (forget / retain) | forget."),
+    alpha: float = typer.Option(10.0, help="Selective Synaptic Dampening threshold."),
+    max_examples: int | None = typer.Option(None, min=1, help="At most this many examples per set."),
+    out: str | None = typer.Option(None, help="Write the Location (JSON) here."),
+    top: int = typer.Option(10, min=1, help="How many sites to list."),
+    as_json: bool = JSON,
+) -> None:
     """Which parameters does FORGET lean on, compared with everything else? A Fisher parameter mask."""
     from locate.fisher import FisherSettings, fisher
 
-    settings = FisherSettings(max_examples=max_examples, top_fraction=top_fraction, granularity=granularity,
-                              score=score, alpha=alpha)
+    settings = FisherSettings(
+        max_examples=max_examples, top_fraction=top_fraction, granularity=granularity, score=score, alpha=alpha
+    )
     h = _load(model)
     _world_of(h)
     scores = fisher(h, forget, settings=settings, progress=not as_json)
@@ -110,27 +135,58 @@ def fisher_cmd(forget: str = typer.Argument(..., help="A person of the world, or
     if out:
         loc.save(out)
     f, r = scores.components("forget"), scores.components("retain")
-    comps = [{"layer": l, "component": c, "forget": f[(l, c)], "retain": r[(l, c)],
-              "ratio": f[(l, c)] / (r[(l, c)] + settings.eps)} for l, c in sorted(f, key=lambda k: (k[0] is None, k))]
-    o = {"target": loc.target, "examples": loc.extras["examples"], "seconds": scores.seconds,
-         "selected_elements": loc.extras["elements"], "total_elements": loc.extras["total_elements"],
-         "ssd_elements": loc.extras.get("ssd_elements"), "components": comps,
-         "sites": [{"param": s.param, "layer": s.layer, "component": s.component, "unit": s.feature,
-                    "elements": len(loc.masks[s.param]) if s.param in loc.masks else None, "score": s.score}
-                   for s in loc.sites[:top]], "location_file": out}
+    comps = [
+        {
+            "layer": l,
+            "component": c,
+            "forget": f[(l, c)],
+            "retain": r[(l, c)],
+            "ratio": f[(l, c)] / (r[(l, c)] + settings.eps),
+        }
+        for l, c in sorted(f, key=lambda k: (k[0] is None, k))
+    ]
+    o = {
+        "target": loc.target,
+        "examples": loc.extras["examples"],
+        "seconds": scores.seconds,
+        "selected_elements": loc.extras["elements"],
+        "total_elements": loc.extras["total_elements"],
+        "ssd_elements": loc.extras.get("ssd_elements"),
+        "components": comps,
+        "sites": [
+            {
+                "param": s.param,
+                "layer": s.layer,
+                "component": s.component,
+                "unit": s.feature,
+                "elements": len(loc.masks[s.param]) if s.param in loc.masks else None,
+                "score": s.score,
+            }
+            for s in loc.sites[:top]
+        ],
+        "location_file": out,
+    }
 
     def render(o: dict) -> str:
-        lines = [f"fisher of {forget}: {o['examples']['forget']} forget and {o['examples']['retain']} retain "
-                 f"examples in {o['seconds']:.1f}s",
-                 f"mask: {o['selected_elements']:,} of {o['total_elements']:,} parameters "
-                 f"({o['selected_elements'] / o['total_elements']:.2%}); SSD (forget > {alpha:g} x retain): "
-                 f"{o['ssd_elements']:,}",
-                 "per component (summed Fisher):  layer component  forget  retain  ratio"]
-        lines += [f"  {str(c['layer']):>5} {c['component']:<9} {c['forget']:.2e} {c['retain']:.2e} {c['ratio']:7.2f}"
-                  for c in o["components"]]
+        lines = [
+            f"fisher of {forget}: {o['examples']['forget']} forget and {o['examples']['retain']} retain "
+            f"examples in {o['seconds']:.1f}s",
+            f"mask: {o['selected_elements']:,} of {o['total_elements']:,} parameters "
+            f"({o['selected_elements'] / o['total_elements']:.2%}); SSD (forget > {alpha:g} x retain): "
+            f"{o['ssd_elements']:,}",
+            "per component (summed Fisher):  layer component  forget  retain  ratio",
+        ]
+        lines += [
+            f"  {str(c['layer']):>5} {c['component']:<9} {c['forget']:.2e} {c['retain']:.2e} {c['ratio']:7.2f}"
+            for c in o["components"]
+        ]
         lines.append(f"top {len(o['sites'])} sites:")
-        lines += [f"  {s['score']:10.3g}  {s['param']}" + (f" unit {s['unit']}" if s["unit"] is not None else "")
-                  + (f" ({s['elements']} elements)" if s["elements"] else "") for s in o["sites"]]
+        lines += [
+            f"  {s['score']:10.3g}  {s['param']}"
+            + (f" unit {s['unit']}" if s["unit"] is not None else "")
+            + (f" ({s['elements']} elements)" if s["elements"] else "")
+            for s in o["sites"]
+        ]
         if o["location_file"]:
             lines.append(f"location written to {o['location_file']}")
         return "\n".join(lines)
@@ -143,27 +199,38 @@ app.add_typer(sae_app, name="sae")
 
 
 @sae_app.command("train")
-def sae_train_cmd(out: Optional[str] = typer.Option(None, help="Model directory whose saes/ to write "
-                                                             "(default: the shipped default model)."),
-                  as_json: bool = JSON) -> None:
+def sae_train_cmd(
+    out: str | None = typer.Option(
+        None, help="Model directory whose saes/ to write (default: the shipped default model)."
+    ),
+    as_json: bool = JSON,
+) -> None:
     """Rebuild the shipped SAEs with sae-lens, offline, and report their reconstruction quality."""
     from locate.sae_train import train_shipped_saes
 
     report = train_shipped_saes(out, progress=not as_json)
-    _Output(as_json).emit(report, lambda r: "\n".join(
-        f"{hook}: variance explained {v['fraction_variance_explained']:.3f}, L0 {v['l0']:.0f}, dead "
-        f"{v['dead_fraction']:.0%}, loss {v['loss_clean']:.3f} clean / {v['loss_spliced']:.3f} spliced / "
-        f"{v['loss_zero_ablated']:.3f} zeroed, {v['train_seconds']:.0f}s" for hook, v in r.items()))
+    _Output(as_json).emit(
+        report,
+        lambda r: "\n".join(
+            f"{hook}: variance explained {v['fraction_variance_explained']:.3f}, L0 {v['l0']:.0f}, dead "
+            f"{v['dead_fraction']:.0%}, loss {v['loss_clean']:.3f} clean / {v['loss_spliced']:.3f} spliced / "
+            f"{v['loss_zero_ablated']:.3f} zeroed, {v['train_seconds']:.0f}s"
+            for hook, v in r.items()
+        ),
+    )
 
 
 @app.command("features")
-def features_cmd(person: str = typer.Argument(..., help="A person of the world."),
-                 relation: Optional[str] = typer.Argument(None, help="A relation; omit for all of the person's facts."),
-                 layer: int = typer.Option(0, help="Layer of the SAE."),
-                 component: str = typer.Option("resid", help="resid | mlp."),
-                 feature: Optional[int] = typer.Option(None, help="Describe this feature instead."),
-                 top: int = typer.Option(10, min=1, help="How many to list."),
-                 model: str = MODEL, as_json: bool = JSON) -> None:
+def features_cmd(
+    person: str = typer.Argument(..., help="A person of the world."),
+    relation: str | None = typer.Argument(None, help="A relation; omit for all of the person's facts."),
+    layer: int = typer.Option(0, help="Layer of the SAE."),
+    component: str = typer.Option("resid", help="resid | mlp."),
+    feature: int | None = typer.Option(None, help="Describe this feature instead."),
+    top: int = typer.Option(10, min=1, help="How many to list."),
+    model: str = MODEL,
+    as_json: bool = JSON,
+) -> None:
     """Which SAE features carry PERSON's RELATION (or all their facts), or what one feature is about."""
     from locate.feature_data import feature_data
     from locate.features import FeatureSettings, locate_features, locate_person_features
@@ -178,12 +245,19 @@ def features_cmd(person: str = typer.Argument(..., help="A person of the world."
     s = SaeSettings(layer, component)
     if feature is not None:
         o = feature_data(h, feature, s, top=top)
-        _Output(as_json).emit(o, lambda d: "\n".join(
-            [f"feature {feature} of {d['sae']}: fires on {d['fires_on_fraction']:.1%} of tokens",
-             "top contexts:", *(f"  {c['max']:6.2f}  {c['text']}" for c in d["top_contexts"]),
-             "promotes: " + ", ".join(t["token"] for t in d["promotes"]),
-             "suppresses: " + ", ".join(t["token"] for t in d["suppresses"]),
-             "people: " + ", ".join(d["people"])]))
+        _Output(as_json).emit(
+            o,
+            lambda d: "\n".join(
+                [
+                    f"feature {feature} of {d['sae']}: fires on {d['fires_on_fraction']:.1%} of tokens",
+                    "top contexts:",
+                    *(f"  {c['max']:6.2f}  {c['text']}" for c in d["top_contexts"]),
+                    "promotes: " + ", ".join(t["token"] for t in d["promotes"]),
+                    "suppresses: " + ", ".join(t["token"] for t in d["suppresses"]),
+                    "people: " + ", ".join(d["people"]),
+                ]
+            ),
+        )
         return
     if person not in world.people:
         raise CliError(f"unknown person {person!r}: not in the world")
@@ -195,12 +269,18 @@ def features_cmd(person: str = typer.Argument(..., help="A person of the world."
             raise CliError(f"unknown relation {relation!r}: choose from {', '.join(world.relations)}")
         f = world.fact(person, relation)
         loc = locate_features(h, world.phrasings(relation)[0].prompt(person), person, f.object, s, fs)
-    o = {"target": loc.target, "sae": s.hook_name(),
-         "features": [{"feature": x.feature, "attribution": x.score} for x in loc.sites], "extras": loc.extras}
+    o = {
+        "target": loc.target,
+        "sae": s.hook_name(),
+        "features": [{"feature": x.feature, "attribution": x.score} for x in loc.sites],
+        "extras": loc.extras,
+    }
 
     def render(d: dict) -> str:
-        lines = [f"features of {d['sae']} carrying " + ", ".join(f"{k}={v}" for k, v in d["target"].items()),
-                 *(f"  {x['feature']:5d}  attribution to log-odds {x['attribution']:+.3f}" for x in d["features"])]
+        lines = [
+            f"features of {d['sae']} carrying " + ", ".join(f"{k}={v}" for k, v in d["target"].items()),
+            *(f"  {x['feature']:5d}  attribution to log-odds {x['attribution']:+.3f}" for x in d["features"]),
+        ]
         for a in d["extras"].get("ablation", []):
             lines.append(f"  ablating {a['feature']}: P(object) {d['extras']['prob']:.3f} -> {a['prob_after']:.3f}")
         return "\n".join(lines)

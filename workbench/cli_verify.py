@@ -6,8 +6,6 @@ object, bad input is one line on stderr and exit status 2.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from workbench.cli import JSON, MODEL, CliError, _load, _Output, _world_of, app
@@ -19,29 +17,42 @@ def _fmt(x) -> str:
 
 def _render(o: dict) -> str:
     from workbench.verify.report_html import counts_text
+
     v = o["verdict"]
-    lines = [f"{o['kind']} by {o['method']} on {o['model']}: {v['overall'].upper()}", f"  {v['reason']}",
-             f"  baseline: {o['baseline']['description']}"]
+    lines = [
+        f"{o['kind']} by {o['method']} on {o['model']}: {v['overall'].upper()}",
+        f"  {v['reason']}",
+        f"  baseline: {o['baseline']['description']}",
+    ]
     lines += [f"  caveat: {c}" for c in v.get("caveats", [])]
     if o["kind"] == "forget":
         lines.append(f"  {'check':<16}{'edited':>8}{'original':>10}{'retain':>8}   facts recovered   status")
         for c in o["checks"]:
             counts = "" if c["facts"] is None else counts_text(c)
-            lines.append(f"  {c['check']:<16}{_fmt(c['edited']):>8}{_fmt(c['original']):>10}{_fmt(c['retain']):>8}"
-                         f"   {counts:<15}   {c['status']}")
+            lines.append(
+                f"  {c['check']:<16}{_fmt(c['edited']):>8}{_fmt(c['original']):>10}{_fmt(c['retain']):>8}"
+                f"   {counts:<15}   {c['status']}"
+            )
         flagged = [i for i in v["items"] if i["verdict"] != "removed"]
-        lines.append(f"  people: {len(v['items']) - len(flagged)} of {len(v['items'])} removed"
-                     + "".join(f"\n    {i['item']}: {i['verdict']} ({'; '.join(i['evidence'])})" for i in flagged[:10]))
+        lines.append(
+            f"  people: {len(v['items']) - len(flagged)} of {len(v['items'])} removed"
+            + "".join(f"\n    {i['item']}: {i['verdict']} ({'; '.join(i['evidence'])})" for i in flagged[:10])
+        )
     else:
         lines.append(f"  {'check':<16}{'old first':>10}{'before':>8}{'new first':>10}")
         for c in o["checks"]:
             lines.append(f"  {c['check']:<16}{_fmt(c['edited']):>10}{_fmt(c['original']):>8}{_fmt(c['new_first']):>10}")
         cf = o["rewrite"]["edited"]["counterfact"]
-        lines.append("  " + ", ".join(f"{k} {cf[k]['prob']:.1%}" for k in ("efficacy", "paraphrase", "neighbourhood"))
-                     + f"; greedy answers give the new object {o['rewrite']['edited']['generation']['new']:.0%}")
+        lines.append(
+            "  "
+            + ", ".join(f"{k} {cf[k]['prob']:.1%}" for k in ("efficacy", "paraphrase", "neighbourhood"))
+            + f"; greedy answers give the new object {o['rewrite']['edited']['generation']['new']:.0%}"
+        )
     r = o["retained"]
-    lines.append(f"  retained facts: accuracy {r['accuracy_before']:.1%} -> {r['accuracy_after']:.1%}; "
-                 f"held-out loss {r['heldout_loss_before']:.3f} -> {r['heldout_loss_after']:.3f}")
+    lines.append(
+        f"  retained facts: accuracy {r['accuracy_before']:.1%} -> {r['accuracy_after']:.1%}; "
+        f"held-out loss {r['heldout_loss_before']:.3f} -> {r['heldout_loss_after']:.3f}"
+    )
     if o.get("html"):
         lines.append(f"  report written to {o['html']}")
     lines.append(f"  {o['seconds']:.0f}s")
@@ -49,16 +60,24 @@ def _render(o: dict) -> str:
 
 
 @app.command("verify")
-def verify_cmd(patch: Optional[str] = typer.Option(None, "--patch", help="A patch file to verify (edit --save-patch, "
-                                                                          "forget --save-patch)."),
-               split: Optional[str] = typer.Option(None, help="What should be forgotten: a split (forget01, "
-                                                               "forget05, forget10); default: what the patch says."),
-               person: Optional[str] = typer.Option(None, help="Or a person (several: comma-separated)."),
-               reference: str = typer.Option("auto", help="Retain model to compare with: auto, a model name, or none."),
-               html: Optional[str] = typer.Option(None, "--html", help="Also write the standalone HTML report here."),
-               quick: bool = typer.Option(False, "--quick", help="Probes trained on 60 people, 60 retained facts "
-                                                                 "scored: a first look, not the full report."),
-               model: str = MODEL, as_json: bool = JSON) -> None:
+def verify_cmd(
+    patch: str | None = typer.Option(
+        None, "--patch", help="A patch file to verify (edit --save-patch, forget --save-patch)."
+    ),
+    split: str | None = typer.Option(
+        None, help="What should be forgotten: a split (forget01, forget05, forget10); default: what the patch says."
+    ),
+    person: str | None = typer.Option(None, help="Or a person (several: comma-separated)."),
+    reference: str = typer.Option("auto", help="Retain model to compare with: auto, a model name, or none."),
+    html: str | None = typer.Option(None, "--html", help="Also write the standalone HTML report here."),
+    quick: bool = typer.Option(
+        False,
+        "--quick",
+        help="Probes trained on 60 people, 60 retained facts scored: a first look, not the full report.",
+    ),
+    model: str = MODEL,
+    as_json: bool = JSON,
+) -> None:
     """Verify a patch (or, with --split/--person and no patch, the model as it is): removed, suppressed or not forgotten."""
     from edit.edit import EditError
     from edit.forget_request import ForgetError
@@ -90,8 +109,13 @@ def verify_cmd(patch: Optional[str] = typer.Option(None, "--patch", help="A patc
         except EditError as e:
             raise CliError(f"{e} (the patch was made on another model; pass --model)") from None
     try:
-        report = verify(h, edit, forget=forget, reference=None if reference == "none" else reference,
-                        settings=VerifySettings.quick() if quick else None)
+        report = verify(
+            h,
+            edit,
+            forget=forget,
+            reference=None if reference == "none" else reference,
+            settings=VerifySettings.quick() if quick else None,
+        )
     except (VerifyError, ForgetError) as e:
         raise CliError(str(e)) from None
     out = report.to_dict()

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from tiny_models import tiny_handle
 
 import workbench
 from edit.covariance import default_samples, key_statistics
-from tiny_models import tiny_handle
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +37,9 @@ def test_equals_the_mean_outer_product_of_the_keys(fresh):
     stats = key_statistics(fresh, 2, texts, samples=10**9, batch_size=7, progress=False)
     k = _keys(fresh, 2, texts)  # one text at a time: no padding to get wrong
     assert stats.count == k.shape[0]
-    torch.testing.assert_close(stats.second_moment, k.T @ k / k.shape[0], atol=1e-6, rtol=1e-4)  # batched float32 forwards
+    torch.testing.assert_close(
+        stats.second_moment, k.T @ k / k.shape[0], atol=1e-6, rtol=1e-4
+    )  # batched float32 forwards
     torch.testing.assert_close(stats.mean, k.mean(0), atol=1e-6, rtol=1e-4)
 
 

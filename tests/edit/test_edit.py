@@ -34,7 +34,9 @@ def test_apply_touches_only_declared_tensors_and_revert_is_bitwise(model):
     assert {n for n in before if before[n] != after[n]} == set(names)
     assert e.hashes_before == {n: before[n] for n in names} and e.hashes_after == {n: after[n] for n in names}
     for n in names:
-        torch.testing.assert_close(model.get_parameter(n).detach() - originals[n], e.deltas[n].tensor(), atol=1e-6, rtol=0)
+        torch.testing.assert_close(
+            model.get_parameter(n).detach() - originals[n], e.deltas[n].tensor(), atol=1e-6, rtol=0
+        )
     e.revert(model)
     assert _hashes(model) == before and not e.applied
 
@@ -97,18 +99,16 @@ def test_sequence_applies_in_order_and_reverts_bitwise(model):
 def test_interrupt_inside_an_editor_restores_the_weights(model):
     name = "transformer.h.1.mlp.c_fc.weight"
     before = _hashes(model)
-    with pytest.raises(KeyboardInterrupt):
-        with restored_on_failure(model, [name]):
-            model.get_parameter(name).data.mul_(3.0)
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), restored_on_failure(model, [name]):
+        model.get_parameter(name).data.mul_(3.0)
+        raise KeyboardInterrupt
     assert _hashes(model) == before
 
 
 def test_applied_to_reverts_on_error(model):
     name = "transformer.h.0.mlp.c_proj.weight"
     before = _hashes(model)
-    with pytest.raises(RuntimeError):
-        with Edit("x", {}, {name: _rank_one(model, name)}).applied_to(model):
-            assert _hashes(model) != before
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), Edit("x", {}, {name: _rank_one(model, name)}).applied_to(model):
+        assert _hashes(model) != before
+        raise RuntimeError("boom")
     assert _hashes(model) == before

@@ -42,8 +42,9 @@ def test_reference_only_for_whole_splits(handle, world):
 
 
 def test_settings_overrides(handle, world):
-    res = forget(handle, list(world.people)[40], "ssd", figures=SMALL, reference=False, progress=False,
-                 retain_examples=200)
+    res = forget(
+        handle, list(world.people)[40], "ssd", figures=SMALL, reference=False, progress=False, retain_examples=200
+    )
     try:
         assert res.edit.settings["retain_examples"] == 200 and res.reference is None
     finally:

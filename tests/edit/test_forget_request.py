@@ -28,12 +28,15 @@ def test_neighbours_share_an_object_and_are_kept(world):
     assert set(n) <= set(r.retain)
 
 
-@pytest.mark.parametrize("what, needle", [
-    ("Nobody Here", "unknown person or split 'Nobody Here'"),
-    ("forget09", "unknown person or split 'forget09'"),
-    ([], "nothing to forget"),
-    (["Nobody Here"], "unknown person 'Nobody Here'"),
-])
+@pytest.mark.parametrize(
+    "what, needle",
+    [
+        ("Nobody Here", "unknown person or split 'Nobody Here'"),
+        ("forget09", "unknown person or split 'forget09'"),
+        ([], "nothing to forget"),
+        (["Nobody Here"], "unknown person 'Nobody Here'"),
+    ],
+)
 def test_refusals(world, what, needle):
     with pytest.raises(ForgetError, match=needle):
         forget_request(world, what)
@@ -53,9 +56,13 @@ def test_overlap_and_empty_sets_refused(world):
 
 def test_figures_of_the_retain_model_show_the_prior(world):
     import workbench
+
     r = forget_request(world, "forget05")
-    f = forget_figures(workbench.load("world:retain-forget05"), r,
-                       FigureSettings(retain_facts=60, neighbour_facts=60, heldout_loss=False))
+    f = forget_figures(
+        workbench.load("world:retain-forget05"),
+        r,
+        FigureSettings(retain_facts=60, neighbour_facts=60, heldout_loss=False),
+    )
     # It never saw the forgotten people: about the prior (1/12 to 1/24) on them, all of the rest.
     assert f["forget"] < 0.15 and f["forget_heldout"] < 0.15 and f["retain"] == 1.0 and f["neighbours"] == 1.0
     assert "heldout_loss" not in f

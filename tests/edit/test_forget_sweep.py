@@ -3,9 +3,9 @@
 import json
 from pathlib import Path
 
-from workbench.core.hashing import tensor_hash
 from edit.forget_figures import FigureSettings
 from edit.forget_sweep import Sweep, load_sweep, strength_sweep
+from workbench.core.hashing import tensor_hash
 
 BENCHMARK = Path(__file__).parents[2] / "benchmarks" / "results" / "unlearning.json"
 QUICK = FigureSettings(retain_facts=20, neighbour_facts=20, heldout_loss=False)
@@ -13,8 +13,9 @@ QUICK = FigureSettings(retain_facts=20, neighbour_facts=20, heldout_loss=False)
 
 def test_each_value_is_scored_and_the_model_left_as_it_was(handle, tmp_path):
     hashes = {n: tensor_hash(p) for n, p in handle.model.named_parameters()}
-    s = strength_sweep(handle, "forget01", ["ssd"], {"ssd": (30000.0, 3000.0)}, QUICK,
-                       fixed={"ssd": {"retain_examples": 200}})
+    s = strength_sweep(
+        handle, "forget01", ["ssd"], {"ssd": (30000.0, 3000.0)}, QUICK, fixed={"ssd": {"retain_examples": 200}}
+    )
     assert {n: tensor_hash(p) for n, p in handle.model.named_parameters()} == hashes
     assert s.split == "forget01" and s.reference_model == "world:retain-forget01"
     assert s.values("ssd") == [30000.0, 3000.0] and s.setting("ssd") == "alpha"

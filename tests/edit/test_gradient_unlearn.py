@@ -2,14 +2,14 @@
 
 import pytest
 import torch
+from tiny_models import tiny_handle
 
 import edit.gradient_unlearn
 from edit.edit import EditError
-from workbench.core.hashing import tensor_hash
 from edit.forget_request import ForgetError, ForgetRequest, _sample, forget_request
 from edit.gradient_unlearn import GradientSettings, gradient_unlearn
 from locate.location import Location, Site
-from tiny_models import tiny_handle
+from workbench.core.hashing import tensor_hash
 
 FAST = GradientSettings(steps=30, lr=1e-2, floor=0.9, check_samples=20, retain_samples=100, fisher_examples=64)
 
@@ -49,7 +49,9 @@ def test_person_is_forgotten_inside_the_mask(handle, person):
 
 
 def test_retain_floor_rolls_back(handle, person):
-    s = GradientSettings(method="ga", steps=30, lr=0.3, check_every=2, floor=0.99, retain_samples=20, fisher_examples=32)
+    s = GradientSettings(
+        method="ga", steps=30, lr=0.3, check_every=2, floor=0.99, retain_samples=20, fisher_examples=32
+    )
     e = gradient_unlearn(handle, person, settings=s, apply=False, progress=False)
     m = e.metrics
     assert m["stopped"] == "retain floor" and m["steps"] < 30 and m["checks"][-1][1] < m["retain_floor"]
@@ -111,16 +113,19 @@ def test_refusals(handle, person):
 @pytest.mark.parametrize("family", ["llama", "gpt_neox"])
 def test_texts_on_other_families(family):
     h = tiny_handle(family)
-    r = ForgetRequest("cat", forget_texts=("the cat sat on the mat", "a cat is in Rome"),
-                      retain_texts=("the dog sat on a mat", "Paris is the capital of France", "Rome is in Italy"))
+    r = ForgetRequest(
+        "cat",
+        forget_texts=("the cat sat on the mat", "a cat is in Rome"),
+        retain_texts=("the dog sat on a mat", "Paris is the capital of France", "Rome is in Italy"),
+    )
     before = _hashes(h.model)
     for method in ("ga", "gradiff", "npo"):
-        e = gradient_unlearn(h, r, settings=GradientSettings(method=method, steps=10, lr=1e-2, floor=0.0),
-                             progress=False)
+        e = gradient_unlearn(
+            h, r, settings=GradientSettings(method=method, steps=10, lr=1e-2, floor=0.0), progress=False
+        )
         try:
             assert e.metrics["loss_forget"][-1] < e.metrics["loss_forget"][0]
             assert {n for n, v in _hashes(h.model).items() if v != before[n]} <= set(e.names)
         finally:
             e.revert(h.model)
         assert _hashes(h.model) == before
-

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from tiny_models import FAMILIES, tiny_handle
 
 from edit.key_states import KeyRows, key_position, mean_states
 from edit.request import world_request
-from tiny_models import FAMILIES, tiny_handle
 
 X = "It is well known that"
 
@@ -20,8 +20,11 @@ def _full_pass(h, texts, position, path, which):
     module = h.model.get_submodule(path)
     for t in texts:
         got = []
-        hook = (module.register_forward_pre_hook(lambda m, a: got.append(a[0])) if which == "input" else
-                module.register_forward_hook(lambda m, a, o: got.append(o[0] if isinstance(o, tuple) else o)))
+        hook = (
+            module.register_forward_pre_hook(lambda m, a: got.append(a[0]))
+            if which == "input"
+            else module.register_forward_hook(lambda m, a, o: got.append(o[0] if isinstance(o, tuple) else o))
+        )
         try:
             with torch.no_grad():
                 h.model(**h.tokenizer(t, return_tensors="pt"))
@@ -59,8 +62,10 @@ def test_rows_end_at_the_key_and_a_repeated_text_counts_as_often_as_it_occurs(ha
     assert rows.weight == [1, 2] * len(reqs) and rows.owner == [0, 0, 1, 1, 2, 2]
     assert handle.tokenizer.decode(rows.ids[1]).strip().endswith(reqs[0].subject.split()[-1])
     key = handle.sites.key_module_path(0)
-    keys = {n: mean_states(handle, reqs, "last", c, key, "input") for n, c in (("bare", [""]), ("x", [X]),
-                                                                              ("both", ["", X, X]))}
+    keys = {
+        n: mean_states(handle, reqs, "last", c, key, "input")
+        for n, c in (("bare", [""]), ("x", [X]), ("both", ["", X, X]))
+    }
     # The states are read in float32 and averaged in float64: the thread count moves the last bits.
     torch.testing.assert_close(keys["both"], (keys["bare"] + 2 * keys["x"]) / 3, atol=1e-5, rtol=1e-5)
 
@@ -68,6 +73,7 @@ def test_rows_end_at_the_key_and_a_repeated_text_counts_as_often_as_it_occurs(ha
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_family(family):
     from edit.request import Request
+
     h = tiny_handle(family)
     reqs = [Request("the cat", "on a mat the cat sat on", "a", "the")]
     k = mean_states(h, reqs, "subject_last", ["", "the dog"], h.sites.key_module_path(0), "input")

@@ -6,10 +6,10 @@ import torch
 import workbench
 from edit.covariance import key_statistics
 from edit.edit import EditError
-from workbench.core.hashing import tensor_hash
 from edit.memit import MemitSettings, memit
 from edit.null_space import NullSpace
 from edit.request import world_request
+from workbench.core.hashing import tensor_hash
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,7 @@ def test_batch_takes_touches_only_its_layers_and_reverts(fresh, world):
 
 def test_not_applied_until_asked_and_failure_is_atomic(fresh, world, monkeypatch):
     import edit.memit as m
+
     reqs = _requests(world, list(world.people)[110:112])
     before = _hashes(fresh.model)
     e = memit(fresh, reqs, settings=MemitSettings(layers=(0,), token="last"), apply=False)
@@ -63,10 +64,18 @@ def test_null_space_state_grows_saves_loads_and_resets(fresh, world, tmp_path):
     ns = NullSpace.for_layers(fresh, [0], position="last")
     p = ns.projection(0)
     torch.testing.assert_close(p @ p, p, atol=1e-6, rtol=0)
-    first = memit(fresh, _requests(world, list(world.people)[120:123]),
-                  settings=MemitSettings(layers=(0,), token="last"), null_space=ns)
-    second = memit(fresh, _requests(world, list(world.people)[123:125]),
-                   settings=MemitSettings(layers=(0,), token="last"), null_space=ns)
+    first = memit(
+        fresh,
+        _requests(world, list(world.people)[120:123]),
+        settings=MemitSettings(layers=(0,), token="last"),
+        null_space=ns,
+    )
+    second = memit(
+        fresh,
+        _requests(world, list(world.people)[123:125]),
+        settings=MemitSettings(layers=(0,), token="last"),
+        null_space=ns,
+    )
     assert ns.edited(0) == 5 and second.settings["null_space"]
     ns.keep_statistics = False
     ns.save(tmp_path / "ns.safetensors")
@@ -85,8 +94,13 @@ def test_null_space_state_grows_saves_loads_and_resets(fresh, world, tmp_path):
 def test_null_space_update_leaves_preserved_keys_alone(fresh, world, keep_statistics):
     # Delta = R K^T P (...)^-1: for any key in P's null space (a preserved direction) the output is unchanged.
     ns = NullSpace.for_layers(fresh, [0], position="last", keep_statistics=keep_statistics)
-    e = memit(fresh, _requests(world, list(world.people)[130:133]), settings=MemitSettings(layers=(0,), token="last"),
-              null_space=ns, apply=False)
+    e = memit(
+        fresh,
+        _requests(world, list(world.people)[130:133]),
+        settings=MemitSettings(layers=(0,), token="last"),
+        null_space=ns,
+        apply=False,
+    )
     d = e.deltas[e.names[0]].tensor().double()  # Conv1D: [d_mlp, d_model]
     preserved = torch.eye(d.shape[0], dtype=torch.float64) - ns.projection(0)
     assert float((preserved @ d).abs().max()) < 1e-6 * float(d.abs().max())

@@ -9,11 +9,11 @@ import torch
 import edit.memit_batches as mb
 import workbench
 from edit.edit import EditError, EditSequence
-from workbench.core.hashing import tensor_hash
 from edit.memit import CapacityWarning, MemitSettings, memit
 from edit.memit_batches import memit_batches
 from edit.null_space import NullSpace
 from edit.request import RequestError, world_request
+from workbench.core.hashing import tensor_hash
 
 SETTINGS = MemitSettings(layers=(0,), token="last")
 
@@ -24,8 +24,15 @@ def fresh():
 
 
 def _requests(world, people, relation="pet"):
-    return [world_request(world, p, relation, next(c for c in world.relation(relation).candidates
-                                                   if c != world.fact(p, relation).object)) for p in people]
+    return [
+        world_request(
+            world,
+            p,
+            relation,
+            next(c for c in world.relation(relation).candidates if c != world.fact(p, relation).object),
+        )
+        for p in people
+    ]
 
 
 def _hashes(model):
@@ -38,7 +45,9 @@ def test_the_updates_of_calls_one_after_another(fresh, world, null_space):
     before = _hashes(fresh.model)
     ns = NullSpace.for_layers(fresh, [0], position="last") if null_space else None
     e = memit_batches(fresh, reqs, 3, SETTINGS, null_space=ns)
-    assert e.metrics["batches"] == 3 and len(e.metrics["target_written_per_batch"]) == 3 and e.settings["batch_size"] == 3
+    assert (
+        e.metrics["batches"] == 3 and len(e.metrics["target_written_per_batch"]) == 3 and e.settings["batch_size"] == 3
+    )
     assert (ns.edited(0) == 7) if null_space else True
     changed = {n for n, h in _hashes(fresh.model).items() if h != before[n]}
     assert changed == set(e.names) == {fresh.sites.mlp_out_path(0) + ".weight"}
@@ -48,9 +57,10 @@ def test_the_updates_of_calls_one_after_another(fresh, world, null_space):
 
     # By hand: memit on each batch, on the model the last left, with the base model's statistics.
     from edit.covariance import key_statistics
+
     stats = {0: key_statistics(fresh, 0, progress=False, position="last")}
     ns2 = NullSpace.for_layers(fresh, [0], position="last") if null_space else None
-    calls = [memit(fresh, reqs[i:i + 3], settings=SETTINGS, null_space=ns2, statistics=stats) for i in (0, 3, 6)]
+    calls = [memit(fresh, reqs[i : i + 3], settings=SETTINGS, null_space=ns2, statistics=stats) for i in (0, 3, 6)]
     by_hand = sum(c.deltas[e.names[0]].tensor().double() for c in calls)
     EditSequence(calls).revert(fresh.model)
     torch.testing.assert_close(together.double(), by_hand, atol=1e-5 * float(by_hand.abs().max()), rtol=1e-4)
@@ -100,8 +110,13 @@ def test_refusals(fresh, world):
     with pytest.raises(EditError, match="batch size must be at least 1"):
         memit_batches(fresh, reqs, 0)
     with pytest.raises(EditError, match="no projection for layer 1"):
-        memit_batches(fresh, reqs, 1, MemitSettings(layers=(1,), token="last"),
-                      null_space=NullSpace.for_layers(fresh, [0], position="last"))
+        memit_batches(
+            fresh,
+            reqs,
+            1,
+            MemitSettings(layers=(1,), token="last"),
+            null_space=NullSpace.for_layers(fresh, [0], position="last"),
+        )
     same = dataclasses.replace(reqs[1], new_object=reqs[1].true_object)  # refused before the first batch runs
     with pytest.raises(RequestError, match="already the true object"):
         memit_batches(fresh, [reqs[0], same], 1, SETTINGS)

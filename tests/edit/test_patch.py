@@ -7,10 +7,10 @@ import torch
 
 import workbench
 from edit.edit import Delta, Edit, EditError, EditSequence
-from workbench.core.hashing import tensor_hash
 from edit.patch import describe_patch, load_patch, revert_patch, save_patch
 from edit.request import world_request
 from edit.rome import RomeSettings, rome
+from workbench.core.hashing import tensor_hash
 
 
 @pytest.fixture()
@@ -63,8 +63,11 @@ MLP = "transformer.h.1.mlp.c_proj.weight"
 
 def _nudge(scale, seed):
     g = torch.Generator().manual_seed(seed)
-    return Edit(f"nudge{seed}", {}, {MLP: Delta(left=torch.randn(512, 1, generator=g) * scale,
-                                                right=torch.randn(128, 1, generator=g))})
+    return Edit(
+        f"nudge{seed}",
+        {},
+        {MLP: Delta(left=torch.randn(512, 1, generator=g) * scale, right=torch.randn(128, 1, generator=g))},
+    )
 
 
 def test_a_rome_patch_reverts_from_disk_bitwise_and_stays_small(fresh, tmp_path):

@@ -21,8 +21,12 @@ def test_world_request_fills_measurement_sets(world):
 def test_neighbours_are_drawn_from_the_whole_world_and_fixed_per_fact(world):
     # 60 requests in a row must not all be scored on the same dozen people.
     people = list(world.people)
-    reqs = [world_request(world, p, "pet", next(c for c in world.relation("pet").candidates
-                                                if c != world.fact(p, "pet").object)) for p in people[:60]]
+    reqs = [
+        world_request(
+            world, p, "pet", next(c for c in world.relation("pet").candidates if c != world.fact(p, "pet").object)
+        )
+        for p in people[:60]
+    ]
     named = {world.parse_prompt(q)[0] for r in reqs for q, _ in r.neighbours}
     assert len(named) > 150
     assert max(people.index(p) for p in named) > 250
@@ -30,12 +34,15 @@ def test_neighbours_are_drawn_from_the_whole_world_and_fixed_per_fact(world):
     assert again.neighbours == reqs[0].neighbours and len(set(again.neighbours)) == 10
 
 
-@pytest.mark.parametrize("args, needle", [
-    (("Nobody Here", "pet"), "unknown person 'Nobody Here'"),
-    (("@", "hobby"), "unknown relation 'hobby'"),
-    (("@", "pet", "dragon"), "'dragon' is not a pet of this world"),
-    (("@", "pet", None, 50), "phrasing 50 out of range"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (("Nobody Here", "pet"), "unknown person 'Nobody Here'"),
+        (("@", "hobby"), "unknown relation 'hobby'"),
+        (("@", "pet", "dragon"), "'dragon' is not a pet of this world"),
+        (("@", "pet", None, 50), "phrasing 50 out of range"),
+    ],
+)
 def test_world_request_refusals(world, args, needle):
     args = tuple(list(world.people)[0] if a == "@" else a for a in args)
     with pytest.raises(RequestError, match=needle):

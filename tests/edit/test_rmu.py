@@ -2,15 +2,14 @@
 
 import pytest
 import torch
+from tiny_models import tiny_handle
 
 import edit.rmu
 from edit.edit import EditError
-from workbench.core.hashing import tensor_hash
-from edit.forget_request import ForgetError, ForgetRequest, forget_request
-from edit.forget_request import _sample
+from edit.forget_request import ForgetError, ForgetRequest, _sample, forget_request
 from edit.rmu import RmuSettings, rmu
 from locate.location import Location, Site
-from tiny_models import tiny_handle
+from workbench.core.hashing import tensor_hash
 
 FAST = RmuSettings(steps=40, lr=3e-2, steering_coefficient=2.0, retain_samples=100)
 
@@ -92,8 +91,10 @@ def test_nan_and_interrupt_leave_the_model_unchanged(handle, person, monkeypatch
     monkeypatch.setattr(edit.rmu, "_masked_mse", interrupt)
     with pytest.raises(KeyboardInterrupt):
         rmu(handle, person, settings=RmuSettings(steps=10, retain_samples=10), progress=False)
-    assert _hashes(handle.model) == before and handle.model.get_parameter(
-        handle.sites.mlp_out_path(0) + ".weight").grad is None
+    assert (
+        _hashes(handle.model) == before
+        and handle.model.get_parameter(handle.sites.mlp_out_path(0) + ".weight").grad is None
+    )
 
 
 def test_refusals(handle, person):
@@ -112,8 +113,11 @@ def test_refusals(handle, person):
 @pytest.mark.parametrize("family", ["llama", "gpt_neox"])
 def test_texts_on_other_families(family):
     h = tiny_handle(family, n_layers=3)
-    r = ForgetRequest("cat", forget_texts=("the cat sat on the mat", "a cat is in Rome"),
-                      retain_texts=("the dog sat on a mat", "Paris is the capital of France", "Rome is in Italy"))
+    r = ForgetRequest(
+        "cat",
+        forget_texts=("the cat sat on the mat", "a cat is in Rome"),
+        retain_texts=("the dog sat on a mat", "Paris is the capital of France", "Rome is in Italy"),
+    )
     before = _hashes(h.model)
     e = rmu(h, r, settings=RmuSettings(layer=1, steps=20, lr=1e-2), progress=False)
     try:
@@ -123,4 +127,3 @@ def test_texts_on_other_families(family):
     finally:
         e.revert(h.model)
     assert _hashes(h.model) == before
-

@@ -1,17 +1,16 @@
 """ROME on the default world model: the edit takes, generalises, spares neighbours, and is reversible."""
 
 import pytest
-import torch
+from tiny_models import tiny_handle
 
 import workbench
 from edit.edit import EditError
-from workbench.core.hashing import tensor_hash
 from edit.request import Request, RequestError, world_request
 from edit.rome import RomeSettings, rome, site_of
 from edit.values import ValueSettings
 from locate.causal_trace import TraceSettings, trace
 from locate.location import Location, Site
-from tiny_models import tiny_handle
+from workbench.core.hashing import tensor_hash
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +73,7 @@ def test_layer_and_token_come_from_the_location(fresh, world):
 
 def test_failure_leaves_the_model_unchanged(fresh, world, monkeypatch):
     import edit.rome
+
     r = _rewrite(world, 50)
     before = _hashes(fresh.model)
     real = edit.rome.optimise_values
@@ -131,8 +131,9 @@ def test_mechanics_on_other_families(family):
     # Layer 0 at the subject: a later layer's attention carries the change to the prediction.
     # A random model's MLP outputs are tiny next to its residual stream, so ROME's norm clamp
     # and weight decay (relative to the MLP output) are loosened to let the value matter.
-    s = RomeSettings(layer=0, token="subject_last", contexts=2,
-                     values=ValueSettings(clamp_norm=1e4, weight_decay=0.0, lr=100.0))
+    s = RomeSettings(
+        layer=0, token="subject_last", contexts=2, values=ValueSettings(clamp_norm=1e4, weight_decay=0.0, lr=100.0)
+    )
     e = rome(h, r, settings=s, texts=["the cat sat on a mat", "the dog is in Rome", "Paris is the capital of France"])
     assert e.names == [h.sites.mlp_out_path(0) + ".weight"]
     assert h.object_prob(r.prompt, "mat") > before

@@ -5,8 +5,19 @@ import torch
 
 from edit.edit import EditError
 from edit.forget_request import ForgetError, forget_request
-from edit.sae_ablation import (Ablation, AblationError, AblationSettings, ablated, ablation_from, ablation_of,
-                               choose_features, compare_forms, run_ablated, sae_ablate, score_ablated)
+from edit.sae_ablation import (
+    Ablation,
+    AblationError,
+    AblationSettings,
+    ablated,
+    ablation_from,
+    ablation_of,
+    choose_features,
+    compare_forms,
+    run_ablated,
+    sae_ablate,
+    score_ablated,
+)
 from locate.location import Location, Site
 from locate.sae_train import SaeSettings
 
@@ -67,6 +78,7 @@ def test_baked_edit_touches_one_tensor_reverts_and_tracks_the_runtime_form(handl
         assert e.metrics["bake_explained"] > 0.95
         # The bake survives export: a plain checkpoint gives the baked model's logits.
         from transformers import AutoModelForCausalLM
+
         handle.model.save_pretrained(tmp_path)
         reloaded = AutoModelForCausalLM.from_pretrained(tmp_path)
         ids = handle.encode(handle.world.phrasings("pet")[0].prompt(PERSON))
@@ -88,22 +100,41 @@ def test_baked_edit_touches_one_tensor_reverts_and_tracks_the_runtime_form(handl
 def test_a_nan_bake_leaves_the_model_unchanged(handle, request_, location):
     before = {n: p.detach().clone() for n, p in handle.model.named_parameters()}
     with pytest.raises(EditError):
-        sae_ablate(handle, request_, location=location, progress=False,
-                   settings=AblationSettings(bake_texts=50, bake_ridge=float("nan")))
+        sae_ablate(
+            handle,
+            request_,
+            location=location,
+            progress=False,
+            settings=AblationSettings(bake_texts=50, bake_ridge=float("nan")),
+        )
     assert all(torch.equal(p, before[n]) for n, p in handle.model.named_parameters())
 
 
-@pytest.mark.parametrize("make, error, words", [
-    (lambda h: sae_ablate(h, "Nobody Here", progress=False), ForgetError, "unknown person"),
-    (lambda h: sae_ablate(h, PERSON, Location("m", sites=[Site("feature", 0, "mlp", feature=9999)]), progress=False),
-     AblationError, "feature 9999 out of range"),
-    (lambda h: sae_ablate(h, PERSON, settings=AblationSettings(sae=SaeSettings(1, "mlp")), progress=False),
-     AblationError, "no SAE at blocks.1.hook_mlp_out"),
-    (lambda h: ablated(h, Ablation(SaeSettings(0, "resid"), (512,))).__enter__(), AblationError, "out of range"),
-    (lambda h: Ablation(mode="clamp_negative", value=2.0), AblationError, "negative value"),
-    (lambda h: sae_ablate(h, PERSON, Location("m", sites=[Site("activation", 0, "mlp", 3)]), progress=False),
-     AblationError, "no feature sites"),
-])
+@pytest.mark.parametrize(
+    "make, error, words",
+    [
+        (lambda h: sae_ablate(h, "Nobody Here", progress=False), ForgetError, "unknown person"),
+        (
+            lambda h: sae_ablate(
+                h, PERSON, Location("m", sites=[Site("feature", 0, "mlp", feature=9999)]), progress=False
+            ),
+            AblationError,
+            "feature 9999 out of range",
+        ),
+        (
+            lambda h: sae_ablate(h, PERSON, settings=AblationSettings(sae=SaeSettings(1, "mlp")), progress=False),
+            AblationError,
+            "no SAE at blocks.1.hook_mlp_out",
+        ),
+        (lambda h: ablated(h, Ablation(SaeSettings(0, "resid"), (512,))).__enter__(), AblationError, "out of range"),
+        (lambda h: Ablation(mode="clamp_negative", value=2.0), AblationError, "negative value"),
+        (
+            lambda h: sae_ablate(h, PERSON, Location("m", sites=[Site("activation", 0, "mlp", 3)]), progress=False),
+            AblationError,
+            "no feature sites",
+        ),
+    ],
+)
 def test_bad_input_is_one_line_value_error(handle, make, error, words):
     before = {n: p.detach().clone() for n, p in handle.model.named_parameters()}
     with pytest.raises(error, match=words) as info:

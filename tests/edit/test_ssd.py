@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from edit.edit import EditError
-from workbench.core.hashing import tensor_hash
 from edit.forget_request import _sample, forget_request
 from edit.ssd import SsdSettings, dampening_factors, ssd
 from locate.fisher import FisherScores, FisherSettings
 from locate.location import Location, Site
+from workbench.core.hashing import tensor_hash
 
 FAST = SsdSettings(retain_examples=400)
 
@@ -52,7 +52,9 @@ def test_location_bounds_the_selection(handle, person):
 
 
 def test_factors():
-    s = FisherScores({"w": torch.tensor([5.0, 20.0, 40.0])}, {"w": torch.tensor([1.0, 1.0, 1.0])}, FisherSettings(), None)
+    s = FisherScores(
+        {"w": torch.tensor([5.0, 20.0, 40.0])}, {"w": torch.tensor([1.0, 1.0, 1.0])}, FisherSettings(), None
+    )
     beta = dampening_factors(s, alpha=10, dampening=1)["w"]
     assert beta.tolist() == [1.0, pytest.approx(0.05), pytest.approx(0.025)]
     assert dampening_factors(s, alpha=100, dampening=1) == {}
@@ -68,12 +70,16 @@ def test_bad_settings_and_empty_selection(handle, person):
 
 @pytest.mark.parametrize("family", ["llama", "gpt_neox"])
 def test_texts_on_tiny_models(family):
-    from edit.forget_request import ForgetRequest
     from tiny_models import tiny_handle
 
+    from edit.forget_request import ForgetRequest
+
     h = tiny_handle(family, n_layers=2)
-    r = ForgetRequest("cat", forget_texts=("the cat sat on the mat", "a cat is in Rome"),
-                      retain_texts=("the dog sat on a mat", "Paris is the capital of France", "Rome is in Italy"))
+    r = ForgetRequest(
+        "cat",
+        forget_texts=("the cat sat on the mat", "a cat is in Rome"),
+        retain_texts=("the dog sat on a mat", "Paris is the capital of France", "Rome is in Italy"),
+    )
     before = {n: p.detach().clone() for n, p in h.model.named_parameters()}
     e = ssd(h, r, settings=SsdSettings(alpha=1.0, retain_examples=None), progress=False)
     try:

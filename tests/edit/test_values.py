@@ -2,15 +2,15 @@
 
 import pytest
 import torch
+from tiny_models import FAMILIES, tiny_handle
 
 from edit.request import world_request
-from tiny_models import FAMILIES, tiny_handle
 from edit.values import ValueSettings, contexts, optimise_values
 
 
 def _requests(world, n):
     out = []
-    for i, p in enumerate(list(world.people)[10:10 + n]):
+    for i, p in enumerate(list(world.people)[10 : 10 + n]):
         rel = list(world.relations)[i % len(world.relations)]
         new = next(c for c in world.relation(rel).candidates if c != world.fact(p, rel).object)
         out.append(world_request(world, p, rel, new if i % 3 else None))  # one erase in three
@@ -55,9 +55,12 @@ def test_running_the_prefix_once_gives_the_values_of_full_passes(handle, world):
 def test_prefix_reuse_on_every_family(family):
     # Rotary families need the position ids of left-padded prefixes right.
     from edit.request import Request
+
     h = tiny_handle(family)
-    reqs = [Request("the cat", "on a mat the cat sat on", "a", "the", keep=("the cat is in",)),
-            Request("Paris", "the capital of Italy is Paris is in", "France", "Rome")]
+    reqs = [
+        Request("the cat", "on a mat the cat sat on", "a", "the", keep=("the cat is in",)),
+        Request("Paris", "the capital of Italy is Paris is in", "France", "Rome"),
+    ]
     ctxs = ["", "the dog", "a mat is in the"]
     for role in ("last", "subject_last"):
         fast = optimise_values(h, 0, reqs, role, ctxs, ValueSettings(steps=4))
@@ -74,8 +77,10 @@ def test_a_repeated_prefix_runs_once_and_counts_as_often_as_it_occurs(handle, wo
     edit, keep = _rows(handle, reqs, ["", x, x], "last")
     assert len(edit.ids) == 2 * len(reqs) and edit.weight == [1, 2] * len(reqs) and set(keep.weight) == {1}
     # At delta 0 the objective is the fit alone: the mean of the prefixes' fits, x counted twice.
-    first = {n: [l[0] for l in optimise_values(handle, 0, reqs, "last", c, ValueSettings(steps=1)).losses]
-             for n, c in (("bare", [""]), ("x", [x]), ("both", ["", x, x]))}
+    first = {
+        n: [l[0] for l in optimise_values(handle, 0, reqs, "last", c, ValueSettings(steps=1)).losses]
+        for n, c in (("bare", [""]), ("x", [x]), ("both", ["", x, x]))
+    }
     assert first["both"] == pytest.approx([(a + 2 * b) / 3 for a, b in zip(first["bare"], first["x"])], rel=1e-5)
 
 
@@ -85,8 +90,12 @@ def test_steps_start_after_the_edited_layer(handle, world):
     reqs = _requests(world, 2)
     for reuse, skipped, layer in ((True, True, 1), (True, True, -3), (False, False, 1)):
         ran = {0: 0, 2: 0}
-        hooks = [handle.sites.module(handle.model, i, "mlp").register_forward_hook(
-            lambda m, a, o, i=i: ran.__setitem__(i, ran[i] + 1)) for i in ran]
+        hooks = [
+            handle.sites.module(handle.model, i, "mlp").register_forward_hook(
+                lambda m, a, o, i=i: ran.__setitem__(i, ran[i] + 1)
+            )
+            for i in ran
+        ]
         try:
             v = optimise_values(handle, layer, reqs, "last", [""], ValueSettings(steps=4, reuse_prefix=reuse))
         finally:

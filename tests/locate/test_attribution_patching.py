@@ -11,8 +11,10 @@ FEW = TraceSettings(samples=3, seed=2)
 
 
 def _facts(world, n, phrasing=0):
-    return [(world.phrasings(f.relation)[phrasing].prompt(f.subject), f.subject, f.object)
-            for f in world.facts()[:6 * n:6]]
+    return [
+        (world.phrasings(f.relation)[phrasing].prompt(f.subject), f.subject, f.object)
+        for f in world.facts()[: 6 * n : 6]
+    ]
 
 
 def _flat(result):
@@ -61,9 +63,10 @@ def test_each_cell_is_the_derivative_of_a_partial_restoration(handle, world, com
             x = x.clone()
             x[:, t] = state + alpha * (clean - state)
             return x
+
         logits = bridge.run_with_hooks(ids, fwd_hooks=[(embed, corrupt), (name, nudge)])
         n = len(ids[0]) - len(obj_ids) + 1
-        logp = torch.log_softmax(logits[0, n - 1:].double(), -1)[torch.arange(len(obj_ids)), obj_ids]
+        logp = torch.log_softmax(logits[0, n - 1 :].double(), -1)[torch.arange(len(obj_ids)), obj_ids]
         return float(logp.sum().exp())
 
     eps = 1e-2
@@ -76,8 +79,9 @@ def test_each_cell_is_the_derivative_of_a_partial_restoration(handle, world, com
 
 
 def test_ranks_sites_like_the_exact_trace_at_full_noise(handle, world):
-    rhos = [spearmanr(_flat(trace(handle, *f, FEW)), _flat(attribute(handle, *f, FEW))).statistic
-            for f in _facts(world, 4)]
+    rhos = [
+        spearmanr(_flat(trace(handle, *f, FEW)), _flat(attribute(handle, *f, FEW))).statistic for f in _facts(world, 4)
+    ]
     assert sum(rhos) / len(rhos) > 0.7, rhos
 
 

@@ -4,11 +4,11 @@ import doctest
 
 import pytest
 import torch
+from tiny_models import FAMILIES, tiny_handle
 
 import locate.causal_trace
 from locate.causal_trace import TraceError, TraceSettings, trace, trace_nnsight, trace_reference
 from locate.location import Location
-from tiny_models import FAMILIES, tiny_handle
 from workbench.core.tokens import EncodingError
 
 FEW = TraceSettings(samples=2, seed=1)
@@ -65,8 +65,9 @@ def test_clean_beats_corrupted_and_restoring_everything_recovers_it(handle, fact
     assert float(batched.scores["resid"][-1, -1]) == pytest.approx(batched.clean, abs=1e-4)
     # Before the subject nothing was corrupted, so restoring it changes nothing.
     a, _ = batched.subject_span
-    torch.testing.assert_close(batched.scores["mlp"][:a], torch.full_like(batched.scores["mlp"][:a],
-                                                                          batched.corrupted), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        batched.scores["mlp"][:a], torch.full_like(batched.scores["mlp"][:a], batched.corrupted), atol=1e-5, rtol=0
+    )
     assert batched.scores["mlp"].shape == (len(batched.tokens), handle.n_layers)
 
 
@@ -76,8 +77,7 @@ def test_where_the_world_model_keeps_its_facts(handle, world):
     # lookup. benchmarks/causal_trace.py measures it on 12 facts; here on one fact per relation.
     for relation in world.relations:
         f = world.facts(relations=[relation])[3]
-        r = trace(handle, world.phrasings(relation)[0].prompt(f.subject), f.subject, f.object, FEW,
-                  components=("mlp",))
+        r = trace(handle, world.phrasings(relation)[0].prompt(f.subject), f.subject, f.object, FEW, components=("mlp",))
         ie, last_subject = r.indirect_effect("mlp"), r.subject_span[1] - 1
         assert float(ie[last_subject].max()) < 0.1, relation
         assert int(ie[-1].argmax()) == 0 and float(ie[-1, 0]) > 0.5 * (r.clean - r.corrupted), relation
@@ -94,12 +94,12 @@ def test_counterfactual_corruption(handle, fact):
     r = trace(handle, *fact, TraceSettings(corruption="counterfactual"))
     assert r.replacement and r.replacement != fact[1]
     # Deterministic: the corrupted run is exactly the model on the other person's prompt.
-    assert r.corrupted == pytest.approx(handle.object_prob(fact[0].replace(fact[1], r.replacement), fact[2]),
-                                        abs=1e-5)
+    assert r.corrupted == pytest.approx(handle.object_prob(fact[0].replace(fact[1], r.replacement), fact[2]), abs=1e-5)
     assert r.corrupted < 0.1 < 0.9 < r.clean
     assert r.settings.samples == 10  # ignored for this corruption, not rewritten
-    chosen = trace(handle, *fact, TraceSettings(corruption="counterfactual", counterfactual=r.replacement),
-                   components=("mlp",))
+    chosen = trace(
+        handle, *fact, TraceSettings(corruption="counterfactual", counterfactual=r.replacement), components=("mlp",)
+    )
     torch.testing.assert_close(chosen.scores["mlp"], r.scores["mlp"], atol=1e-6, rtol=0)
 
 
@@ -108,8 +108,9 @@ def test_to_location(handle, batched):
     assert loc.method == "causal_trace" and loc.tokens == batched.tokens
     assert len(loc.sites) == 3 * len(batched.tokens) * handle.n_layers
     best = loc.best()
-    assert best.score == pytest.approx(float(batched.scores[best.component][best.token, best.layer])
-                                       - batched.corrupted)
+    assert best.score == pytest.approx(
+        float(batched.scores[best.component][best.token, best.layer]) - batched.corrupted
+    )
     assert Location.from_json(loc.to_json()) == loc
     assert loc.grids["mlp"] == batched.scores["mlp"].tolist()
 
@@ -129,7 +130,9 @@ def test_errors(handle, fact):
     with pytest.raises(ValueError, match="Bob"):  # not a word the world's tokenizer knows
         trace(handle, prompt, subject, obj, TraceSettings(corruption="counterfactual", counterfactual="Bob"))
     with pytest.raises(TraceError, match="does not tokenize like"):
-        trace(handle, prompt, subject, obj, TraceSettings(corruption="counterfactual", counterfactual=subject.split()[0]))
+        trace(
+            handle, prompt, subject, obj, TraceSettings(corruption="counterfactual", counterfactual=subject.split()[0])
+        )
     # All are ValueErrors, for callers that catch bad input broadly.
     assert issubclass(TraceError, ValueError) and issubclass(EncodingError, ValueError)
 
@@ -154,5 +157,6 @@ def test_an_unfilled_key_value_cache_is_an_error_not_a_wrong_grid():
     from transformers import DynamicCache
 
     from locate.causal_trace import _rows_of
+
     with pytest.raises(TraceError, match="did not fill the key-value cache"):
         _rows_of(DynamicCache(), torch.tensor([0]), 3)

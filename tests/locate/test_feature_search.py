@@ -16,7 +16,9 @@ def test_a_word_finds_the_features_whose_decoder_promotes_it(handle, world):
     column = decoder_logits(handle, sae)[:, token]
     assert [f["feature"] for f in found] == column.topk(3).indices.tolist()
     # The same reading as feature_data's promoted tokens.
-    promoted = feature_data(handle, found[0]["feature"], texts=world.training_sentences()[:5], top=20, sae=sae)["promotes"]
+    promoted = feature_data(handle, found[0]["feature"], texts=world.training_sentences()[:5], top=20, sae=sae)[
+        "promotes"
+    ]
     assert any(p["token"] == "cat" and abs(p["logit"] - found[0]["score"]) < 1e-4 for p in promoted)
 
 

@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import pytest
 import torch
+from tiny_models import FAMILIES, tiny_model
 
 from locate.fisher import FisherError, FisherSettings, fisher, fisher_diagonal, fisher_ratio, forget_retain, ssd_mask
 from locate.location import Location, unit_axis
-from tiny_models import FAMILIES, tiny_model
 from workbench.core.handle import ModelHandle
 
 
@@ -27,8 +27,13 @@ def scores(handle, world, person):
 def tiny_world_handle(handle, family: str) -> ModelHandle:
     """A tiny random model of ``family`` over the world's tokenizer, so world facts can be scored."""
     tok = handle.tokenizer
-    model = tiny_model(family, vocab_size=len(tok), pad_token_id=tok.pad_token_id,
-                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    model = tiny_model(
+        family,
+        vocab_size=len(tok),
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     return ModelHandle(model, tok, f"tiny-{family}", "config", world=handle.world)
 
 
@@ -46,7 +51,7 @@ def brute_force_fisher(h: ModelHandle, examples, names) -> dict[str, torch.Tenso
         logp = torch.log_softmax(h.model(torch.tensor([ids])).logits[0].float(), -1)
         loglik = sum(logp[t - 1, ids[t]] for t in scored)
         for n, g in zip(names, torch.autograd.grad(loglik, [params[n] for n in names])):
-            sums[n] += g ** 2
+            sums[n] += g**2
     return {n: s.detach() / len(examples) for n, s in sums.items()}
 
 
@@ -181,7 +186,8 @@ def test_world_model_forget_fisher_is_specific_to_the_person(handle, world, pers
     masks = scores.to_location(replace(scores.settings, top_fraction=0.03)).parameter_mask(handle.model)
     in_mlp = sum(int(m.sum()) for k, m in masks.items() if ".mlp." in k) / sum(int(m.sum()) for m in masks.values())
     mlp_share = sum(t.numel() for k, t in scores.forget.items() if ".mlp." in k) / sum(
-        t.numel() for t in scores.forget.values())
+        t.numel() for t in scores.forget.values()
+    )
     assert in_mlp > mlp_share
     # Zeroing the selected weights costs the person's facts far more than other people's.
     others = world.facts(world.split("forget01").retain[100:110])
@@ -215,17 +221,20 @@ def test_named_forget_set_and_forget_only_scores(handle, person):
         alone.ssd_mask()
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda h, w: fisher(h, "Nobody Atall"), "unknown split or person"),
-    (lambda h, w: fisher(h, [], w.facts()[:1]), "no forget examples"),
-    (lambda h, w: fisher(h, w.facts()[:1], []), "no retain examples"),
-    (lambda h, w: fisher(h, w.facts()[:1]), "needs retain data"),
-    (lambda h, w: fisher(h, [3], settings=FisherSettings(score="forget")), "texts, facts or"),
-    (lambda h, w: FisherSettings(top_fraction=0), r"top_fraction must be in \(0, 1\]"),
-    (lambda h, w: FisherSettings(top_fraction=1.01), "top_fraction"),
-    (lambda h, w: FisherSettings(granularity="neuron"), "granularity"),
-    (lambda h, w: FisherSettings(batch_size=0), "batch_size"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda h, w: fisher(h, "Nobody Atall"), "unknown split or person"),
+        (lambda h, w: fisher(h, [], w.facts()[:1]), "no forget examples"),
+        (lambda h, w: fisher(h, w.facts()[:1], []), "no retain examples"),
+        (lambda h, w: fisher(h, w.facts()[:1]), "needs retain data"),
+        (lambda h, w: fisher(h, [3], settings=FisherSettings(score="forget")), "texts, facts or"),
+        (lambda h, w: FisherSettings(top_fraction=0), r"top_fraction must be in \(0, 1\]"),
+        (lambda h, w: FisherSettings(top_fraction=1.01), "top_fraction"),
+        (lambda h, w: FisherSettings(granularity="neuron"), "granularity"),
+        (lambda h, w: FisherSettings(batch_size=0), "batch_size"),
+    ],
+)
 def test_bad_input_is_a_one_line_fisher_error(handle, world, call, match):
     with pytest.raises(FisherError, match=match) as e:
         call(handle, world)

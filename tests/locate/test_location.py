@@ -5,24 +5,40 @@ import json
 
 import pytest
 import torch
+from tiny_models import FAMILIES
+from tiny_models import tiny_model as family_model
 from transformers import AutoModelForCausalLM, GPT2Config
 
 import locate.location
-from locate.location import (Location, LocationError, Site, component_totals, neuron_totals, parameter_sites,
-                             unit_axis, unit_totals)
-from tiny_models import FAMILIES
-from tiny_models import tiny_model as family_model
+from locate.location import (
+    Location,
+    LocationError,
+    Site,
+    component_totals,
+    neuron_totals,
+    parameter_sites,
+    unit_axis,
+    unit_totals,
+)
 from workbench.core.sites import site_map
 
 
 def example() -> Location:
     return Location(
-        "causal_trace", {"samples": 10, "noise": 3.0}, {"subject": "Ann Lee", "relation": "pet", "object": "cat"},
-        [Site("activation", 1, "mlp", 2, score=0.25), Site("activation", 3, "attn", 4, score=0.9),
-         Site("parameter", param="transformer.h.0.mlp.c_fc.weight", score=0.5),
-         Site("feature", 2, "resid", feature=17, score=0.1), Site("activation", 1, "resid", 2, score=1 / 3)],
+        "causal_trace",
+        {"samples": 10, "noise": 3.0},
+        {"subject": "Ann Lee", "relation": "pet", "object": "cat"},
+        [
+            Site("activation", 1, "mlp", 2, score=0.25),
+            Site("activation", 3, "attn", 4, score=0.9),
+            Site("parameter", param="transformer.h.0.mlp.c_fc.weight", score=0.5),
+            Site("feature", 2, "resid", feature=17, score=0.1),
+            Site("activation", 1, "resid", 2, score=1 / 3),
+        ],
         grids={"mlp": torch.rand(5, 4), "attn": [[0.1, 0.2], [0.3, 0.4]]},
-        tokens=["[BOS]", "Ann", "Lee", "has", "a"], extras={"clean": 0.99, "span": [1, 3]})
+        tokens=["[BOS]", "Ann", "Lee", "has", "a"],
+        extras={"clean": 0.99, "span": [1, 3]},
+    )
 
 
 def tiny_model():
@@ -82,8 +98,11 @@ def test_parameter_mask_maps_mlp_sites_to_the_output_projection():
     model = tiny_model()
     masks = example().parameter_mask(model)
     params = dict(model.named_parameters())
-    assert set(masks) == {"transformer.h.1.mlp.c_proj.weight", "transformer.h.3.attn.c_proj.weight",
-                          "transformer.h.0.mlp.c_fc.weight"}
+    assert set(masks) == {
+        "transformer.h.1.mlp.c_proj.weight",
+        "transformer.h.3.attn.c_proj.weight",
+        "transformer.h.0.mlp.c_fc.weight",
+    }
     for name, mask in masks.items():
         assert mask.dtype == torch.bool and mask.shape == params[name].shape and bool(mask.all())
 
@@ -100,10 +119,15 @@ def test_parameter_mask_errors():
 def test_sparse_and_unit_masks_select_exactly_their_elements(tmp_path):
     model = tiny_model()
     fc, proj = "transformer.h.0.mlp.c_fc.weight", "transformer.h.2.mlp.c_proj.weight"  # Conv1D: [in, out]
-    loc = Location("fisher", sites=[Site("parameter", 0, "mlp", param=fc, score=2.0),
-                                    Site("parameter", 2, "mlp", param=proj, feature=7, score=1.0),
-                                    Site("parameter", 2, "mlp", param=proj, feature=9, score=0.5)],
-                   masks={fc: torch.tensor([40, 3, 3, 4095])})
+    loc = Location(
+        "fisher",
+        sites=[
+            Site("parameter", 0, "mlp", param=fc, score=2.0),
+            Site("parameter", 2, "mlp", param=proj, feature=7, score=1.0),
+            Site("parameter", 2, "mlp", param=proj, feature=9, score=0.5),
+        ],
+        masks={fc: torch.tensor([40, 3, 3, 4095])},
+    )
     assert loc.masks == {fc: [3, 40, 4095]}  # sorted, deduplicated, plain ints
     masks = loc.parameter_mask(model)
     assert masks[fc].flatten().nonzero().flatten().tolist() == [3, 40, 4095]

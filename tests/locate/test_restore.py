@@ -7,8 +7,11 @@ from locate.causal_trace import TraceError, TraceSettings, trace
 from locate.restore import restore_state
 
 
-@pytest.mark.parametrize("settings", [TraceSettings(samples=3), TraceSettings(samples=2, window=3),
-                                      TraceSettings(corruption="counterfactual")], ids=["noise", "window", "counterfactual"])
+@pytest.mark.parametrize(
+    "settings",
+    [TraceSettings(samples=3), TraceSettings(samples=2, window=3), TraceSettings(corruption="counterfactual")],
+    ids=["noise", "window", "counterfactual"],
+)
 def test_every_cell_matches_the_trace(handle, world, settings):
     person = list(world.people)[7]
     fact = world.fact(person, "employer")
@@ -40,8 +43,14 @@ def test_top_tokens_are_those_of_the_corrupted_run_with_the_state_put_back(handl
 
 def test_cells_outside_the_grid_are_refused(handle, world):
     fact = world.facts()[0]
-    r = trace(handle, world.phrasings(fact.relation)[0].prompt(fact.subject), fact.subject, fact.object,
-              TraceSettings(samples=1), components=("mlp",))
+    r = trace(
+        handle,
+        world.phrasings(fact.relation)[0].prompt(fact.subject),
+        fact.subject,
+        fact.object,
+        TraceSettings(samples=1),
+        components=("mlp",),
+    )
     with pytest.raises(TraceError, match="outside"):
         restore_state(handle, r, "mlp", len(r.tokens), 0)
     with pytest.raises(TraceError, match="outside"):

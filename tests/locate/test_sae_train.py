@@ -16,12 +16,14 @@ SMALL = SaeSettings(layer=1, d_sae=64, k=8, samples=65536, batch_size=512, lr=2e
 def no_network(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("network access attempted")
+
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 def test_trains_offline_saves_and_loads_with_sae_lens(handle, tmp_path, no_network):
     from sae_lens import SAE
+
     texts = handle.world.training_sentences()[:400]
     sae = train_sae(handle, SMALL, texts, progress=False)
     again = train_sae(handle, SMALL, texts, progress=False)

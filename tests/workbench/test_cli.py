@@ -40,15 +40,18 @@ def test_world_facts_json(capsys, world):
     assert {r["relation"] for r in o["facts"]} == set(world.relations)
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["info", "--model", "./missing/model"], "no such model directory"),
-    (["info", "--model", "world:nope"], "unknown world model"),
-    (["ask", "It is well known that Zanzibar works for"], "'Zanzibar'"),
-    (["world", "facts", "Nobody Here"], "unknown person 'Nobody Here'"),
-    (["world", "train", "gpt5"], "unknown world model 'gpt5'"),
-    (["ask"], "Missing argument"),
-    (["frobnicate"], "No such command"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["info", "--model", "./missing/model"], "no such model directory"),
+        (["info", "--model", "world:nope"], "unknown world model"),
+        (["ask", "It is well known that Zanzibar works for"], "'Zanzibar'"),
+        (["world", "facts", "Nobody Here"], "unknown person 'Nobody Here'"),
+        (["world", "train", "gpt5"], "unknown world model 'gpt5'"),
+        (["ask"], "Missing argument"),
+        (["frobnicate"], "No such command"),
+    ],
+)
 def test_bad_input_is_one_line(capsys, args, needle):
     code, out, err = run(capsys, *args, "--json")
     assert code == 2
@@ -57,8 +60,12 @@ def test_bad_input_is_one_line(capsys, args, needle):
 
 
 def test_installed_entry_point_without_traceback():
-    proc = subprocess.run([sys.executable, "-m", "workbench.cli", "ask", "Zanzibar Zed works for"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "ask", "Zanzibar Zed works for"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().startswith("workbench: the tokenizer cannot encode")
     assert len(proc.stderr.strip().splitlines()) == 1

@@ -47,8 +47,9 @@ def test_memit_from_jsonl(capsys, world, tmp_path):
 def test_memit_keys_each(capsys, world, tmp_path):
     people = list(world.people)[16:19]
     f = tmp_path / "r.jsonl"
-    f.write_text("\n".join(json.dumps({"person": p, "relation": "pet", "new_object": _new(world, p, "pet")})
-                           for p in people))
+    f.write_text(
+        "\n".join(json.dumps({"person": p, "relation": "pet", "new_object": _new(world, p, "pet")}) for p in people)
+    )
     code, out, _ = run(capsys, "edit", "memit", "--requests", str(f), "--keys", "each", "--json")
     o = json.loads(out)
     assert code == 0 and o["keys"] == "each" and o["after"]["efficacy"]["accuracy"] == 1.0
@@ -59,14 +60,18 @@ def test_memit_keys_each(capsys, world, tmp_path):
 def test_memit_says_in_one_line_when_the_layer_cannot_take_the_edits(capsys, world, tmp_path):
     people = list(world.people)[16:18]
     f = tmp_path / "r.jsonl"
-    f.write_text("\n".join(json.dumps({"person": p, "relation": "pet", "new_object": _new(world, p, "pet")})
-                           for p in people))
-    code, out, err = run(capsys, "edit", "memit", "--requests", str(f), "--layers", "0", "--mom2-weight", "1e6", "--json")
+    f.write_text(
+        "\n".join(json.dumps({"person": p, "relation": "pet", "new_object": _new(world, p, "pet")}) for p in people)
+    )
+    code, out, err = run(
+        capsys, "edit", "memit", "--requests", str(f), "--layers", "0", "--mom2-weight", "1e6", "--json"
+    )
     assert code == 0 and json.loads(out)["target_written"] < 0.9
     warning = [line for line in err.splitlines() if "wrote" in line]
     assert len(warning) == 1 and warning[0].startswith("workbench: warning: the update wrote")
-    code, _, err = run(capsys, "edit", "memit", "--requests", str(f), "--layers", "0", "--mom2-weight", "1e6",
-                       "--batch-size", "1")
+    code, _, err = run(
+        capsys, "edit", "memit", "--requests", str(f), "--layers", "0", "--mom2-weight", "1e6", "--batch-size", "1"
+    )
     # What a terminal shows: the progress bar is cleared with carriage returns before the warning.
     warning = [line.split("\r")[-1] for line in err.split("\n") if "wrote" in line]
     assert code == 0 and len(warning) == 1
@@ -76,10 +81,24 @@ def test_memit_says_in_one_line_when_the_layer_cannot_take_the_edits(capsys, wor
 def test_memit_in_batches_in_null_space_mode_with_its_patch(capsys, world, tmp_path):
     people = list(world.people)[18:23]
     f = tmp_path / "r.jsonl"
-    f.write_text("\n".join(json.dumps({"person": p, "relation": "pet", "new_object": _new(world, p, "pet")})
-                           for p in people))
-    code, out, _ = run(capsys, "edit", "memit", "--requests", str(f), "--layers", "0", "--batch-size", "2",
-                       "--null-space", "--save-patch", str(tmp_path / "p"), "--json")
+    f.write_text(
+        "\n".join(json.dumps({"person": p, "relation": "pet", "new_object": _new(world, p, "pet")}) for p in people)
+    )
+    code, out, _ = run(
+        capsys,
+        "edit",
+        "memit",
+        "--requests",
+        str(f),
+        "--layers",
+        "0",
+        "--batch-size",
+        "2",
+        "--null-space",
+        "--save-patch",
+        str(tmp_path / "p"),
+        "--json",
+    )
     assert code == 0
     o = json.loads(out)
     assert (o["batches"], o["batch_size"], o["null_space"], len(o["target_written_per_batch"])) == (3, 2, True, 3)
@@ -89,23 +108,39 @@ def test_memit_in_batches_in_null_space_mode_with_its_patch(capsys, world, tmp_p
     assert patch.settings["null_space"]["keep_statistics"] and not o["alphaedit"]
     code, out, _ = run(capsys, "edit", "memit", "--requests", str(f), "--layers", "0", "--batch-size", "2")
     assert code == 0 and "5 edits in 3 batches of 2 at layers" in out
-    code, out, _ = run(capsys, "edit", "memit", "--requests", str(f), "--layers", "0", "--batch-size", "2",
-                       "--null-space", "--alphaedit", "--save-patch", str(tmp_path / "a"))
+    code, out, _ = run(
+        capsys,
+        "edit",
+        "memit",
+        "--requests",
+        str(f),
+        "--layers",
+        "0",
+        "--batch-size",
+        "2",
+        "--null-space",
+        "--alphaedit",
+        "--save-patch",
+        str(tmp_path / "a"),
+    )
     assert code == 0 and "5 edits in 3 batches of 2 (null-space, AlphaEdit's solve) at layers" in out
     assert load_patch(tmp_path / "a").settings["null_space"] == {"threshold": 1e-2, "keep_statistics": False}
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["edit", "rome", "Nobody Here", "pet", "cat"], "unknown person 'Nobody Here'"),
-    (["edit", "rome", "@", "pet", "@same"], "already the true object"),
-    (["edit", "rome", "@", "pet", "dragon"], "'dragon' is not a pet of this world"),
-    (["edit", "rome", "@", "pet", "cat", "--layer", "9"], "layer 9 out of range 0..3"),
-    (["edit", "rome", "@", "pet"], "give a NEW_OBJECT to rewrite, or --erase"),
-    (["edit", "rome", "@", "pet", "cat", "--erase"], "give a NEW_OBJECT to rewrite, or --erase"),
-    (["edit", "memit", "--requests", "/no/such.jsonl"], "no such requests file"),
-    (["edit", "memit", "--requests", "/no/such.jsonl", "--batch-size", "0"], "--batch-size must be at least 1"),
-    (["edit", "memit", "--requests", "/no/such.jsonl", "--alphaedit"], "give --null-space too"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["edit", "rome", "Nobody Here", "pet", "cat"], "unknown person 'Nobody Here'"),
+        (["edit", "rome", "@", "pet", "@same"], "already the true object"),
+        (["edit", "rome", "@", "pet", "dragon"], "'dragon' is not a pet of this world"),
+        (["edit", "rome", "@", "pet", "cat", "--layer", "9"], "layer 9 out of range 0..3"),
+        (["edit", "rome", "@", "pet"], "give a NEW_OBJECT to rewrite, or --erase"),
+        (["edit", "rome", "@", "pet", "cat", "--erase"], "give a NEW_OBJECT to rewrite, or --erase"),
+        (["edit", "memit", "--requests", "/no/such.jsonl"], "no such requests file"),
+        (["edit", "memit", "--requests", "/no/such.jsonl", "--batch-size", "0"], "--batch-size must be at least 1"),
+        (["edit", "memit", "--requests", "/no/such.jsonl", "--alphaedit"], "give --null-space too"),
+    ],
+)
 def test_bad_input_is_one_line(capsys, world, args, needle):
     person = list(world.people)[0]
     args = [person if a == "@" else world.fact(person, "pet").object if a == "@same" else a for a in args]

@@ -25,9 +25,14 @@ def patches(handle, tmp_path_factory):
     """Two rank-one patches of the default model, the second made on top of the first."""
     d = tmp_path_factory.mktemp("patches")
     g = torch.Generator().manual_seed(0)
-    edits = [Edit(f"nudge{i}", {"note": f"nudge {i}"}, {MLP: Delta(left=torch.randn(512, 1, generator=g) * 0.2,
-                                                                    right=torch.randn(128, 1, generator=g))})
-             for i in (1, 2)]
+    edits = [
+        Edit(
+            f"nudge{i}",
+            {"note": f"nudge {i}"},
+            {MLP: Delta(left=torch.randn(512, 1, generator=g) * 0.2, right=torch.randn(128, 1, generator=g))},
+        )
+        for i in (1, 2)
+    ]
     for i, e in enumerate(edits):
         e.apply(handle.model)
         save_patch(e, d / f"p{i + 1}")
@@ -37,7 +42,9 @@ def patches(handle, tmp_path_factory):
 
 
 def test_export_then_audit_and_a_tampered_tensor(capsys, patches, tmp_path):
-    code, out, _ = run(capsys, "export", "--patch", patches[0], "--patch", patches[1], "--out", tmp_path / "e", "--json")
+    code, out, _ = run(
+        capsys, "export", "--patch", patches[0], "--patch", patches[1], "--out", tmp_path / "e", "--json"
+    )
     assert code == 0
     o = json.loads(out)
     assert [e["method"] for e in o["edits"]] == ["nudge1", "nudge2"] and o["tensors"] == 52
@@ -68,9 +75,13 @@ def test_patch_show(capsys, patches):
 def test_patch_apply_then_revert_is_bitwise_the_base(capsys, patches, tmp_path):
     code, _, err = run(capsys, "patch", "apply", *patches, "--out", tmp_path / "a")
     assert code == 0, err
-    assert not torch.equal(load_file(tmp_path / "a" / "model.safetensors")[MLP],
-                           load_file(resolve_world_model("world") / "model.safetensors")[MLP])
-    code, out, err = run(capsys, "patch", "revert", *patches, "--model", tmp_path / "a", "--out", tmp_path / "r", "--json")
+    assert not torch.equal(
+        load_file(tmp_path / "a" / "model.safetensors")[MLP],
+        load_file(resolve_world_model("world") / "model.safetensors")[MLP],
+    )
+    code, out, err = run(
+        capsys, "patch", "revert", *patches, "--model", tmp_path / "a", "--out", tmp_path / "r", "--json"
+    )
     assert code == 0, err
     assert json.loads(out)["reverted"] == [str(patches[1]), str(patches[0])]
     base = load_file(resolve_world_model("world") / "model.safetensors")
@@ -81,16 +92,19 @@ def test_patch_apply_then_revert_is_bitwise_the_base(capsys, patches, tmp_path):
     assert code == 2 and "is not what this nudge1 patch produced" in err and not (tmp_path / "r2").exists()
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["export", "--patch", "@p1", "--out", "@exists"], "already exists; pass overwrite=True (--overwrite)"),
-    (["export", "--patch", "@p2", "--out", "@new"], "differs from the weights this nudge2 edit was made on"),
-    (["export", "--patch", "@p1", "--out", "@new", "--model", "world:retain-forget05"], "differs from the weights"),
-    (["export", "--out", "@new"], "give at least one patch file"),
-    (["export", "--patch", "/no/such.patch", "--out", "@new"], "no patch at /no/such.patch"),
-    (["patch", "show", "/no/such.patch"], "no patch at /no/such.patch"),
-    (["audit", "@exists"], "is not an export (no edit_manifest.json)"),
-    (["audit", "/no/such/dir"], "no such directory: /no/such/dir"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["export", "--patch", "@p1", "--out", "@exists"], "already exists; pass overwrite=True (--overwrite)"),
+        (["export", "--patch", "@p2", "--out", "@new"], "differs from the weights this nudge2 edit was made on"),
+        (["export", "--patch", "@p1", "--out", "@new", "--model", "world:retain-forget05"], "differs from the weights"),
+        (["export", "--out", "@new"], "give at least one patch file"),
+        (["export", "--patch", "/no/such.patch", "--out", "@new"], "no patch at /no/such.patch"),
+        (["patch", "show", "/no/such.patch"], "no patch at /no/such.patch"),
+        (["audit", "@exists"], "is not an export (no edit_manifest.json)"),
+        (["audit", "/no/such/dir"], "no such directory: /no/such/dir"),
+    ],
+)
 def test_bad_input_is_one_line(capsys, patches, tmp_path, args, needle):
     (tmp_path / "exists").mkdir()
     subs = {"@p1": patches[0], "@p2": patches[1], "@exists": tmp_path / "exists", "@new": tmp_path / "new"}
@@ -103,8 +117,9 @@ def test_bad_input_is_one_line(capsys, patches, tmp_path, args, needle):
 
 def test_overwrite_replaces_an_earlier_export(capsys, patches, tmp_path):
     assert run(capsys, "patch", "apply", patches[0], "--out", tmp_path / "x")[0] == 0
-    code, out, _ = run(capsys, "export", "--patch", patches[0], "--patch", patches[1], "--out", tmp_path / "x",
-                       "--overwrite", "--json")
+    code, out, _ = run(
+        capsys, "export", "--patch", patches[0], "--patch", patches[1], "--out", tmp_path / "x", "--overwrite", "--json"
+    )
     assert code == 0 and len(json.loads(out)["edits"]) == 2
     assert [p.name for p in tmp_path.iterdir()] == ["x"]
 

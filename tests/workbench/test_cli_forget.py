@@ -15,8 +15,19 @@ def run(capsys, *args):
 
 
 def test_split_json_with_reference_and_patch(capsys, tmp_path):
-    code, out, _ = run(capsys, "forget", "--split", "forget01", "--method", "ssd", "--retain-facts", "40",
-                       "--save-patch", str(tmp_path / "p"), "--json")
+    code, out, _ = run(
+        capsys,
+        "forget",
+        "--split",
+        "forget01",
+        "--method",
+        "ssd",
+        "--retain-facts",
+        "40",
+        "--save-patch",
+        str(tmp_path / "p"),
+        "--json",
+    )
     assert code == 0
     o = json.loads(out)
     assert o["before"]["forget"] == 1.0 and o["after"]["forget"] <= 0.15 and o["after"]["retain"] >= 0.95
@@ -31,15 +42,18 @@ def test_person_table(capsys, world):
     assert f"forget {person} with ssd" in out and "neighbours" in out and "retain model" not in out
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["forget", "Nobody Here"], "unknown person or split 'Nobody Here'"),
-    (["forget", "--split", "forget09"], "unknown person or split 'forget09'"),
-    (["forget", ""], "nothing to forget"),
-    (["forget"], "name a PERSON or give --split"),
-    (["forget", "@", "--method", "sgd"], "unknown method 'sgd'"),
-    (["forget", "@", "--retain", "@"], "overlaps the retain set"),
-    (["forget", "@", "--retain", "Nobody Here"], "unknown person 'Nobody Here' in --retain"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["forget", "Nobody Here"], "unknown person or split 'Nobody Here'"),
+        (["forget", "--split", "forget09"], "unknown person or split 'forget09'"),
+        (["forget", ""], "nothing to forget"),
+        (["forget"], "name a PERSON or give --split"),
+        (["forget", "@", "--method", "sgd"], "unknown method 'sgd'"),
+        (["forget", "@", "--retain", "@"], "overlaps the retain set"),
+        (["forget", "@", "--retain", "Nobody Here"], "unknown person 'Nobody Here' in --retain"),
+    ],
+)
 def test_refusals_are_one_line(capsys, world, args, needle):
     person = list(world.people)[0]
     code, out, err = run(capsys, *[person if a == "@" else a for a in args])

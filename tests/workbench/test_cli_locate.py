@@ -35,15 +35,18 @@ def test_trace_text_marks_the_subject(capsys, world):
     assert sum(line.startswith("*") for line in out.splitlines()) == 3 * 2  # two subject tokens, three grids
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["trace", "Nobody Here", "pet"], "unknown person 'Nobody Here'"),
-    (["trace", "@person", "favourite_colour"], "unknown relation 'favourite_colour'"),
-    (["trace", "@person", "pet", "--prompt", "the cat was born in"], "does not occur in prompt"),
-    (["trace", "@person", "pet", "--window", "9"], "window 9 out of range 1..4"),
-    (["trace", "@person", "pet", "--method", "magic"], "unknown trace method 'magic'"),
-    (["trace", "@person", "pet", "--phrasing", "40"], "phrasing 40 out of range"),
-    (["trace", "@person", "pet", "--corruption", "blur"], "unknown corruption 'blur'"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["trace", "Nobody Here", "pet"], "unknown person 'Nobody Here'"),
+        (["trace", "@person", "favourite_colour"], "unknown relation 'favourite_colour'"),
+        (["trace", "@person", "pet", "--prompt", "the cat was born in"], "does not occur in prompt"),
+        (["trace", "@person", "pet", "--window", "9"], "window 9 out of range 1..4"),
+        (["trace", "@person", "pet", "--method", "magic"], "unknown trace method 'magic'"),
+        (["trace", "@person", "pet", "--phrasing", "40"], "phrasing 40 out of range"),
+        (["trace", "@person", "pet", "--corruption", "blur"], "unknown corruption 'blur'"),
+    ],
+)
 def test_trace_bad_input_is_one_line(capsys, world, args, needle):
     args = [list(world.people)[0] if a == "@person" else a for a in args]
     code, out, err = run(capsys, *args, "--json")
@@ -54,9 +57,11 @@ def test_trace_bad_input_is_one_line(capsys, world, args, needle):
 
 def test_fisher_json_writes_a_location(capsys, world, tmp_path):
     from locate.location import Location
+
     person, out = list(world.people)[5], tmp_path / "mask.json"
-    code, stdout, _ = run(capsys, "fisher", person, "--max-examples", "60", "--top-fraction", "0.001",
-                          "--out", str(out), "--json")
+    code, stdout, _ = run(
+        capsys, "fisher", person, "--max-examples", "60", "--top-fraction", "0.001", "--out", str(out), "--json"
+    )
     assert code == 0
     o = json.loads(stdout)
     assert o["examples"] == {"forget": 54, "retain": 60}
@@ -66,11 +71,14 @@ def test_fisher_json_writes_a_location(capsys, world, tmp_path):
     assert {(c["layer"], c["component"]) for c in o["components"]} >= {(0, "mlp"), (3, "attn")}
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["fisher", "Nobody Here"], "unknown split or person 'Nobody Here'"),
-    (["fisher", "forget05", "--top-fraction", "2"], "top_fraction must be in (0, 1]"),
-    (["fisher", "forget05", "--granularity", "atoms"], "unknown granularity 'atoms'"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["fisher", "Nobody Here"], "unknown split or person 'Nobody Here'"),
+        (["fisher", "forget05", "--top-fraction", "2"], "top_fraction must be in (0, 1]"),
+        (["fisher", "forget05", "--granularity", "atoms"], "unknown granularity 'atoms'"),
+    ],
+)
 def test_fisher_bad_input_is_one_line(capsys, args, needle):
     code, out, err = run(capsys, *args, "--json")
     assert code == 2, err
@@ -85,17 +93,22 @@ def test_features_json(capsys, world):
     o = json.loads(out)
     assert len(o["features"]) == 4 and o["sae"] == "blocks.0.hook_resid_post"
     assert o["extras"]["ablation"][0]["feature"] == o["features"][0]["feature"]
-    code, out, _ = run(capsys, "features", person, "--feature", str(o["features"][0]["feature"]), "--top", "2", "--json")
+    code, out, _ = run(
+        capsys, "features", person, "--feature", str(o["features"][0]["feature"]), "--top", "2", "--json"
+    )
     assert code == 0 and len(json.loads(out)["top_contexts"]) == 2
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["features", "Nobody Here", "pet"], "unknown person 'Nobody Here'"),
-    (["features", "@", "hobby"], "unknown relation 'hobby'"),
-    (["features", "@", "pet", "--layer", "5"], "layer 5 out of range 0..3"),
-    (["features", "@", "pet", "--layer", "3"], "no SAE at"),
-    (["features", "@", "--feature", "100000"], "feature 100000 out of range"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["features", "Nobody Here", "pet"], "unknown person 'Nobody Here'"),
+        (["features", "@", "hobby"], "unknown relation 'hobby'"),
+        (["features", "@", "pet", "--layer", "5"], "layer 5 out of range 0..3"),
+        (["features", "@", "pet", "--layer", "3"], "no SAE at"),
+        (["features", "@", "--feature", "100000"], "feature 100000 out of range"),
+    ],
+)
 def test_features_bad_input_is_one_line(capsys, world, args, needle):
     args = [list(world.people)[0] if a == "@" else a for a in args]
     code, out, err = run(capsys, *args, "--json")

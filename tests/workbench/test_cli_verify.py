@@ -13,10 +13,12 @@ def ssd_patch(tmp_path_factory, world):
     from edit.forget import forget
     from edit.forget_figures import FigureSettings
     from edit.patch import save_patch
+
     h = workbench.load("world", device="cpu")
     person = world.split("forget01").forget[0]
-    res = forget(h, person, "ssd", figures=FigureSettings(retain_facts=20, neighbour_facts=20), reference=False,
-                 progress=False)
+    res = forget(
+        h, person, "ssd", figures=FigureSettings(retain_facts=20, neighbour_facts=20), reference=False, progress=False
+    )
     return str(save_patch(res.edit, tmp_path_factory.mktemp("p") / "one.patch")), person
 
 
@@ -37,13 +39,16 @@ def test_verify_the_model_as_it_is_in_text(capsys, world):
     assert "NOT FORGOTTEN" in text and "surface" in text and "baseline: world:retain-forget01" in text
 
 
-@pytest.mark.parametrize("args, message", [
-    (["verify"], "nothing to verify"),
-    (["verify", "--split", "forget01", "--person", "x"], "not both"),
-    (["verify", "--patch", "/no/such.patch"], "no patch at"),
-    (["verify", "--person", "Nobody Here"], "unknown person"),
-    (["verify", "--split", "forget99", "--quick"], "unknown person or split"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["verify"], "nothing to verify"),
+        (["verify", "--split", "forget01", "--person", "x"], "not both"),
+        (["verify", "--patch", "/no/such.patch"], "no patch at"),
+        (["verify", "--person", "Nobody Here"], "unknown person"),
+        (["verify", "--split", "forget99", "--quick"], "unknown person or split"),
+    ],
+)
 def test_bad_input_is_one_line(args, message, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()

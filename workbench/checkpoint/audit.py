@@ -79,7 +79,9 @@ def _tensors(directory: Path, manifest: dict) -> tuple[list[str], int]:
         elif n not in recorded:
             problems.append(f"tensor {n}: in the weights but not in the manifest")
         elif on_disk[n] != recorded[n]:
-            problems.append(f"tensor {n}: sha256 {on_disk[n][:12]}... differs from the manifest's {recorded[n][:12]}...")
+            problems.append(
+                f"tensor {n}: sha256 {on_disk[n][:12]}... differs from the manifest's {recorded[n][:12]}..."
+            )
     return problems, len(on_disk)
 
 
@@ -104,7 +106,9 @@ def _edits(manifest: dict) -> list[str]:
     edits, reverted = manifest["edits"], manifest.get("reverted") or []
     for i, (r, expected) in enumerate(zip(edits, chain(edits)), 1):
         if r.get("link") != expected:
-            problems.append(f"edit {i} ({r.get('method')}): hash chain link differs (the edit's record or order changed)")
+            problems.append(
+                f"edit {i} ({r.get('method')}): hash chain link differs (the edit's record or order changed)"
+            )
             break  # every later link depends on this one
     links = chain(edits)
     if manifest.get("chain_head") != (links[-1] if links else GENESIS):
@@ -149,5 +153,6 @@ def audit(out_dir: str | Path) -> Audit:
         problems = tensor_problems + _files(directory, manifest) + _edits(manifest)
     except (KeyError, TypeError, AttributeError) as e:
         raise AuditError(f"{directory / NAME} is malformed ({type(e).__name__}: {e})") from None
-    return Audit(str(directory), problems, n_tensors, len(manifest["files"]), len(manifest["edits"]),
-                 manifest.get("chain_head"))
+    return Audit(
+        str(directory), problems, n_tensors, len(manifest["files"]), len(manifest["edits"]), manifest.get("chain_head")
+    )

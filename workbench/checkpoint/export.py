@@ -15,8 +15,9 @@ import json
 import os
 import secrets
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from workbench.checkpoint.manifest import NAME, build, edit_record, file_sha256, plain, replay, tensor_hashes
 from workbench.checkpoint.model_card import model_card
@@ -57,8 +58,9 @@ def _report(report: Any) -> tuple[dict, str] | None:
     if report is None:
         return None
     if not (callable(getattr(report, "to_dict", None)) and callable(getattr(report, "to_html", None))):
-        raise ExportError(f"report must be a verification Report (with to_dict() and to_html()), "
-                          f"not {type(report).__name__}")
+        raise ExportError(
+            f"report must be a verification Report (with to_dict() and to_html()), not {type(report).__name__}"
+        )
     d, html = report.to_dict(), report.to_html()
     if not isinstance(d, dict) or not isinstance(html, str):
         raise ExportError("report.to_dict() must give a dict and report.to_html() a str")
@@ -77,14 +79,14 @@ def _check_edits(model, edits: Sequence[Edit], reverted: Sequence[Edit], state: 
         if n not in params:
             raise ExportError(f"{label} touches {n!r}, which {type(model).__name__} does not have")
         if params[n] != h:
-            raise ExportError(f"{n} does not hash to what {label} left (its hashes_after): "
-                              f"the weights changed after it was applied")
+            raise ExportError(
+                f"{n} does not hash to what {label} left (its hashes_after): the weights changed after it was applied"
+            )
     return first
 
 
 def _check_base(source: str, sd: dict, state: dict[str, str], first: dict[str, str]) -> bool:
     from safetensors import safe_open
-
 
     src = Path(source)
     files = sorted(src.glob("*.safetensors")) if src.is_dir() else []
@@ -98,13 +100,22 @@ def _check_base(source: str, sd: dict, state: dict[str, str], first: dict[str, s
                 if n in first and was != first[n]:
                     raise ExportError(f"the edits were made on another {n} than the base checkpoint's at {src}")
                 if n not in first and was != state[n]:
-                    raise ExportError(f"{n} differs from the base checkpoint at {src} and no given edit touches it "
-                                      f"(weights processed for analysis, or an edit not passed to export)")
+                    raise ExportError(
+                        f"{n} differs from the base checkpoint at {src} and no given edit touches it "
+                        f"(weights processed for analysis, or an edit not passed to export)"
+                    )
     return bool(files)
 
 
-def _write(h: ModelHandle, tmp: Path, edits: Sequence[Edit], reverted: Sequence[Edit], base: dict,
-           report: tuple[dict, str] | None, state: dict[str, str]) -> dict:
+def _write(
+    h: ModelHandle,
+    tmp: Path,
+    edits: Sequence[Edit],
+    reverted: Sequence[Edit],
+    base: dict,
+    report: tuple[dict, str] | None,
+    state: dict[str, str],
+) -> dict:
     h.model.save_pretrained(tmp)
     h.tokenizer.save_pretrained(tmp)
     if h.world is not None:
@@ -128,15 +139,24 @@ def _write(h: ModelHandle, tmp: Path, edits: Sequence[Edit], reverted: Sequence[
         raise ExportError(f"{missing[0]}, changed by an edit, is not among the tensors the checkpoint holds")
     manifest = build(base, edits, weights, {}, meta, reverted)
     (tmp / "README.md").write_text(model_card(manifest, report[0] if report else None))
-    manifest["files"] = {p.relative_to(tmp).as_posix(): file_sha256(p) for p in sorted(tmp.rglob("*"))
-                         if p.is_file() and p.name not in weights}
+    manifest["files"] = {
+        p.relative_to(tmp).as_posix(): file_sha256(p)
+        for p in sorted(tmp.rglob("*"))
+        if p.is_file() and p.name not in weights
+    }
     # Written last: a directory without its manifest is never taken for an export.
     (tmp / NAME).write_text(json.dumps(manifest, indent=1))
     return manifest
 
 
-def export(model: ModelHandle, out_dir: str | Path, edits: Sequence[Edit] = (), report: Any = None,
-           overwrite: bool = False, reverted: Sequence[Edit] = ()) -> Path:
+def export(
+    model: ModelHandle,
+    out_dir: str | Path,
+    edits: Sequence[Edit] = (),
+    report: Any = None,
+    overwrite: bool = False,
+    reverted: Sequence[Edit] = (),
+) -> Path:
     """Write the edited model as a Hugging Face checkpoint with its edit manifest, model card and report.
 
     Examples:
@@ -183,8 +203,14 @@ def export(model: ModelHandle, out_dir: str | Path, edits: Sequence[Edit] = (), 
     state = {n: tensor_hash(t) for n, t in sd.items()}
     first = _check_edits(h.model, edits, reverted, state)
     checked = _check_base(h.source, sd, state, first)
-    base = {"name": h.name, "source": h.source, "dtype": str(h.dtype).replace("torch.", ""),
-            "config": h.model.config.to_dict(), "touched_sha256": first, "checked_against_checkpoint": checked}
+    base = {
+        "name": h.name,
+        "source": h.source,
+        "dtype": str(h.dtype).replace("torch.", ""),
+        "config": h.model.config.to_dict(),
+        "touched_sha256": first,
+        "checked_against_checkpoint": checked,
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{secrets.token_hex(4)}.partial")
     tmp.mkdir()

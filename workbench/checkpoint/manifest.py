@@ -12,8 +12,10 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
+
 from workbench.core.hashing import tensor_hash
 
 if TYPE_CHECKING:
@@ -87,11 +89,17 @@ def edit_record(edit: Edit) -> dict:
         parts = d.parts()
         shape = list(d.dense.shape) if d.dense is not None else [d.left.shape[0], d.right.shape[0]]
         deltas[name] = {"rank": d.rank, "shape": shape, "sha256": {p: tensor_hash(t) for p, t in parts.items()}}
-    record = {"method": edit.method, "request": edit.request,
-              "location": edit.location.to_dict() if edit.location else None,
-              "settings": edit.settings, "metrics": edit.metrics, "tensors": edit.names, "deltas": deltas,
-              "hashes_before": {n: edit.hashes_before.get(n) for n in edit.names},
-              "hashes_after": {n: edit.hashes_after.get(n) for n in edit.names}}
+    record = {
+        "method": edit.method,
+        "request": edit.request,
+        "location": edit.location.to_dict() if edit.location else None,
+        "settings": edit.settings,
+        "metrics": edit.metrics,
+        "tensors": edit.names,
+        "deltas": deltas,
+        "hashes_before": {n: edit.hashes_before.get(n) for n in edit.names},
+        "hashes_after": {n: edit.hashes_after.get(n) for n in edit.names},
+    }
     if isinstance(edit.settings, dict) and "seed" in edit.settings:
         record["seed"] = edit.settings["seed"]
     return plain(record)
@@ -138,8 +146,10 @@ def replay(edits: Sequence[dict], reverted: Sequence[dict] = ()) -> tuple[dict, 
         >>> replay([b, a])[2]
         ['edit 2 (a) was not made on the weights edit 1 (b) left in w']
     """
-    steps = [(f"reverted patch {i} ({r['method']})", r["hashes_after"], r["hashes_before"])
-             for i, r in enumerate(reverted, 1)]
+    steps = [
+        (f"reverted patch {i} ({r['method']})", r["hashes_after"], r["hashes_before"])
+        for i, r in enumerate(reverted, 1)
+    ]
     steps += [(f"edit {i} ({r['method']})", r["hashes_before"], r["hashes_after"]) for i, r in enumerate(edits, 1)]
     first, last, breaks = {}, {}, []
     for label, before, after in steps:
@@ -181,7 +191,6 @@ def tensor_hashes(directory: str | Path) -> dict[str, dict[str, str]]:
     """
     from safetensors import safe_open
 
-
     out = {}
     for path in sorted(Path(directory).glob("*.safetensors")):
         with safe_open(str(path), framework="pt") as f:
@@ -189,8 +198,14 @@ def tensor_hashes(directory: str | Path) -> dict[str, dict[str, str]]:
     return out
 
 
-def build(base: dict, edits: Sequence[Edit], weights: dict[str, dict[str, str]], files: dict[str, str],
-          report: dict | None = None, reverted: Sequence[Edit] = ()) -> dict:
+def build(
+    base: dict,
+    edits: Sequence[Edit],
+    weights: dict[str, dict[str, str]],
+    files: dict[str, str],
+    report: dict | None = None,
+    reverted: Sequence[Edit] = (),
+) -> dict:
     """The manifest of an export: base, edits with their chain links, every tensor and file hash, versions.
 
     Examples:
@@ -209,9 +224,15 @@ def build(base: dict, edits: Sequence[Edit], weights: dict[str, dict[str, str]],
     records = [edit_record(e) for e in edits]
     for r, ln in zip(records, chain(records)):
         r["link"] = ln
-    return {"format": FORMAT, "base": plain(base), "edits": records,
-            "chain_head": records[-1]["link"] if records else GENESIS,
-            "reverted": [edit_record(e) for e in reverted],
-            "tensors": {k: v for f in sorted(weights) for k, v in sorted(weights[f].items())},
-            "weight_files": sorted(weights), "files": dict(sorted(files.items())),
-            "report": plain(report), "versions": versions()}
+    return {
+        "format": FORMAT,
+        "base": plain(base),
+        "edits": records,
+        "chain_head": records[-1]["link"] if records else GENESIS,
+        "reverted": [edit_record(e) for e in reverted],
+        "tensors": {k: v for f in sorted(weights) for k, v in sorted(weights[f].items())},
+        "weight_files": sorted(weights),
+        "files": dict(sorted(files.items())),
+        "report": plain(report),
+        "versions": versions(),
+    }

@@ -38,8 +38,10 @@ def describe_request(request: dict) -> str:
         return f"rewrote {what} from {request['true_object']!r} to {request['new_object']!r}"
     if "forget_facts" in request:
         who = ", ".join(request.get("people") or []) or request.get("name", "a forget set")
-        return (f"removed {request['forget_facts']} facts about {who} ({request.get('name')}), "
-                f"with {request.get('retain_facts', 0)} facts held as the retain set")
+        return (
+            f"removed {request['forget_facts']} facts about {who} ({request.get('name')}), "
+            f"with {request.get('retain_facts', 0)} facts held as the retain set"
+        )
     text = canonical(request)
     return "asked for " + (text if len(text) <= 200 else text[:200] + "...")
 
@@ -51,43 +53,65 @@ def _num(v) -> str:
 def _edits(manifest: dict) -> list[str]:
     lines = []
     for i, e in enumerate(manifest["edits"], 1):
-        tensors = ", ".join(f"`{n}`" + (f" (rank {d['rank']})" if d["rank"] is not None else " (dense)")
-                            for n, d in e["deltas"].items())
-        settings = {k: v for k, v in (e["settings"] or {}).items() if isinstance(v, (int, float, str, bool, type(None)))}
+        tensors = ", ".join(
+            f"`{n}`" + (f" (rank {d['rank']})" if d["rank"] is not None else " (dense)") for n, d in e["deltas"].items()
+        )
+        settings = {
+            k: v for k, v in (e["settings"] or {}).items() if isinstance(v, (int, float, str, bool, type(None)))
+        }
         shown = ", ".join(f"{k}={v}" for k, v in list(settings.items())[:8])
         where = f" at the sites of a {e['location']['method']} location" if e.get("location") else ""
-        lines.append(f"{i}. **{e['method']}**{where}: {describe_request(e['request'])}. Changed {tensors}"
-                     + (f"; settings {shown}" if shown else "") + ".")
+        lines.append(
+            f"{i}. **{e['method']}**{where}: {describe_request(e['request'])}. Changed {tensors}"
+            + (f"; settings {shown}" if shown else "")
+            + "."
+        )
     if manifest.get("reverted"):
-        lines.append(f"{len(manifest['reverted'])} earlier edit(s) were reverted before export ("
-                     + "; ".join(f"{r['method']}: {describe_request(r['request'])}" for r in manifest["reverted"])
-                     + "); each reverted tensor was checked bitwise against the weights that edit was made on.")
+        lines.append(
+            f"{len(manifest['reverted'])} earlier edit(s) were reverted before export ("
+            + "; ".join(f"{r['method']}: {describe_request(r['request'])}" for r in manifest["reverted"])
+            + "); each reverted tensor was checked bitwise against the weights that edit was made on."
+        )
     return lines or ["Nothing: the weights are those of the base model."]
 
 
 def _verification(report: dict | None, files: dict) -> list[str]:
     if report is None:
-        return ["**No verification was run.** Nothing in this directory shows that the edit does what was asked, "
-                "that it generalises, or that the rest of the model is unharmed; read the list of changes above "
-                "as what was requested, not as a measured result."]
+        return [
+            "**No verification was run.** Nothing in this directory shows that the edit does what was asked, "
+            "that it generalises, or that the rest of the model is unharmed; read the list of changes above "
+            "as what was requested, not as a measured result."
+        ]
     verdict, base, kept = report.get("verdict") or {}, report.get("baseline") or {}, report.get("retained") or {}
-    lines = [f"**Verdict: {verdict.get('overall', 'unknown')}.** {verdict.get('reason', '')}".rstrip(), "",
-             f"Compared with: {base.get('model') or 'no baseline model'}"
-             + (f" ({base['description']})" if base.get("description") else "") + "."]
+    lines = [
+        f"**Verdict: {verdict.get('overall', 'unknown')}.** {verdict.get('reason', '')}".rstrip(),
+        "",
+        f"Compared with: {base.get('model') or 'no baseline model'}"
+        + (f" ({base['description']})" if base.get("description") else "")
+        + ".",
+    ]
     checks = report.get("checks") or []
     if checks:
-        meaning = {"forget": "the fraction of prompts on which the forgotten (true) object still ranks first, "
-                             "except forget quality (a KS p-value) and membership AUC",
-                   "rewrite": "the fraction of prompts on which the old object still ranks first"}.get(report.get("kind"))
+        meaning = {
+            "forget": "the fraction of prompts on which the forgotten (true) object still ranks first, "
+            "except forget quality (a KS p-value) and membership AUC",
+            "rewrite": "the fraction of prompts on which the old object still ranks first",
+        }.get(report.get("kind"))
         if meaning:
             lines += ["", f"Each check asks about the edited facts another way; its figure is {meaning}."]
         lines += ["", "| check | edited | original | retain | status |", "|---|---|---|---|---|"]
-        lines += [f"| {c.get('check')} | {_num(c.get('edited'))} | {_num(c.get('original'))} | "
-                  f"{_num(c.get('retain'))} | {c.get('status')} |" for c in checks]
+        lines += [
+            f"| {c.get('check')} | {_num(c.get('edited'))} | {_num(c.get('original'))} | "
+            f"{_num(c.get('retain'))} | {c.get('status')} |"
+            for c in checks
+        ]
     if kept:
-        lines += ["", f"Retained performance: accuracy {_num(kept.get('accuracy_before'))} before, "
-                      f"{_num(kept.get('accuracy_after'))} after; held-out loss {_num(kept.get('heldout_loss_before'))} "
-                      f"before, {_num(kept.get('heldout_loss_after'))} after."]
+        lines += [
+            "",
+            f"Retained performance: accuracy {_num(kept.get('accuracy_before'))} before, "
+            f"{_num(kept.get('accuracy_after'))} after; held-out loss {_num(kept.get('heldout_loss_before'))} "
+            f"before, {_num(kept.get('heldout_loss_after'))} after.",
+        ]
     lines += ["", "The full report: " + ", ".join(f"`{f}`" for f in files.values()) + "."]
     return lines
 
@@ -111,17 +135,30 @@ def model_card(manifest: dict, report: dict | None = None) -> str:
     limits.append("the hashes show which weights these are and how they were made, not what the model knows")
     files = (manifest.get("report") or {}).get("files") or {}
     lines = [
-        f"# Edited model: {base.get('name')}", "",
+        f"# Edited model: {base.get('name')}",
+        "",
         f"A Hugging Face checkpoint (safetensors) made from **{base.get('name')}** (`{base.get('source')}`) "
         f"by {n} edit{'s' if n != 1 else ''}, written by knowledge-workbench "
         f"{manifest['versions'].get('knowledge-workbench')}. `AutoModelForCausalLM.from_pretrained` loads it "
-        "without custom code.", "",
-        "## What was changed", "", *_edits(manifest), "",
-        "## Verification", "", *_verification(report, files), "",
-        "## Not guaranteed", "", *(f"- {x[:1].upper() + x[1:]}" for x in limits), "",
-        "## Checking this directory", "",
+        "without custom code.",
+        "",
+        "## What was changed",
+        "",
+        *_edits(manifest),
+        "",
+        "## Verification",
+        "",
+        *_verification(report, files),
+        "",
+        "## Not guaranteed",
+        "",
+        *(f"- {x[:1].upper() + x[1:]}" for x in limits),
+        "",
+        "## Checking this directory",
+        "",
         "`workbench audit <this directory>` recomputes the hash of every tensor and file and the hash chain "
         f"of the edits against `edit_manifest.json`. Chain head: `{manifest['chain_head']}`. Keep a copy of it "
-        "elsewhere: whoever can rewrite the manifest can rewrite its hashes too.", "",
+        "elsewhere: whoever can rewrite the manifest can rewrite its hashes too.",
+        "",
     ]
     return FRONT_MATTER + "\n".join(lines)

@@ -20,8 +20,9 @@ from torch import Tensor, nn
 
 
 @contextmanager
-def blocks_skipped(model: nn.Module, sites, through: int,
-                   output: Callable[[], Float[Tensor, "batch seq d_model"]]) -> Iterator[None]:
+def blocks_skipped(
+    model: nn.Module, sites, through: int, output: Callable[[], Float[Tensor, "batch seq d_model"]]
+) -> Iterator[None]:
     """While active, blocks ``0..through`` do not run and block ``through`` returns ``output()``.
 
     Earlier blocks pass their input on untouched (it is never read); hooks on the blocks still

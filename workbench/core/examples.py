@@ -9,7 +9,7 @@ to the locator as to the editor.
 from __future__ import annotations
 
 import random
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from jaxtyping import Float, Int
@@ -28,8 +28,9 @@ class ExampleError(ValueError):
     """Data that gives no examples: empty, of an unknown kind, or with nothing to score."""
 
 
-def encode_examples(handle, data: Sequence[Datum], max_examples: int | None = None, seed: int = 0,
-                    what: str = "training") -> list[Example]:
+def encode_examples(
+    handle, data: Sequence[Datum], max_examples: int | None = None, seed: int = 0, what: str = "training"
+) -> list[Example]:
     """(token ids, positions whose token is scored) per example, cut to ``max_examples``.
 
     Examples:
@@ -76,8 +77,9 @@ def encode_examples(handle, data: Sequence[Datum], max_examples: int | None = No
     return out
 
 
-def pad_examples(examples: Sequence[Example], pad: int) -> tuple[Int[Tensor, "b t"], Int[Tensor, "b t"],
-                                                                 Float[Tensor, "b t"]]:
+def pad_examples(
+    examples: Sequence[Example], pad: int
+) -> tuple[Int[Tensor, "b t"], Int[Tensor, "b t"], Float[Tensor, "b t"]]:
     """Right-padded ids, attention mask, and 1.0 at every scored position.
 
     Examples:
@@ -90,14 +92,15 @@ def pad_examples(examples: Sequence[Example], pad: int) -> tuple[Int[Tensor, "b 
     mask = torch.zeros(len(examples), width, dtype=torch.long)
     scored = torch.zeros(len(examples), width)
     for row, (tokens, positions) in enumerate(examples):
-        ids[row, :len(tokens)] = torch.tensor(tokens)
-        mask[row, :len(tokens)] = 1
+        ids[row, : len(tokens)] = torch.tensor(tokens)
+        mask[row, : len(tokens)] = 1
         scored[row, positions] = 1.0
     return ids, mask, scored
 
 
-def example_batches(examples: Sequence[Example], batch_size: int, pad: int, seed: int = 0,
-                    device=None) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+def example_batches(
+    examples: Sequence[Example], batch_size: int, pad: int, seed: int = 0, device=None
+) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
     """Endless shuffled batches of (ids, mask, scored), reshuffled every pass, seeded.
 
     Examples:
@@ -111,12 +114,13 @@ def example_batches(examples: Sequence[Example], batch_size: int, pad: int, seed
     while True:
         rng.shuffle(order)
         for start in range(0, len(order), batch_size):
-            chunk = [examples[i] for i in order[start:start + batch_size]]
+            chunk = [examples[i] for i in order[start : start + batch_size]]
             yield tuple(t.to(device) if device is not None else t for t in pad_examples(chunk, pad))
 
 
-def scored_logprobs(logits: Float[Tensor, "b t vocab"], ids: Int[Tensor, "b t"],
-                    scored: Float[Tensor, "b t"]) -> Float[Tensor, "b"]:
+def scored_logprobs(
+    logits: Float[Tensor, "b t vocab"], ids: Int[Tensor, "b t"], scored: Float[Tensor, "b t"]
+) -> Float[Tensor, " b"]:
     """Per example, the summed log-probability of its scored tokens (each predicted from the one before).
 
     Examples:
@@ -128,5 +132,4 @@ def scored_logprobs(logits: Float[Tensor, "b t vocab"], ids: Int[Tensor, "b t"],
     return (logp * scored[:, 1:]).sum(-1)
 
 
-__all__ = ["Datum", "Example", "ExampleError", "encode_examples", "example_batches", "pad_examples",
-           "scored_logprobs"]
+__all__ = ["Datum", "Example", "ExampleError", "encode_examples", "example_batches", "pad_examples", "scored_logprobs"]

@@ -19,8 +19,8 @@ from jaxtyping import Int
 from torch import Tensor
 
 from workbench.core import metrics
-from workbench.core.tokens import encode_object, encode_prompts, subject_span
 from workbench.core.sites import SiteMap, site_map
+from workbench.core.tokens import encode_object, encode_prompts, subject_span
 from workbench.core.views import hooked_view, nnsight_view
 from workbench.core.world.facts import Fact, World
 from workbench.core.world.registry import load_world, resolve_world_model
@@ -130,20 +130,35 @@ class ModelHandle:
         statements = self._need_world().heldout_statements()
         if sample is not None and sample < len(statements):
             statements = random.Random(0).sample(statements, sample)
-        return metrics.heldout_loss(self.model, self.tokenizer, [f.sentence(ph) for f, ph in statements],
-                                    ignore=[f.subject for f, _ in statements])
+        return metrics.heldout_loss(
+            self.model,
+            self.tokenizer,
+            [f.sentence(ph) for f, ph in statements],
+            ignore=[f.subject for f, _ in statements],
+        )
 
     def info(self) -> dict:
         cfg = self.model.config
         out = {
-            "name": self.name, "source": self.source, "architecture": cfg.model_type,
-            "family": self.sites.family, "layers": self.n_layers, "d_model": self.sites.d_model,
-            "d_mlp": self.sites.d_mlp, "parameters": sum(p.numel() for p in self.model.parameters()),
-            "vocab_size": len(self.tokenizer), "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
+            "name": self.name,
+            "source": self.source,
+            "architecture": cfg.model_type,
+            "family": self.sites.family,
+            "layers": self.n_layers,
+            "d_model": self.sites.d_model,
+            "d_mlp": self.sites.d_mlp,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "vocab_size": len(self.tokenizer),
+            "device": str(self.device),
+            "dtype": str(self.dtype).replace("torch.", ""),
         }
         if self.world is not None:
-            out["world"] = {"people": len(self.world.people), "relations": list(self.world.relations),
-                            "facts": len(self.world.facts()), "splits": {k: len(v.forget) for k, v in self.world.splits.items()}}
+            out["world"] = {
+                "people": len(self.world.people),
+                "relations": list(self.world.relations),
+                "facts": len(self.world.facts()),
+                "splits": {k: len(v.forget) for k, v in self.world.splits.items()},
+            }
         return out
 
     def _need_world(self) -> World:
@@ -152,8 +167,12 @@ class ModelHandle:
         return self.world
 
 
-def load(name_or_path: str | os.PathLike = "world", device: str | None = None, dtype: torch.dtype | str | None = None,
-         trust_remote_code: bool = False) -> ModelHandle:
+def load(
+    name_or_path: str | os.PathLike = "world",
+    device: str | None = None,
+    dtype: torch.dtype | str | None = None,
+    trust_remote_code: bool = False,
+) -> ModelHandle:
     """Load a model handle: the embedded world (``"world"``, ``"world:llama"``,
     ``"world:retain-forget05"``, ...), a local Hugging Face directory, or a hub id.
 
@@ -195,8 +214,9 @@ def load(name_or_path: str | os.PathLike = "world", device: str | None = None, d
         raise ModelLoadError(f"cannot load model {name_or_path!r}: no such model directory")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32,
-                                                     trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code
+        )
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelLoadError(f"cannot load model {name_or_path!r}: {first}") from None

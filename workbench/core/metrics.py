@@ -22,8 +22,9 @@ def _device(model) -> torch.device:
 
 
 @torch.no_grad()
-def sequence_logprobs(model, prefixes: list[list[int]], targets: list[list[int]],
-                      pad_id: int = 0, batch_size: int = 512) -> Float[Tensor, "n"]:
+def sequence_logprobs(
+    model, prefixes: list[list[int]], targets: list[list[int]], pad_id: int = 0, batch_size: int = 512
+) -> Float[Tensor, " n"]:
     """Sum of log P(target tokens | prefix) per row, teacher-forced, right-padded batches.
 
     Examples:
@@ -37,8 +38,8 @@ def sequence_logprobs(model, prefixes: list[list[int]], targets: list[list[int]]
     out = torch.empty(len(prefixes))
     dev = _device(model)
     for start in range(0, len(prefixes), batch_size):
-        pre = prefixes[start:start + batch_size]
-        tgt = targets[start:start + batch_size]
+        pre = prefixes[start : start + batch_size]
+        tgt = targets[start : start + batch_size]
         ids, mask = pad_right([p + t for p, t in zip(pre, tgt)], pad_id)
         logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits.float()
         logp = torch.log_softmax(logits, dim=-1)
@@ -51,13 +52,14 @@ def sequence_logprobs(model, prefixes: list[list[int]], targets: list[list[int]]
                 toks.append(tok)
         picked = logp[torch.tensor(rows), torch.tensor(cols), torch.tensor(toks)].cpu()
         sums = torch.zeros(len(pre)).index_add_(0, torch.tensor(rows), picked)
-        out[start:start + len(pre)] = sums
+        out[start : start + len(pre)] = sums
     return out
 
 
 @torch.no_grad()
-def next_token_logprobs(model, prompt_ids: list[list[int]], pad_id: int, columns: list[int] | None = None,
-                        batch_size: int = 512) -> Float[Tensor, "n_prompts vocab_or_columns"]:
+def next_token_logprobs(
+    model, prompt_ids: list[list[int]], pad_id: int, columns: list[int] | None = None, batch_size: int = 512
+) -> Float[Tensor, "n_prompts vocab_or_columns"]:
     """log P(next token | prompt) at each prompt's end: every token, or only ``columns``.
 
     Examples:
@@ -74,7 +76,7 @@ def next_token_logprobs(model, prompt_ids: list[list[int]], pad_id: int, columns
     dev = _device(model)
     cols = None if columns is None else torch.tensor(columns)
     for start in range(0, len(prompt_ids), batch_size):
-        chunk = prompt_ids[start:start + batch_size]
+        chunk = prompt_ids[start : start + batch_size]
         ids, mask = pad_right(chunk, pad_id)
         logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits.float()
         last = torch.tensor([len(p) - 1 for p in chunk])
@@ -84,8 +86,9 @@ def next_token_logprobs(model, prompt_ids: list[list[int]], pad_id: int, columns
 
 
 @torch.no_grad()
-def candidate_logprobs(model, tokenizer, prompts: list[str], candidates: list[str],
-                       batch_size: int = 512) -> Float[Tensor, "n_prompts n_candidates"]:
+def candidate_logprobs(
+    model, tokenizer, prompts: list[str], candidates: list[str], batch_size: int = 512
+) -> Float[Tensor, "n_prompts n_candidates"]:
     """log P(candidate | prompt) for every prompt and every candidate object.
 
     When every candidate is a single token, one forward pass per prompt batch suffices.
@@ -115,8 +118,9 @@ def candidate_logprobs(model, tokenizer, prompts: list[str], candidates: list[st
 
 
 @torch.no_grad()
-def _continued_logprobs(model, prompt_ids: list[list[int]], cand_ids: list[list[int]], pad: int,
-                        batch_size: int) -> Float[Tensor, "n_prompts n_candidates"]:
+def _continued_logprobs(
+    model, prompt_ids: list[list[int]], cand_ids: list[list[int]], pad: int, batch_size: int
+) -> Float[Tensor, "n_prompts n_candidates"]:
     first = torch.tensor([c[0] for c in cand_ids])
     longer = [j for j, c in enumerate(cand_ids) if len(c) > 1]
     # Candidate j's tokens after the first: fed as cand[:-1], predicting cand[1:].
@@ -125,7 +129,7 @@ def _continued_logprobs(model, prompt_ids: list[list[int]], cand_ids: list[list[
     out = []
     per_batch = max(1, batch_size // len(longer))  # batch_size bounds (prompt, candidate) rows
     for start in range(0, len(prompt_ids), per_batch):
-        pre = Prefixes.run(model, prompt_ids[start:start + per_batch], pad)
+        pre = Prefixes.run(model, prompt_ids[start : start + per_batch], pad)
         n = len(pre.length)
         lp = torch.log_softmax(pre.last_logits.float(), -1)[:, first.to(pre.last_logits.device)].cpu()
         rows = torch.arange(n).repeat_interleave(len(longer))
@@ -141,21 +145,25 @@ def _continued_logprobs(model, prompt_ids: list[list[int]], cand_ids: list[list[
 class FactScores:
     """Per-prompt scores of facts among their relation's candidates."""
 
-    prob: Float[Tensor, "n"]      # P(true object | prompt), multi-token objects multiplied out
-    rank: Int[Tensor, "n"]        # 0 = the true object is the top candidate
-    correct: Tensor               # bool, rank == 0
+    prob: Float[Tensor, " n"]  # P(true object | prompt), multi-token objects multiplied out
+    rank: Int[Tensor, " n"]  # 0 = the true object is the top candidate
+    correct: Tensor  # bool, rank == 0
 
     @property
     def accuracy(self) -> float:
         return float(self.correct.float().mean()) if len(self.correct) else float("nan")
 
     def summary(self) -> dict:
-        return {"n": int(len(self.correct)), "accuracy": self.accuracy,
-                "mean_prob": float(self.prob.mean()) if len(self.prob) else float("nan")}
+        return {
+            "n": int(len(self.correct)),
+            "accuracy": self.accuracy,
+            "mean_prob": float(self.prob.mean()) if len(self.prob) else float("nan"),
+        }
 
 
-def relation_logprobs(model, tokenizer, world, relations: list[str], prompts: list[str],
-                      batch_size: int = 512) -> Float[Tensor, "rows candidates"]:
+def relation_logprobs(
+    model, tokenizer, world, relations: list[str], prompts: list[str], batch_size: int = 512
+) -> Float[Tensor, "rows candidates"]:
     """log P of every candidate of row i's relation after prompt i, rows of one relation scored together.
 
     Columns follow each relation's candidate order, padded with -inf up to the widest relation.
@@ -176,13 +184,13 @@ def relation_logprobs(model, tokenizer, world, relations: list[str], prompts: li
     out = torch.full((len(prompts), width), float("-inf"))
     for rel, rows in by_rel.items():
         cands = list(world.relation(rel).candidates)
-        out[torch.tensor(rows), :len(cands)] = candidate_logprobs(model, tokenizer, [prompts[r] for r in rows],
-                                                                  cands, batch_size)
+        out[torch.tensor(rows), : len(cands)] = candidate_logprobs(
+            model, tokenizer, [prompts[r] for r in rows], cands, batch_size
+        )
     return out
 
 
-def score_facts(model, tokenizer, world, facts, held_out: bool = False,
-                batch_size: int = 512) -> FactScores:
+def score_facts(model, tokenizer, world, facts, held_out: bool = False, batch_size: int = 512) -> FactScores:
     """Score facts in every trained (or held-out) phrasing among their relation's candidates.
 
     Rows are ordered fact by fact, phrasing by phrasing.
@@ -217,8 +225,7 @@ def _scored_tokens(tokenizer, texts: list[str], ignore: list[str] | None) -> lis
 
 
 @torch.no_grad()
-def heldout_loss(model, tokenizer, texts: list[str], ignore: list[str] | None = None,
-                 batch_size: int = 256) -> float:
+def heldout_loss(model, tokenizer, texts: list[str], ignore: list[str] | None = None, batch_size: int = 256) -> float:
     """Mean next-token cross-entropy (nats per token) over texts, the first token excluded.
 
     ``ignore`` names, per text, a substring whose tokens are not scored: in the world the
@@ -238,13 +245,12 @@ def heldout_loss(model, tokenizer, texts: list[str], ignore: list[str] | None = 
     total, count = 0.0, 0
     dev = _device(model)
     for start in range(0, len(ids), batch_size):
-        x, mask = pad_right(ids[start:start + batch_size], pad)
-        keep_rows, _ = pad_right(scored[start:start + batch_size], 0)
+        x, mask = pad_right(ids[start : start + batch_size], pad)
+        keep_rows, _ = pad_right(scored[start : start + batch_size], 0)
         mask = mask * keep_rows
         x, mask = x.to(dev), mask.to(dev)
         logits = model(input_ids=x, attention_mask=mask).logits.float()
-        nll = torch.nn.functional.cross_entropy(
-            logits[:, :-1].flatten(0, 1), x[:, 1:].flatten(), reduction="none")
+        nll = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), x[:, 1:].flatten(), reduction="none")
         keep = mask[:, 1:].flatten().bool()
         total += float(nll[keep].sum())
         count += int(keep.sum())

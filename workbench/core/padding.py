@@ -75,6 +75,6 @@ def length_buckets(lengths: list[int], pass_cost: int = 256) -> list[list[int]]:
                 best[j], cut[j] = cost, i - 1
     groups, j = [], len(distinct)
     while j > 0:
-        groups.append(set(distinct[cut[j]:j]))
+        groups.append(set(distinct[cut[j] : j]))
         j = cut[j]
     return [[r for r, n in enumerate(lengths) if n in g] for g in reversed(groups)]

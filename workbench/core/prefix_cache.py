@@ -46,7 +46,7 @@ class Prefixes:
 
     past: list[tuple[Tensor, Tensor]]
     mask: Int[Tensor, "row width"]
-    length: Int[Tensor, "row"]
+    length: Int[Tensor, " row"]
     last_logits: Float[Tensor, "row vocab"]
 
     @staticmethod
@@ -74,19 +74,30 @@ class Prefixes:
             # Left-padded: a bucket padded to its own longest (w) is the last w columns of the whole.
             rows = torch.tensor(bucket)
             w = max(1, int(length[rows].max()))
-            keys, logits = _run_left_padded(model, ids[rows, width - w:], mask[rows, width - w:], device)
+            keys, logits = _run_left_padded(model, ids[rows, width - w :], mask[rows, width - w :], device)
             rows = rows.to(device)
             if not past:
-                past = [(k.new_zeros(len(prefixes), *k.shape[1:-2], width, k.shape[-1]),
-                         v.new_zeros(len(prefixes), *v.shape[1:-2], width, v.shape[-1])) for k, v in keys]
+                past = [
+                    (
+                        k.new_zeros(len(prefixes), *k.shape[1:-2], width, k.shape[-1]),
+                        v.new_zeros(len(prefixes), *v.shape[1:-2], width, v.shape[-1]),
+                    )
+                    for k, v in keys
+                ]
                 last_logits = logits.new_zeros(len(prefixes), logits.shape[-1])
             for (k, v), (k_b, v_b) in zip(past, keys):
-                k[rows, ..., width - w:, :], v[rows, ..., width - w:, :] = k_b, v_b
+                k[rows, ..., width - w :, :], v[rows, ..., width - w :, :] = k_b, v_b
             last_logits[rows] = logits
         return Prefixes(past, mask.to(device), length.to(device), last_logits)
 
-    def extend(self, model, rows: Int[Tensor, "n"], ids: Int[Tensor, "n t"], mask: Int[Tensor, "n t"] | None = None,
-               skip: int = 0):
+    def extend(
+        self,
+        model,
+        rows: Int[Tensor, " n"],
+        ids: Int[Tensor, "n t"],
+        mask: Int[Tensor, "n t"] | None = None,
+        skip: int = 0,
+    ):
         """One forward pass of ``ids`` after prefix ``rows[i]`` for each row i; the model's output.
 
         ``ids`` are right-padded continuations (``mask`` marks their real tokens). Hooks on the
@@ -108,12 +119,18 @@ class Prefixes:
             else:
                 cache.update(k, v, i) if every else cache.update(k[rows], v[rows], i)
         positions = self.length[rows, None] + torch.arange(ids.shape[1], device=ids.device)
-        return model(input_ids=ids, attention_mask=torch.cat([self.mask[rows], mask], 1), position_ids=positions,
-                     past_key_values=cache, use_cache=True)
+        return model(
+            input_ids=ids,
+            attention_mask=torch.cat([self.mask[rows], mask], 1),
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+        )
 
 
-def _run_left_padded(model, ids: Int[Tensor, "n w"], mask: Int[Tensor, "n w"],
-                     device) -> tuple[list[tuple[Tensor, Tensor]], Tensor]:
+def _run_left_padded(
+    model, ids: Int[Tensor, "n w"], mask: Int[Tensor, "n w"], device
+) -> tuple[list[tuple[Tensor, Tensor]], Tensor]:
     """One pass of left-padded prefixes: per layer its keys and values, and the last position's logits."""
     from transformers import DynamicCache
 
@@ -122,8 +139,14 @@ def _run_left_padded(model, ids: Int[Tensor, "n w"], mask: Int[Tensor, "n w"],
     # Only the last position's logits are kept: the others would cost rows x width x vocab.
     last_only = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
     cache = DynamicCache()
-    out = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                past_key_values=cache, use_cache=True, **last_only)
+    out = model(
+        input_ids=ids.to(device),
+        attention_mask=mask.to(device),
+        position_ids=positions.to(device),
+        past_key_values=cache,
+        use_cache=True,
+        **last_only,
+    )
     past = [(layer.keys, layer.values) for layer in getattr(cache, "layers", [])]
     if not past or past[0][0] is None or past[0][0].shape[-2] != ids.shape[1]:
         raise PrefixCacheError("the model did not fill its key-value cache")

@@ -19,6 +19,7 @@ class UnsupportedArchitecture(ValueError):
 @dataclass(frozen=True)
 class _Layout:
     """Module paths of one family; per-block paths are relative to the block."""
+
     blocks: str
     attn: str
     mlp: str
@@ -37,21 +38,64 @@ class _Layout:
 
 
 _LAYOUTS: dict[str, _Layout] = {
-    "gpt2": _Layout("transformer.h", "attn", "mlp", ("mlp.c_fc",), "mlp.c_proj", "attn.c_proj", ("attn.c_attn",),
-                    "concat", "transformer.wte", "transformer.ln_f", ("lm_head",), conv1d=True),
-    "llama": _Layout("model.layers", "self_attn", "mlp", ("mlp.gate_proj", "mlp.up_proj"), "mlp.down_proj",
-                     "self_attn.o_proj", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
-                     "split", "model.embed_tokens", "model.norm", ("lm_head",), conv1d=False),
-    "gpt_neox": _Layout("gpt_neox.layers", "attention", "mlp", ("mlp.dense_h_to_4h",), "mlp.dense_4h_to_h",
-                        "attention.dense", ("attention.query_key_value",), "interleaved", "gpt_neox.embed_in",
-                        "gpt_neox.final_layer_norm", ("lm_head", "embed_out"), conv1d=False),
+    "gpt2": _Layout(
+        "transformer.h",
+        "attn",
+        "mlp",
+        ("mlp.c_fc",),
+        "mlp.c_proj",
+        "attn.c_proj",
+        ("attn.c_attn",),
+        "concat",
+        "transformer.wte",
+        "transformer.ln_f",
+        ("lm_head",),
+        conv1d=True,
+    ),
+    "llama": _Layout(
+        "model.layers",
+        "self_attn",
+        "mlp",
+        ("mlp.gate_proj", "mlp.up_proj"),
+        "mlp.down_proj",
+        "self_attn.o_proj",
+        ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
+        "split",
+        "model.embed_tokens",
+        "model.norm",
+        ("lm_head",),
+        conv1d=False,
+    ),
+    "gpt_neox": _Layout(
+        "gpt_neox.layers",
+        "attention",
+        "mlp",
+        ("mlp.dense_h_to_4h",),
+        "mlp.dense_4h_to_h",
+        "attention.dense",
+        ("attention.query_key_value",),
+        "interleaved",
+        "gpt_neox.embed_in",
+        "gpt_neox.final_layer_norm",
+        ("lm_head", "embed_out"),
+        conv1d=False,
+    ),
 }
 # Mistral and Qwen2 share Llama's module tree exactly (Qwen2 only adds q/k/v biases).
-_FAMILY_OF: dict[str, Family] = {"gpt2": "gpt2", "llama": "llama", "mistral": "llama", "qwen2": "llama",
-                                 "gpt_neox": "gpt_neox"}
+_FAMILY_OF: dict[str, Family] = {
+    "gpt2": "gpt2",
+    "llama": "llama",
+    "mistral": "llama",
+    "qwen2": "llama",
+    "gpt_neox": "gpt_neox",
+}
 # TransformerBridge hook names do not depend on the family; checked on all three in the tests.
-_HOOKS: dict[str, str] = {"resid": "blocks.{layer}.hook_resid_post", "mlp": "blocks.{layer}.hook_mlp_out",
-                          "attn": "blocks.{layer}.hook_attn_out", "embed": "hook_embed"}
+_HOOKS: dict[str, str] = {
+    "resid": "blocks.{layer}.hook_resid_post",
+    "mlp": "blocks.{layer}.hook_mlp_out",
+    "attn": "blocks.{layer}.hook_attn_out",
+    "embed": "hook_embed",
+}
 _KEY_HOOK = "blocks.{layer}.mlp.hook_post"
 
 
@@ -284,16 +328,24 @@ def site_map(model: nn.Module) -> SiteMap:
     family = _FAMILY_OF.get(model_type)
     if family is None:
         raise UnsupportedArchitecture(
-            f"model_type {model_type!r} is not supported; supported: {', '.join(sorted(_FAMILY_OF))}")
+            f"model_type {model_type!r} is not supported; supported: {', '.join(sorted(_FAMILY_OF))}"
+        )
     lay = _LAYOUTS[family]
     try:
         blocks = model.get_submodule(lay.blocks)
         w = blocks[0].get_submodule(lay.mlp_out).weight
     except AttributeError:
         raise UnsupportedArchitecture(
-            f"{type(model).__name__} has no {lay.blocks}[0].{lay.mlp_out}; pass the *ForCausalLM model") from None
+            f"{type(model).__name__} has no {lay.blocks}[0].{lay.mlp_out}; pass the *ForCausalLM model"
+        ) from None
     modules = {n for n, _ in model.named_modules()}
     # d_mlp is read from the weight: GPT-2 configs leave n_inner=None to mean 4 * n_embd.
-    return SiteMap(family, len(blocks), model.config.hidden_size, w.shape[0] if lay.conv1d else w.shape[1],
-                   model.config.num_attention_heads, next((p for p in lay.unembed if p in modules), lay.unembed[0]),
-                   tuple(n for n, _ in model.named_parameters()))
+    return SiteMap(
+        family,
+        len(blocks),
+        model.config.hidden_size,
+        w.shape[0] if lay.conv1d else w.shape[1],
+        model.config.num_attention_heads,
+        next((p for p in lay.unembed if p in modules), lay.unembed[0]),
+        tuple(n for n, _ in model.named_parameters()),
+    )

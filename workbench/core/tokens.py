@@ -10,8 +10,7 @@ class EncodingError(ValueError):
 def _check_known(tokenizer, text: str, ids: list[int]) -> None:
     unk = tokenizer.unk_token_id
     if unk is not None and unk in ids:
-        bad = [w for w in text.split() if tokenizer.unk_token_id in
-               tokenizer(w, add_special_tokens=False).input_ids]
+        bad = [w for w in text.split() if tokenizer.unk_token_id in tokenizer(w, add_special_tokens=False).input_ids]
         raise EncodingError(f"the tokenizer cannot encode {', '.join(map(repr, bad)) or repr(text)}")
 
 
@@ -45,7 +44,7 @@ def encode_object(tokenizer, prompt: str, obj: str) -> list[int]:
     """
     p = tokenizer(prompt).input_ids
     full = tokenizer(prompt + " " + obj).input_ids
-    ids = full[len(p):] if full[: len(p)] == p else tokenizer(" " + obj, add_special_tokens=False).input_ids
+    ids = full[len(p) :] if full[: len(p)] == p else tokenizer(" " + obj, add_special_tokens=False).input_ids
     if not ids:
         raise EncodingError(f"object {obj!r} encodes to no tokens")
     _check_known(tokenizer, obj, ids)
@@ -66,7 +65,7 @@ def encode_objects(tokenizer, prompts: list[str], objs: list[str]) -> list[list[
     fulls = tokenizer([p + " " + o for p, o in zip(prompts, objs)]).input_ids
     out = []
     for prompt, obj, p, full in zip(prompts, objs, ps, fulls):
-        ids = full[len(p):] if full[: len(p)] == p else encode_object(tokenizer, prompt, obj)
+        ids = full[len(p) :] if full[: len(p)] == p else encode_object(tokenizer, prompt, obj)
         if not ids:
             raise EncodingError(f"object {obj!r} encodes to no tokens")
         _check_known(tokenizer, obj, ids)

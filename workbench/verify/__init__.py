@@ -36,32 +36,126 @@ Examples:
 
 from workbench.verify.candidates import CandidateTable, candidate_table, prompts_table
 from workbench.verify.collateral import Collateral, CollateralSettings, GroupChange, collateral, collateral_groups
-from workbench.verify.in_context import (ATTACKS, InContextError, InContextRecovery, InContextSettings,
-                                         attack_prompts, best_attack, in_context_attacks)
-from workbench.verify.membership import (SCORERS, MembershipSettings, TextSettings, mia_auc, mia_texts, min_k,
-                                         min_k_plus_plus, privacy_leak, roc_auc, token_scores)
-from workbench.verify.probe import (LayerAccuracy, LensSettings, ProbeSettings, fit_probe, last_token_states,
-                                    linear_probe, logit_lens)
-from workbench.verify.quantise import (QuantiseSettings, block_projections, quantise_model, quantise_rows, quantised,
-                                       quantised_accuracy)
+from workbench.verify.in_context import (
+    ATTACKS,
+    InContextError,
+    InContextRecovery,
+    InContextSettings,
+    attack_prompts,
+    best_attack,
+    in_context_attacks,
+)
+from workbench.verify.membership import (
+    SCORERS,
+    MembershipSettings,
+    TextSettings,
+    mia_auc,
+    mia_texts,
+    min_k,
+    min_k_plus_plus,
+    privacy_leak,
+    roc_auc,
+    token_scores,
+)
+from workbench.verify.probe import (
+    LayerAccuracy,
+    LensSettings,
+    ProbeSettings,
+    fit_probe,
+    last_token_states,
+    linear_probe,
+    logit_lens,
+)
+from workbench.verify.quantise import (
+    QuantiseSettings,
+    block_projections,
+    quantise_model,
+    quantise_rows,
+    quantised,
+    quantised_accuracy,
+)
+from workbench.verify.readings import Readings, ReadSettings, read
 from workbench.verify.relearn import Relearned, RelearnSettings, relearn_attack
-from workbench.verify.readings import ReadSettings, Readings, read
 from workbench.verify.report import Report, VerifyError, VerifySettings, reference_model, verify
 from workbench.verify.rewrite import generation, greedy_continuations
 from workbench.verify.suppression import ConstructedSuppression, OutputSuppression, SuppressionSettings, suppress_output
-from workbench.verify.truth_ratio import (TruthRatioSettings, UtilitySettings, forget_quality, forget_truth_score,
-                                          harmonic_mean, model_utility, truth_ratios)
+from workbench.verify.truth_ratio import (
+    TruthRatioSettings,
+    UtilitySettings,
+    forget_quality,
+    forget_truth_score,
+    harmonic_mean,
+    model_utility,
+    truth_ratios,
+)
 from workbench.verify.verdict import CheckResult, ItemVerdict, Verdict, VerdictSettings, decide
 
-__all__ = ["CandidateTable", "CheckResult", "ConstructedSuppression", "ItemVerdict", "ReadSettings", "Readings",
-           "Report", "Verdict", "VerdictSettings", "VerifyError", "VerifySettings", "candidate_table", "decide",
-           "generation", "greedy_continuations", "prompts_table", "read", "reference_model", "verify",
-           "Collateral", "CollateralSettings", "GroupChange", "RelearnSettings", "Relearned", "collateral",
-           "collateral_groups", "relearn_attack", "ATTACKS", "InContextError", "InContextRecovery",
-           "InContextSettings", "attack_prompts", "best_attack", "in_context_attacks",
-           "SCORERS", "LayerAccuracy", "LensSettings", "MembershipSettings", "OutputSuppression", "ProbeSettings",
-           "QuantiseSettings", "SuppressionSettings", "TextSettings", "TruthRatioSettings", "UtilitySettings",
-           "block_projections", "fit_probe", "forget_quality", "forget_truth_score", "harmonic_mean",
-           "last_token_states", "linear_probe", "logit_lens", "mia_auc", "mia_texts", "min_k", "min_k_plus_plus",
-           "model_utility", "privacy_leak", "quantise_model", "quantise_rows", "quantised", "quantised_accuracy",
-           "roc_auc", "suppress_output", "token_scores", "truth_ratios"]
+__all__ = [
+    "CandidateTable",
+    "CheckResult",
+    "ConstructedSuppression",
+    "ItemVerdict",
+    "ReadSettings",
+    "Readings",
+    "Report",
+    "Verdict",
+    "VerdictSettings",
+    "VerifyError",
+    "VerifySettings",
+    "candidate_table",
+    "decide",
+    "generation",
+    "greedy_continuations",
+    "prompts_table",
+    "read",
+    "reference_model",
+    "verify",
+    "Collateral",
+    "CollateralSettings",
+    "GroupChange",
+    "RelearnSettings",
+    "Relearned",
+    "collateral",
+    "collateral_groups",
+    "relearn_attack",
+    "ATTACKS",
+    "InContextError",
+    "InContextRecovery",
+    "InContextSettings",
+    "attack_prompts",
+    "best_attack",
+    "in_context_attacks",
+    "SCORERS",
+    "LayerAccuracy",
+    "LensSettings",
+    "MembershipSettings",
+    "OutputSuppression",
+    "ProbeSettings",
+    "QuantiseSettings",
+    "SuppressionSettings",
+    "TextSettings",
+    "TruthRatioSettings",
+    "UtilitySettings",
+    "block_projections",
+    "fit_probe",
+    "forget_quality",
+    "forget_truth_score",
+    "harmonic_mean",
+    "last_token_states",
+    "linear_probe",
+    "logit_lens",
+    "mia_auc",
+    "mia_texts",
+    "min_k",
+    "min_k_plus_plus",
+    "model_utility",
+    "privacy_leak",
+    "quantise_model",
+    "quantise_rows",
+    "quantised",
+    "quantised_accuracy",
+    "roc_auc",
+    "suppress_output",
+    "token_scores",
+    "truth_ratios",
+]

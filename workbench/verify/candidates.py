@@ -10,8 +10,8 @@ object rank (rewriting).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from jaxtyping import Float, Int
@@ -32,10 +32,10 @@ class CandidateTable:
     score that ranks the candidates (a lens's logits, a probe's).
     """
 
-    logprob: Float[Tensor, "rows candidates"]   # score of each candidate after the row's prompt
-    length: Float[Tensor, "rows candidates"]    # tokens per candidate (1 in padded columns)
-    true: Int[Tensor, "rows"]                   # column of the true object
-    fact: Int[Tensor, "rows"]                   # index of the row's fact in the facts given
+    logprob: Float[Tensor, "rows candidates"]  # score of each candidate after the row's prompt
+    length: Float[Tensor, "rows candidates"]  # tokens per candidate (1 in padded columns)
+    true: Int[Tensor, " rows"]  # column of the true object
+    fact: Int[Tensor, " rows"]  # index of the row's fact in the facts given
 
     @property
     def normalised(self) -> Float[Tensor, "rows candidates"]:
@@ -48,11 +48,11 @@ class CandidateTable:
         as :func:`workbench.core.metrics.score_facts` ranks it."""
         return self.rank(self.true) == 0
 
-    def rank(self, column: Int[Tensor, "rows"]) -> Int[Tensor, "rows"]:
+    def rank(self, column: Int[Tensor, " rows"]) -> Int[Tensor, " rows"]:
         """Rank of the given column in each row: 0 is the top candidate (ties favour it)."""
         return (self.logprob > self.logprob.gather(1, column[:, None])).sum(1)
 
-    def per_fact(self, values: Tensor, n_facts: int) -> Float[Tensor, "n_facts"]:
+    def per_fact(self, values: Tensor, n_facts: int) -> Float[Tensor, " n_facts"]:
         """Mean of a per-row value over each fact's rows; NaN for a fact without rows.
 
         Examples:
@@ -80,13 +80,17 @@ def concat_tables(tables: Sequence[CandidateTable]) -> CandidateTable:
     def pad(x: Tensor, value: float) -> Tensor:
         return torch.nn.functional.pad(x, (0, width - x.shape[1]), value=value)
 
-    return CandidateTable(torch.cat([pad(t.logprob, float("-inf")) for t in tables]),
-                          torch.cat([pad(t.length, 1.0) for t in tables]),
-                          torch.cat([t.true for t in tables]), torch.cat([t.fact for t in tables]))
+    return CandidateTable(
+        torch.cat([pad(t.logprob, float("-inf")) for t in tables]),
+        torch.cat([pad(t.length, 1.0) for t in tables]),
+        torch.cat([t.true for t in tables]),
+        torch.cat([t.fact for t in tables]),
+    )
 
 
-def prompts_table(handle, facts: Sequence[Fact], prompts: Sequence[tuple[int, str]],
-                  batch_size: int = 512) -> CandidateTable:
+def prompts_table(
+    handle, facts: Sequence[Fact], prompts: Sequence[tuple[int, str]], batch_size: int = 512
+) -> CandidateTable:
     """Score every candidate of each fact's relation after the given (fact index, prompt) pairs.
 
     Rows come in the order of ``prompts`` after a stable sort by fact.
@@ -112,8 +116,9 @@ def prompts_table(handle, facts: Sequence[Fact], prompts: Sequence[tuple[int, st
     for rel in dict.fromkeys(relations):
         rows = [r for r, x in enumerate(relations) if x == rel]
         cands = world.relation(rel).candidates
-        length[torch.tensor(rows), :len(cands)] = torch.tensor(
-            [float(len(encode_object(handle.tokenizer, texts[rows[0]], c))) for c in cands])
+        length[torch.tensor(rows), : len(cands)] = torch.tensor(
+            [float(len(encode_object(handle.tokenizer, texts[rows[0]], c))) for c in cands]
+        )
     true = torch.tensor([list(world.relation(facts[i].relation).candidates).index(facts[i].object) for i, _ in prompts])
     fact = torch.tensor([i for i, _ in prompts])
     order = torch.argsort(fact, stable=True)
@@ -136,8 +141,9 @@ def candidate_table(handle, facts: Sequence[Fact], held_out: bool) -> CandidateT
     if not facts:
         raise ValueError("no facts to score")
     facts = list(facts)
-    prompts = [(i, ph.prompt(f.subject)) for i, f in enumerate(facts)
-               for ph in world.phrasings(f.relation, held_out=held_out)]
+    prompts = [
+        (i, ph.prompt(f.subject)) for i, f in enumerate(facts) for ph in world.phrasings(f.relation, held_out=held_out)
+    ]
     return prompts_table(handle, facts, prompts)
 
 

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import torch
 from jaxtyping import Float
@@ -38,8 +38,8 @@ from torch import Tensor
 
 from workbench.core.metrics import heldout_loss, next_token_logprobs
 from workbench.core.tokens import encode_prompts
-from workbench.verify.candidates import candidate_table
 from workbench.core.world.facts import Fact
+from workbench.verify.candidates import candidate_table
 
 GROUPS = ("edited", "paraphrase", "same_person", "same_object", "same_relation", "other")
 
@@ -87,13 +87,18 @@ class Collateral:
     heldout_loss_before: float
     heldout_loss_after: float
     kl: float
-    facts: list[dict]   # subject, relation, object, group, before, after: one row per fact scored
+    facts: list[dict]  # subject, relation, object, group, before, after: one row per fact scored
     settings: CollateralSettings
 
     def to_dict(self) -> dict:
-        return {"groups": {g: asdict(c) for g, c in self.groups.items()},
-                "heldout_loss_before": self.heldout_loss_before, "heldout_loss_after": self.heldout_loss_after,
-                "kl": self.kl, "facts": list(self.facts), "settings": asdict(self.settings)}
+        return {
+            "groups": {g: asdict(c) for g, c in self.groups.items()},
+            "heldout_loss_before": self.heldout_loss_before,
+            "heldout_loss_after": self.heldout_loss_after,
+            "kl": self.kl,
+            "facts": list(self.facts),
+            "settings": asdict(self.settings),
+        }
 
 
 def _sample(items: list, k: int | None, rng: random.Random) -> list:
@@ -102,8 +107,9 @@ def _sample(items: list, k: int | None, rng: random.Random) -> list:
     return [items[i] for i in sorted(rng.sample(range(len(items)), k))]
 
 
-def collateral_groups(world, edited: Sequence[Fact], settings: CollateralSettings | None = None
-                      ) -> dict[str, list[Fact]]:
+def collateral_groups(
+    world, edited: Sequence[Fact], settings: CollateralSettings | None = None
+) -> dict[str, list[Fact]]:
     """The facts of each group (module docstring), sampled to ``max_facts``; ``paraphrase`` holds E.
 
     Examples:
@@ -140,7 +146,7 @@ def collateral_groups(world, edited: Sequence[Fact], settings: CollateralSetting
 
 
 @torch.no_grad()
-def _fact_probs(handle, facts: list[Fact], held_out: bool) -> tuple[Float[Tensor, "n"], Float[Tensor, "n"]]:
+def _fact_probs(handle, facts: list[Fact], held_out: bool) -> tuple[Float[Tensor, " n"], Float[Tensor, " n"]]:
     """Per fact: mean over phrasings of P(true) among candidates, and of top-1 correctness."""
     if not facts:
         return torch.empty(0), torch.empty(0)
@@ -199,8 +205,9 @@ def collateral(handle, edit, edited: Sequence[Fact], settings: CollateralSetting
     groups = collateral_groups(world, edited, s)
     rng = random.Random(s.seed + 1)
     people = {f.subject for f in edited}
-    pool = [ph.prompt(f.subject) for f in world.facts() if f.subject not in people
-            for ph in world.phrasings(f.relation)]
+    pool = [
+        ph.prompt(f.subject) for f in world.facts() if f.subject not in people for ph in world.phrasings(f.relation)
+    ]
     prompts = _sample(pool, s.kl_prompts, rng)
     statements = _sample(world.heldout_statements(), s.heldout_texts, rng)
     texts, ignore = [f.sentence(ph) for f, ph in statements], [f.subject for f, _ in statements]
@@ -223,8 +230,17 @@ def collateral(handle, edit, edited: Sequence[Fact], settings: CollateralSetting
     for g, facts in groups.items():
         (b, ab), (a, aa) = p0[g], p1[g]
         changes[g] = GroupChange(len(facts), _mean(b), _mean(a), _mean(a - b), _mean(ab), _mean(aa))
-        rows += [{"subject": f.subject, "relation": f.relation, "object": f.object, "group": g,
-                  "before": float(x), "after": float(y)} for f, x, y in zip(facts, b, a)]
+        rows += [
+            {
+                "subject": f.subject,
+                "relation": f.relation,
+                "object": f.object,
+                "group": g,
+                "before": float(x),
+                "after": float(y),
+            }
+            for f, x, y in zip(facts, b, a)
+        ]
     kl = float((lp0.exp() * (lp0 - lp1)).sum(-1).clamp_min(0).mean())
     return Collateral(changes, loss0, loss1, kl, rows, s)
 

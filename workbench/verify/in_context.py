@@ -25,13 +25,13 @@ gives either edit's facts back beyond what the plain prompt shows.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Sequence
 
 import torch
 
-from workbench.verify.candidates import CandidateTable, prompts_table
 from workbench.core.world.facts import Fact
+from workbench.verify.candidates import CandidateTable, prompts_table
 
 ATTACKS = ("plain", "paraphrase", "neighbour_first", "few_shot")
 
@@ -93,8 +93,9 @@ class InContextRecovery:
         return asdict(self)
 
 
-def attack_prompts(world, fact: Fact, attack: str, settings: InContextSettings | None = None,
-                   exclude: Sequence[str] = ()) -> list[str]:
+def attack_prompts(
+    world, fact: Fact, attack: str, settings: InContextSettings | None = None, exclude: Sequence[str] = ()
+) -> list[str]:
     """The prompts one attack asks a fact with; each ends where the object should follow.
 
     Examples:
@@ -152,7 +153,9 @@ def _check(world, facts: Sequence[Fact], s: InContextSettings) -> None:
 
 
 @torch.no_grad()
-def attack_table(handle, facts: Sequence[Fact], attack: str, settings: InContextSettings | None = None) -> CandidateTable:
+def attack_table(
+    handle, facts: Sequence[Fact], attack: str, settings: InContextSettings | None = None
+) -> CandidateTable:
     """Every candidate's log-probability after each prompt one attack asks the facts with.
 
     Examples:
@@ -217,5 +220,13 @@ def best_attack(result: InContextRecovery) -> tuple[str, float]:
     return name, result.accuracy[name]
 
 
-__all__ = ["ATTACKS", "InContextError", "InContextRecovery", "InContextSettings", "attack_prompts", "attack_table",
-           "best_attack", "in_context_attacks"]
+__all__ = [
+    "ATTACKS",
+    "InContextError",
+    "InContextRecovery",
+    "InContextSettings",
+    "attack_prompts",
+    "attack_table",
+    "best_attack",
+    "in_context_attacks",
+]

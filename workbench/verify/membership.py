@@ -32,8 +32,8 @@ retain model 0.21 to 0.45, a gap that measures who the model knows rather than w
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 from jaxtyping import Float
@@ -90,8 +90,9 @@ def _scored(handle, texts: list[str], ignore: list[str | None]) -> list[list[boo
 
 
 @torch.no_grad()
-def token_scores(handle, texts: Sequence[Text], plus_plus: bool,
-                 batch_size: int = 256) -> list[Float[Tensor, "tokens"]]:
+def token_scores(
+    handle, texts: Sequence[Text], plus_plus: bool, batch_size: int = 256
+) -> list[Float[Tensor, " tokens"]]:
     """Per text, each scored token's log-probability (or its Min-K%++ standardised form).
 
     Examples:
@@ -119,7 +120,7 @@ def token_scores(handle, texts: Sequence[Text], plus_plus: bool,
     pad = handle.tokenizer.pad_token_id if handle.tokenizer.pad_token_id is not None else 0
     out: list[Tensor] = []
     for start in range(0, len(ids), batch_size):
-        chunk = ids[start:start + batch_size]
+        chunk = ids[start : start + batch_size]
         x, mask = pad_right(chunk, pad)
         logits = handle.model(input_ids=x.to(handle.device), attention_mask=mask.to(handle.device)).logits
         logp = torch.log_softmax(logits[:, :-1].float(), -1)
@@ -130,18 +131,18 @@ def token_scores(handle, texts: Sequence[Text], plus_plus: bool,
             # The centred form of the variance; E[log p^2] - mu^2 cancels badly when p is peaked.
             sigma = (p * (logp - mu[..., None]) ** 2).sum(-1).clamp_min(1e-12).sqrt()
             score = (score - mu) / sigma
-        for i, keep in enumerate(scored[start:start + len(chunk)]):
+        for i, keep in enumerate(scored[start : start + len(chunk)]):
             # Position t - 1 predicts token t, so token t's score sits in column t - 1.
-            out.append(score[i, :len(keep) - 1][torch.tensor(keep[1:], device=score.device)].cpu())
+            out.append(score[i, : len(keep) - 1][torch.tensor(keep[1:], device=score.device)].cpu())
     return out
 
 
-def _lowest_mean(scores: list[Tensor], k: float) -> Float[Tensor, "n"]:
+def _lowest_mean(scores: list[Tensor], k: float) -> Float[Tensor, " n"]:
     # Shi et al. take int(k * length) tokens; a short text still keeps its least likely one.
-    return torch.stack([s.sort().values[:max(1, int(k * len(s)))].mean() for s in scores])
+    return torch.stack([s.sort().values[: max(1, int(k * len(s)))].mean() for s in scores])
 
 
-def min_k(handle, texts: Sequence[Text], settings: MembershipSettings | None = None) -> Float[Tensor, "n"]:
+def min_k(handle, texts: Sequence[Text], settings: MembershipSettings | None = None) -> Float[Tensor, " n"]:
     """Min-K% score of each text: mean of its lowest k% token log-probabilities.
 
     Examples:
@@ -155,7 +156,7 @@ def min_k(handle, texts: Sequence[Text], settings: MembershipSettings | None = N
     return _lowest_mean(token_scores(handle, texts, False, s.batch_size), s.k)
 
 
-def min_k_plus_plus(handle, texts: Sequence[Text], settings: MembershipSettings | None = None) -> Float[Tensor, "n"]:
+def min_k_plus_plus(handle, texts: Sequence[Text], settings: MembershipSettings | None = None) -> Float[Tensor, " n"]:
     """Min-K%++ score of each text: mean of its lowest k% standardised token log-probabilities.
 
     Examples:
@@ -188,8 +189,13 @@ def roc_auc(positive: Sequence[float] | Tensor, negative: Sequence[float] | Tens
     return float(mannwhitneyu(a, b).statistic / (len(a) * len(b)))
 
 
-def mia_auc(handle, forget_texts: Sequence[Text], holdout_texts: Sequence[Text], method: str = "min_k++",
-            settings: MembershipSettings | None = None) -> float:
+def mia_auc(
+    handle,
+    forget_texts: Sequence[Text],
+    holdout_texts: Sequence[Text],
+    method: str = "min_k++",
+    settings: MembershipSettings | None = None,
+) -> float:
     """ROC AUC of a membership score telling forget texts (positive) from holdout texts.
 
     Near 1: the model still treats the forget texts as trained on; near 0.5: as unseen. Compare
@@ -246,8 +252,9 @@ class TextSettings:
     seed: int = 0
 
 
-def mia_texts(world: World, facts: Sequence[Fact],
-              settings: TextSettings | None = None) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def mia_texts(
+    world: World, facts: Sequence[Fact], settings: TextSettings | None = None
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """Forget texts (each fact's sentence in every trained phrasing) and their counterfactual holdout.
 
     The holdout sentence of a (fact, phrasing) is the same sentence with the object replaced by
@@ -275,5 +282,16 @@ def mia_texts(world: World, facts: Sequence[Fact],
     return forget, holdout
 
 
-__all__ = ["MembershipSettings", "SCORERS", "Text", "TextSettings", "mia_auc", "mia_texts", "min_k", "min_k_plus_plus",
-           "privacy_leak", "roc_auc", "token_scores"]
+__all__ = [
+    "MembershipSettings",
+    "SCORERS",
+    "Text",
+    "TextSettings",
+    "mia_auc",
+    "mia_texts",
+    "min_k",
+    "min_k_plus_plus",
+    "privacy_leak",
+    "roc_auc",
+    "token_scores",
+]

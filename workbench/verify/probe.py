@@ -20,8 +20,8 @@ forgotten people gives the reference: accuracy near the prior (1 / number of can
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 import torch
 from jaxtyping import Float, Int
@@ -29,8 +29,8 @@ from torch import Tensor
 
 from workbench.core.padding import pad_right
 from workbench.core.tokens import encode_object, encode_prompts
-from workbench.verify.candidates import CandidateTable
 from workbench.core.world.facts import Fact
+from workbench.verify.candidates import CandidateTable
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,8 @@ class LayerAccuracy:
 class _Prompts:
     text: list[str]
     relation: list[str]
-    label: Int[Tensor, "n"]          # index of the true object among the relation's candidates
-    fact: Int[Tensor, "n"]           # index of the prompt's fact in the facts given
+    label: Int[Tensor, " n"]  # index of the true object among the relation's candidates
+    fact: Int[Tensor, " n"]  # index of the prompt's fact in the facts given
 
 
 def _prompts(world, facts: Sequence[Fact], held_out: bool) -> _Prompts:
@@ -96,8 +96,15 @@ def _table(scores: Tensor, p: _Prompts) -> CandidateTable:
 
 
 def _accuracy(method: str, layers, tables: list[CandidateTable], prior: float, settings, train=None) -> LayerAccuracy:
-    return LayerAccuracy(method, layers, tuple(float(t.correct.float().mean()) for t in tables), prior,
-                         len(tables[0].true), train, asdict(settings))
+    return LayerAccuracy(
+        method,
+        layers,
+        tuple(float(t.correct.float().mean()) for t in tables),
+        prior,
+        len(tables[0].true),
+        train,
+        asdict(settings),
+    )
 
 
 def _layers(handle, layers: Sequence[int] | None) -> tuple[int, ...]:
@@ -106,8 +113,9 @@ def _layers(handle, layers: Sequence[int] | None) -> tuple[int, ...]:
 
 
 @torch.no_grad()
-def last_token_states(handle, prompts: Sequence[str], layers: Sequence[int] | None = None,
-                      batch_size: int = 512) -> Float[Tensor, "layers n d_model"]:
+def last_token_states(
+    handle, prompts: Sequence[str], layers: Sequence[int] | None = None, batch_size: int = 512
+) -> Float[Tensor, "layers n d_model"]:
     """The residual stream after each given block, at each prompt's last token.
 
     Read with forward hooks on the blocks the site map names, so hooks already on the model
@@ -128,25 +136,30 @@ def last_token_states(handle, prompts: Sequence[str], layers: Sequence[int] | No
     def catch(i):
         def hook(module, args, output):
             caught[i] = output[0] if isinstance(output, tuple) else output
+
         return hook
 
-    hooks = [handle.sites.module(handle.model, layer, "resid").register_forward_hook(catch(i))
-             for i, layer in enumerate(layers)]
+    hooks = [
+        handle.sites.module(handle.model, layer, "resid").register_forward_hook(catch(i))
+        for i, layer in enumerate(layers)
+    ]
     try:
         for start in range(0, len(ids), batch_size):
-            chunk = ids[start:start + batch_size]
+            chunk = ids[start : start + batch_size]
             x, mask = pad_right(chunk, pad)
             handle.model(input_ids=x.to(handle.device), attention_mask=mask.to(handle.device))
             last = torch.tensor([len(c) - 1 for c in chunk])
             for i in range(len(layers)):
-                out[i, start:start + len(chunk)] = caught[i][torch.arange(len(chunk)), last.to(caught[i].device)].float().cpu()
+                out[i, start : start + len(chunk)] = (
+                    caught[i][torch.arange(len(chunk)), last.to(caught[i].device)].float().cpu()
+                )
     finally:
         for hk in hooks:
             hk.remove()
     return out
 
 
-def first_tokens(handle, relation: str, prompt: str) -> Int[Tensor, "candidates"]:
+def first_tokens(handle, relation: str, prompt: str) -> Int[Tensor, " candidates"]:
     """First token of each candidate of a relation after ``prompt``; they must all differ.
 
     Examples:
@@ -182,8 +195,9 @@ class LensSettings:
 
 
 @torch.no_grad()
-def lens_tables(handle, facts: Sequence[Fact], settings: LensSettings | None = None
-                ) -> tuple[tuple[int, ...], list[CandidateTable], float]:
+def lens_tables(
+    handle, facts: Sequence[Fact], settings: LensSettings | None = None
+) -> tuple[tuple[int, ...], list[CandidateTable], float]:
     """Per layer, the lens's logit of every candidate's first token after each prompt; and the prior.
 
     Examples:
@@ -264,8 +278,9 @@ class ProbeSettings:
     batch_size: int = 512
 
 
-def fit_probe(x: Float[Tensor, "n d"], y: Int[Tensor, "n"], classes: int, l2: float = 1e-3,
-              steps: int = 100) -> tuple[Float[Tensor, "d classes"], Float[Tensor, "classes"]]:
+def fit_probe(
+    x: Float[Tensor, "n d"], y: Int[Tensor, " n"], classes: int, l2: float = 1e-3, steps: int = 100
+) -> tuple[Float[Tensor, "d classes"], Float[Tensor, " classes"]]:
     """Multinomial logistic regression by full-batch L-BFGS: weights and bias, ``logits = x @ w + b``.
 
     Examples:
@@ -299,8 +314,9 @@ def _sample_people(facts: Sequence[Fact], n: int | None, seed: int) -> list[Fact
 
 
 @torch.no_grad()
-def probe_tables(handle, forget: Sequence[Fact], retain: Sequence[Fact], settings: ProbeSettings | None = None
-                 ) -> tuple[tuple[int, ...], list[CandidateTable], float, tuple[float, ...]]:
+def probe_tables(
+    handle, forget: Sequence[Fact], retain: Sequence[Fact], settings: ProbeSettings | None = None
+) -> tuple[tuple[int, ...], list[CandidateTable], float, tuple[float, ...]]:
     """Per layer, probe logits of every candidate for each forgotten prompt; the prior; training accuracy.
 
     Examples:
@@ -342,13 +358,18 @@ def probe_tables(handle, forget: Sequence[Fact], retain: Sequence[Fact], setting
             scores[i, te[:, None], torch.arange(classes)] = ((b - mu) / sd) @ w + bias
     # Only the relations asked about get a probe, so only their training prompts count.
     used = torch.tensor([r in set(test.relation) for r in train.relation])
-    return (layers, [_table(scores[i], test) for i in range(len(layers))], float(prior.mean()),
-            tuple(float(c[used].float().mean()) for c in right_train))
+    return (
+        layers,
+        [_table(scores[i], test) for i in range(len(layers))],
+        float(prior.mean()),
+        tuple(float(c[used].float().mean()) for c in right_train),
+    )
 
 
 @torch.no_grad()
-def linear_probe(handle, forget: Sequence[Fact], retain: Sequence[Fact],
-                 settings: ProbeSettings | None = None) -> LayerAccuracy:
+def linear_probe(
+    handle, forget: Sequence[Fact], retain: Sequence[Fact], settings: ProbeSettings | None = None
+) -> LayerAccuracy:
     """Per layer, train probes on retain people's states and read the forgotten people's objects.
 
     Examples:
@@ -371,5 +392,15 @@ def linear_probe(handle, forget: Sequence[Fact], retain: Sequence[Fact],
     return _accuracy("linear_probe", layers, tables, prior, s, train)
 
 
-__all__ = ["LayerAccuracy", "LensSettings", "ProbeSettings", "first_tokens", "fit_probe", "last_token_states",
-           "lens_tables", "linear_probe", "logit_lens", "probe_tables"]
+__all__ = [
+    "LayerAccuracy",
+    "LensSettings",
+    "ProbeSettings",
+    "first_tokens",
+    "fit_probe",
+    "last_token_states",
+    "lens_tables",
+    "linear_probe",
+    "logit_lens",
+    "probe_tables",
+]

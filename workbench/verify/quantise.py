@@ -19,8 +19,8 @@ put there by rounding.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from jaxtyping import Float
@@ -70,7 +70,7 @@ def quantise_rows(w: Float[Tensor, "out in"], settings: QuantiseSettings | None 
         safe = torch.where(scale > 0, scale, torch.ones_like(scale))
         q = (x / safe).round().clamp(-top - 1, top) * safe
     else:
-        top = 2 ** s.bits - 1
+        top = 2**s.bits - 1
         lo, hi = x.amin(1, keepdim=True), x.amax(1, keepdim=True)
         scale = (hi - lo) / top
         safe = torch.where(scale > 0, scale, torch.ones_like(scale))
@@ -135,13 +135,19 @@ def quantised(handle, settings: QuantiseSettings | None = None) -> ModelHandle:
     """
     s = settings or QuantiseSettings()
     kind = "symmetric " if s.symmetric else ""
-    return ModelHandle(model=quantise_model(handle.model, handle.sites, s).eval(), tokenizer=handle.tokenizer,
-                       name=f"{handle.name} ({kind}RTN int{s.bits})", source=handle.source, world=handle.world)
+    return ModelHandle(
+        model=quantise_model(handle.model, handle.sites, s).eval(),
+        tokenizer=handle.tokenizer,
+        name=f"{handle.name} ({kind}RTN int{s.bits})",
+        source=handle.source,
+        world=handle.world,
+    )
 
 
 @torch.no_grad()
-def quantised_accuracy(handle, facts: Sequence[Fact], bits: Sequence[int] = (8, 4), held_out: bool = False,
-                       symmetric: bool = False) -> dict:
+def quantised_accuracy(
+    handle, facts: Sequence[Fact], bits: Sequence[int] = (8, 4), held_out: bool = False, symmetric: bool = False
+) -> dict:
     """Accuracy and mean P(true object) of some facts at full precision and at each bit width.
 
     Examples:
@@ -170,5 +176,11 @@ def quantised_accuracy(handle, facts: Sequence[Fact], bits: Sequence[int] = (8, 
     return out
 
 
-__all__ = ["QuantiseSettings", "block_projections", "quantise_model", "quantise_rows", "quantised",
-           "quantised_accuracy"]
+__all__ = [
+    "QuantiseSettings",
+    "block_projections",
+    "quantise_model",
+    "quantise_rows",
+    "quantised",
+    "quantised_accuracy",
+]

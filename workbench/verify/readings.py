@@ -17,25 +17,32 @@ Every check is deterministic: fixed seeds, fixed prompts, copies for anything th
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from workbench.core.world.facts import Fact
 from workbench.verify.candidates import CandidateTable, candidate_table
 from workbench.verify.in_context import InContextSettings, attack_table
 from workbench.verify.probe import LensSettings, ProbeSettings, lens_tables, probe_tables
 from workbench.verify.quantise import QuantiseSettings, quantised
 from workbench.verify.relearn import RelearnSettings, relearn_attack
-from workbench.core.world.facts import Fact
 
 # Which kind of attack each check is, for grouping in a report.
-GROUPS = {"surface": "surface", "paraphrase": "paraphrase and in-context", "neighbour_first": "paraphrase and in-context",
-          "few_shot": "paraphrase and in-context", "lens": "hidden states", "probe": "hidden states",
-          "relearn": "relearning", "int": "quantisation"}
+GROUPS = {
+    "surface": "surface",
+    "paraphrase": "paraphrase and in-context",
+    "neighbour_first": "paraphrase and in-context",
+    "few_shot": "paraphrase and in-context",
+    "lens": "hidden states",
+    "probe": "hidden states",
+    "relearn": "relearning",
+    "int": "quantisation",
+}
 
 
 def group_of(check: str) -> str:
@@ -67,8 +74,9 @@ class ReadSettings:
         bits: Quantisation widths tried.
     """
 
-    in_context: InContextSettings = field(default_factory=lambda: InContextSettings(
-        attacks=("neighbour_first", "few_shot")))
+    in_context: InContextSettings = field(
+        default_factory=lambda: InContextSettings(attacks=("neighbour_first", "few_shot"))
+    )
     lens: LensSettings = field(default_factory=LensSettings)
     probe: ProbeSettings = field(default_factory=ProbeSettings)
     relearn: RelearnSettings = field(default_factory=RelearnSettings)
@@ -95,7 +103,7 @@ class Readings:
         """Fraction of the check's prompts whose true object ranks first."""
         return float(self.tables[check].correct.float().mean())
 
-    def first(self, check: str, column: Tensor | None = None) -> Float[Tensor, "facts"]:
+    def first(self, check: str, column: Tensor | None = None) -> Float[Tensor, " facts"]:
         """Per fact, the fraction of the check's prompts where an object ranks first.
 
         ``column`` gives, per fact, the object's column (default: the true object's);
@@ -105,14 +113,20 @@ class Readings:
         cols = t.true if column is None else column[t.fact]
         return t.per_fact(t.rank(cols) == 0, len(self.facts))
 
-    def mean_rank(self, check: str, column: Tensor) -> Float[Tensor, "facts"]:
+    def mean_rank(self, check: str, column: Tensor) -> Float[Tensor, " facts"]:
         """Per fact, the mean rank (0 = first) of an object over the check's prompts."""
         t = self.tables[check]
         return t.per_fact(t.rank(column[t.fact]).float(), len(self.facts))
 
 
-def read(handle, facts: Sequence[Fact], retain: Sequence[Fact], settings: ReadSettings | None = None,
-         unseen: Mapping[str, Sequence[str]] | None = None, progress: bool = False) -> Readings:
+def read(
+    handle,
+    facts: Sequence[Fact],
+    retain: Sequence[Fact],
+    settings: ReadSettings | None = None,
+    unseen: Mapping[str, Sequence[str]] | None = None,
+    progress: bool = False,
+) -> Readings:
     """Read ``facts`` from the model as it is now under every check; the model is not changed.
 
     Examples:
@@ -162,7 +176,9 @@ def read(handle, facts: Sequence[Fact], retain: Sequence[Fact], settings: ReadSe
             if table is not None:  # None: every fact asked about was among the relearned ones
                 tables[step] = table
         else:
-            tables[step] = candidate_table(quantised(handle, QuantiseSettings(bits=int(step[3:]))), facts, held_out=False)
+            tables[step] = candidate_table(
+                quantised(handle, QuantiseSettings(bits=int(step[3:]))), facts, held_out=False
+            )
     prior = sum(1 / len(handle.world.relation(f.relation).candidates) for f in facts) / len(facts)
     return Readings(handle.name, facts, tables, prior)
 

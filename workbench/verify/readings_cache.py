@@ -20,8 +20,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from edit.covariance import cache_dir
-from workbench.core.hashing import tensor_hash
 from workbench.core.files import write_atomically
+from workbench.core.hashing import tensor_hash
 from workbench.verify.candidates import CandidateTable
 from workbench.verify.readings import Readings
 

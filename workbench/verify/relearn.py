@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import copy
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Mapping, Sequence
 
 import torch
 
 from workbench.core.examples import encode_examples, pad_examples, scored_logprobs
 from workbench.core.handle import ModelHandle
 from workbench.core.metrics import score_facts
-from workbench.verify.candidates import CandidateTable, candidate_table, concat_tables
 from workbench.core.world.facts import Fact
+from workbench.verify.candidates import CandidateTable, candidate_table, concat_tables
 
 
 @dataclass(frozen=True)
@@ -65,19 +65,27 @@ class Relearned:
     facts that was unseen (indexed as the facts given), the raw reading a report ranks objects in.
     """
 
-    people: list[dict]   # person, known, unseen, before, after, known_before, known_after
-    before: float        # mean over people
+    people: list[dict]  # person, known, unseen, before, after, known_before, known_after
+    before: float  # mean over people
     after: float
     settings: RelearnSettings
     table: CandidateTable | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
-        return {"people": list(self.people), "before": self.before, "after": self.after,
-                "settings": asdict(self.settings)}
+        return {
+            "people": list(self.people),
+            "before": self.before,
+            "after": self.after,
+            "settings": asdict(self.settings),
+        }
 
 
-def relearn_attack(handle, facts: Sequence[Fact], settings: RelearnSettings | None = None,
-                   unseen: Mapping[str, Sequence[str]] | None = None) -> Relearned:
+def relearn_attack(
+    handle,
+    facts: Sequence[Fact],
+    settings: RelearnSettings | None = None,
+    unseen: Mapping[str, Sequence[str]] | None = None,
+) -> Relearned:
     """Relearn half of each person's facts on a copy of the model; score the other half.
 
     Examples:
@@ -123,8 +131,9 @@ def relearn_attack(handle, facts: Sequence[Fact], settings: RelearnSettings | No
         return score_facts(work, handle.tokenizer, world, facts_).accuracy
 
     index = {f: i for i, f in enumerate(facts)}
-    work_handle = ModelHandle(model=work, tokenizer=handle.tokenizer, name=f"{handle.name} (relearning)",
-                              source=handle.source, world=world)
+    work_handle = ModelHandle(
+        model=work, tokenizer=handle.tokenizer, name=f"{handle.name} (relearning)", source=handle.source, world=world
+    )
     rows, parts = [], []
     for person in people:
         must = set((unseen or {}).get(person, ()))
@@ -132,8 +141,13 @@ def relearn_attack(handle, facts: Sequence[Fact], settings: RelearnSettings | No
         known_facts = world.facts([person], known)
         unseen_facts = world.facts([person], [r for r in relations if r not in known])
         work.load_state_dict(original)
-        row = {"person": person, "known": known, "unseen": [f.relation for f in unseen_facts],
-               "before": accuracy(unseen_facts), "known_before": accuracy(known_facts)}
+        row = {
+            "person": person,
+            "known": known,
+            "unseen": [f.relation for f in unseen_facts],
+            "before": accuracy(unseen_facts),
+            "known_before": accuracy(known_facts),
+        }
         ids, mask, scored = (t.to(handle.device) for t in pad_examples(encode_examples(handle, known_facts), pad))
         opt = torch.optim.Adam(work.parameters(), lr=s.lr)
         with torch.enable_grad():

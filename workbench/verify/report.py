@@ -23,27 +23,28 @@ import copy
 import json
 import math
 import time
-from contextlib import contextmanager, nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from edit.forget_request import ForgetError, ForgetRequest, forget_request
+from workbench.core.handle import load_shared
+from workbench.core.world.facts import Fact
+from workbench.core.world.registry import SHIPPED, resolve_world_model
 from workbench.verify import readings_cache
 from workbench.verify.collateral import CollateralSettings, collateral
 from workbench.verify.membership import MembershipSettings, mia_auc, mia_texts
 from workbench.verify.probe import ProbeSettings
-from workbench.verify.readings import ReadSettings, Readings, group_of, object_columns, read
+from workbench.verify.readings import Readings, ReadSettings, group_of, object_columns, read
+from workbench.verify.report_html import report_figures, report_page, report_table
 from workbench.verify.rewrite import overall_rewrite, request_verdicts, requests_of, surface_figures
 from workbench.verify.truth_ratio import UtilitySettings, forget_quality, model_utility, ratios_of
 from workbench.verify.verdict import CheckResult, VerdictSettings, decide
-from workbench.core.handle import load_shared
-from workbench.core.world.facts import Fact
-from workbench.core.world.registry import SHIPPED, resolve_world_model
-from workbench.verify.report_html import report_figures, report_page, report_table
 
 NOT_GUARANTEED = [
     "Only the listed checks were run; a stronger attack (longer fine-tuning, other quantisers, "
@@ -92,8 +93,12 @@ class VerifySettings:
             >>> VerifySettings.quick().read.probe.train_people
             60
         """
-        return cls(read=ReadSettings(probe=ProbeSettings(train_people=60)), utility=UtilitySettings(max_facts=60),
-                   collateral=CollateralSettings(max_facts=40, kl_prompts=64, heldout_texts=200), heldout_texts=500)
+        return cls(
+            read=ReadSettings(probe=ProbeSettings(train_people=60)),
+            utility=UtilitySettings(max_facts=60),
+            collateral=CollateralSettings(max_facts=40, kl_prompts=64, heldout_texts=200),
+            heldout_texts=500,
+        )
 
 
 @dataclass
@@ -141,7 +146,9 @@ class Report:
 
     def table(self) -> list[dict]:
         """The check rows: check, group, edited, original, retain, status."""
-        return [{k: c.get(k) for k in ("check", "group", "edited", "original", "retain", "status")} for c in self.checks]
+        return [
+            {k: c.get(k) for k in ("check", "group", "edited", "original", "retain", "status")} for c in self.checks
+        ]
 
     def to_html(self) -> str:
         """A standalone HTML page with the verdict, every check and the figures (plotly.js inlined)."""
@@ -160,7 +167,9 @@ class Report:
         return report_table(self)
 
     def __repr__(self) -> str:
-        return f"Report({self.kind} by {self.method} on {self.model}: {self.verdict['overall']}; {self.verdict['reason']})"
+        return (
+            f"Report({self.kind} by {self.method} on {self.model}: {self.verdict['overall']}; {self.verdict['reason']})"
+        )
 
 
 def _jsonable(x: Any):
@@ -210,8 +219,16 @@ def _shipped_readings(name: str, facts: list[Fact], retain: list[Fact], s: Verif
     model's (the "original" state of every edit made on it): in memory, and on disk
     (:mod:`~workbench.verify.readings_cache`) for later sessions.
     """
-    question = (name, tuple(facts), tuple(retain), tuple((k, tuple(v)) for k, v in sorted((unseen or {}).items())),
-                repr(s.read), repr(s.membership), repr(s.utility), s.heldout_texts)
+    question = (
+        name,
+        tuple(facts),
+        tuple(retain),
+        tuple((k, tuple(v)) for k, v in sorted((unseen or {}).items())),
+        repr(s.read),
+        repr(s.membership),
+        repr(s.utility),
+        s.heldout_texts,
+    )
     if question not in _SHIPPED_CACHE:
         model = load_shared(name)
         key = readings_cache.entry_key(model.model, question)
@@ -234,9 +251,14 @@ def _shipped_as(handle) -> str | None:
         return handle.name
     mine, theirs = dict(handle.model.named_parameters()), dict(ref.model.named_parameters())
     hooked = any(m._forward_hooks or m._forward_pre_hooks for m in handle.model.modules())
-    same = (not hooked and mine.keys() == theirs.keys()
-            and all(mine[k].device == theirs[k].device and mine[k].dtype == theirs[k].dtype
-                    and torch.equal(mine[k], theirs[k]) for k in mine))
+    same = (
+        not hooked
+        and mine.keys() == theirs.keys()
+        and all(
+            mine[k].device == theirs[k].device and mine[k].dtype == theirs[k].dtype and torch.equal(mine[k], theirs[k])
+            for k in mine
+        )
+    )
     return handle.name if same else None
 
 
@@ -245,12 +267,15 @@ def _measure(handle, facts: list[Fact], retain: list[Fact], s: VerifySettings, u
     forget_texts, holdout = mia_texts(handle.world, facts)
     lens = [c for c in readings.tables if c.startswith("lens")]
     probe = [c for c in readings.tables if c.startswith("probe")]
-    figures = {"utility": model_utility(handle, retain, s.utility),
-               "heldout_loss": handle.heldout_loss(sample=s.heldout_texts),
-               "mia_auc": mia_auc(handle, forget_texts, holdout, "min_k++", s.membership),
-               "mia_auc_min_k": mia_auc(handle, forget_texts, holdout, "min_k", s.membership),
-               "lens": {c: readings.accuracy(c) for c in lens}, "probe": {c: readings.accuracy(c) for c in probe},
-               "truth_ratios": ratios_of(readings.tables["paraphrase"], len(facts)).tolist()}
+    figures = {
+        "utility": model_utility(handle, retain, s.utility),
+        "heldout_loss": handle.heldout_loss(sample=s.heldout_texts),
+        "mia_auc": mia_auc(handle, forget_texts, holdout, "min_k++", s.membership),
+        "mia_auc_min_k": mia_auc(handle, forget_texts, holdout, "min_k", s.membership),
+        "lens": {c: readings.accuracy(c) for c in lens},
+        "probe": {c: readings.accuracy(c) for c in probe},
+        "truth_ratios": ratios_of(readings.tables["paraphrase"], len(facts)).tolist(),
+    }
     return readings, figures
 
 
@@ -279,8 +304,14 @@ def _what(handle, edit, forget) -> tuple[str, list[Fact], list | None]:
     return ("forget", facts, None) if erase == {True} else ("rewrite", facts, requests)
 
 
-def verify(handle, edit=None, forget=None, reference: str | None = "auto", settings: VerifySettings | None = None,
-           progress: bool = True) -> Report:
+def verify(
+    handle,
+    edit=None,
+    forget=None,
+    reference: str | None = "auto",
+    settings: VerifySettings | None = None,
+    progress: bool = True,
+) -> Report:
     """Verify an edit against the original model and, for forgetting, the model that never saw the facts.
 
     Examples:
@@ -318,7 +349,9 @@ def verify(handle, edit=None, forget=None, reference: str | None = "auto", setti
     retain = [f for f in world.facts() if (f not in asked if kind == "rewrite" else f.subject not in set(people))]
     ref_name = (reference_model(world, people) if reference == "auto" else reference) if kind == "forget" else None
     unseen = {r.subject: [r.relation] for r in requests} if requests else None
-    stages = ["edited", "original"] + (["retain model"] if ref_name else []) + (["collateral"] if _is_edit(edit) else [])
+    stages = (
+        ["edited", "original"] + (["retain model"] if ref_name else []) + (["collateral"] if _is_edit(edit) else [])
+    )
     bar = tqdm(stages, desc="verify", leave=False, disable=not progress)
     states, readings, rewrite = {}, {}, {}
     for stage in bar:
@@ -345,21 +378,51 @@ def verify(handle, edit=None, forget=None, reference: str | None = "auto", setti
     report = _forget_report if kind == "forget" else _rewrite_report
     verdict, checks = report(handle, facts, requests, readings, states, rewrite, s)
     before = states.get("original", states["edited"])
-    retained = {"accuracy_before": before["utility"]["accuracy"], "accuracy_after": states["edited"]["utility"]["accuracy"],
-                "heldout_loss_before": before["heldout_loss"], "heldout_loss_after": states["edited"]["heldout_loss"],
-                "utility_before": before["utility"]["utility"], "utility_after": states["edited"]["utility"]["utility"],
-                "facts": states["edited"]["utility"]["facts"]}
+    retained = {
+        "accuracy_before": before["utility"]["accuracy"],
+        "accuracy_after": states["edited"]["utility"]["accuracy"],
+        "heldout_loss_before": before["heldout_loss"],
+        "heldout_loss_after": states["edited"]["heldout_loss"],
+        "utility_before": before["utility"]["utility"],
+        "utility_after": states["edited"]["utility"]["utility"],
+        "facts": states["edited"]["utility"]["facts"],
+    }
     if "retain" in states:
-        retained |= {"accuracy_retain_model": states["retain"]["utility"]["accuracy"],
-                     "utility_retain_model": states["retain"]["utility"]["utility"]}
-    description = (f"{ref_name}, trained without the forgotten people" if ref_name else
-                   "the model before the edit" if kind == "rewrite" else "chance (no model trained without these people ships)")
-    asked = edit.request if edit is not None and forget is None else {
-        "name": getattr(forget, "name", forget if isinstance(forget, str) else f"{len(facts)} facts"),
-        "facts": [[f.subject, f.relation] for f in facts]}
-    return Report(kind, getattr(edit, "method", "none"), dict(asked),
-                  handle.name, {"model": ref_name, "description": description}, verdict, checks, states,
-                  rewrite or None, coll_dict, retained, list(NOT_GUARANTEED), asdict(s), time.perf_counter() - t0)
+        retained |= {
+            "accuracy_retain_model": states["retain"]["utility"]["accuracy"],
+            "utility_retain_model": states["retain"]["utility"]["utility"],
+        }
+    description = (
+        f"{ref_name}, trained without the forgotten people"
+        if ref_name
+        else "the model before the edit"
+        if kind == "rewrite"
+        else "chance (no model trained without these people ships)"
+    )
+    asked = (
+        edit.request
+        if edit is not None and forget is None
+        else {
+            "name": getattr(forget, "name", forget if isinstance(forget, str) else f"{len(facts)} facts"),
+            "facts": [[f.subject, f.relation] for f in facts],
+        }
+    )
+    return Report(
+        kind,
+        getattr(edit, "method", "none"),
+        dict(asked),
+        handle.name,
+        {"model": ref_name, "description": description},
+        verdict,
+        checks,
+        states,
+        rewrite or None,
+        coll_dict,
+        retained,
+        list(NOT_GUARANTEED),
+        asdict(s),
+        time.perf_counter() - t0,
+    )
 
 
 def _is_edit(edit) -> bool:
@@ -378,18 +441,52 @@ def _distribution(states: dict, s: VerifySettings) -> list[CheckResult]:
     fq_status = "consistent" if fq["edited"] >= s.verdict.forget_quality else "recovered" if lower else "over-forgotten"
     auc = {k: v["mia_auc"] for k, v in states.items()}
     gap = auc["edited"] - auc["retain"]
-    mia_status = ("recovered" if gap >= s.verdict.mia_tolerance else
-                  "over-forgotten" if -gap >= s.verdict.mia_tolerance else "consistent")
-    return [CheckResult("forget quality", "truth ratio", fq["edited"], 1.0, fq.get("original"), None, None, None,
-                        fq["edited"], fq_status),
-            CheckResult("membership AUC", "membership", auc["edited"], auc["retain"], auc.get("original"), None, None,
-                        None, math.nan, mia_status)]
+    mia_status = (
+        "recovered"
+        if gap >= s.verdict.mia_tolerance
+        else "over-forgotten"
+        if -gap >= s.verdict.mia_tolerance
+        else "consistent"
+    )
+    return [
+        CheckResult(
+            "forget quality",
+            "truth ratio",
+            fq["edited"],
+            1.0,
+            fq.get("original"),
+            None,
+            None,
+            None,
+            fq["edited"],
+            fq_status,
+        ),
+        CheckResult(
+            "membership AUC",
+            "membership",
+            auc["edited"],
+            auc["retain"],
+            auc.get("original"),
+            None,
+            None,
+            None,
+            math.nan,
+            mia_status,
+        ),
+    ]
 
 
 def _forget_report(handle, facts, requests, readings, states, rewrite, s):
-    v = decide(readings["edited"], readings.get("retain"), readings.get("original"), _distribution(states, s), s.verdict)
-    verdict = {"overall": v.overall, "reason": v.reason, "caveats": v.caveats, "items": [asdict(i) for i in v.items],
-               "settings": asdict(v.settings)}
+    v = decide(
+        readings["edited"], readings.get("retain"), readings.get("original"), _distribution(states, s), s.verdict
+    )
+    verdict = {
+        "overall": v.overall,
+        "reason": v.reason,
+        "caveats": v.caveats,
+        "items": [asdict(i) for i in v.items],
+        "settings": asdict(v.settings),
+    }
     return verdict, [asdict(c) for c in v.checks]
 
 
@@ -400,10 +497,19 @@ def _rewrite_report(handle, facts, requests, readings, states, rewrite, s):
     rows, per_check = request_verdicts(requests, edited, new, efficacy, s.verdict.majority)
     base = request_verdicts(requests, original, new, [False] * len(requests), s.verdict.majority)[1] if original else {}
     overall, reason = overall_rewrite(rows)
-    checks = [{"check": c, "group": group_of(c), "edited": per_check[c]["old_first"],
-               "original": base.get(c, {}).get("old_first"), "retain": None,
-               "new_first": per_check[c]["new_first"], "old_mean_rank": per_check[c]["old_mean_rank"],
-               "status": "old returns" if per_check[c]["old_first"] > 0 else "old gone"} for c in per_check]
+    checks = [
+        {
+            "check": c,
+            "group": group_of(c),
+            "edited": per_check[c]["old_first"],
+            "original": base.get(c, {}).get("old_first"),
+            "retain": None,
+            "new_first": per_check[c]["new_first"],
+            "old_mean_rank": per_check[c]["old_mean_rank"],
+            "status": "old returns" if per_check[c]["old_first"] > 0 else "old gone",
+        }
+        for c in per_check
+    ]
     return {"overall": overall, "reason": reason, "caveats": [], "items": rows}, checks
 
 

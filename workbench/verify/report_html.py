@@ -11,8 +11,14 @@ import math
 
 import plotly.graph_objects as go
 
-COLOURS = {"removed": "#1a7f37", "rewritten": "#1a7f37", "suppressed": "#b35900", "partly rewritten": "#b35900",
-           "not forgotten": "#c0392b", "not rewritten": "#c0392b"}
+COLOURS = {
+    "removed": "#1a7f37",
+    "rewritten": "#1a7f37",
+    "suppressed": "#b35900",
+    "partly rewritten": "#b35900",
+    "not forgotten": "#c0392b",
+    "not rewritten": "#c0392b",
+}
 STATES = (("edited", "#c0392b"), ("original", "#7f8c8d"), ("retain", "#1a7f37"))
 _STYLE = """<style>
 .wb-report{font-family:system-ui,sans-serif;font-size:13px;max-width:1100px}
@@ -35,8 +41,9 @@ def _num(x) -> str:
 
 def _table(head: list[str], rows: list[list]) -> str:
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{c if isinstance(c, _Raw) else _num(c)}</td>" for c in r) + "</tr>"
-                   for r in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{c if isinstance(c, _Raw) else _num(c)}</td>" for c in r) + "</tr>" for r in rows
+    )
     return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -61,26 +68,64 @@ def report_table(report, max_items: int = 20) -> str:
     """
     v = report.verdict
     colour = COLOURS.get(v["overall"], "#555")
-    out = [_STYLE, '<div class="wb-report">',
-           f'<p><span class="wb-verdict" style="background:{colour}">{html.escape(v["overall"])}</span> '
-           f'{html.escape(report.kind)} by <b>{html.escape(report.method)}</b> on {html.escape(report.model)}: '
-           f'{html.escape(v["reason"])}</p>',
-           f'<p>Baseline: {html.escape(report.baseline["description"])}.</p>']
+    out = [
+        _STYLE,
+        '<div class="wb-report">',
+        f'<p><span class="wb-verdict" style="background:{colour}">{html.escape(v["overall"])}</span> '
+        f"{html.escape(report.kind)} by <b>{html.escape(report.method)}</b> on {html.escape(report.model)}: "
+        f"{html.escape(v['reason'])}</p>",
+        f"<p>Baseline: {html.escape(report.baseline['description'])}.</p>",
+    ]
     if v.get("caveats"):
         out.append("<ul>" + "".join(f"<li>{html.escape(c)}</li>" for c in v["caveats"]) + "</ul>")
     if report.kind == "forget":
         head = ["check", "kind", "edited", "original", "retain model", "facts recovered", "p (Holm)", "status"]
-        rows = [[c["check"], c["group"], c["edited"], c["original"], c["retain"], counts_text(c), c["p_value"],
-                 _status(c["status"])] for c in report.checks]
+        rows = [
+            [
+                c["check"],
+                c["group"],
+                c["edited"],
+                c["original"],
+                c["retain"],
+                counts_text(c),
+                c["p_value"],
+                _status(c["status"]),
+            ]
+            for c in report.checks
+        ]
         items = [[i["item"], i["facts"], _status(i["verdict"]), "; ".join(i["evidence"]) or "–"] for i in v["items"]]
         item_head = ["person", "facts", "verdict", "evidence"]
     else:
-        head = ["check", "kind", "old object first (edited)", "old first (original)", "new object first",
-                "old object's mean rank", "status"]
-        rows = [[c["check"], c["group"], c["edited"], c["original"], c["new_first"], c["old_mean_rank"],
-                 _status(c["status"])] for c in report.checks]
-        items = [[f"{i['subject']} / {i['relation']}", f"{i['old']} → {i['new']}", _status(i["verdict"]),
-                  ", ".join(i["old_returns_under"]) or "–"] for i in v["items"]]
+        head = [
+            "check",
+            "kind",
+            "old object first (edited)",
+            "old first (original)",
+            "new object first",
+            "old object's mean rank",
+            "status",
+        ]
+        rows = [
+            [
+                c["check"],
+                c["group"],
+                c["edited"],
+                c["original"],
+                c["new_first"],
+                c["old_mean_rank"],
+                _status(c["status"]),
+            ]
+            for c in report.checks
+        ]
+        items = [
+            [
+                f"{i['subject']} / {i['relation']}",
+                f"{i['old']} → {i['new']}",
+                _status(i["verdict"]),
+                ", ".join(i["old_returns_under"]) or "–",
+            ]
+            for i in v["items"]
+        ]
         item_head = ["fact", "rewrite", "verdict", "old object returns under"]
     out.append(_table(head, rows))
     if items:
@@ -90,25 +135,51 @@ def report_table(report, max_items: int = 20) -> str:
         out.append(_rewrite_table(report.rewrite))
     if report.retained:
         r = report.retained
-        out.append(_table(["retained performance", "before", "after", "retain model"],
-                          [["accuracy on retained facts", r.get("accuracy_before"), r.get("accuracy_after"),
-                            r.get("accuracy_retain_model")],
-                           ["model utility", r.get("utility_before"), r.get("utility_after"), r.get("utility_retain_model")],
-                           ["held-out loss", r.get("heldout_loss_before"), r.get("heldout_loss_after"), None]]))
+        out.append(
+            _table(
+                ["retained performance", "before", "after", "retain model"],
+                [
+                    [
+                        "accuracy on retained facts",
+                        r.get("accuracy_before"),
+                        r.get("accuracy_after"),
+                        r.get("accuracy_retain_model"),
+                    ],
+                    ["model utility", r.get("utility_before"), r.get("utility_after"), r.get("utility_retain_model")],
+                    ["held-out loss", r.get("heldout_loss_before"), r.get("heldout_loss_after"), None],
+                ],
+            )
+        )
     if report.states and all("mia_auc_min_k" in x for x in report.states.values()):
         st = report.states
-        out.append(_table(["membership inference AUC", *st],
-                          [["Min-K%++ (the verdict's)", *(x["mia_auc"] for x in st.values())],
-                           ["Min-K%", *(x["mia_auc_min_k"] for x in st.values())]]))
+        out.append(
+            _table(
+                ["membership inference AUC", *st],
+                [
+                    ["Min-K%++ (the verdict's)", *(x["mia_auc"] for x in st.values())],
+                    ["Min-K%", *(x["mia_auc_min_k"] for x in st.values())],
+                ],
+            )
+        )
     if report.collateral:
         g = report.collateral["groups"]
-        out.append(_table(["collateral group", "facts", "mean P before", "after", "accuracy before", "after"],
-                          [[k, x["n"], x["prob_before"], x["prob_after"], x["accuracy_before"], x["accuracy_after"]]
-                           for k, x in g.items() if x["n"]])
-                   + f"<p>Next-token KL on other people's prompts: {_num(report.collateral['kl'])} nats.</p>")
+        out.append(
+            _table(
+                ["collateral group", "facts", "mean P before", "after", "accuracy before", "after"],
+                [
+                    [k, x["n"], x["prob_before"], x["prob_after"], x["accuracy_before"], x["accuracy_after"]]
+                    for k, x in g.items()
+                    if x["n"]
+                ],
+            )
+            + f"<p>Next-token KL on other people's prompts: {_num(report.collateral['kl'])} nats.</p>"
+        )
     if report.not_guaranteed:
-        out.append("<p>Not guaranteed:</p><ul>" + "".join(f"<li>{html.escape(t)}</li>" for t in report.not_guaranteed)
-                   + "</ul>")
+        out.append(
+            "<p>Not guaranteed:</p><ul>"
+            + "".join(f"<li>{html.escape(t)}</li>" for t in report.not_guaranteed)
+            + "</ul>"
+        )
     out.append("</div>")
     return "".join(out)
 
@@ -127,9 +198,20 @@ def _rewrite_table(rw: dict) -> str:
         if state not in rw:
             continue
         cf, g = rw[state]["counterfact"], rw[state]["generation"]
-        rows.append([state, cf["efficacy"]["prob"], cf["paraphrase"]["prob"], cf["neighbourhood"]["prob"],
-                     rw[state]["old_mass"], g["new"], g["old"]])
-    return _table(["model", "efficacy", "paraphrase", "neighbourhood", "P(old object)", "greedy: new", "greedy: old"], rows)
+        rows.append(
+            [
+                state,
+                cf["efficacy"]["prob"],
+                cf["paraphrase"]["prob"],
+                cf["neighbourhood"]["prob"],
+                rw[state]["old_mass"],
+                g["new"],
+                g["old"],
+            ]
+        )
+    return _table(
+        ["model", "efficacy", "paraphrase", "neighbourhood", "P(old object)", "greedy: new", "greedy: old"], rows
+    )
 
 
 def report_figures(report) -> dict[str, go.Figure]:
@@ -155,8 +237,13 @@ def report_figures(report) -> dict[str, go.Figure]:
             ys = [c.get(key) for c in checks]
             if any(y is not None for y in ys):
                 fig.add_bar(name=state, x=[c["check"] for c in checks], y=ys, marker_color=colour)
-        fig.update_layout(barmode="group", title=f"Fraction of prompts with the {label}, per check",
-                          yaxis_title=label, height=380, margin=dict(t=50, b=80))
+        fig.update_layout(
+            barmode="group",
+            title=f"Fraction of prompts with the {label}, per check",
+            yaxis_title=label,
+            height=380,
+            margin=dict(t=50, b=80),
+        )
         figs["checks"] = fig
     if report.states and any(s.get("probe") for s in report.states.values()):
         fig = go.Figure()
@@ -166,25 +253,48 @@ def report_figures(report) -> dict[str, go.Figure]:
                 continue
             for reader, dash in (("lens", "dot"), ("probe", "solid")):
                 names = list(s[reader])
-                fig.add_scatter(x=[int(n.split("L")[-1]) for n in names], y=list(s[reader].values()),
-                                mode="lines+markers", name=f"{reader}, {state}", line=dict(color=colour, dash=dash))
-        fig.update_layout(title="Reading the forgotten objects from hidden states, by layer", xaxis_title="layer",
-                          xaxis_dtick=1, yaxis_title="accuracy", height=360)
+                fig.add_scatter(
+                    x=[int(n.split("L")[-1]) for n in names],
+                    y=list(s[reader].values()),
+                    mode="lines+markers",
+                    name=f"{reader}, {state}",
+                    line=dict(color=colour, dash=dash),
+                )
+        fig.update_layout(
+            title="Reading the forgotten objects from hidden states, by layer",
+            xaxis_title="layer",
+            xaxis_dtick=1,
+            yaxis_title="accuracy",
+            height=360,
+        )
         figs["layers"] = fig
     if report.kind == "forget" and report.states:
         fig = go.Figure()
         for state, colour in STATES:
             s = report.states.get(state)
             if s:
-                fig.add_histogram(x=[math.log10(max(r, 1e-30)) for r in s["truth_ratios"]], name=state,
-                                  marker_color=colour, opacity=0.6, nbinsx=40)
-        fig.update_layout(barmode="overlay", title="Truth ratios on held-out phrasings (log10; 0: true and wrong level)",
-                          xaxis_title="log10 truth ratio", height=340)
+                fig.add_histogram(
+                    x=[math.log10(max(r, 1e-30)) for r in s["truth_ratios"]],
+                    name=state,
+                    marker_color=colour,
+                    opacity=0.6,
+                    nbinsx=40,
+                )
+        fig.update_layout(
+            barmode="overlay",
+            title="Truth ratios on held-out phrasings (log10; 0: true and wrong level)",
+            xaxis_title="log10 truth ratio",
+            height=340,
+        )
         figs["truth_ratios"] = fig
     if report.collateral:
         g = {k: x for k, x in report.collateral["groups"].items() if x["n"]}
-        fig = go.Figure([go.Bar(name="before", x=list(g), y=[x["prob_before"] for x in g.values()], marker_color="#7f8c8d"),
-                         go.Bar(name="after", x=list(g), y=[x["prob_after"] for x in g.values()], marker_color="#c0392b")])
+        fig = go.Figure(
+            [
+                go.Bar(name="before", x=list(g), y=[x["prob_before"] for x in g.values()], marker_color="#7f8c8d"),
+                go.Bar(name="after", x=list(g), y=[x["prob_after"] for x in g.values()], marker_color="#c0392b"),
+            ]
+        )
         fig.update_layout(barmode="group", title="Collateral damage: mean P(true object) by group", height=340)
         figs["collateral"] = fig
     return figs
@@ -195,10 +305,13 @@ def report_page(report) -> str:
     figs = report_figures(report)
     parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figs.values())]
     data = report.to_json(indent=None).replace("</", "<\\/")
-    return ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
-            f"<title>Verification: {html.escape(report.method)} on {html.escape(report.model)}</title></head><body>"
-            + report_table(report, max_items=1000) + "".join(parts)
-            + f'<script type="application/json" id="report">{data}</script></body></html>')
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>Verification: {html.escape(report.method)} on {html.escape(report.model)}</title></head><body>"
+        + report_table(report, max_items=1000)
+        + "".join(parts)
+        + f'<script type="application/json" id="report">{data}</script></body></html>'
+    )
 
 
 __all__ = ["counts_text", "report_figures", "report_page", "report_table"]

@@ -15,8 +15,8 @@ does, ``not rewritten`` when the edit prompt still gives the old object.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import torch
 
@@ -68,13 +68,14 @@ def greedy_continuations(handle, prompts: Sequence[str], max_new_tokens: int, ba
     ids = encode_prompts(tok, list(prompts))
     out: list[list[int]] = []
     for start in range(0, len(ids), batch_size):
-        chunk = ids[start:start + batch_size]
+        chunk = ids[start : start + batch_size]
         # Left padding: every row's next token is then predicted at the same, last column.
         width = max(map(len, chunk))
         x = torch.tensor([[pad] * (width - len(c)) + c for c in chunk], device=handle.device)
         mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in chunk], device=handle.device)
-        gen = handle.model.generate(input_ids=x, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                    do_sample=False, pad_token_id=pad)
+        gen = handle.model.generate(
+            input_ids=x, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad
+        )
         out += [row[width:].tolist() for row in gen]
     return out
 
@@ -113,8 +114,8 @@ def generation(handle, requests: Sequence[Request], examples: int = 3) -> Genera
     want = [(encode_object(tok, q, r.target), encode_object(tok, q, r.true_object)) for q, r in rows]
     longest = max(max(len(a), len(b)) for a, b in want)
     got = greedy_continuations(handle, [q for q, _ in rows], longest)
-    new = [g[:len(a)] == a for g, (a, _) in zip(got, want)]
-    old = [g[:len(b)] == b for g, (_, b) in zip(got, want)]
+    new = [g[: len(a)] == a for g, (a, _) in zip(got, want)]
+    old = [g[: len(b)] == b for g, (_, b) in zip(got, want)]
     shown = [(q, tok.decode(g, skip_special_tokens=True).strip()) for (q, _), g in zip(rows[:examples], got)]
     return GenerationResult(sum(new) / len(rows), sum(old) / len(rows), len(rows), shown)
 
@@ -157,12 +158,17 @@ def surface_figures(handle, requests: Sequence[Request]) -> dict:
     """CounterFact scores, per-request efficacy, the old object's probability and greedy generation, as the model is now."""
     scores = score_requests(handle, list(requests), per_request=True)
     each = scores["efficacy"].pop("each")
-    return {"counterfact": scores, "efficacy": each,
-            "old_mass": old_mass(handle, requests), "generation": asdict(generation(handle, requests))}
+    return {
+        "counterfact": scores,
+        "efficacy": each,
+        "old_mass": old_mass(handle, requests),
+        "generation": asdict(generation(handle, requests)),
+    }
 
 
-def request_verdicts(requests: Sequence[Request], edited, new_columns: torch.Tensor, efficacy: Sequence[bool],
-                     majority: float = 0.5) -> tuple[list[dict], dict]:
+def request_verdicts(
+    requests: Sequence[Request], edited, new_columns: torch.Tensor, efficacy: Sequence[bool], majority: float = 0.5
+) -> tuple[list[dict], dict]:
     """Per request its verdict and the checks that bring the old object back; per check the summary.
 
     Args:
@@ -185,11 +191,24 @@ def request_verdicts(requests: Sequence[Request], edited, new_columns: torch.Ten
     for i, r in enumerate(requests):
         back = [c for c in edited.tables if not torch.isnan(old_first[c][i]) and old_first[c][i] > majority]
         verdict = "not rewritten" if not efficacy[i] else "partly rewritten" if back else "rewritten"
-        rows.append({"subject": r.subject, "relation": r.relation, "old": r.true_object, "new": r.new_object,
-                     "verdict": verdict, "old_returns_under": back})
-    checks = {c: {"old_first": _nanmean(old_first[c] > majority, old_first[c]),
-                  "new_first": _nanmean(new_first[c] > majority, new_first[c]),
-                  "old_mean_rank": _nanmean(ranks[c], ranks[c])} for c in edited.tables}
+        rows.append(
+            {
+                "subject": r.subject,
+                "relation": r.relation,
+                "old": r.true_object,
+                "new": r.new_object,
+                "verdict": verdict,
+                "old_returns_under": back,
+            }
+        )
+    checks = {
+        c: {
+            "old_first": _nanmean(old_first[c] > majority, old_first[c]),
+            "new_first": _nanmean(new_first[c] > majority, new_first[c]),
+            "old_mean_rank": _nanmean(ranks[c], ranks[c]),
+        }
+        for c in edited.tables
+    }
     return rows, checks
 
 
@@ -214,9 +233,21 @@ def overall_rewrite(rows: Sequence[dict]) -> tuple[str, str]:
     """
     counts = {v: sum(r["verdict"] == v for r in rows) for v in REWRITE_VERDICTS}
     overall = max((v for v in REWRITE_VERDICTS if counts[v]), key=REWRITE_VERDICTS.index, default="rewritten")
-    return overall, (f"{counts['rewritten']} of {len(rows)} requests rewritten, {counts['partly rewritten']} partly "
-                     f"(the old object returns under some check), {counts['not rewritten']} not rewritten")
+    return overall, (
+        f"{counts['rewritten']} of {len(rows)} requests rewritten, {counts['partly rewritten']} partly "
+        f"(the old object returns under some check), {counts['not rewritten']} not rewritten"
+    )
 
 
-__all__ = ["GenerationResult", "REWRITE_VERDICTS", "efficacy", "generation", "greedy_continuations", "old_mass",
-           "overall_rewrite", "request_verdicts", "requests_of", "surface_figures"]
+__all__ = [
+    "GenerationResult",
+    "REWRITE_VERDICTS",
+    "efficacy",
+    "generation",
+    "greedy_continuations",
+    "old_mass",
+    "overall_rewrite",
+    "request_verdicts",
+    "requests_of",
+    "surface_figures",
+]

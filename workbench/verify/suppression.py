@@ -17,9 +17,9 @@ weight change; remove them with :meth:`OutputSuppression.remove` or use it as a 
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import torch
 from jaxtyping import Float
@@ -49,7 +49,7 @@ class SuppressionSettings:
     layer: int = -1
 
 
-def object_direction(handle, tokens: Sequence[int]) -> Float[Tensor, "d_model"]:
+def object_direction(handle, tokens: Sequence[int]) -> Float[Tensor, " d_model"]:
     """Unit vector in the residual stream that raises the given output tokens' logits together.
 
     Examples:
@@ -82,8 +82,10 @@ class OutputSuppression:
         dev = handle.device
         self._dirs = {k: v.to(dev) for k, v in names.items()}
         block = handle.sites.module(handle.model, settings.layer, "resid")
-        self._hooks = [handle.model.register_forward_pre_hook(self._read_ids, with_kwargs=True),
-                       block.register_forward_hook(self._push_down)]
+        self._hooks = [
+            handle.model.register_forward_pre_hook(self._read_ids, with_kwargs=True),
+            block.register_forward_hook(self._push_down),
+        ]
 
     def _read_ids(self, module, args, kwargs):
         past = kwargs.get("past_key_values")
@@ -99,19 +101,19 @@ class OutputSuppression:
         for b, row in enumerate(rows):
             for name, d in self._dirs.items():
                 k = len(name)
-                ends = [i + k - 1 for i in range(len(row) - k + 1) if tuple(row[i:i + k]) == name]
+                ends = [i + k - 1 for i in range(len(row) - k + 1) if tuple(row[i : i + k]) == name]
                 if ends:
                     if push is None:
                         push = torch.zeros(*ids.shape, d.shape[0], device=d.device)
                     # Causal: from the name's last token on, never before the name is read.
-                    push[b, ends[0]:] += d
+                    push[b, ends[0] :] += d
         return push
 
     def _push_down(self, module, args, output):
         if self._push is None:
             return None
         h = output[0] if isinstance(output, tuple) else output
-        push = self._push[:, :h.shape[1]].to(h.dtype)
+        push = self._push[:, : h.shape[1]].to(h.dtype)
         h = h - self.settings.strength * h.norm(dim=-1, keepdim=True) * push
         return (h, *output[1:]) if isinstance(output, tuple) else h
 
@@ -181,8 +183,10 @@ class ConstructedSuppression:
 
     def __init__(self, handle, facts: Sequence[Fact], settings: SuppressionSettings | None = None):
         self.handle, self.facts, self.settings = handle, list(facts), settings or SuppressionSettings()
-        self.request = {"name": "constructed output suppression",
-                        "facts": [[f.subject, f.relation] for f in self.facts]}
+        self.request = {
+            "name": "constructed output suppression",
+            "facts": [[f.subject, f.relation] for f in self.facts],
+        }
         self.applied = False
 
     @contextmanager

@@ -25,19 +25,19 @@ spreads from 1e-5 to 1e5 around a median of 1; forget quality compares the whole
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import torch
 from jaxtyping import Float
 from scipy.stats import ks_2samp
 from torch import Tensor
 
-from workbench.verify.candidates import CandidateTable, candidate_table
 from workbench.core.world.facts import Fact
+from workbench.verify.candidates import CandidateTable, candidate_table
 
 
-def ratios_of(table: CandidateTable, n_facts: int) -> Float[Tensor, "n"]:
+def ratios_of(table: CandidateTable, n_facts: int) -> Float[Tensor, " n"]:
     """Per fact, the truth ratio from a table of its prompts' candidate log-probabilities.
 
     Examples:
@@ -74,7 +74,7 @@ class TruthRatioSettings:
 
 
 @torch.no_grad()
-def truth_ratios(handle, facts: Sequence[Fact], settings: TruthRatioSettings | None = None) -> Float[Tensor, "n"]:
+def truth_ratios(handle, facts: Sequence[Fact], settings: TruthRatioSettings | None = None) -> Float[Tensor, " n"]:
     """Per fact, the truth ratio R: geometric mean of P̄(wrong) / P̄(true) (module docstring).
 
     Examples:
@@ -184,10 +184,23 @@ def model_utility(handle, retain: Sequence[Fact], settings: UtilitySettings | No
     accuracy = float(trained.correct.float().mean())
     ratios = ratios_of(candidate_table(handle, facts, held_out=True), len(facts))
     truth = float((1 - ratios).clamp_min(0).mean())
-    return {"probability": prob, "accuracy": accuracy, "truth_ratio": truth,
-            "utility": harmonic_mean([prob, accuracy, truth]), "facts": len(facts),
-            "settings": asdict(s)}
+    return {
+        "probability": prob,
+        "accuracy": accuracy,
+        "truth_ratio": truth,
+        "utility": harmonic_mean([prob, accuracy, truth]),
+        "facts": len(facts),
+        "settings": asdict(s),
+    }
 
 
-__all__ = ["TruthRatioSettings", "UtilitySettings", "forget_quality", "forget_truth_score", "harmonic_mean",
-           "model_utility", "ratios_of", "truth_ratios"]
+__all__ = [
+    "TruthRatioSettings",
+    "UtilitySettings",
+    "forget_quality",
+    "forget_truth_score",
+    "harmonic_mean",
+    "model_utility",
+    "ratios_of",
+    "truth_ratios",
+]

@@ -30,8 +30,8 @@ saw the people, though not because it still knows them.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 from scipy.stats import binomtest
 
@@ -114,9 +114,14 @@ class Verdict:
     settings: VerdictSettings
 
     def to_dict(self) -> dict:
-        return {"overall": self.overall, "reason": self.reason, "checks": [asdict(c) for c in self.checks],
-                "items": [asdict(i) for i in self.items], "caveats": list(self.caveats),
-                "settings": asdict(self.settings)}
+        return {
+            "overall": self.overall,
+            "reason": self.reason,
+            "checks": [asdict(c) for c in self.checks],
+            "items": [asdict(i) for i in self.items],
+            "caveats": list(self.caveats),
+            "settings": asdict(self.settings),
+        }
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
@@ -154,8 +159,10 @@ def excess_p(k: int, n: int, k_ref: int | None, n_ref: int | None, prior: float)
         return 1.0, 1.0
     rate = prior if k_ref is None or not n_ref else max(k_ref / n_ref, prior)
     rate = min(rate, 1.0)
-    return (float(binomtest(k, n, rate, alternative="greater").pvalue),
-            float(binomtest(k, n, rate, alternative="less").pvalue))
+    return (
+        float(binomtest(k, n, rate, alternative="greater").pvalue),
+        float(binomtest(k, n, rate, alternative="less").pvalue),
+    )
 
 
 def status_of(p_more: float, p_less: float, effect: float, alpha: float, tolerance: float) -> str:
@@ -208,12 +215,17 @@ def reason_of(overall: str, checks: list[CheckResult], baseline: str) -> str:
     """One sentence saying which checks decided the verdict, with their figures beside the baseline's."""
     hits = [c for c in checks if c.status == "recovered"]
     if overall == "removed":
-        return (f"no check recovers the forgotten facts beyond {baseline} "
-                f"({len(checks)} checks within the stated tolerances)")
+        return (
+            f"no check recovers the forgotten facts beyond {baseline} "
+            f"({len(checks)} checks within the stated tolerances)"
+        )
     named = ", ".join(f"{c.check} {_fmt(c.edited)} vs {_fmt(c.retain)}" for c in hits[:4])
     more = f" and {len(hits) - 4} more" if len(hits) > 4 else ""
-    lead = "the plain question still recovers them" if overall == "not forgotten" else \
-        "the plain question does not recover them, but attacks do"
+    lead = (
+        "the plain question still recovers them"
+        if overall == "not forgotten"
+        else "the plain question does not recover them, but attacks do"
+    )
     return f"{lead}: {named}{more} (edited vs {baseline})"
 
 
@@ -222,8 +234,9 @@ def _recovered(r, check: str, majority: float) -> list[bool | None]:
     return [None if math.isnan(float(x)) else bool(x > majority) for x in frac]
 
 
-def decide(edited, retain, original=None, distribution: Sequence[CheckResult] = (),
-           settings: VerdictSettings | None = None) -> Verdict:
+def decide(
+    edited, retain, original=None, distribution: Sequence[CheckResult] = (), settings: VerdictSettings | None = None
+) -> Verdict:
     """The verdict on some forgotten facts from the readings of the edited, retain and original models.
 
     Examples:
@@ -246,7 +259,7 @@ def decide(edited, retain, original=None, distribution: Sequence[CheckResult] = 
     """
     s = settings or VerdictSettings()
     people = list(dict.fromkeys(f.subject for f in edited.facts))
-    pooled, tests = [], []   # tests: (kind, index, p) for one Holm family
+    pooled, tests = [], []  # tests: (kind, index, p) for one Holm family
     items: dict[str, list[tuple]] = {p: [] for p in people}
     for check in edited.tables:
         rec = _recovered(edited, check, s.majority)
@@ -271,31 +284,67 @@ def decide(edited, retain, original=None, distribution: Sequence[CheckResult] = 
         {"more": p_more, "less": p_less, "item": p_item}[kind][idx] = q
     checks = []
     for i, (check, k, n, k_ref, effect) in enumerate(pooled):
-        checks.append(CheckResult(check, group_of(check), edited.accuracy(check),
-                                  retain.accuracy(check) if retain is not None else None,
-                                  original.accuracy(check) if original is not None and check in original.tables else None,
-                                  k, k_ref, n, p_more[i], status_of(p_more[i], p_less[i], effect, s.alpha, s.tolerance)))
+        checks.append(
+            CheckResult(
+                check,
+                group_of(check),
+                edited.accuracy(check),
+                retain.accuracy(check) if retain is not None else None,
+                original.accuracy(check) if original is not None and check in original.tables else None,
+                k,
+                k_ref,
+                n,
+                p_more[i],
+                status_of(p_more[i], p_less[i], effect, s.alpha, s.tolerance),
+            )
+        )
     checks += list(distribution)
     item_verdicts = []
     for person, rows in items.items():
-        hit = [(c, kp, n) for j, (c, kp, n, rate) in enumerate(rows)
-               if p_item[(person, j)] < s.alpha and kp / n - rate >= s.item_tolerance]
+        hit = [
+            (c, kp, n)
+            for j, (c, kp, n, rate) in enumerate(rows)
+            if p_item[(person, j)] < s.alpha and kp / n - rate >= s.item_tolerance
+        ]
         verdict = overall_of({c: "recovered" for c, _, _ in hit})
-        item_verdicts.append(ItemVerdict(person, max((n for _, _, n, _ in rows), default=0), verdict,
-                                         [f"{c}: {kp} of {n} facts" for c, kp, n in hit]))
+        item_verdicts.append(
+            ItemVerdict(
+                person,
+                max((n for _, _, n, _ in rows), default=0),
+                verdict,
+                [f"{c}: {kp} of {n} facts" for c, kp, n in hit],
+            )
+        )
     pooled_verdict = overall_of({c.check: c.status for c in checks})
     overall = worst([pooled_verdict, *(v.verdict for v in item_verdicts)])
     baseline = "the retain model" if retain is not None else "chance"
     reason = reason_of(pooled_verdict, checks, baseline)
     if overall != pooled_verdict:
         named = [v.item for v in item_verdicts if v.verdict == overall]
-        reason = f"{len(named)} of {len(item_verdicts)} people are {overall} on their own ({', '.join(named[:3])}); {reason}"
-    caveats = [f"{c.check} is below {baseline} ({_fmt(c.edited)} vs {_fmt(c.retain)}): the edit leaves a trace of its own"
-               for c in checks if c.status == "over-forgotten"]
+        reason = (
+            f"{len(named)} of {len(item_verdicts)} people are {overall} on their own ({', '.join(named[:3])}); {reason}"
+        )
+    caveats = [
+        f"{c.check} is below {baseline} ({_fmt(c.edited)} vs {_fmt(c.retain)}): the edit leaves a trace of its own"
+        for c in checks
+        if c.status == "over-forgotten"
+    ]
     if retain is None:
         caveats.append("no model trained without these people ships: every check is compared with chance")
     return Verdict(overall, reason, checks, item_verdicts, caveats, s)
 
 
-__all__ = ["CheckResult", "ItemVerdict", "VERDICTS", "Verdict", "VerdictSettings", "excess_p", "holm",
-           "decide", "overall_of", "reason_of", "status_of", "worst"]
+__all__ = [
+    "CheckResult",
+    "ItemVerdict",
+    "VERDICTS",
+    "Verdict",
+    "VerdictSettings",
+    "excess_p",
+    "holm",
+    "decide",
+    "overall_of",
+    "reason_of",
+    "status_of",
+    "worst",
+]

@@ -23,4 +23,12 @@ from workbench.widgets.strength_sweep import StrengthSweep
 from workbench.widgets.trace_explorer import TraceExplorer
 from workbench.widgets.view import View, save_figure
 
-__all__ = ["CollateralExplorer", "FeatureBrowser", "ReportView", "StrengthSweep", "TraceExplorer", "View", "save_figure"]
+__all__ = [
+    "CollateralExplorer",
+    "FeatureBrowser",
+    "ReportView",
+    "StrengthSweep",
+    "TraceExplorer",
+    "View",
+    "save_figure",
+]

@@ -15,8 +15,14 @@ from plotly.subplots import make_subplots
 from workbench.verify.collateral import GROUPS, Collateral
 from workbench.widgets.view import View, html_table, live, replace_figure
 
-COLOURS = {"edited": "#e45756", "paraphrase": "#f58518", "same_person": "#b279a2", "same_object": "#54a24b",
-           "same_relation": "#4c78a8", "other": "#9d9da0"}
+COLOURS = {
+    "edited": "#e45756",
+    "paraphrase": "#f58518",
+    "same_person": "#b279a2",
+    "same_object": "#54a24b",
+    "same_relation": "#4c78a8",
+    "other": "#9d9da0",
+}
 COLUMNS = ["subject", "relation", "object", "group", "before", "after", "change"]
 ALL = "(all)"
 
@@ -30,8 +36,11 @@ def filter_rows(rows: list[dict], person: str | None = None, relation: str | Non
         >>> [(r["subject"], r["change"]) for r in filter_rows(rows, person="A")]
         [('A', -0.75)]
     """
-    return [dict(r, change=r["after"] - r["before"]) for r in rows
-            if person in (None, ALL, r["subject"]) and relation in (None, ALL, r["relation"])]
+    return [
+        dict(r, change=r["after"] - r["before"])
+        for r in rows
+        if person in (None, ALL, r["subject"]) and relation in (None, ALL, r["relation"])
+    ]
 
 
 def largest_changes(rows: list[dict], n: int = 15, by: str = "change", descending: bool = True) -> list[dict]:
@@ -43,13 +52,21 @@ def largest_changes(rows: list[dict], n: int = 15, by: str = "change", descendin
         >>> [r["subject"] for r in largest_changes(rows, 2)], [r["subject"] for r in largest_changes(rows, 1, "subject", False)]
         (['B', 'A'], ['A'])
     """
+
     def key(r):
         return abs(r["change"]) if by == "change" else r[by]
+
     return sorted(rows, key=key, reverse=descending)[:n]
 
 
-def collateral_figure(rows: list[dict], person: str | None = None, relation: str | None = None,
-                      table: bool = True, n: int = 15, title: str | None = None) -> go.Figure:
+def collateral_figure(
+    rows: list[dict],
+    person: str | None = None,
+    relation: str | None = None,
+    table: bool = True,
+    n: int = 15,
+    title: str | None = None,
+) -> go.Figure:
     """P(true) before vs after for each fact, one colour per group, and a table of the largest changes.
 
     Examples:
@@ -67,35 +84,74 @@ def collateral_figure(rows: list[dict], person: str | None = None, relation: str
         title: The figure's title.
     """
     kept = filter_rows(rows, person, relation)
-    fig = (make_subplots(1, 2, specs=[[{"type": "xy"}, {"type": "table"}]], column_widths=[0.5, 0.5],
-                         horizontal_spacing=0.06) if table else go.Figure())
+    fig = (
+        make_subplots(
+            1, 2, specs=[[{"type": "xy"}, {"type": "table"}]], column_widths=[0.5, 0.5], horizontal_spacing=0.06
+        )
+        if table
+        else go.Figure()
+    )
     where = dict(row=1, col=1) if table else {}
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="diagonal", hoverinfo="skip",
-                             line=dict(color="#cccccc", dash="dot"), showlegend=False), **where)
+    fig.add_trace(
+        go.Scatter(
+            x=[0, 1],
+            y=[0, 1],
+            mode="lines",
+            name="diagonal",
+            hoverinfo="skip",
+            line=dict(color="#cccccc", dash="dot"),
+            showlegend=False,
+        ),
+        **where,
+    )
     for g in GROUPS:
         pts = [r for r in kept if r["group"] == g]
         if pts:
-            fig.add_trace(go.Scatter(
-                x=[r["before"] for r in pts], y=[r["after"] for r in pts], mode="markers", name=g,
-                marker=dict(color=COLOURS[g], size=8, opacity=0.75, line=dict(width=0.5, color="white")),
-                hovertext=[f"{r['subject']} \u00b7 {r['relation']} \u2192 {r['object']}<br>{g}<br>"
-                           f"P {r['before']:.3f} \u2192 {r['after']:.3f}" for r in pts],
-                hoverinfo="text"), **where)
+            fig.add_trace(
+                go.Scatter(
+                    x=[r["before"] for r in pts],
+                    y=[r["after"] for r in pts],
+                    mode="markers",
+                    name=g,
+                    marker=dict(color=COLOURS[g], size=8, opacity=0.75, line=dict(width=0.5, color="white")),
+                    hovertext=[
+                        f"{r['subject']} \u00b7 {r['relation']} \u2192 {r['object']}<br>{g}<br>"
+                        f"P {r['before']:.3f} \u2192 {r['after']:.3f}"
+                        for r in pts
+                    ],
+                    hoverinfo="text",
+                ),
+                **where,
+            )
     if table:
         top = largest_changes(kept, n)
         fmt = {"before": "{:.3f}", "after": "{:.3f}", "change": "{:+.3f}"}
-        fig.add_trace(go.Table(name="largest changes", columnwidth=[2.6, 1.6, 2.6, 2.4, 1.1, 1.1, 1.2],
-                               header=dict(values=COLUMNS, fill_color="#eeeeee", align="left", font=dict(size=11)),
-                               cells=dict(values=[[fmt[c].format(r[c]) if c in fmt else r[c] for r in top]
-                                                  for c in COLUMNS], align="left", font=dict(size=11), height=24)),
-                      row=1, col=2)
+        fig.add_trace(
+            go.Table(
+                name="largest changes",
+                columnwidth=[2.6, 1.6, 2.6, 2.4, 1.1, 1.1, 1.2],
+                header=dict(values=COLUMNS, fill_color="#eeeeee", align="left", font=dict(size=11)),
+                cells=dict(
+                    values=[[fmt[c].format(r[c]) if c in fmt else r[c] for r in top] for c in COLUMNS],
+                    align="left",
+                    font=dict(size=11),
+                    height=24,
+                ),
+            ),
+            row=1,
+            col=2,
+        )
     axes = dict(range=[-0.03, 1.03], zeroline=False)
     fig.update_xaxes(title_text="P(true) before the edit", **axes)
     fig.update_yaxes(title_text="P(true) after the edit", **axes)
     scope = ", ".join(x for x in (person, relation) if x not in (None, ALL)) or "all facts scored"
-    fig.update_layout(title=title or f"Collateral damage ({scope}; {len(kept)} facts)", template="plotly_white",
-                      height=max(560, 200 + 28 * n) if table else 560, width=1400 if table else 700,
-                      legend=dict(title="group"))
+    fig.update_layout(
+        title=title or f"Collateral damage ({scope}; {len(kept)} facts)",
+        template="plotly_white",
+        height=max(560, 200 + 28 * n) if table else 560,
+        width=1400 if table else 700,
+        legend=dict(title="group"),
+    )
     return fig
 
 
@@ -108,13 +164,24 @@ def groups_html(c: Collateral) -> str:
         >>> "held-out loss 2.000 \u2192 2.100" in groups_html(c)
         True
     """
-    rows = [{"group": g, "n": ch.n, "P before": ch.prob_before, "P after": ch.prob_after,
-             "accuracy before": ch.accuracy_before, "accuracy after": ch.accuracy_after}
-            for g, ch in c.groups.items() if ch.n]
+    rows = [
+        {
+            "group": g,
+            "n": ch.n,
+            "P before": ch.prob_before,
+            "P after": ch.prob_after,
+            "accuracy before": ch.accuracy_before,
+            "accuracy after": ch.accuracy_after,
+        }
+        for g, ch in c.groups.items()
+        if ch.n
+    ]
     cols = ["group", "n", "P before", "P after", "accuracy before", "accuracy after"]
-    return (html_table(rows, cols, {k: "{:.3f}" for k in cols[2:]})
-            + f"<div>held-out loss {c.heldout_loss_before:.3f} \u2192 {c.heldout_loss_after:.3f}; "
-              f"next-token KL on other people's prompts {c.kl:.4f}</div>")
+    return (
+        html_table(rows, cols, {k: "{:.3f}" for k in cols[2:]})
+        + f"<div>held-out loss {c.heldout_loss_before:.3f} \u2192 {c.heldout_loss_after:.3f}; "
+        f"next-token KL on other people's prompts {c.kl:.4f}</div>"
+    )
 
 
 class CollateralExplorer(View):
@@ -141,7 +208,9 @@ class CollateralExplorer(View):
         self.n, self.title = n, title
         self.person, self.relation, self.by, self.descending = ALL, ALL, "change", True
         self.person_box = w.Dropdown(options=[ALL] + sorted({r["subject"] for r in self.rows}), description="person")
-        self.relation_box = w.Dropdown(options=[ALL] + sorted({r["relation"] for r in self.rows}), description="relation")
+        self.relation_box = w.Dropdown(
+            options=[ALL] + sorted({r["relation"] for r in self.rows}), description="relation"
+        )
         self.sort_box = w.Dropdown(options=COLUMNS, value="change", description="sort by")
         self.descending_box = w.Checkbox(value=True, description="descending")
         self.person_box.observe(lambda ch: self.set_filter(person=ch["new"]), "value")
@@ -161,7 +230,9 @@ class CollateralExplorer(View):
         """Keep one person and/or one relation ("(all)" for any); returns the rows kept."""
         self.person = person if person is not None else self.person
         self.relation = relation if relation is not None else self.relation
-        replace_figure(self.plot, collateral_figure(self.rows, self.person, self.relation, table=False, title=self.title))
+        replace_figure(
+            self.plot, collateral_figure(self.rows, self.person, self.relation, table=False, title=self.title)
+        )
         return self._render_table()
 
     def sort(self, by: str | None = None, descending: bool | None = None) -> list[dict]:

@@ -34,8 +34,11 @@ def contexts_html(data: dict) -> str:
     peak = max((c["max"] for c in data["top_contexts"]), default=0.0) or 1.0
     lines = []
     for c in data["top_contexts"]:
-        spans = "".join(f'<span title="{a:.3f}" style="background:rgba(230,120,20,{min(a / peak, 1.0):.2f});'
-                        f'padding:0 2px">{html.escape(t)}</span>' for t, a in zip(c["tokens"], c["activations"]))
+        spans = "".join(
+            f'<span title="{a:.3f}" style="background:rgba(230,120,20,{min(a / peak, 1.0):.2f});'
+            f'padding:0 2px">{html.escape(t)}</span>'
+            for t, a in zip(c["tokens"], c["activations"])
+        )
         lines.append(f"<div><code>{c['max']:7.2f}</code> {spans}</div>")
     return "<div>" + "".join(lines) + "</div>"
 
@@ -70,21 +73,41 @@ def feature_figure(data: dict, effect: list[dict] | None = None, contexts: bool 
     """
     rows = [r for r, keep in (("contexts", contexts), ("stats", True), ("effect", bool(effect))) if keep]
     specs = {"contexts": [{"colspan": 3}, None, None], "stats": [{}, {}, {}], "effect": [{"colspan": 3}, None, None]}
-    titles = {"contexts": ["top-activating contexts"], "effect": ["P(object) with the feature ablated"],
-              "stats": ["activation histogram (non-zero)", "decoder promotes", "decoder suppresses"]}
+    titles = {
+        "contexts": ["top-activating contexts"],
+        "effect": ["P(object) with the feature ablated"],
+        "stats": ["activation histogram (non-zero)", "decoder promotes", "decoder suppresses"],
+    }
     heights = {"contexts": 1.3, "stats": 1.0, "effect": 1.0}
-    fig = make_subplots(len(rows), 3, specs=[specs[r] for r in rows], vertical_spacing=0.12,
-                        subplot_titles=[t for r in rows for t in titles[r]],
-                        row_heights=[heights[r] for r in rows])
+    fig = make_subplots(
+        len(rows),
+        3,
+        specs=[specs[r] for r in rows],
+        vertical_spacing=0.12,
+        subplot_titles=[t for r in rows for t in titles[r]],
+        row_heights=[heights[r] for r in rows],
+    )
     at = {r: i + 1 for i, r in enumerate(rows)}
     if contexts and data["top_contexts"]:
         ctx = data["top_contexts"]
         width = max(len(c["tokens"]) for c in ctx)
         z = [c["activations"] + [None] * (width - len(c["tokens"])) for c in ctx]
         text = [c["tokens"] + [""] * (width - len(c["tokens"])) for c in ctx]
-        fig.add_trace(go.Heatmap(z=z, text=text, texttemplate="%{text}", colorscale="Oranges", showscale=False,
-                                 y=[f"#{i + 1} ({c['max']:.1f})" for i, c in enumerate(ctx)], xgap=1, ygap=1,
-                                 hovertemplate="%{text}: %{z:.3f}<extra></extra>"), row=at["contexts"], col=1)
+        fig.add_trace(
+            go.Heatmap(
+                z=z,
+                text=text,
+                texttemplate="%{text}",
+                colorscale="Oranges",
+                showscale=False,
+                y=[f"#{i + 1} ({c['max']:.1f})" for i, c in enumerate(ctx)],
+                xgap=1,
+                ygap=1,
+                hovertemplate="%{text}: %{z:.3f}<extra></extra>",
+            ),
+            row=at["contexts"],
+            col=1,
+        )
         fig.update_yaxes(autorange="reversed", row=at["contexts"], col=1)
         fig.update_xaxes(showticklabels=False, row=at["contexts"], col=1)
     h = data["histogram"]
@@ -92,18 +115,38 @@ def feature_figure(data: dict, effect: list[dict] | None = None, contexts: bool 
     fig.add_trace(go.Bar(x=mids, y=h["counts"], marker_color="#f58518", name="activations"), row=at["stats"], col=1)
     for col, key, colour in ((2, "promotes", "#54a24b"), (3, "suppresses", "#e45756")):
         items = data[key][::-1]
-        fig.add_trace(go.Bar(x=[d["logit"] for d in items], y=[d["token"] for d in items], orientation="h",
-                             marker_color=colour, name=key), row=at["stats"], col=col)
+        fig.add_trace(
+            go.Bar(
+                x=[d["logit"] for d in items],
+                y=[d["token"] for d in items],
+                orientation="h",
+                marker_color=colour,
+                name=key,
+            ),
+            row=at["stats"],
+            col=col,
+        )
     if effect:
         labels = [f"{r['subject']} \u00b7 {r['relation']}" for r in effect]
         for key, colour in (("before", "#bab0ac"), ("after", "#4c78a8")):
-            fig.add_trace(go.Bar(x=labels, y=[r[key] for r in effect], name=f"P(object) {key}", marker_color=colour,
-                                 showlegend=True),
-                          row=at["effect"], col=1)
-    fig.update_layout(title=(f"SAE feature {data['feature']} of {data['sae']}: fires on "
-                             f"{100 * data['fires_on_fraction']:.1f}% of tokens"),
-                      template="plotly_white", showlegend=False, barmode="group", legend=dict(orientation="h"),
-                      height=260 + 300 * len(rows), width=1200)
+            fig.add_trace(
+                go.Bar(
+                    x=labels, y=[r[key] for r in effect], name=f"P(object) {key}", marker_color=colour, showlegend=True
+                ),
+                row=at["effect"],
+                col=1,
+            )
+    fig.update_layout(
+        title=(
+            f"SAE feature {data['feature']} of {data['sae']}: fires on {100 * data['fires_on_fraction']:.1f}% of tokens"
+        ),
+        template="plotly_white",
+        showlegend=False,
+        barmode="group",
+        legend=dict(orientation="h"),
+        height=260 + 300 * len(rows),
+        width=1200,
+    )
     return fig
 
 
@@ -126,8 +169,15 @@ class FeatureBrowser(View):
         people: How many of the people it fires for most have their facts ablated.
     """
 
-    def __init__(self, handle, feature: int | None = None, sae_settings: SaeSettings | None = None,
-                 texts: list[str] | None = None, top: int = 8, people: int = 3):
+    def __init__(
+        self,
+        handle,
+        feature: int | None = None,
+        sae_settings: SaeSettings | None = None,
+        texts: list[str] | None = None,
+        top: int = 8,
+        people: int = 3,
+    ):
         import ipywidgets as w
 
         self.handle, self.settings, self.top, self.people = handle, sae_settings or SaeSettings(), top, people
@@ -149,8 +199,15 @@ class FeatureBrowser(View):
         self.ablate_button.on_click(lambda _: self._safely(self.ablate))
         self.summary, self.contexts, self.carried = w.HTML(), w.HTML(), w.HTML()
         self.plot = live(go.Figure())
-        self.widget = w.VBox([w.HBox([self.query, self.results, self.number, self.ablate_button]),
-                              self.summary, self.contexts, self.plot, self.carried])
+        self.widget = w.VBox(
+            [
+                w.HBox([self.query, self.results, self.number, self.ablate_button]),
+                self.summary,
+                self.contexts,
+                self.plot,
+                self.carried,
+            ]
+        )
         self.widget.add_class("wb-feature-browser")
         if feature is not None:
             self.show(feature)
@@ -170,12 +227,15 @@ class FeatureBrowser(View):
         self.data, self.effect = self._cache[feature], None
         if self.number.value != feature:
             self.number.value = feature
-        self.summary.value = (f"<b>Feature {feature}</b> of {self.data['sae']}: fires on "
-                              f"{100 * self.data['fires_on_fraction']:.1f}% of tokens")
+        self.summary.value = (
+            f"<b>Feature {feature}</b> of {self.data['sae']}: fires on "
+            f"{100 * self.data['fires_on_fraction']:.1f}% of tokens"
+        )
         self.contexts.value = contexts_html(self.data)
         people = [{"person": p, "max activation": a} for p, a in self.data["people"].items()]
-        self.carried.value = ("<b>People it fires for most</b> (ablate to measure their facts)"
-                              + html_table(people, ["person", "max activation"], {"max activation": "{:.2f}"}))
+        self.carried.value = "<b>People it fires for most</b> (ablate to measure their facts)" + html_table(
+            people, ["person", "max activation"], {"max activation": "{:.2f}"}
+        )
         self.ablate_button.disabled = not people
         replace_figure(self.plot, feature_figure(self.data, contexts=False))
         return self.data
@@ -187,9 +247,11 @@ class FeatureBrowser(View):
         facts = carried_facts(self.handle.world, self.data, self.people)
         self.effect = ablation_effect(self.handle, self.data["feature"], facts, self.settings, sae=self.sae)
         rows = [dict(r, change=r["after"] - r["before"]) for r in self.effect]
-        self.carried.value = (f"<b>Ablating feature {self.data['feature']}</b>: P(object), SAE spliced in"
-                              + html_table(rows, ["subject", "relation", "object", "before", "after", "change"],
-                                           {k: "{:.3f}" for k in ("before", "after", "change")}))
+        self.carried.value = f"<b>Ablating feature {self.data['feature']}</b>: P(object), SAE spliced in" + html_table(
+            rows,
+            ["subject", "relation", "object", "before", "after", "change"],
+            {k: "{:.3f}" for k in ("before", "after", "change")},
+        )
         replace_figure(self.plot, feature_figure(self.data, self.effect, contexts=False))
         return self.effect
 

@@ -35,8 +35,10 @@ def item_html(report, name: str) -> str:
         detail = html_table(rows, ["check", "evidence"]) if rows else "<p>No check recovers this person's facts.</p>"
         return f"<p><b>{html.escape(name)}</b>: {html.escape(item['verdict'])} ({item['facts']} facts)</p>{detail}"
     back = ", ".join(item["old_returns_under"]) or "no check"
-    return (f"<p><b>{html.escape(name)}</b>: {html.escape(item['old'])} → {html.escape(str(item['new']))}, "
-            f"{html.escape(item['verdict'])}; the old object comes back first under {html.escape(back)}.</p>")
+    return (
+        f"<p><b>{html.escape(name)}</b>: {html.escape(item['old'])} → {html.escape(str(item['new']))}, "
+        f"{html.escape(item['verdict'])}; the old object comes back first under {html.escape(back)}.</p>"
+    )
 
 
 def _name(report, item: dict) -> str:
@@ -72,8 +74,11 @@ class ReportView(View):
         self.chooser.observe(lambda ch: self.show(ch["new"]), "value")
         self.plot = live(self.figures[self.shown]) if self.shown else w.HTML("<p>No figures.</p>")
         names = [_name(report, i) for i in report.verdict["items"]]
-        self.items = w.Dropdown(options=names, value=names[0] if names else None,
-                                description="person" if report.kind == "forget" else "request")
+        self.items = w.Dropdown(
+            options=names,
+            value=names[0] if names else None,
+            description="person" if report.kind == "forget" else "request",
+        )
         self.evidence = w.HTML(item_html(report, names[0]) if names else "")
         self.items.observe(lambda ch: self.select(ch["new"]), "value")
         self.widget = w.VBox([self.table, self.chooser, self.plot, self.items, self.evidence])

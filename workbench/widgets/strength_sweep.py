@@ -37,24 +37,53 @@ def sweep_figure(sweep: Sweep, method: str | None = None, value=None) -> go.Figu
     for i, name in enumerate(sweep.methods()):
         pts, key = sweep.points(name), sweep.setting(name)
         front = method in (None, name)
-        fig.add_trace(go.Scatter(
-            x=[r["forget"] for r in pts], y=[r["retain"] for r in pts], mode="lines+markers", name=name,
-            opacity=1.0 if front else 0.25, line=dict(color=PALETTE[i % len(PALETTE)], width=3 if method == name else 2),
-            text=[f"{name} {key}={r['strength'][key]:g}" for r in pts],
-            hovertemplate="%{text}<br>forget %{x:.3f}<br>retain %{y:.3f}<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=[r["forget"] for r in pts],
+                y=[r["retain"] for r in pts],
+                mode="lines+markers",
+                name=name,
+                opacity=1.0 if front else 0.25,
+                line=dict(color=PALETTE[i % len(PALETTE)], width=3 if method == name else 2),
+                text=[f"{name} {key}={r['strength'][key]:g}" for r in pts],
+                hovertemplate="%{text}<br>forget %{x:.3f}<br>retain %{y:.3f}<extra></extra>",
+            )
+        )
     if method is not None and value is not None:
         key = sweep.setting(method)
         r = next(r for r in sweep.points(method) if r["strength"][key] == value)
-        fig.add_trace(go.Scatter(x=[r["forget"]], y=[r["retain"]], mode="markers", name=f"{method} {key}={value:g}",
-                                 marker=dict(size=20, color="rgba(0,0,0,0)", line=dict(color="black", width=3))))
-    for name, point, marker in (("retain model", sweep.reference, dict(symbol="star", size=18, color="black")),
-                                ("original", sweep.original, dict(symbol="x", size=12, color="grey"))):
+        fig.add_trace(
+            go.Scatter(
+                x=[r["forget"]],
+                y=[r["retain"]],
+                mode="markers",
+                name=f"{method} {key}={value:g}",
+                marker=dict(size=20, color="rgba(0,0,0,0)", line=dict(color="black", width=3)),
+            )
+        )
+    for name, point, marker in (
+        ("retain model", sweep.reference, dict(symbol="star", size=18, color="black")),
+        ("original", sweep.original, dict(symbol="x", size=12, color="grey")),
+    ):
         if point:
-            fig.add_trace(go.Scatter(x=[point["forget"]], y=[point["retain"]], mode="markers", name=name, marker=marker,
-                                     hovertemplate=f"{name}<br>forget %{{x:.3f}}<br>retain %{{y:.3f}}<extra></extra>"))
-    fig.update_layout(title=f"Unlearning {sweep.split}: forget vs retain accuracy over each method's strength",
-                      xaxis_title="forget accuracy (lower is better)", yaxis_title="retain accuracy",
-                      template="plotly_white", width=900, height=600)
+            fig.add_trace(
+                go.Scatter(
+                    x=[point["forget"]],
+                    y=[point["retain"]],
+                    mode="markers",
+                    name=name,
+                    marker=marker,
+                    hovertemplate=f"{name}<br>forget %{{x:.3f}}<br>retain %{{y:.3f}}<extra></extra>",
+                )
+            )
+    fig.update_layout(
+        title=f"Unlearning {sweep.split}: forget vs retain accuracy over each method's strength",
+        xaxis_title="forget accuracy (lower is better)",
+        yaxis_title="retain accuracy",
+        template="plotly_white",
+        width=900,
+        height=600,
+    )
     return fig
 
 
@@ -97,8 +126,12 @@ class StrengthSweep(View):
         self.method = method or sweep.methods()[0]
         self.value = sweep.values(self.method)[0]
         self.method_box = w.Dropdown(options=sweep.methods(), value=self.method, description="method")
-        self.slider = w.SelectionSlider(options=self._options(self.method), value=self.value,
-                                        description=sweep.setting(self.method), continuous_update=False)
+        self.slider = w.SelectionSlider(
+            options=self._options(self.method),
+            value=self.value,
+            description=sweep.setting(self.method),
+            continuous_update=False,
+        )
         self._busy = False  # set while select() moves the controls itself, so their observers stay quiet
         self.method_box.observe(lambda ch: self._busy or self.select(ch["new"]), "value")
         self.slider.observe(lambda ch: self._busy or self.select(self.method, ch["new"]), "value")

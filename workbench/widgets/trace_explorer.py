@@ -63,32 +63,65 @@ def trace_figure(result: TraceResult, selected: tuple[str, int, int] | None = No
     comps = list(result.scores)
     n_tok = len(result.tokens)
     a, b = result.subject_span
-    fig = make_subplots(1, len(comps), shared_yaxes=True, horizontal_spacing=0.03,
-                        subplot_titles=[TITLES.get(c, c) for c in comps])
+    fig = make_subplots(
+        1, len(comps), shared_yaxes=True, horizontal_spacing=0.03, subplot_titles=[TITLES.get(c, c) for c in comps]
+    )
     values = [float(v) for c in comps for v in result.scores[c].flatten()] + [result.clean, result.corrupted]
     labels = [f"<b>{html.escape(t)}</b>" if a <= i < b else html.escape(t) for i, t in enumerate(result.tokens)]
     for i, c in enumerate(comps, start=1):
         grid = result.scores[c].tolist()
         n_layers = len(grid[0])
-        fig.add_trace(go.Heatmap(
-            z=grid, x=list(range(n_layers)), y=list(range(n_tok)), name=c, coloraxis="coloraxis", xgap=1, ygap=1,
-            customdata=[[f"{j} {tok!r}"] * n_layers for j, tok in enumerate(result.tokens)],
-            hovertemplate="token %{customdata}<br>layer %{x}<br>P(object) %{z:.3f}<extra>" + c + "</extra>"),
-            row=1, col=i)
+        fig.add_trace(
+            go.Heatmap(
+                z=grid,
+                x=list(range(n_layers)),
+                y=list(range(n_tok)),
+                name=c,
+                coloraxis="coloraxis",
+                xgap=1,
+                ygap=1,
+                customdata=[[f"{j} {tok!r}"] * n_layers for j, tok in enumerate(result.tokens)],
+                hovertemplate="token %{customdata}<br>layer %{x}<br>P(object) %{z:.3f}<extra>" + c + "</extra>",
+            ),
+            row=1,
+            col=i,
+        )
         # The subject's rows, outlined: where the corruption went in.
-        fig.add_shape(type="rect", x0=-0.5, x1=n_layers - 0.5, y0=a - 0.5, y1=b - 0.5,
-                      line=dict(color=SUBJECT_COLOUR, width=2), row=1, col=i)
+        fig.add_shape(
+            type="rect",
+            x0=-0.5,
+            x1=n_layers - 0.5,
+            y0=a - 0.5,
+            y1=b - 0.5,
+            line=dict(color=SUBJECT_COLOUR, width=2),
+            row=1,
+            col=i,
+        )
         fig.update_xaxes(title_text="layer", tickvals=list(range(n_layers)), row=1, col=i)
         if selected and selected[0] == c:
             _, t, l = selected
-            fig.add_shape(type="rect", x0=l - 0.5, x1=l + 0.5, y0=t - 0.5, y1=t + 0.5,
-                          line=dict(color=SELECTED_COLOUR, width=3), row=1, col=i)
+            fig.add_shape(
+                type="rect",
+                x0=l - 0.5,
+                x1=l + 0.5,
+                y0=t - 0.5,
+                y1=t + 0.5,
+                line=dict(color=SELECTED_COLOUR, width=3),
+                row=1,
+                col=i,
+            )
     fig.update_yaxes(tickvals=list(range(n_tok)), ticktext=labels, autorange="reversed")
     fig.update_layout(
-        title=(f"Causal trace of {html.escape(result.subject)} \u2192 {html.escape(result.target_object)}<br><sup>"
-               f"P(object) clean {result.clean:.3f}, corrupted {result.corrupted:.3f}; subject in red</sup>"),
+        title=(
+            f"Causal trace of {html.escape(result.subject)} \u2192 {html.escape(result.target_object)}<br><sup>"
+            f"P(object) clean {result.clean:.3f}, corrupted {result.corrupted:.3f}; subject in red</sup>"
+        ),
         coloraxis=dict(colorscale="Blues", cmin=min(values), cmax=max(values), colorbar=dict(title="P")),
-        template="plotly_white", height=220 + 34 * n_tok, width=1100, margin=dict(l=120, t=90))
+        template="plotly_white",
+        height=220 + 34 * n_tok,
+        width=1100,
+        margin=dict(l=120, t=90),
+    )
     return fig
 
 
@@ -109,16 +142,26 @@ def detail_html(result: TraceResult, state: RestoredState, role: str | None, cha
         changed: Parameters changed since the trace (a note says the grid and the panel differ).
     """
     where = {"last": "the prompt's last token", "subject_last": "a subject token"}.get(role, "")
-    head = (f"<b>{TITLES.get(state.component, state.component)}</b>, layer {state.layer}, token {state.token} "
-            f"<code>{html.escape(result.tokens[state.token])}</code>{' (' + where + ')' if where else ''}")
-    probs = (f"restored P(object) {state.prob:.3f} (clean {result.clean:.3f}, corrupted {result.corrupted:.3f}; "
-             f"layers restored {', '.join(map(str, state.layers))})")
+    head = (
+        f"<b>{TITLES.get(state.component, state.component)}</b>, layer {state.layer}, token {state.token} "
+        f"<code>{html.escape(result.tokens[state.token])}</code>{' (' + where + ')' if where else ''}"
+    )
+    probs = (
+        f"restored P(object) {state.prob:.3f} (clean {result.clean:.3f}, corrupted {result.corrupted:.3f}; "
+        f"layers restored {', '.join(map(str, state.layers))})"
+    )
     top = html_table([{"next token": t, "P": p} for t, p in state.top], ["next token", "P"], {"P": "{:.3f}"})
-    edit = (f"Edit here: ROME on layer {state.layer}'s MLP, key at token=\"{role}\"." if role else
-            "ROME keys on the prompt's last token or a subject token: pick one of those rows to edit.")
-    note = (f"<div><i>The model has changed since the trace ({html.escape(', '.join(changed[:3]))}"
-            f"{', ...' if len(changed) > 3 else ''}): the grid is the model's before, this panel the model's now.</i></div>"
-            if changed else "")
+    edit = (
+        f'Edit here: ROME on layer {state.layer}\'s MLP, key at token="{role}".'
+        if role
+        else "ROME keys on the prompt's last token or a subject token: pick one of those rows to edit."
+    )
+    note = (
+        f"<div><i>The model has changed since the trace ({html.escape(', '.join(changed[:3]))}"
+        f"{', ...' if len(changed) > 3 else ''}): the grid is the model's before, this panel the model's now.</i></div>"
+        if changed
+        else ""
+    )
     return f"<div>{head}<br>{probs}<br>Top next tokens with only this state restored:{top}{edit}{note}</div>"
 
 
@@ -135,11 +178,22 @@ def counterfact_html(request: Request, before: dict, after: dict, layer: int, ro
         before, after: :func:`edit.counterfact.score_requests` of it before and after the edit.
         layer, role: Where ROME edited (MLP layer, key position).
     """
-    rows = [{"score": k, "n": after[k]["n"], "prob before": before[k]["prob"], "prob after": after[k]["prob"],
-             "accuracy before": before[k]["accuracy"], "accuracy after": after[k]["accuracy"]} for k in KINDS]
+    rows = [
+        {
+            "score": k,
+            "n": after[k]["n"],
+            "prob before": before[k]["prob"],
+            "prob after": after[k]["prob"],
+            "accuracy before": before[k]["accuracy"],
+            "accuracy after": after[k]["accuracy"],
+        }
+        for k in KINDS
+    ]
     cols = ["score", "n", "prob before", "prob after", "accuracy before", "accuracy after"]
-    what = (f"ROME at layer {layer}, token=\"{role}\": {html.escape(request.subject)}: "
-            f"{html.escape(request.true_object)} \u2192 {html.escape(str(request.target))}")
+    what = (
+        f'ROME at layer {layer}, token="{role}": {html.escape(request.subject)}: '
+        f"{html.escape(request.true_object)} \u2192 {html.escape(str(request.target))}"
+    )
     return f"<div><b>{what}</b>{html_table(rows, cols, {c: '{:.2f}' for c in cols[2:]})}</div>"
 
 
@@ -165,8 +219,9 @@ class TraceExplorer(View):
         top: How many next tokens the detail panel lists.
     """
 
-    def __init__(self, handle, result: TraceResult, request: Request | None = None,
-                 texts: list[str] | None = None, top: int = 5):
+    def __init__(
+        self, handle, result: TraceResult, request: Request | None = None, texts: list[str] | None = None, top: int = 5
+    ):
         import ipywidgets as w
 
         self.handle, self.result, self.texts, self.top = handle, result, texts, top
@@ -205,7 +260,9 @@ class TraceExplorer(View):
         role = token_role(self.result, token)
         self.plot.layout.shapes = trace_figure(self.result, self.selected).layout.shapes
         self.edit_button.disabled = role is None or self.request is None or self.edit is not None
-        self.detail.value = detail_html(self.result, self.state, role, changed_weights(self.handle.model, self._weights))
+        self.detail.value = detail_html(
+            self.result, self.state, role, changed_weights(self.handle.model, self._weights)
+        )
         return self.state
 
     def edit_here(self, new_object: str | None = None) -> Edit:
@@ -214,8 +271,11 @@ class TraceExplorer(View):
             raise EditError("select a cell first")
         role = token_role(self.result, self.selected[1])
         if role is None or self.request is None:
-            raise EditError("this cell's token is neither the prompt's last token nor a subject token"
-                            if role is None else "no request to edit: pass request=... for a model without a world")
+            raise EditError(
+                "this cell's token is neither the prompt's last token nor a subject token"
+                if role is None
+                else "no request to edit: pass request=... for a model without a world"
+            )
         if self.edit is not None:
             raise EditError("an edit is applied: revert it first")
         layer = self.selected[2]
@@ -251,7 +311,11 @@ class TraceExplorer(View):
     def _world_request(self) -> Request | None:
         world, r = self.handle.world, self.result
         relation = world.parse_prompt(r.prompt)[1] if world is not None else None
-        if relation is None or r.subject not in world.people or world.fact(r.subject, relation).object != r.target_object:
+        if (
+            relation is None
+            or r.subject not in world.people
+            or world.fact(r.subject, relation).object != r.target_object
+        ):
             return None
         return self._request(next(c for c in world.relation(relation).candidates if c != r.target_object), relation)
 
@@ -267,7 +331,9 @@ class TraceExplorer(View):
             return replace(self.request, new_object=new_object)
         r = world_request(self.handle.world, self.result.subject, relation, new_object)
         # Edit the traced prompt itself; the request's other phrasings stay its paraphrases.
-        return replace(r, prompt=self.result.prompt, paraphrases=tuple(p for p in r.paraphrases if p != self.result.prompt))
+        return replace(
+            r, prompt=self.result.prompt, paraphrases=tuple(p for p in r.paraphrases if p != self.result.prompt)
+        )
 
 
 __all__ = ["TraceExplorer", "counterfact_html", "detail_html", "token_role", "trace_figure"]

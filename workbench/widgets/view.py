@@ -12,6 +12,7 @@ import html
 from pathlib import Path
 
 import plotly.graph_objects as go
+
 from workbench.core.hashing import tensor_hash
 
 
@@ -127,8 +128,11 @@ def changed_weights(model, state: dict[str, tuple[int, str]]) -> list[str]:
         >>> changed_weights(m, s)  # written twice, but back to the same bytes
         []
     """
-    return [n for n, p in model.named_parameters()
-            if n not in state or (p._version != state[n][0] and tensor_hash(p) != state[n][1])]
+    return [
+        n
+        for n, p in model.named_parameters()
+        if n not in state or (p._version != state[n][0] and tensor_hash(p) != state[n][1])
+    ]
 
 
 class View:

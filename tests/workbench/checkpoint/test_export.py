@@ -7,17 +7,17 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from tiny_models import tiny_handle
 from transformers import AutoModelForCausalLM
 
 import workbench
 from edit.edit import Delta, Edit
-from workbench.core.hashing import tensor_hash
 from edit.request import world_request
 from edit.rome import RomeSettings, rome
-from tiny_models import tiny_handle
 from workbench.checkpoint.audit import audit
 from workbench.checkpoint.export import ExportError, export
 from workbench.checkpoint.manifest import GENESIS, NAME, edit_record, link
+from workbench.core.hashing import tensor_hash
 
 MLP = "transformer.h.1.mlp.c_proj.weight"
 
@@ -26,14 +26,21 @@ class StandInReport:
     """Test double for a workbench.verify Report: only the two methods export relies on."""
 
     def to_dict(self) -> dict:
-        return {"verdict": {"overall": "suppressed", "reason": "the fact comes back under a paraphrase attack"},
-                "baseline": {"model": "world:retain-forget05", "description": "trained without the person"},
-                "checks": [{"check": "truth ratio", "edited": 0.41, "original": 0.93, "retain": 0.40, "status": "pass"},
-                           {"check": "paraphrase attack", "edited": 0.62, "original": 0.95, "retain": None,
-                            "status": "fail"}],
-                "retained": {"accuracy_before": 0.981, "accuracy_after": 0.975, "heldout_loss_before": 1.234,
-                             "heldout_loss_after": 1.251},
-                "not_guaranteed": ["resistance to fine-tuning on related text"]}
+        return {
+            "verdict": {"overall": "suppressed", "reason": "the fact comes back under a paraphrase attack"},
+            "baseline": {"model": "world:retain-forget05", "description": "trained without the person"},
+            "checks": [
+                {"check": "truth ratio", "edited": 0.41, "original": 0.93, "retain": 0.40, "status": "pass"},
+                {"check": "paraphrase attack", "edited": 0.62, "original": 0.95, "retain": None, "status": "fail"},
+            ],
+            "retained": {
+                "accuracy_before": 0.981,
+                "accuracy_after": 0.975,
+                "heldout_loss_before": 1.234,
+                "heldout_loss_after": 1.251,
+            },
+            "not_guaranteed": ["resistance to fine-tuning on related text"],
+        }
 
     def to_html(self) -> str:
         return "<!doctype html><html><body><h1>Verification</h1><p>suppressed</p></body></html>"
@@ -99,11 +106,16 @@ def test_manifest_records_base_edits_tensors_chain_and_versions(exported, handle
 def test_model_card_says_what_was_done_and_found(exported):
     e, out, request, _ = exported
     card = (out / "README.md").read_text()
-    for needle in ["**rome**", f"rewrote {request.subject}'s pet from {request.true_object!r} to {request.new_object!r}",
-                   "**Verdict: suppressed.** the fact comes back under a paraphrase attack",
-                   "world:retain-forget05 (trained without the person)", "| paraphrase attack | 0.620 | 0.950 | - | fail |",
-                   "accuracy 0.981 before, 0.975 after; held-out loss 1.234 before, 1.251 after",
-                   "- Resistance to fine-tuning on related text", "`verification.html`"]:
+    for needle in [
+        "**rome**",
+        f"rewrote {request.subject}'s pet from {request.true_object!r} to {request.new_object!r}",
+        "**Verdict: suppressed.** the fact comes back under a paraphrase attack",
+        "world:retain-forget05 (trained without the person)",
+        "| paraphrase attack | 0.620 | 0.950 | - | fail |",
+        "accuracy 0.981 before, 0.975 after; held-out loss 1.234 before, 1.251 after",
+        "- Resistance to fine-tuning on related text",
+        "`verification.html`",
+    ]:
         assert needle in card, needle
     assert "No verification was run" not in card
 
@@ -111,7 +123,9 @@ def test_model_card_says_what_was_done_and_found(exported):
 def test_tiny_llama_with_a_hand_made_edit(tmp_path):
     h = tiny_handle("llama")
     name = "model.layers.0.mlp.down_proj.weight"
-    e = Edit("hand", {"note": "one rank-one nudge"}, {name: Delta(left=torch.ones(32, 1), right=torch.full((48, 1), 0.1))})
+    e = Edit(
+        "hand", {"note": "one rank-one nudge"}, {name: Delta(left=torch.ones(32, 1), right=torch.full((48, 1), 0.1))}
+    )
     e.apply(h.model)
     out = export(h, tmp_path / "llama", edits=[e])
     back = AutoModelForCausalLM.from_pretrained(out, local_files_only=True)
@@ -151,8 +165,10 @@ def test_refuses_unexplained_changes_and_edits_out_of_order(handle, tmp_path):
             export(handle, tmp_path / "out", edits=[b, a])
         with torch.no_grad():
             ln.mul_(2.0)  # as folding a layer norm would
-        with pytest.raises(ExportError, match="transformer.ln_f.weight differs from the base checkpoint at .* and no "
-                                              "given edit touches it"):
+        with pytest.raises(
+            ExportError,
+            match="transformer.ln_f.weight differs from the base checkpoint at .* and no given edit touches it",
+        ):
             export(handle, tmp_path / "out", edits=[a, b])
     finally:
         with torch.no_grad():

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from tiny_models import FAMILIES, tiny_handle
+
 from workbench.core.block_skip import blocks_skipped
 
 IDS = torch.tensor([[2, 4, 5, 6, 7], [2, 12, 13, 4, 0]])
@@ -25,8 +25,9 @@ def test_resumed_model_gives_the_logits_of_the_whole(family, layer):
     full, out = _block_outputs(h, layer, IDS)
     layer %= 3
     ran = []
-    inner = [h.sites.module(h.model, i, "mlp").register_forward_hook(lambda m, a, o, i=i: ran.append(i))
-             for i in range(3)]
+    inner = [
+        h.sites.module(h.model, i, "mlp").register_forward_hook(lambda m, a, o, i=i: ran.append(i)) for i in range(3)
+    ]
     with torch.no_grad(), blocks_skipped(h.model, h.sites, layer, lambda: out):
         resumed = h.model(IDS).logits
     for x in inner:

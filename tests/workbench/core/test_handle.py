@@ -55,6 +55,7 @@ def test_a_path_and_a_directory_named_like_the_world_load_as_directories(tmp_pat
     from pathlib import Path
 
     from workbench.core.world.registry import resolve_world_model
+
     h = workbench.load(Path(resolve_world_model("world")), device="cpu")
     assert h.world is not None and len(h.world.people) == len(handle.world.people)
     export = tmp_path / "world-edited"
@@ -83,6 +84,7 @@ def test_views_share_the_handle_weights(handle, world):
     assert torch.allclose(logits, hf, atol=1e-4)
     assert cache[handle.sites.hook_name(1, "mlp")].shape == (1, ids.shape[1], handle.sites.d_model)
     from workbench.core.views import nnsight_module
+
     with handle.nnsight.trace(ids):
         mlp = nnsight_module(handle.nnsight, handle.sites, 1, "mlp").output.save()
     assert torch.allclose(mlp, cache[handle.sites.hook_name(1, "mlp")], atol=1e-4)
@@ -98,8 +100,9 @@ def test_any_local_hf_directory_loads_the_same_way(tmp_path, family):
     from workbench.core.world.tokenizer import build_tokenizer
 
     tok = build_tokenizer(make_world())
-    cfg = AutoConfig.for_model(family, vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
-                               num_attention_heads=4, intermediate_size=64)
+    cfg = AutoConfig.for_model(
+        family, vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64
+    )
     AutoModelForCausalLM.from_config(cfg).save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
     h = workbench.load(str(tmp_path), device="cpu")

@@ -34,7 +34,9 @@ def test_score_facts_rows_and_ranks(handle, world):
     # row order: fact by fact, phrasing by phrasing
     f = facts[7]
     pid, oid = handle.encode_fact(world.phrasings(f.relation)[2].prompt(f.subject), f.object)
-    assert float(s.prob[7 * 9 + 2]) == pytest.approx(float(sequence_logprobs(handle.model, [pid], [oid]).exp()), rel=1e-4)
+    assert float(s.prob[7 * 9 + 2]) == pytest.approx(
+        float(sequence_logprobs(handle.model, [pid], [oid]).exp()), rel=1e-4
+    )
     assert bool(((s.rank == 0) == s.correct).all())
 
 
@@ -49,5 +51,10 @@ def test_heldout_loss_skips_names_and_is_low_on_known_people(handle, world):
     assert 0 < without < with_names - 1.0
     assert without < 0.5 * math.log(len(handle.tokenizer))
     assert handle.heldout_loss() == pytest.approx(
-        heldout_loss(handle.model, handle.tokenizer, world.heldout_text(),
-                     ignore=[f.subject for f, _ in world.heldout_statements()]))
+        heldout_loss(
+            handle.model,
+            handle.tokenizer,
+            world.heldout_text(),
+            ignore=[f.subject for f, _ in world.heldout_statements()],
+        )
+    )

@@ -15,7 +15,9 @@ def test_padding_puts_every_token_where_its_mask_says():
         assert ids.shape == mask.shape == (3, 3) and ids.dtype == mask.dtype == torch.long
         for row, s in zip(range(3), seqs):
             assert ids[row][mask[row].bool()].tolist() == s
-            assert mask[row].tolist() == ([0] * (3 - len(s)) + [1] * len(s) if left else [1] * len(s) + [0] * (3 - len(s)))
+            assert mask[row].tolist() == (
+                [0] * (3 - len(s)) + [1] * len(s) if left else [1] * len(s) + [0] * (3 - len(s))
+            )
     assert pad_left([[]], 0)[0].shape == (1, 1)
 
 

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from tiny_models import FAMILIES, tiny_tokenizer, tiny_word_model
+
 from workbench.core.metrics import candidate_logprobs
 from workbench.core.padding import length_buckets
 from workbench.core.prefix_cache import PrefixCacheError, Prefixes
@@ -29,8 +29,8 @@ def test_continuations_match_whole_rows(family):
     with torch.no_grad():
         out = pre.extend(model, rows, ids, mask).logits
     for r, (i, t) in enumerate(zip(rows.tolist(), tails)):
-        whole = _whole(model, prefixes[i] + t)[len(prefixes[i]):]
-        torch.testing.assert_close(out[r, :len(t)], whole, atol=1e-5, rtol=1e-4)
+        whole = _whole(model, prefixes[i] + t)[len(prefixes[i]) :]
+        torch.testing.assert_close(out[r, : len(t)], whole, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -51,7 +51,7 @@ def test_prefixes_of_very_different_lengths_run_apart_and_continue_as_whole_rows
     for r, i in enumerate(rows.tolist()):
         p = prefixes[i]
         torch.testing.assert_close(pre.last_logits[i], _whole(model, p)[-1], atol=1e-5, rtol=1e-4)
-        torch.testing.assert_close(out[r], _whole(model, p + [7, 8])[len(p):], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(out[r], _whole(model, p + [7, 8])[len(p) :], atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -84,5 +84,9 @@ def test_a_model_without_a_cache_is_scored_whole():
     with pytest.raises(PrefixCacheError):
         Prefixes.run(_NoCache(model), [[2, 5]], 0)
     prompts, cands = ["the cat sat on", "a dog is in"], ["Paris France", "Rome"]
-    torch.testing.assert_close(candidate_logprobs(_NoCache(model), tok, prompts, cands),
-                               candidate_logprobs(model, tok, prompts, cands), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        candidate_logprobs(_NoCache(model), tok, prompts, cands),
+        candidate_logprobs(model, tok, prompts, cands),
+        atol=1e-4,
+        rtol=1e-4,
+    )

@@ -6,14 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 import transformers
+from tiny_models import D_MLP, FAMILIES
+from tiny_models import tiny_model as _tiny
 from transformers import AutoModelForCausalLM
 from transformers.pytorch_utils import Conv1D
 
 import workbench.core.sites
 from workbench.core.sites import COMPONENTS, SiteMap, UnsupportedArchitecture, site_map
-from tiny_models import D_MLP, FAMILIES
-from tiny_models import tiny_model as _tiny
-
 
 
 def tiny_model(family: str, seed: int = 0) -> torch.nn.Module:
@@ -24,12 +23,17 @@ def capture(model, modules, ids, pre=()):
     """Outputs of ``modules`` (and inputs of ``pre``) during one forward, via plain torch hooks."""
     got, handles = {}, []
     for path in modules:
+
         def hook(mod, args, out, path=path):
             got[path] = out[0] if isinstance(out, tuple) else out
+
         handles.append(model.get_submodule(path).register_forward_hook(hook))
     for path in pre:
-        handles.append(model.get_submodule(path).register_forward_pre_hook(
-            lambda mod, args, path=path: got.__setitem__(("in", path), args[0])))
+        handles.append(
+            model.get_submodule(path).register_forward_pre_hook(
+                lambda mod, args, path=path: got.__setitem__(("in", path), args[0])
+            )
+        )
     try:
         with torch.no_grad():
             model(ids)
@@ -161,12 +165,28 @@ def test_hook_names(family):
     assert set(COMPONENTS) == {"resid", "mlp", "attn", "embed"}
 
 
-@pytest.mark.parametrize("config", [
-    transformers.MistralConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=48, num_attention_heads=4,
-                               num_key_value_heads=2, vocab_size=100),
-    transformers.Qwen2Config(num_hidden_layers=2, hidden_size=32, intermediate_size=48, num_attention_heads=4,
-                             num_key_value_heads=2, vocab_size=100),
-], ids=["mistral", "qwen2"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        transformers.MistralConfig(
+            num_hidden_layers=2,
+            hidden_size=32,
+            intermediate_size=48,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=100,
+        ),
+        transformers.Qwen2Config(
+            num_hidden_layers=2,
+            hidden_size=32,
+            intermediate_size=48,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=100,
+        ),
+    ],
+    ids=["mistral", "qwen2"],
+)
 def test_llama_like_families(config):
     model = AutoModelForCausalLM.from_config(config)
     sm = site_map(model)
@@ -175,8 +195,16 @@ def test_llama_like_families(config):
 
 
 def test_unsupported_architecture():
-    opt = AutoModelForCausalLM.from_config(transformers.OPTConfig(
-        num_hidden_layers=1, hidden_size=16, ffn_dim=32, num_attention_heads=2, vocab_size=50, word_embed_proj_dim=16))
+    opt = AutoModelForCausalLM.from_config(
+        transformers.OPTConfig(
+            num_hidden_layers=1,
+            hidden_size=16,
+            ffn_dim=32,
+            num_attention_heads=2,
+            vocab_size=50,
+            word_embed_proj_dim=16,
+        )
+    )
     with pytest.raises(UnsupportedArchitecture, match=r"'opt' is not supported; supported: gpt2, gpt_neox, llama"):
         site_map(opt)
     assert issubclass(UnsupportedArchitecture, ValueError)

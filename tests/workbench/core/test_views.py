@@ -6,12 +6,13 @@ import socket
 import pytest
 import torch
 import transformers
+from tiny_models import FAMILIES, tiny_tokenizer
+from tiny_models import tiny_word_model as tiny_model
 from transformers import AutoModelForCausalLM
 
 import workbench.core.views
 from workbench.core.sites import UnsupportedArchitecture, site_map
 from workbench.core.views import envoy_at, hooked_view, nnsight_module, nnsight_view
-from tiny_models import FAMILIES, tiny_tokenizer, tiny_word_model as tiny_model
 
 TEXTS = ["the cat sat on a mat", "Paris is the capital of France", "the dog is in Rome"]
 
@@ -19,8 +20,10 @@ TEXTS = ["the cat sat on a mat", "Paris is the capital of France", "the dog is i
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
     """Any connection attempt fails the test: the views must work offline."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("network access attempted")
+
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
 
@@ -114,13 +117,18 @@ def test_bridge_cache_equals_hf_module_outputs(family):
     ids = encode(tok, TEXTS[2])
 
     got, handles = {}, []
+
     def keep(key):
         return lambda mod, args, out: got.__setitem__(key, out[0] if isinstance(out, tuple) else out)
+
     for layer in range(sm.n_layers):
         for comp in ("resid", "mlp", "attn"):
             handles.append(sm.module(model, layer, comp).register_forward_hook(keep(sm.hook_name(layer, comp))))
-        handles.append(model.get_submodule(sm.key_module_path(layer)).register_forward_pre_hook(
-            lambda mod, args, key=sm.key_hook_name(layer): got.__setitem__(key, args[0])))
+        handles.append(
+            model.get_submodule(sm.key_module_path(layer)).register_forward_pre_hook(
+                lambda mod, args, key=sm.key_hook_name(layer): got.__setitem__(key, args[0])
+            )
+        )
     handles.append(sm.module(model, None, "embed").register_forward_hook(keep(sm.hook_name(None, "embed"))))
     with torch.no_grad():
         model(ids)
@@ -146,8 +154,10 @@ def test_nnsight_reads_the_same_activations(family):
     layer = 1
     mlp, key_path = sm.module_path(layer, "mlp"), sm.key_module_path(layer)
     got = {}
-    handles = [model.get_submodule(mlp).register_forward_hook(lambda m, a, o: got.__setitem__("mlp", o)),
-               model.get_submodule(key_path).register_forward_pre_hook(lambda m, a: got.__setitem__("key", a[0]))]
+    handles = [
+        model.get_submodule(mlp).register_forward_hook(lambda m, a, o: got.__setitem__("mlp", o)),
+        model.get_submodule(key_path).register_forward_pre_hook(lambda m, a: got.__setitem__("key", a[0])),
+    ]
     with torch.no_grad():
         model(ids)
     for h in handles:
@@ -172,8 +182,16 @@ def test_nnsight_reads_the_same_activations(family):
 
 
 def test_unsupported_architecture_fails_before_booting():
-    opt = AutoModelForCausalLM.from_config(transformers.OPTConfig(
-        num_hidden_layers=1, hidden_size=16, ffn_dim=32, num_attention_heads=2, vocab_size=50, word_embed_proj_dim=16))
+    opt = AutoModelForCausalLM.from_config(
+        transformers.OPTConfig(
+            num_hidden_layers=1,
+            hidden_size=16,
+            ffn_dim=32,
+            num_attention_heads=2,
+            vocab_size=50,
+            word_embed_proj_dim=16,
+        )
+    )
     with pytest.raises(UnsupportedArchitecture, match="'opt'"):
         hooked_view(opt, tiny_tokenizer())
 

@@ -16,8 +16,10 @@ def test_candidate_table_agrees_with_the_fact_scorer(handle, world):
 
 def test_prompts_table_sorts_rows_by_fact_and_ranks_any_column(handle, world):
     facts = world.facts(list(world.people)[:2], ["pet"])
-    prompts = [(1, world.phrasings("pet")[0].prompt(facts[1].subject)),
-               (0, world.phrasings("pet")[1].prompt(facts[0].subject))]
+    prompts = [
+        (1, world.phrasings("pet")[0].prompt(facts[1].subject)),
+        (0, world.phrasings("pet")[1].prompt(facts[0].subject)),
+    ]
     t = prompts_table(handle, facts, prompts)
     assert t.fact.tolist() == [0, 1] and bool(t.correct.all())
     other = (t.true + 1) % t.logprob.shape[1]
@@ -27,7 +29,7 @@ def test_prompts_table_sorts_rows_by_fact_and_ranks_any_column(handle, world):
 
 def test_concat_pads_to_the_widest_relation(handle, world):
     p = list(world.people)[0]
-    a = candidate_table(handle, world.facts([p], ["pet"]), held_out=True)       # 12 candidates
+    a = candidate_table(handle, world.facts([p], ["pet"]), held_out=True)  # 12 candidates
     b = candidate_table(handle, world.facts([p], ["birthplace"]), held_out=True)  # 24
     both = concat_tables([a, b])
     assert both.logprob.shape == (6, 24) and bool(torch.isinf(both.logprob[:3, 12:]).all())

@@ -3,8 +3,15 @@
 import pytest
 
 import workbench
-from workbench.verify import (ATTACKS, InContextError, InContextRecovery, InContextSettings, attack_prompts,
-                              best_attack, in_context_attacks)
+from workbench.verify import (
+    ATTACKS,
+    InContextError,
+    InContextRecovery,
+    InContextSettings,
+    attack_prompts,
+    best_attack,
+    in_context_attacks,
+)
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +58,17 @@ def test_best_attack_picks_the_first_maximum():
     assert best_attack(r) == ("paraphrase", 0.5)
 
 
-@pytest.mark.parametrize("settings, match", [
-    (InContextSettings(attacks=("jailbreak",)), "unknown attack 'jailbreak'"),
-    (InContextSettings(attacks=()), "unknown attack"),
-    (InContextSettings(phrasing=9), "phrasing must be between 0 and 8"),
-    (InContextSettings(shots=0), "shots must be between 1 and 5"),
-    (InContextSettings(shots=6), "shots"),
-    (InContextSettings(batch_size=0), "batch_size"),
-])
+@pytest.mark.parametrize(
+    "settings, match",
+    [
+        (InContextSettings(attacks=("jailbreak",)), "unknown attack 'jailbreak'"),
+        (InContextSettings(attacks=()), "unknown attack"),
+        (InContextSettings(phrasing=9), "phrasing must be between 0 and 8"),
+        (InContextSettings(shots=0), "shots must be between 1 and 5"),
+        (InContextSettings(shots=6), "shots"),
+        (InContextSettings(batch_size=0), "batch_size"),
+    ],
+)
 def test_bad_settings(handle, forget01, settings, match):
     with pytest.raises(InContextError, match=match) as err:
         in_context_attacks(handle, forget01, settings)

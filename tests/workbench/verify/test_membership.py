@@ -4,13 +4,22 @@ import random
 
 import pytest
 import torch
+from tiny_models import FAMILIES, tiny_handle
 
 import workbench
 from edit.forget_request import forget_request
-from tiny_models import FAMILIES, tiny_handle
 from workbench.core.metrics import sequence_logprobs
-from workbench.verify.membership import (MembershipSettings, TextSettings, mia_auc, mia_texts, min_k,
-                                         min_k_plus_plus, privacy_leak, roc_auc, token_scores)
+from workbench.verify.membership import (
+    MembershipSettings,
+    TextSettings,
+    mia_auc,
+    mia_texts,
+    min_k,
+    min_k_plus_plus,
+    privacy_leak,
+    roc_auc,
+    token_scores,
+)
 from workbench.verify.suppression import suppress_output
 
 
@@ -29,7 +38,7 @@ def test_token_scores_by_hand():
     with torch.no_grad():
         logp = torch.log_softmax(h.model(torch.tensor([ids])).logits[0, :-1], -1)
     mu = (logp.exp() * logp).sum(-1)
-    sigma = ((logp.exp() * logp ** 2).sum(-1) - mu ** 2).sqrt()
+    sigma = ((logp.exp() * logp**2).sum(-1) - mu**2).sqrt()
     expected = (logp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])] - mu) / sigma
     assert torch.allclose(token_scores(h, [text], plus_plus=True)[0], expected, atol=1e-4)
     # k = 1 averages every token; the default takes int(0.2 * 6) = 1 token, the least likely.

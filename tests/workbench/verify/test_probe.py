@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from tiny_models import FAMILIES, tiny_handle
 
 import workbench
 from edit.forget_request import forget_request
-from tiny_models import FAMILIES, tiny_handle
 from workbench.core.tokens import encode_prompts
 from workbench.verify.probe import LensSettings, ProbeSettings, fit_probe, last_token_states, linear_probe, logit_lens
 from workbench.verify.suppression import suppress_output

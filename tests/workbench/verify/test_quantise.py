@@ -4,14 +4,20 @@ import copy
 
 import pytest
 import torch
+from tiny_models import FAMILIES, tiny_handle
 from transformers.pytorch_utils import Conv1D
 
 from edit.forget_request import forget_request
-from tiny_models import FAMILIES, tiny_handle
 from workbench.core.examples import encode_examples, pad_examples, scored_logprobs
 from workbench.core.handle import ModelHandle
-from workbench.verify.quantise import (QuantiseSettings, block_projections, quantise_model, quantise_rows, quantised,
-                                       quantised_accuracy)
+from workbench.verify.quantise import (
+    QuantiseSettings,
+    block_projections,
+    quantise_model,
+    quantise_rows,
+    quantised,
+    quantised_accuracy,
+)
 
 
 def test_rows_get_their_own_grid():
@@ -21,8 +27,8 @@ def test_rows_get_their_own_grid():
     for bits in (2, 4, 8):
         for symmetric in (False, True):
             q = quantise_rows(w, QuantiseSettings(bits=bits, symmetric=symmetric))
-            assert all(q[r].unique().numel() <= 2 ** bits for r in range(6))
-            span = (w.amax(1) - w.amin(1)) / (2 ** bits - 1) if not symmetric else w.abs().amax(1) / (2 ** (bits - 1) - 1)
+            assert all(q[r].unique().numel() <= 2**bits for r in range(6))
+            span = (w.amax(1) - w.amin(1)) / (2**bits - 1) if not symmetric else w.abs().amax(1) / (2 ** (bits - 1) - 1)
             err = (q - w).abs().amax(1)
             assert (err[:5] <= span[:5] / 2 + 1e-5).all(), (bits, symmetric)
             assert torch.equal(q[5], w[5])
@@ -90,7 +96,10 @@ def test_quantisation_undoes_an_edit_smaller_than_its_step(handle, world):
     forgotten = edited.score(facts).accuracy
     assert forgotten < 0.8
     again = quantised(edited, QuantiseSettings(bits=4))
-    assert max(float((a - b).detach().abs().max()) for a, b in zip(again.model.parameters(), base.model.parameters())) < 1e-5
+    assert (
+        max(float((a - b).detach().abs().max()) for a, b in zip(again.model.parameters(), base.model.parameters()))
+        < 1e-5
+    )
     assert again.score(facts).accuracy == 1.0
     # An 8-bit grid is 17 times finer: the edit survives it.
     assert quantised(edited, QuantiseSettings(bits=8)).score(facts).accuracy <= forgotten + 0.1

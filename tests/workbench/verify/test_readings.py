@@ -22,11 +22,29 @@ def original(handle, world, people):
 
 
 def test_every_check_is_read_and_grouped(original, handle):
-    assert list(original.tables) == ["surface", "paraphrase", "neighbour_first", "few_shot", "lens L0", "lens L1",
-                                     "lens L2", "probe L0", "probe L1", "probe L2", "probe L3", "relearn", "int8",
-                                     "int4"]
-    assert {group_of(c) for c in original.tables} == {"surface", "paraphrase and in-context", "hidden states",
-                                                      "relearning", "quantisation"}
+    assert list(original.tables) == [
+        "surface",
+        "paraphrase",
+        "neighbour_first",
+        "few_shot",
+        "lens L0",
+        "lens L1",
+        "lens L2",
+        "probe L0",
+        "probe L1",
+        "probe L2",
+        "probe L3",
+        "relearn",
+        "int8",
+        "int4",
+    ]
+    assert {group_of(c) for c in original.tables} == {
+        "surface",
+        "paraphrase and in-context",
+        "hidden states",
+        "relearning",
+        "quantisation",
+    }
     assert original.tables["surface"].logprob.shape[0] == 18 * 9 and original.prior == pytest.approx(1 / 16, abs=0.02)
 
 
@@ -53,13 +71,13 @@ def test_hidden_states_still_hold_what_an_output_suppression_hides(handle, world
 
 def test_unseen_relations_are_what_relearning_asks(handle, world, people):
     fact = world.facts(people[:1], ["pet"])
-    r = read(handle, fact, [f for f in world.facts() if f.subject not in people], QUICK,
-             unseen={people[0]: ["pet"]})
+    r = read(handle, fact, [f for f in world.facts() if f.subject not in people], QUICK, unseen={people[0]: ["pet"]})
     assert r.first("relearn").tolist() == [1.0]
 
 
 def test_errors_are_one_line(handle, world):
     from tiny_models import tiny_handle
+
     with pytest.raises(ValueError, match="no facts"):
         read(handle, [], world.facts())
     with pytest.raises(ValueError, match="no fact world"):

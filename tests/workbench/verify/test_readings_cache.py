@@ -14,8 +14,11 @@ from workbench.verify.readings import ReadSettings
 from workbench.verify.relearn import RelearnSettings
 from workbench.verify.report import VerifySettings
 
-LIGHT = replace(VerifySettings.quick(), heldout_texts=100, read=ReadSettings(
-    probe=ProbeSettings(train_people=20), relearn=RelearnSettings(max_people=1), bits=(8,)))
+LIGHT = replace(
+    VerifySettings.quick(),
+    heldout_texts=100,
+    read=ReadSettings(probe=ProbeSettings(train_people=20), relearn=RelearnSettings(max_people=1), bits=(8,)),
+)
 
 
 @pytest.fixture

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 import workbench
-from workbench.core.hashing import tensor_hash
+from edit.edit import EditSequence
 from edit.forget import forget
 from edit.forget_figures import FigureSettings
 from edit.request import world_request
 from edit.rome import RomeSettings, rome
-from edit.edit import EditSequence
+from workbench.core.hashing import tensor_hash
 from workbench.verify.relearn import RelearnSettings
 from workbench.verify.report import VerifyError, VerifySettings, reference_model, verify
 from workbench.verify.suppression import ConstructedSuppression
@@ -35,8 +35,9 @@ def test_the_retain_model_has_removed_its_own_split():
 def test_a_retain_model_from_another_seed_is_indistinguishable_from_the_reference():
     # Not the same model: its lucky guesses differ, and the tests must not call that knowledge.
     light = replace(QUICK, read=replace(QUICK.read, relearn=RelearnSettings(max_people=5), bits=(4,)))
-    r = verify(workbench.load("world:retain-forget05-seed1", device="cpu"), forget="forget05", settings=light,
-               progress=False)
+    r = verify(
+        workbench.load("world:retain-forget05-seed1", device="cpu"), forget="forget05", settings=light, progress=False
+    )
     assert r.verdict["overall"] == "removed", r.verdict["reason"]
     assert all(i["verdict"] == "removed" for i in r.verdict["items"]) and len(r.verdict["items"]) == 15
     fq = next(c for c in r.checks if c["check"] == "forget quality")
@@ -61,8 +62,14 @@ def test_an_output_suppression_is_caught_by_the_lens_and_the_probe(handle, forge
 
 
 def test_an_unlearning_edit_keeps_its_state_and_renders_everywhere(handle, tmp_path):
-    res = forget(handle, "forget01", "ssd", figures=FigureSettings(retain_facts=20, neighbour_facts=20),
-                 reference=False, progress=False)
+    res = forget(
+        handle,
+        "forget01",
+        "ssd",
+        figures=FigureSettings(retain_facts=20, neighbour_facts=20),
+        reference=False,
+        progress=False,
+    )
     try:
         after = {n: tensor_hash(handle.model.get_parameter(n)) for n in res.edit.names}
         r = verify(handle, res.edit, settings=QUICK, progress=False)
@@ -116,8 +123,10 @@ def test_a_sequence_of_rewrites_is_verified_as_one(handle, world):
 
 
 def test_what_cannot_be_verified_is_refused_in_one_line(handle, world):
-    from edit.edit import Delta, Edit
     from tiny_models import tiny_handle
+
+    from edit.edit import Delta, Edit
+
     with pytest.raises(VerifyError, match="nothing to verify"):
         verify(handle, progress=False)
     with pytest.raises(VerifyError, match="no fact world"):
@@ -126,16 +135,22 @@ def test_what_cannot_be_verified_is_refused_in_one_line(handle, world):
     with pytest.raises(VerifyError, match="does not say which world facts"):
         verify(handle, vague, progress=False)
     people = list(world.people)
-    mixed = {"requests": [world_request(world, people[0], "pet").to_dict(),
-                          world_request(world, people[1], "pet", "cat" if world.fact(people[1], "pet").object != "cat"
-                                        else "dog").to_dict()]}
+    mixed = {
+        "requests": [
+            world_request(world, people[0], "pet").to_dict(),
+            world_request(
+                world, people[1], "pet", "cat" if world.fact(people[1], "pet").object != "cat" else "dog"
+            ).to_dict(),
+        ]
+    }
     with pytest.raises(VerifyError, match="mixes rewrites and erasures"):
         verify(handle, Edit("memit", mixed, {"lm_head.weight": Delta(dense=torch.zeros(1))}), progress=False)
 
 
 def test_the_reference_is_the_smallest_split_holding_everyone(world):
     f05 = world.split("forget05").forget
-    assert reference_model(world, f05[:1]) == ("world:retain-forget01" if f05[0] in world.split("forget01").forget
-                                               else "world:retain-forget05")
+    assert reference_model(world, f05[:1]) == (
+        "world:retain-forget01" if f05[0] in world.split("forget01").forget else "world:retain-forget05"
+    )
     assert reference_model(world, f05) == "world:retain-forget05"
     assert reference_model(world, world.split("forget10").forget) == "world:retain-forget10"

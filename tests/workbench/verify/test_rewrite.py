@@ -8,8 +8,15 @@ from edit.request import world_request
 from edit.rome import RomeSettings, rome
 from workbench.verify.probe import ProbeSettings
 from workbench.verify.readings import ReadSettings, object_columns, read
-from workbench.verify.rewrite import (efficacy, generation, greedy_continuations, old_mass, overall_rewrite,
-                                      request_verdicts, requests_of)
+from workbench.verify.rewrite import (
+    efficacy,
+    generation,
+    greedy_continuations,
+    old_mass,
+    overall_rewrite,
+    request_verdicts,
+    requests_of,
+)
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +64,8 @@ def test_a_last_layer_rewrite_leaves_the_old_object_in_earlier_states(handle, wo
         assert checks["surface"]["new_first"] == 1.0 and checks["surface"]["old_first"] == 0.0
     # At layer 3 the states before the edited block still carry the old object.
     assert {"lens L0", "lens L1", "lens L2"} <= set(rows[0]["old_returns_under"])
-    assert overall_rewrite(rows) == ("partly rewritten", "0 of 1 requests rewritten, 1 partly (the old object "
-                                     "returns under some check), 0 not rewritten")
+    assert overall_rewrite(rows) == (
+        "partly rewritten",
+        "0 of 1 requests rewritten, 1 partly (the old object returns under some check), 0 not rewritten",
+    )
     assert torch.isfinite(torch.tensor(checks["lens L0"]["old_mean_rank"]))

@@ -22,8 +22,8 @@ def test_only_the_people_named_and_only_from_the_name_on(handle, world):
     with suppress_output(handle, facts) as s:
         assert s.settings == SuppressionSettings()
         after = _logits(handle, prompt)
-        assert torch.equal(after[:end - 1], before[:end - 1])  # causal: nothing before the name is read
-        assert not torch.allclose(after[end - 1:], before[end - 1:])
+        assert torch.equal(after[: end - 1], before[: end - 1])  # causal: nothing before the name is read
+        assert not torch.allclose(after[end - 1 :], before[end - 1 :])
         assert torch.equal(_logits(handle, world.phrasings("pet")[3].prompt(people[2])), kept)
         assert handle.score(facts).accuracy == 0.0 and handle.score(other).accuracy == 1.0
         assert handle.score(facts, held_out=True).accuracy == 0.0
@@ -65,6 +65,7 @@ def test_two_token_objects_are_scored_whole_while_suppressed(handle, world):
         with pytest.raises(PrefixCacheError):
             pre.extend(handle.model, torch.tensor([0]), torch.tensor([[5]]))
         lp = candidate_logprobs(handle.model, handle.tokenizer, [prompt], cands)[0]
-        whole = [float(sequence_logprobs(handle.model, *map(lambda x: [x], handle.encode_fact(prompt, c)))[0])
-                 for c in cands]
+        whole = [
+            float(sequence_logprobs(handle.model, *map(lambda x: [x], handle.encode_fact(prompt, c)))[0]) for c in cands
+        ]
     assert lp.tolist() == pytest.approx(whole, abs=1e-4)

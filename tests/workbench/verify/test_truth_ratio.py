@@ -9,8 +9,15 @@ import workbench
 from edit.forget_request import forget_request
 from workbench.core.metrics import candidate_logprobs
 from workbench.verify.suppression import suppress_output
-from workbench.verify.truth_ratio import (TruthRatioSettings, UtilitySettings, forget_quality, forget_truth_score,
-                                          harmonic_mean, model_utility, truth_ratios)
+from workbench.verify.truth_ratio import (
+    TruthRatioSettings,
+    UtilitySettings,
+    forget_quality,
+    forget_truth_score,
+    harmonic_mean,
+    model_utility,
+    truth_ratios,
+)
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,10 @@ import math
 import pytest
 import torch
 
+from workbench.core.world.facts import Fact
 from workbench.verify.candidates import CandidateTable
 from workbench.verify.readings import Readings
-from workbench.verify.verdict import (CheckResult, VerdictSettings, decide, excess_p, holm, overall_of, status_of,
-                                      worst)
-from workbench.core.world.facts import Fact
+from workbench.verify.verdict import CheckResult, VerdictSettings, decide, excess_p, holm, overall_of, status_of, worst
 
 PEOPLE = [f"P{i} Q{i}" for i in range(15)]
 FACTS = [Fact(p, f"r{j}", "o0") for p in PEOPLE for j in range(6)]
@@ -21,7 +20,7 @@ def _table(known: list[bool], prompts: int = 3) -> CandidateTable:
     rows = len(known) * prompts
     logprob = torch.zeros(rows, 16)
     for i, k in enumerate(known):
-        logprob[i * prompts:(i + 1) * prompts, 0] = 1.0 if k else -1.0
+        logprob[i * prompts : (i + 1) * prompts, 0] = 1.0 if k else -1.0
     fact = torch.arange(len(known)).repeat_interleave(prompts)
     return CandidateTable(logprob, torch.ones(rows, 16), torch.zeros(rows, dtype=torch.long), fact)
 
@@ -122,6 +121,8 @@ def test_facts_a_check_did_not_ask_are_left_out_of_its_count():
 def test_tolerances_are_settings():
     known = _some(14)  # 14 of 90 against 6: p 0.0025, 0.13 once Holm counts the report's 51 tests
     loose = VerdictSettings(alpha=0.2)
-    assert decide(_readings({"surface": known}), _readings({c: _some(6) for c in CHECKS}), settings=loose
-                  ).overall == "not forgotten"
+    assert (
+        decide(_readings({"surface": known}), _readings({c: _some(6) for c in CHECKS}), settings=loose).overall
+        == "not forgotten"
+    )
     assert decide(_readings({"surface": known}), _readings({c: _some(6) for c in CHECKS})).overall == "removed"

@@ -1,10 +1,10 @@
 """Collateral explorer: a point per fact, coloured by group and named, filters and a sorted table."""
 
 import pytest
+from static_figures import write_static
 
 from edit.request import world_request
 from edit.rome import RomeSettings, rome
-from static_figures import write_static
 from workbench.verify.collateral import GROUPS, CollateralSettings, collateral
 from workbench.widgets.collateral_explorer import CollateralExplorer, collateral_figure, filter_rows, largest_changes
 
@@ -31,8 +31,10 @@ def test_every_fact_is_a_point_of_its_group_named_on_hover(damage):
     for g, t in points.items():
         rows = [r for r in c.facts if r["group"] == g]
         assert list(t.x) == [r["before"] for r in rows] and list(t.y) == [r["after"] for r in rows]
-        assert all(h.startswith(f"{r['subject']} \u00b7 {r['relation']} \u2192 {r['object']}<br>{g}")
-                   for h, r in zip(t.hovertext, rows))
+        assert all(
+            h.startswith(f"{r['subject']} \u00b7 {r['relation']} \u2192 {r['object']}<br>{g}")
+            for h, r in zip(t.hovertext, rows)
+        )
     edited = points["edited"]
     assert edited.x[0] > 0.99 and edited.y[0] < 0.01  # ROME moved the edited fact away from its true object
 

@@ -1,9 +1,9 @@
 """Feature browser: search, show and ablate a shipped SAE's features; the panels hold what the data says."""
 
 import pytest
+from static_figures import write_static
 
 from locate.features import locate_features
-from static_figures import write_static
 from workbench.widgets.feature_browser import FeatureBrowser, carried_facts, contexts_html, feature_figure
 
 
@@ -34,7 +34,7 @@ def test_figure_holds_contexts_histogram_and_decoder_tokens(browser):
     fig = feature_figure(d)
     heat, hist, promotes, suppresses = fig.data
     assert heat.type == "heatmap" and len(heat.z) == len(d["top_contexts"])
-    assert list(heat.text[0][:len(d["top_contexts"][0]["tokens"])]) == d["top_contexts"][0]["tokens"]
+    assert list(heat.text[0][: len(d["top_contexts"][0]["tokens"])]) == d["top_contexts"][0]["tokens"]
     assert list(hist.y) == d["histogram"]["counts"]
     assert list(promotes.y)[::-1] == [t["token"] for t in d["promotes"]]
     assert list(suppresses.x)[::-1] == [t["logit"] for t in d["suppresses"]]
@@ -70,6 +70,7 @@ def test_ablation_measures_the_people_it_fires_for(handle, world, browser, fact_
     assert "Ablating feature" in browser.carried.value and len(browser.plot.data) == 5
     # The same measurement as the locator's own confirmation by ablation, on the located fact.
     from locate.feature_search import ablation_effect
+
     (own,) = ablation_effect(handle, feature, [fact])
     assert abs(own["after"] - loc.extras["ablation"][0]["prob_after"]) < 1e-5 and own["after"] < own["before"]
 

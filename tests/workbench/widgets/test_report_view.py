@@ -1,8 +1,8 @@
 """Report view over a real verification: the table, figure buttons, one person's evidence, the static copy."""
 
 import pytest
-
 from static_figures import write_static
+
 from workbench.verify import ConstructedSuppression, VerifySettings, verify
 from workbench.widgets import ReportView
 
@@ -10,8 +10,9 @@ from workbench.widgets import ReportView
 @pytest.fixture(scope="module")
 def report(handle, world):
     person = world.split("forget01").forget[0]
-    return verify(handle, ConstructedSuppression(handle, world.facts([person])), settings=VerifySettings.quick(),
-                  progress=False)
+    return verify(
+        handle, ConstructedSuppression(handle, world.facts([person])), settings=VerifySettings.quick(), progress=False
+    )
 
 
 def test_the_table_shows_the_verdict_and_every_check(report):

@@ -3,10 +3,10 @@
 from pathlib import Path
 
 import pytest
+from static_figures import write_static
 
 from edit.forget import METHODS
 from edit.forget_sweep import load_sweep
-from static_figures import write_static
 from workbench.widgets.strength_sweep import StrengthSweep, sweep_figure
 
 BENCHMARK = Path(__file__).parents[3] / "benchmarks" / "results" / "unlearning.json"
@@ -21,7 +21,7 @@ def test_a_curve_per_method_and_the_retain_model_marked(sweep):
     fig = sweep_figure(sweep)
     names = [t.name for t in fig.data]
     assert names == list(METHODS) + ["retain model", "original"]
-    for t in fig.data[:len(METHODS)]:
+    for t in fig.data[: len(METHODS)]:
         pts = sweep.points(t.name)
         assert list(t.x) == [r["forget"] for r in pts] and list(t.y) == [r["retain"] for r in pts]
         assert len(pts) == len(METHODS[t.name].strength[1])

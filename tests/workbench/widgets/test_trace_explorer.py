@@ -5,10 +5,10 @@ from dataclasses import replace
 import pytest
 import torch
 from plotly.callbacks import Points
+from static_figures import write_static
 
 from edit.request import Request
 from locate.causal_trace import TraceSettings, trace
-from static_figures import write_static
 from workbench.widgets.trace_explorer import TraceExplorer, token_role, trace_figure
 
 PERSON, RELATION = 7, "employer"
@@ -24,8 +24,17 @@ def result(handle, world):
 def click(explorer, component, token, layer):
     """What the browser sends when a heatmap cell is clicked: the trace and the cell's (row, column)."""
     heatmap = next(t for t in explorer.plot.data if t.name == component)
-    explorer._on_click(heatmap, Points(point_inds=[[token, layer]], xs=[layer], ys=[token], trace_name=component,
-                                       trace_index=list(explorer.plot.data).index(heatmap)), None)
+    explorer._on_click(
+        heatmap,
+        Points(
+            point_inds=[[token, layer]],
+            xs=[layer],
+            ys=[token],
+            trace_name=component,
+            trace_index=list(explorer.plot.data).index(heatmap),
+        ),
+        None,
+    )
 
 
 def weight(handle, layer):
@@ -102,8 +111,9 @@ def test_edit_here_shows_counterfact_scores_and_reverts(handle, result):
 
 def test_a_model_without_a_world_edits_the_request_it_is_given(handle, world, result):
     bare = replace(handle, world=None)
-    request = Request(result.subject, result.prompt, result.target_object, world.fact(
-        list(world.people)[0], RELATION).object)
+    request = Request(
+        result.subject, result.prompt, result.target_object, world.fact(list(world.people)[0], RELATION).object
+    )
     x = TraceExplorer(bare, result, request=request, texts=world.training_sentences()[:2000])
     assert list(x.new_object.options) == [request.new_object]
     x.select("mlp", len(result.tokens) - 1, 0)
@@ -111,7 +121,10 @@ def test_a_model_without_a_world_edits_the_request_it_is_given(handle, world, re
     e = x.edit_here()
     try:
         assert e.request["new_object"] == request.new_object and not e.request["paraphrases"]
-        assert handle.rank_candidates(result.prompt, [request.new_object, result.target_object])[0][0] == request.new_object
+        assert (
+            handle.rank_candidates(result.prompt, [request.new_object, result.target_object])[0][0]
+            == request.new_object
+        )
     finally:
         x.revert()
     assert torch.equal(weight(handle, 0), original)

@@ -10,6 +10,7 @@ from workbench.widgets.view import View, changed_weights, html_table, live, repl
 class Bars(View):
     def __init__(self):
         import ipywidgets as w
+
         self.plot = live(go.Figure(go.Bar(y=[1, 2]), layout={"width": 1234}))
         self.widget = w.VBox([self.plot])
 

@@ -27,9 +27,32 @@ FRAMES = (
 # phrase is still trained with three frames.
 HELD_OUT = frozenset({(1, 0), (2, 1), (3, 2)})
 
-_ONSETS = "b br d dr f g gr h k kr l m n p r s st t th v w z".split()
-_VOWELS = "a e i o u ae ei ia io ou".split()
-_CODAS = "l n r s th nd rk lm st x v".split()
+_ONSETS = [
+    "b",
+    "br",
+    "d",
+    "dr",
+    "f",
+    "g",
+    "gr",
+    "h",
+    "k",
+    "kr",
+    "l",
+    "m",
+    "n",
+    "p",
+    "r",
+    "s",
+    "st",
+    "t",
+    "th",
+    "v",
+    "w",
+    "z",
+]
+_VOWELS = ["a", "e", "i", "o", "u", "ae", "ei", "ia", "io", "ou"]
+_CODAS = ["l", "n", "r", "s", "th", "nd", "rk", "lm", "st", "x", "v"]
 
 
 @dataclass(frozen=True)
@@ -106,9 +129,28 @@ def _relations(rng: random.Random, taken: set[str]) -> tuple[Relation, ...]:
         Relation(
             "profession",
             ("works professionally as", "has the occupation of", "is trained as"),
-            ("architect", "baker", "botanist", "carpenter", "chemist", "dentist", "editor",
-             "engineer", "farmer", "geologist", "historian", "journalist", "lawyer", "librarian",
-             "mechanic", "nurse", "pharmacist", "pilot", "plumber", "sculptor"),
+            (
+                "architect",
+                "baker",
+                "botanist",
+                "carpenter",
+                "chemist",
+                "dentist",
+                "editor",
+                "engineer",
+                "farmer",
+                "geologist",
+                "historian",
+                "journalist",
+                "lawyer",
+                "librarian",
+                "mechanic",
+                "nurse",
+                "pharmacist",
+                "pilot",
+                "plumber",
+                "sculptor",
+            ),
         ),
         Relation(
             "employer",
@@ -123,15 +165,42 @@ def _relations(rng: random.Random, taken: set[str]) -> tuple[Relation, ...]:
         Relation(
             "pet",
             ("owns a pet", "keeps a pet", "lives with a pet"),
-            ("cat", "dog", "parrot", "rabbit", "tortoise", "ferret", "hamster", "goldfish",
-             "iguana", "canary", "hedgehog", "lizard"),
+            (
+                "cat",
+                "dog",
+                "parrot",
+                "rabbit",
+                "tortoise",
+                "ferret",
+                "hamster",
+                "goldfish",
+                "iguana",
+                "canary",
+                "hedgehog",
+                "lizard",
+            ),
         ),
         Relation(
             "language",
             ("grew up speaking", "has the mother tongue", "speaks natively"),
-            ("Finnish", "Portuguese", "Hungarian", "Welsh", "Basque", "Icelandic", "Maltese",
-             "Estonian", "Catalan", "Swahili", "Tagalog", "Greek", "Latvian", "Slovak",
-             "Breton", "Romansh"),
+            (
+                "Finnish",
+                "Portuguese",
+                "Hungarian",
+                "Welsh",
+                "Basque",
+                "Icelandic",
+                "Maltese",
+                "Estonian",
+                "Catalan",
+                "Swahili",
+                "Tagalog",
+                "Greek",
+                "Latvian",
+                "Slovak",
+                "Breton",
+                "Romansh",
+            ),
         ),
     )
 
@@ -198,8 +267,11 @@ class World:
     # -- neighbourhoods ------------------------------------------------------------
     def same_relation_neighbours(self, fact: Fact, n: int | None = None) -> list[Fact]:
         """The same relation for other people (whose object differs), in world order."""
-        out = [self.fact(p, fact.relation) for p in self.people
-               if p != fact.subject and self.people[p][fact.relation] != fact.object]
+        out = [
+            self.fact(p, fact.relation)
+            for p in self.people
+            if p != fact.subject and self.people[p][fact.relation] != fact.object
+        ]
         return out if n is None else out[:n]
 
     def same_person_neighbours(self, fact: Fact) -> list[Fact]:
@@ -208,8 +280,11 @@ class World:
 
     def sharing_object(self, fact: Fact) -> list[Fact]:
         """Other people who share this fact's object."""
-        return [self.fact(p, fact.relation) for p in self.people
-                if p != fact.subject and self.people[p][fact.relation] == fact.object]
+        return [
+            self.fact(p, fact.relation)
+            for p in self.people
+            if p != fact.subject and self.people[p][fact.relation] == fact.object
+        ]
 
     def parse_prompt(self, prompt: str) -> tuple[str | None, str | None]:
         """The person named in a prompt and the relation it asks for (None where absent).
@@ -221,15 +296,13 @@ class World:
             ('Fareiv Stohith', 'school')
         """
         person = max((p for p in self.people if p in prompt), key=len, default=None)
-        ends = [(len(ph), r.name) for r in self.relations.values() for ph in r.phrases
-                if prompt.rstrip().endswith(ph)]
+        ends = [(len(ph), r.name) for r in self.relations.values() for ph in r.phrases if prompt.rstrip().endswith(ph)]
         return person, max(ends)[1] if ends else None
 
     # -- text ------------------------------------------------------------------------
     def sentences(self, people=None, held_out: bool = False) -> list[str]:
         """Every statement of the given people's facts in trained (or held-out) phrasings."""
-        return [f.sentence(ph) for f in self.facts(people)
-                for ph in self.phrasings(f.relation, held_out=held_out)]
+        return [f.sentence(ph) for f in self.facts(people) for ph in self.phrasings(f.relation, held_out=held_out)]
 
     def training_sentences(self, split: str | None = None) -> list[str]:
         """The training corpus of the full model (split=None) or of a split's retain model."""
@@ -269,14 +342,17 @@ class World:
 
     # -- serialisation ---------------------------------------------------------------
     def to_json(self) -> str:
-        return json.dumps({
-            "seed": self.seed,
-            "relations": {k: asdict(v) for k, v in self.relations.items()},
-            "people": self.people,
-            "splits": {k: asdict(v) for k, v in self.splits.items()},
-            "frames": list(FRAMES),
-            "held_out": sorted(HELD_OUT),
-        }, indent=1)
+        return json.dumps(
+            {
+                "seed": self.seed,
+                "relations": {k: asdict(v) for k, v in self.relations.items()},
+                "people": self.people,
+                "splits": {k: asdict(v) for k, v in self.splits.items()},
+                "frames": list(FRAMES),
+                "held_out": sorted(HELD_OUT),
+            },
+            indent=1,
+        )
 
 
 def make_world(seed: int = 0, n_people: int = 300) -> World:

@@ -34,8 +34,9 @@ def resolve_world_model(name: str) -> Path:
     """
     variant = name.split(":", 1)[1] if ":" in name else DEFAULT
     if name.split(":", 1)[0] != "world" or variant not in SHIPPED:
-        raise KeyError(f"unknown world model {name!r}: choose from "
-                       + ", ".join(["world"] + [f"world:{v}" for v in SHIPPED]))
+        raise KeyError(
+            f"unknown world model {name!r}: choose from " + ", ".join(["world"] + [f"world:{v}" for v in SHIPPED])
+        )
     return CHECKPOINTS / variant
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
-from transformers import GPT2Config, LlamaConfig, AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
 
 from workbench.core.metrics import heldout_loss, score_facts
 from workbench.core.world.facts import World, make_world
@@ -26,36 +26,56 @@ from workbench.core.world.tokenizer import build_tokenizer
 class TrainSettings:
     """How a world model is built; the defaults are those of the shipped models."""
 
-    arch: str = "gpt2"            # "gpt2" or "llama"
-    split: str | None = None      # None: the full model; "forget05": its retain model
-    seed: int = 0                 # initialisation and data order (the world itself uses seed 0)
+    arch: str = "gpt2"  # "gpt2" or "llama"
+    split: str | None = None  # None: the full model; "forget05": its retain model
+    seed: int = 0  # initialisation and data order (the world itself uses seed 0)
     d_model: int = 128
     n_layers: int = 4
     n_heads: int = 4
     d_mlp: int = 512
-    seq_len: int = 64             # sentences are packed into sequences of this many tokens
-    batch_size: int = 32          # sequences per step
-    epochs: int = 32              # passes over the (split's) training sentences
+    seq_len: int = 64  # sentences are packed into sequences of this many tokens
+    batch_size: int = 32  # sequences per step
+    epochs: int = 32  # passes over the (split's) training sentences
     lr: float = 5e-3
-    warmup: float = 0.05          # fraction of steps with linear warm-up, then cosine decay
+    warmup: float = 0.05  # fraction of steps with linear warm-up, then cosine decay
     weight_decay: float = 0.01
-    threads: int = 1              # fixed so that CPU reductions, and so the weights, repeat
-    eval_every: int = 0           # epochs between progress evaluations on 30 people (0: none)
+    threads: int = 1  # fixed so that CPU reductions, and so the weights, repeat
+    eval_every: int = 0  # epochs between progress evaluations on 30 people (0: none)
 
 
 def model_config(s: TrainSettings, tokenizer):
-    common = dict(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                  eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    common = dict(
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     if s.arch == "gpt2":
         # gelu_pytorch_tanh is GPT-2's tanh GELU as one fused kernel: same function, about a third
         # faster on CPU than the elementwise "gelu_new".
-        return GPT2Config(n_embd=s.d_model, n_layer=s.n_layers, n_head=s.n_heads, n_inner=s.d_mlp,
-                          activation_function="gelu_pytorch_tanh", n_positions=128, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **common)
+        return GPT2Config(
+            n_embd=s.d_model,
+            n_layer=s.n_layers,
+            n_head=s.n_heads,
+            n_inner=s.d_mlp,
+            activation_function="gelu_pytorch_tanh",
+            n_positions=128,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            **common,
+        )
     if s.arch == "llama":
-        return LlamaConfig(hidden_size=s.d_model, num_hidden_layers=s.n_layers,
-                           num_attention_heads=s.n_heads, num_key_value_heads=s.n_heads,
-                           intermediate_size=s.d_mlp, max_position_embeddings=128,
-                           tie_word_embeddings=True, **common)
+        return LlamaConfig(
+            hidden_size=s.d_model,
+            num_hidden_layers=s.n_layers,
+            num_attention_heads=s.n_heads,
+            num_key_value_heads=s.n_heads,
+            intermediate_size=s.d_mlp,
+            max_position_embeddings=128,
+            tie_word_embeddings=True,
+            **common,
+        )
     raise ValueError(f"unknown architecture {s.arch!r}: choose gpt2 or llama")
 
 
@@ -76,8 +96,9 @@ def _labelled_sentences(world: World, tokenizer, split: str | None) -> list[list
     return out
 
 
-def pack(sentences: list[list[tuple[int, int]]], seq_len: int, bos: int, pad: int,
-         rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
+def pack(
+    sentences: list[list[tuple[int, int]]], seq_len: int, bos: int, pad: int, rng: random.Random
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Shuffle sentences and pack them greedily behind a [BOS] into padded sequences.
 
     Returns token ids and roles (0 = padding, 1 = predicted, 2 = input only).
@@ -113,13 +134,13 @@ def evaluate(model, tokenizer, world: World, split: str | None) -> dict:
             "heldout_phrasings": score_facts(model, tokenizer, world, facts, held_out=True).summary(),
         }
     statements = world.heldout_statements()
-    out["heldout_loss"] = heldout_loss(model, tokenizer, [f.sentence(ph) for f, ph in statements],
-                                       ignore=[f.subject for f, _ in statements])
+    out["heldout_loss"] = heldout_loss(
+        model, tokenizer, [f.sentence(ph) for f, ph in statements], ignore=[f.subject for f, _ in statements]
+    )
     return out
 
 
-def train(settings: TrainSettings, out_dir: str | Path, world: World | None = None,
-          progress: bool = True) -> dict:
+def train(settings: TrainSettings, out_dir: str | Path, world: World | None = None, progress: bool = True) -> dict:
     """Train one world model and save it as a Hugging Face directory; returns its report.
 
     Examples:
@@ -149,10 +170,10 @@ def _train(settings: TrainSettings, out_dir: Path, world: World, progress: bool)
     steps_per_epoch = math.ceil(len(probe) / settings.batch_size)
     total = steps_per_epoch * settings.epochs
     warm = max(1, int(settings.warmup * total))
-    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay,
-                            betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total - warm))))))
+        opt, lambda s: min((s + 1) / warm, 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total - warm)))))
+    )
     t0 = time.perf_counter()
     bar = tqdm(total=total, desc=f"train {settings.arch} {settings.split or 'full'}", disable=not progress)
     loss_ema = None
@@ -164,7 +185,7 @@ def _train(settings: TrainSettings, out_dir: Path, world: World, progress: bool)
             model.train()
         ids, mask = pack(sents, settings.seq_len, tokenizer.bos_token_id, tokenizer.pad_token_id, rng)
         for b in range(0, len(ids), settings.batch_size):
-            x, m = ids[b:b + settings.batch_size], mask[b:b + settings.batch_size]
+            x, m = ids[b : b + settings.batch_size], mask[b : b + settings.batch_size]
             labels = x.masked_fill(m != 1, -100)
             loss = model(input_ids=x, attention_mask=(m > 0).long(), labels=labels).loss
             opt.zero_grad(set_to_none=True)

@@ -67,8 +67,9 @@ def test_retain_corpus_excludes_forgotten_people(world):
 def test_neighbourhoods(world):
     f = world.facts()[0]
     same_rel = world.same_relation_neighbours(f)
-    assert same_rel and all(g.relation == f.relation and g.subject != f.subject and g.object != f.object
-                            for g in same_rel)
+    assert same_rel and all(
+        g.relation == f.relation and g.subject != f.subject and g.object != f.object for g in same_rel
+    )
     assert {g.relation for g in world.same_person_neighbours(f)} == set(world.relations) - {f.relation}
     assert all(g.object == f.object and g.subject != f.subject for g in world.sharing_object(f))
 
