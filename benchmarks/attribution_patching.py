@@ -2,9 +2,9 @@
 
 For each fact: the exact trace (batched) and its gradient estimate, compared cell by cell with
 Spearman's rank correlation over every (component, token, layer), plus how much of the best
-exact effect the estimate's best site has. Speed: attribution for all facts in shared passes (``attribute_many``), one fact at a
-time (``attribute``), the batched exact trace, and the one-forward-per-cell reference loop
-(timed on a subset: it is slow).
+exact effect the estimate's best site has. Speed: attribution for all facts in shared passes
+(``attribute_many``), one fact at a time (``attribute``), the batched exact trace, and the
+one-forward-per-cell reference loop (timed on a subset: it is slow).
 
 Writes benchmarks/results/attribution_patching.json. Run: .venv/bin/python -m benchmarks.attribution_patching
 """
@@ -68,7 +68,7 @@ def run(h, corruption: str, per_relation: int, reference_facts: int) -> dict:
     many, t_many = _timed(lambda: attribute_many(h, fs, settings))
     _, t_one = _timed(lambda: [attribute(h, *f, settings) for f in fs])
     _, t_ref = _timed(lambda: [trace_reference(h, *f, settings) for f in fs[:reference_facts]])
-    rows = [dict(_compare(e, a), prompt=f[0], object=f[2]) for f, e, a in zip(fs, exact, many)]
+    rows = [dict(_compare(e, a), prompt=f[0], object=f[2]) for f, e, a in zip(fs, exact, many, strict=True)]
     rho = [r["spearman"] for r in rows]
     n = len(fs)
     per_fact = {

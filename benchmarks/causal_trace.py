@@ -42,7 +42,6 @@ def main(threads: int = 1) -> dict:
     h = workbench.load("world", device="cpu")
     settings = TraceSettings()  # ROME's defaults: 10 noise samples, 3x the embedding std
     rows, times = [], {"batched": 0.0, "reference": 0.0, "nnsight": 0.0}
-    peaks = {c: torch.zeros(2) for c in ("resid", "mlp", "attn")}
     subject_vs_last = {c: [0.0, 0.0] for c in ("resid", "mlp", "attn")}
     trace(h, *facts(h.world)[0], TraceSettings(samples=1))  # warm-up: views are built lazily
     trace_nnsight(h, *facts(h.world)[0], TraceSettings(samples=1))
@@ -65,14 +64,14 @@ def main(threads: int = 1) -> dict:
             "max_abs_diff_nnsight": diff_nn,
             "seconds": {"batched": t_fast, "reference": t_ref, "nnsight": t_nn},
         }
-        for c, grid in fast.scores.items():
+        for c in fast.scores:
             ie = fast.indirect_effect(c)
-            t, l = divmod(int(ie.argmax()), ie.shape[1])
+            t, layer = divmod(int(ie.argmax()), ie.shape[1])
             row[f"peak_{c}"] = {
                 "token": t,
                 "token_is": "last" if t == len(fast.tokens) - 1 else "subject_last" if t == subj_last else "other",
-                "layer": l,
-                "effect": float(ie[t, l]),
+                "layer": layer,
+                "effect": float(ie[t, layer]),
             }
             subject_vs_last[c][0] += float(ie[subj_last].max())
             subject_vs_last[c][1] += float(ie[-1].max())
@@ -94,7 +93,7 @@ def main(threads: int = 1) -> dict:
             for c in ("resid", "mlp", "attn")
         },
         "peak_layers": {
-            c: [sum(r[f"peak_{c}"]["layer"] == l for r in rows) for l in range(h.n_layers)]
+            c: [sum(r[f"peak_{c}"]["layer"] == layer for r in rows) for layer in range(h.n_layers)]
             for c in ("resid", "mlp", "attn")
         },
     }

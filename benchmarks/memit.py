@@ -43,7 +43,7 @@ OUT = Path(__file__).parent / "results" / "memit.json"
 THRESHOLDS = (1e-1, 1e-2, 1e-3, 1e-4)
 
 
-def _brief(s: dict) -> dict:
+def brief(s: dict) -> dict:
     return {k: {"prob": round(v["prob"], 4), "accuracy": round(v["accuracy"], 4)} for k, v in s.items()}
 
 
@@ -54,7 +54,7 @@ def simultaneous(h, reqs, settings: MemitSettings, **memit_args) -> dict:
     scores = score_requests(h, reqs)
     e.revert(h.model)
     return {
-        "scores": _brief(scores),
+        "scores": brief(scores),
         "seconds": seconds,
         "value_seconds": e.metrics["value_seconds"],
         "layers": e.settings["layers"],
@@ -89,7 +89,7 @@ def sequential(
     seconds = time.perf_counter() - t0
     scores = score_requests(h, reqs)
     e.revert(h.model)
-    return {"scores": _brief(scores), "seconds": seconds, "batches": e.metrics["batches"], "batch": batch}
+    return {"scores": brief(scores), "seconds": seconds, "batches": e.metrics["batches"], "batch": batch}
 
 
 def value_timings(

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 import workbench
-from benchmarks.memit import _brief, simultaneous, write_results
+from benchmarks.memit import brief, simultaneous, write_results
 from edit.counterfact import score_requests
 from edit.covariance import KeyStats, key_statistics
 from edit.key_states import mean_states
@@ -91,9 +91,9 @@ def train_projection(
     pairs = [(r.prompt, r.new_object) for r in reqs] + extra
     prompts = [p for p, _ in pairs]
     ids, objects = encode_prompts(tok, prompts), encode_objects(tok, prompts, [o for _, o in pairs])
-    x, mask = pad_right([p + o for p, o in zip(ids, objects)], tok.pad_token_id or 0)
+    x, mask = pad_right([p + o for p, o in zip(ids, objects, strict=True)], tok.pad_token_id or 0)
     labels = torch.full_like(x, -100)
-    for i, (p, o) in enumerate(zip(ids, objects)):
+    for i, (p, o) in enumerate(zip(ids, objects, strict=True)):
         labels[i, len(p) - 1 : len(p) - 1 + len(o)] = torch.tensor(o)  # object token k is predicted at len(p) - 1 + k
     w = sites.mlp_out_weight(model, layer)
     original = w.detach().clone()
@@ -129,10 +129,10 @@ def train_projection(
         w.requires_grad_(False)
         with torch.no_grad():
             w.copy_(original)
-        for p, f in zip(model.parameters(), flags):
+        for p, f in zip(model.parameters(), flags, strict=True):
             p.requires_grad_(f)
     return {
-        "scores": _brief(scores),
+        "scores": brief(scores),
         "seconds": round(seconds, 1),
         "relative_update_norm": round(relative, 2),
         "rows": len(pairs),
@@ -179,7 +179,7 @@ def refit_rounds(h, reqs, rounds: int = 3) -> dict:
     finally:
         for e in reversed(edits):
             e.revert(h.model)
-    return {"scores": _brief(scores), "failing_after_each_round": trail}
+    return {"scores": brief(scores), "failing_after_each_round": trail}
 
 
 def run(model: str, n: int, threads: int) -> dict:
@@ -209,8 +209,8 @@ def run(model: str, n: int, threads: int) -> dict:
         ("closed_form_refit_rounds", lambda: refit_rounds(h, reqs)),
     ]
     steps += [
-        (f"closed_form_layer_{l}", lambda l=l: closed_form(h, reqs, replace(BASE, layers=(l,))))
-        for l in range(1, h.n_layers)
+        (f"closed_form_layer_{layer}", lambda layer=layer: closed_form(h, reqs, replace(BASE, layers=(layer,))))
+        for layer in range(1, h.n_layers)
     ]
     steps += subject_key_steps(h, reqs)
     for name, step in steps:

@@ -22,6 +22,7 @@ import json
 import sys
 import time
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -73,7 +74,7 @@ def sweep(h) -> dict:
     ]
     points = [_point(h, request, s) for s in grid]
     best = RmuSettings(**_best(points)["settings"])
-    around = [replace(best, layer=l) for l in (0, 1, 3)] + [replace(best, lr=lr) for lr in (1e-2, 1e-1)]
+    around = [replace(best, layer=layer) for layer in (0, 1, 3)] + [replace(best, lr=lr) for lr in (1e-2, 1e-1)]
     points += [_point(h, request, s) for s in around]
     return {"split": "forget05", "figures": asdict(QUICK), "points": points, "best": _best(points)}
 
@@ -98,7 +99,7 @@ def table(h) -> dict:
         out["retain_model"][split] = _round(forget_figures(gold, request))
         print(split, "original", out["original"][split], "retain model", out["retain_model"][split], flush=True)
         for name, make in methods.items():
-            out[name][split] = _run(h, request, lambda: make(request), FigureSettings())
+            out[name][split] = _run(h, request, partial(make, request), FigureSettings())
             print(split, name, out[name][split], flush=True)
     return out
 

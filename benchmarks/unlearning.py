@@ -45,7 +45,7 @@ def _round(d: dict | None) -> dict | None:
 def one(h, request, name: str, figures: FigureSettings = FIGURES, **overrides) -> dict:
     m = method(name)
     t0 = time.perf_counter()
-    e = m.editor()(h, request, settings=m.make_settings(**overrides), apply=True, progress=False)
+    e = m.editor(h, request, settings=m.make_settings(**overrides), apply=True, progress=False)
     seconds = time.perf_counter() - t0
     try:
         after = forget_figures(h, request, figures)
@@ -114,7 +114,7 @@ def retime(h, methods) -> dict:
                 continue
             m = method(row["method"])
             t0 = time.perf_counter()
-            m.editor()(h, request, settings=m.make_settings(), apply=True, progress=False).revert(h.model)
+            m.editor(h, request, settings=m.make_settings(), apply=True, progress=False).revert(h.model)
             row["seconds_alone"] = round(time.perf_counter() - t0, 2)
             row["meets"]["under_2_percent_of_training"] = row["seconds_alone"] <= budget
             print(

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows["constructed suppression"], _ = measure(h, request, ref_ratios, suppress_output(h, list(request.forget)))
     for name in argv or ["ssd", "rmu", "npo"]:
         m = method(name)
-        e = m.editor()(h, request, settings=m.make_settings(), apply=True, progress=False)
+        e = m.editor(h, request, settings=m.make_settings(), apply=True, progress=False)
         try:
             rows[name], _ = measure(h, request, ref_ratios)
         finally:

@@ -34,22 +34,22 @@ def _sig(x: float) -> float:
 
 
 def _row(name: str, report, edit_seconds: float | None) -> dict:
-    checks = {c["check"]: c for c in report.checks}
+    checks = {c.check: c for c in report.checks}
     d = report.to_dict()
     if d["collateral"]:
         d["collateral"].pop("facts", None)
     return {
         "name": name,
-        "verdict": report.verdict["overall"],
-        "reason": report.verdict["reason"],
-        "caveats": report.verdict["caveats"],
-        "people_not_removed": sum(i["verdict"] != "removed" for i in report.verdict["items"]),
-        "recovered_by": [c for c, x in checks.items() if x["status"] == "recovered"],
-        "figures": {c: _sig(checks[c]["edited"]) for c in (*SHOWN, "forget quality", "membership AUC")},
-        "retain_model": {c: _sig(checks[c]["retain"]) for c in (*SHOWN, "membership AUC")},
-        "retained_accuracy": round(report.retained["accuracy_after"], 3),
-        "heldout_loss": round(report.retained["heldout_loss_after"], 3),
-        "kl": None if not report.collateral else round(report.collateral["kl"], 4),
+        "verdict": report.verdict.overall,
+        "reason": report.verdict.reason,
+        "caveats": list(report.verdict.caveats),
+        "people_not_removed": sum(i.verdict != "removed" for i in report.verdict.items),
+        "recovered_by": [c for c, x in checks.items() if x.status == "recovered"],
+        "figures": {c: _sig(checks[c].edited) for c in (*SHOWN, "forget quality", "membership AUC")},
+        "retain_model": {c: _sig(checks[c].retain) for c in (*SHOWN, "membership AUC")},
+        "retained_accuracy": round(report.retained.accuracy_after, 3),
+        "heldout_loss": round(report.retained.heldout_loss_after, 3),
+        "kl": None if report.collateral is None else round(report.collateral.kl, 4),
         "edit_seconds": edit_seconds,
         "verify_seconds": round(report.seconds, 1),
         "report": d,
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for name in names:
         m = method(name)
         t0 = time.perf_counter()
-        e = m.editor()(h, request, settings=m.make_settings(), apply=True, progress=False)
+        e = m.editor(h, request, settings=m.make_settings(), apply=True, progress=False)
         seconds = round(time.perf_counter() - t0, 1)
         try:
             rows.append(_row(name, verify(h, e, progress=False), seconds))

@@ -2,7 +2,8 @@
 
 For a rewrite (Meng et al. 2022): efficacy is P(new) > P(true) on the edit prompt, paraphrase
 the same on the request's paraphrases (never seen by the editor), neighbourhood P(true) >
-P(new) on other subjects' prompts (leaving out subjects whose fact is edited in the same batch). Each also as accuracy among the relation's candidates:
+P(new) on other subjects' prompts (leaving out subjects whose fact is edited in the same
+batch). Each also as accuracy among the relation's candidates:
 the new object (or, for neighbours, their own true object) ranks first. For an erasure the
 edit and paraphrase prompts count as a success when the true object is no longer first, in
 probability against the best other candidate and among candidates alike.
@@ -68,7 +69,7 @@ def score_requests(handle, requests: list[Request], per_request: bool = False) -
         lp = candidate_logprobs(handle.model, handle.tokenizer, [rows[i][1] for i in idx], list(cands))
         for j, i in enumerate(idx):
             _, _, win, lose, _ = rows[i]
-            scores = dict(zip(cands, lp[j].tolist()))
+            scores = dict(zip(cands, lp[j].tolist(), strict=True))
             if win is None:  # erasure: the true object must lose to something
                 others = max(v for c, v in scores.items() if c != lose)
                 prob_ok[i] = acc_ok[i] = float(scores[lose] < others)

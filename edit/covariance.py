@@ -36,7 +36,8 @@ def cache_dir() -> Path:
     """Where statistics are cached: ``$WORKBENCH_CACHE`` or ``~/.cache/knowledge-workbench``.
 
     Examples:
-        >>> cache_dir().name in ("knowledge-workbench", os.environ.get("WORKBENCH_CACHE", "").rstrip("/").split("/")[-1])
+        >>> env_name = os.environ.get("WORKBENCH_CACHE", "").rstrip("/").split("/")[-1]
+        >>> cache_dir().name in ("knowledge-workbench", env_name)
         True
     """
     root = os.environ.get("WORKBENCH_CACHE")
@@ -84,7 +85,7 @@ def weights_hash(model, sites, layer: int) -> str:
         >>> weights_hash(m, site_map(m), 0) == a, weights_hash(m, site_map(m), 1) == a
         (True, False)
     """
-    later = tuple(sites.module_path(l, "resid") + "." for l in range(layer + 1, sites.n_layers))
+    later = tuple(sites.module_path(after, "resid") + "." for after in range(layer + 1, sites.n_layers))
     h = hashlib.sha256()
     for name, p in model.named_parameters():
         if not name.startswith(later) and _before_final_norm(name, sites):
@@ -136,6 +137,12 @@ def key_statistics(
 ) -> KeyStats:
     """E[k k^T] of the keys read by ``layer``'s MLP output projection, over tokens of ``texts``.
 
+    The keys k are the output projection's inputs. The texts are shuffled (with a fixed seed)
+    and run in batches; a hook sums k k^T and k over every real token (or each text's last
+    one), in float64, until ``samples`` tokens are in; C and the mean are those sums over the
+    count. The result is cached on disk under a hash of the weights up to ``layer``, the layer,
+    the sample count, the text and the position.
+
     Examples:
         >>> import workbench
         >>> h = workbench.load("world", device="cpu")
@@ -173,54 +180,17 @@ def key_statistics(
         text_hash = _text_hash(texts)
     if not texts:
         raise ValueError("no text to estimate key statistics from")
+    # The cache key: the weights the keys depend on, the layer, the sample count, the text.
     samples = samples or default_samples(sites.d_mlp)
     key = f"{weights_hash(handle.model, sites, layer)}-L{layer}-n{samples}-t{text_hash}-{position}"
     path = cache_dir() / "covariance" / f"{key}.safetensors"
     if use_cache and path.exists():
-        t = load_file(path)
-        return KeyStats(t["second_moment"], t["mean"], int(t["count"]), layer, key)
+        cached = load_file(path)
+        return KeyStats(cached["second_moment"], cached["mean"], int(cached["count"]), layer, key)
 
-    d = sites.d_mlp
-    total = torch.zeros(d, d, dtype=torch.float64)
-    first = torch.zeros(d, dtype=torch.float64)
-    count = 0
-    mask_now: list[Tensor] = []
-
-    def grab(module, args):
-        nonlocal total, first, count
-        mask = mask_now[0].to(args[0].device).bool()
-        if position == "last":  # padded on the right: a row's last real token is at its length - 1
-            last = mask.sum(1) - 1
-            mask = torch.zeros_like(mask)
-            mask[torch.arange(len(last), device=mask.device), last] = True
-        k = args[0].detach()[mask].to(torch.float64)  # real tokens only
-        total += k.T @ k
-        first += k.sum(0)
-        count += k.shape[0]
-
-    # Shuffle deterministically: world sentences come grouped by person and relation.
-    order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(0)).tolist()
-    module = handle.model.get_submodule(sites.key_module_path(layer))
-    hook = module.register_forward_pre_hook(grab)
-    tok = handle.tokenizer
-    bar = tqdm(total=samples, desc=f"key statistics, layer {layer}", unit="tok", disable=not progress, leave=False)
-    try:
-        for start in range(0, len(order), batch_size):
-            batch = [texts[i] for i in order[start : start + batch_size]]
-            # Right padding whatever the tokenizer's default: positions then count from 0 in every row.
-            enc = tok(batch, return_tensors="pt", padding=True, padding_side="right")
-            mask_now[:] = [enc["attention_mask"]]
-            before = count
-            handle.model(
-                input_ids=enc["input_ids"].to(handle.device), attention_mask=enc["attention_mask"].to(handle.device)
-            )
-            bar.update(count - before)
-            if count >= samples:
-                break
-    finally:
-        hook.remove()
-        bar.close()
-    stats = KeyStats(total / count, first / count, count, layer, key)
+    # Not cached: stream the text through the model, summing k k^T over the chosen tokens.
+    outer_sum, key_sum, count = _stream_key_sums(handle, layer, texts, samples, batch_size, position, progress)
+    stats = KeyStats(outer_sum / count, key_sum / count, count, layer, key)
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         # A half-written file never looks like a finished one, even with two processes on one key.
@@ -231,3 +201,52 @@ def key_statistics(
             ),
         )
     return stats
+
+
+@torch.no_grad()
+def _stream_key_sums(
+    handle, layer: int, texts: list[str], samples: int, batch_size: int, position: str, progress: bool
+) -> tuple[Float[Tensor, "d_key d_key"], Float[Tensor, " d_key"], int]:
+    """Sums of k k^T and of k over the shuffled texts' tokens, and their count: whole batches, until ``samples``."""
+    sites = handle.sites
+    d = sites.d_mlp
+    outer_sum = torch.zeros(d, d, dtype=torch.float64)
+    key_sum = torch.zeros(d, dtype=torch.float64)
+    count = 0
+    batch_mask: list[Tensor] = []  # the attention mask of the batch being run
+
+    def accumulate(module, args):
+        nonlocal outer_sum, key_sum, count
+        mask = batch_mask[0].to(args[0].device).bool()
+        if position == "last":  # padded on the right: a row's last real token is at its length - 1
+            last = mask.sum(1) - 1
+            mask = torch.zeros_like(mask)
+            mask[torch.arange(len(last), device=mask.device), last] = True
+        keys = args[0].detach()[mask].to(torch.float64)  # real tokens only
+        outer_sum += keys.T @ keys
+        key_sum += keys.sum(0)
+        count += keys.shape[0]
+
+    # Shuffle deterministically: world sentences come grouped by person and relation.
+    order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(0)).tolist()
+    module = handle.model.get_submodule(sites.key_module_path(layer))
+    hook = module.register_forward_pre_hook(accumulate)
+    tok = handle.tokenizer
+    bar = tqdm(total=samples, desc=f"key statistics, layer {layer}", unit="tok", disable=not progress, leave=False)
+    try:
+        for start in range(0, len(order), batch_size):
+            batch = [texts[i] for i in order[start : start + batch_size]]
+            # Right padding whatever the tokenizer's default: positions then count from 0 in every row.
+            enc = tok(batch, return_tensors="pt", padding=True, padding_side="right")
+            batch_mask[:] = [enc["attention_mask"]]
+            before = count
+            handle.model(
+                input_ids=enc["input_ids"].to(handle.device), attention_mask=enc["attention_mask"].to(handle.device)
+            )
+            bar.update(count - before)
+            if count >= samples:
+                break
+    finally:
+        hook.remove()
+        bar.close()
+    return outer_sum, key_sum, count

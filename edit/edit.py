@@ -1,10 +1,11 @@
 """The one result type of every editor: a reversible patch on named parameter tensors.
 
-An :class:`Edit` says what changed (the request, the Location used, the settings) and how: one
-:class:`Delta` per touched tensor, as low-rank factors where the method has them (ROME, MEMIT) or
-as a dense difference of that tensor only. ``apply`` checks every new tensor before writing any
-(all or nothing); ``revert`` writes back the saved originals, so weights are bitwise what they
-were. Hashes of every touched tensor before and after tie an edit to the weights it was made on.
+An :class:`Edit` says what changed (the request, a record of :mod:`edit.edit_request`; the
+Location used; the settings) and how: one :class:`Delta` per touched tensor, as low-rank factors
+where the method has them (ROME, MEMIT) or as a dense difference of that tensor only. ``apply``
+checks every new tensor before writing any (all or nothing); ``revert`` writes back the saved
+originals, so weights are bitwise what they were. Hashes of every touched tensor before and after
+tie an edit to the weights it was made on.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from edit.edit_request import EditRequest, Forget, Mixed, Note, Rewrite, request_from_dict
 from locate.location import Location
 from workbench.core.hashing import tensor_hash
 
@@ -73,7 +75,8 @@ class Edit:
         >>> model = AutoModelForCausalLM.from_config(GPT2Config(n_layer=1, n_embd=8, n_head=2))
         >>> name = "transformer.h.0.mlp.c_proj.weight"
         >>> before = model.get_parameter(name).detach().clone()
-        >>> e = Edit("demo", {"note": "scale one row"}, {name: Delta(left=torch.eye(32)[:, :1], right=torch.ones(8, 1))})
+        >>> delta = Delta(left=torch.eye(32)[:, :1], right=torch.ones(8, 1))
+        >>> e = Edit("demo", Note({"note": "scale one row"}), {name: delta})
         >>> e.apply(model).applied, bool((model.get_parameter(name)[0] - before[0] - 1).abs().max() < 1e-6)
         (True, True)
         >>> bool(torch.equal(e.revert(model) and model.get_parameter(name), before))
@@ -81,7 +84,9 @@ class Edit:
 
     Args:
         method: The editor's name ("rome", "memit", "rmu", ...).
-        request: What was asked, JSON-able (subject, relation, new object, erase, forget set...).
+        request: What was asked: a :class:`~edit.edit_request.Rewrite`, ``Forget``, ``Mixed`` or
+            ``Note``; a dict (as a patch file holds it) is read with
+            :func:`~edit.edit_request.request_from_dict`.
         deltas: Parameter name -> :class:`Delta`; the only tensors the edit touches.
         location: The Location the editor used, if any.
         settings: The editor's settings, JSON-able.
@@ -89,7 +94,7 @@ class Edit:
     """
 
     method: str
-    request: dict[str, Any]
+    request: EditRequest
     deltas: dict[str, Delta]
     location: Location | None = None
     settings: dict[str, Any] = field(default_factory=dict)
@@ -97,6 +102,10 @@ class Edit:
     hashes_before: dict[str, str] = field(default_factory=dict)
     hashes_after: dict[str, str] = field(default_factory=dict)
     _originals: dict[str, Tensor] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        if isinstance(self.request, dict):
+            self.request = request_from_dict(self.request)
 
     @property
     def applied(self) -> bool:
@@ -112,7 +121,7 @@ class Edit:
 
         Examples:
             >>> m = nn.Linear(2, 2, bias=False)
-            >>> e = Edit("demo", {}, {"weight": Delta(dense=torch.ones(2, 2))})
+            >>> e = Edit("demo", Note(), {"weight": Delta(dense=torch.ones(2, 2))})
             >>> w = m.weight.detach().clone()
             >>> bool(torch.equal(e.apply(m).original("weight"), w))
             True
@@ -170,7 +179,7 @@ class Edit:
             >>> from transformers import AutoModelForCausalLM, GPT2Config
             >>> m = AutoModelForCausalLM.from_config(GPT2Config(n_layer=1, n_embd=8, n_head=2))
             >>> n = "transformer.h.0.attn.c_proj.bias"
-            >>> e = Edit("demo", {}, {n: Delta(dense=torch.ones(8))})
+            >>> e = Edit("demo", Note(), {n: Delta(dense=torch.ones(8))})
             >>> with e.applied_to(m):
             ...     float(m.get_parameter(n).detach().sum())
             8.0
@@ -194,8 +203,8 @@ class EditSequence:
     Examples:
         >>> m = nn.Linear(2, 2, bias=False)
         >>> w = m.weight.detach().clone()
-        >>> seq = EditSequence([Edit("a", {}, {"weight": Delta(dense=torch.ones(2, 2))}),
-        ...                     Edit("b", {}, {"weight": Delta(dense=torch.full((2, 2), float("nan")))})])
+        >>> seq = EditSequence([Edit("a", Note(), {"weight": Delta(dense=torch.ones(2, 2))}),
+        ...                     Edit("b", Note(), {"weight": Delta(dense=torch.full((2, 2), float("nan")))})])
         >>> seq.apply(m)  # doctest: +IGNORE_EXCEPTION_DETAIL
         Traceback (most recent call last):
         EditError: b edit gives non-finite values in weight; the model is unchanged
@@ -218,29 +227,32 @@ class EditSequence:
         return "+".join(dict.fromkeys(e.method for e in self.edits))
 
     @property
-    def request(self) -> dict[str, Any]:
-        """The edits' requests as one: every rewrite request, or every forgotten fact.
+    def request(self) -> EditRequest:
+        """The edits' requests as one: every rewrite request, and every forgotten fact.
 
         Examples:
-            >>> a = Edit("rome", {"subject": "A", "true_object": "x"}, {})
-            >>> b = Edit("ssd", {"name": "f", "facts": [["B", "pet"]]}, {})
-            >>> EditSequence([a, a]).request["requests"][1]["subject"], EditSequence([b, b]).request["facts"]
-            ('A', [['B', 'pet']])
+            >>> from edit.request import Request
+            >>> a = Edit("rome", Rewrite.one(Request("A", "A was born in", "x", "y")), {})
+            >>> b = Edit("ssd", Forget("f", facts=(("B", "pet"),)), {})
+            >>> EditSequence([a, a]).request.requests[1].subject, EditSequence([b, b]).request.facts
+            ('A', (('B', 'pet'),))
+            >>> EditSequence([a, b]).request.kind, EditSequence([b, Edit("hand", Note(), {})]).request.name
+            ('mixed', 'f + hand')
         """
-        out: dict[str, Any] = {}
-        rewrites = [
-            r for e in self.edits for r in e.request.get("requests", [e.request] * ("true_object" in e.request))
+        rewrites = [r for e in self.edits for r in _rewrites(e.request)]
+        # A note joins the forget part as the merge always had it: no facts, its edit's method for a name.
+        forgets = [
+            (e.method, e.request.forget if isinstance(e.request, Mixed) else e.request)
+            for e in self.edits
+            if not isinstance(e.request, Rewrite)
         ]
-        if rewrites:
-            out["requests"] = rewrites
-        forgets = [e for e in self.edits if "requests" not in e.request and "true_object" not in e.request]
-        if forgets:
-            facts = dict.fromkeys(tuple(f) for e in forgets for f in e.request.get("facts", []))
-            out |= {
-                "name": " + ".join(str(e.request.get("name", e.method)) for e in forgets),
-                "facts": [list(f) for f in facts],
-            }
-        return out
+        facts = dict.fromkeys(f for _, r in forgets if isinstance(r, Forget) for f in r.facts or ())
+        names = [str(r.name) if isinstance(r, Forget) and r.name is not None else m for m, r in forgets]
+        rewrite = Rewrite(tuple(rewrites)) if rewrites else None
+        forget = Forget(" + ".join(names), facts=tuple(facts)) if forgets else None
+        if rewrite is not None and forget is not None:
+            return Mixed(rewrite, forget)
+        return rewrite or forget or Note()
 
     @contextmanager
     def applied_to(self, model: nn.Module) -> Iterator[nn.Module]:
@@ -267,6 +279,12 @@ class EditSequence:
         for e in reversed(self.edits):
             e.revert(model)
         return self
+
+
+def _rewrites(request: EditRequest) -> tuple:
+    if isinstance(request, Mixed):
+        return request.rewrite.requests
+    return request.requests if isinstance(request, Rewrite) else ()
 
 
 def summed(deltas: list[Delta]) -> Delta:

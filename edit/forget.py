@@ -9,14 +9,19 @@ should reach), scores that model on the same facts, so every figure has its base
 
 from __future__ import annotations
 
-import importlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from edit.edit import Edit
+from edit.forget_erase import EraseSettings, memit_erase
 from edit.forget_figures import FigureSettings, forget_figures
 from edit.forget_request import ForgetError, ForgetRequest, forget_request
+from edit.gradient_unlearn import GradientSettings, gradient_unlearn
+from edit.rmu import RmuSettings, rmu
+from edit.sae_ablation import AblationSettings, sae_ablate
+from edit.ssd import SsdSettings, ssd
 from locate.location import Location
 from workbench.core.handle import load_shared
 from workbench.core.world.registry import SHIPPED
@@ -24,51 +29,48 @@ from workbench.core.world.registry import SHIPPED
 
 @dataclass(frozen=True)
 class Method:
-    """Where an unlearning method lives and how its settings are built.
+    """An unlearning method: its editor, its settings class, and what its name fixes and sweeps.
+
+    Examples:
+        >>> m = METHODS["npo"]
+        >>> m.editor is gradient_unlearn, m.make_settings(floor=0.9).method, m.strength[0]
+        (True, 'npo', 'floor')
 
     Args:
-        module, function, settings: The editor ``module.function(handle, request, location,
-            settings, apply, progress)`` and the name of its settings dataclass in that module.
+        editor: ``editor(handle, request, location, settings, apply, progress)`` returning an Edit.
+        settings: Its settings dataclass.
         fixed: Settings fields this method name fixes (the gradient methods share one editor).
         strength: The settings field a strength sweep varies, and the values it takes (weakest first).
         summary: One line for help texts.
     """
 
-    module: str
-    function: str
-    settings: str
+    editor: Callable[..., Edit]
+    settings: type
     fixed: dict = field(default_factory=dict)
     strength: tuple[str, tuple] = ("", ())
     summary: str = ""
 
-    def editor(self):
-        return getattr(importlib.import_module(self.module), self.function)
-
     def make_settings(self, **overrides) -> Any:
-        cls = getattr(importlib.import_module(self.module), self.settings)
-        return cls(**{**self.fixed, **overrides})
+        return self.settings(**{**self.fixed, **overrides})
 
 
 METHODS: dict[str, Method] = {
     "rmu": Method(
-        "edit.rmu",
-        "rmu",
-        "RmuSettings",
+        rmu,
+        RmuSettings,
         strength=("steering_coefficient", (0.25, 0.5, 1.0, 2.0, 4.0)),
         summary="Representation misdirection: push forget states at one layer towards a random direction",
     ),
     "ablate": Method(
-        "edit.sae_ablation",
-        "sae_ablate",
-        "AblationSettings",
+        sae_ablate,
+        AblationSettings,
         strength=("retain_penalty", (0.02, 0.015, 0.01, 0.005, 0.0)),
         summary="Ablate the SAE features that carry the forgotten people, baked into the weights",
     ),
     **{
         name: Method(
-            "edit.gradient_unlearn",
-            "gradient_unlearn",
-            "GradientSettings",
+            gradient_unlearn,
+            GradientSettings,
             {"method": name},
             strength=("floor", (0.99, 0.98, 0.95, 0.9, 0.8)),
             summary=text,
@@ -80,16 +82,14 @@ METHODS: dict[str, Method] = {
         )
     },
     "ssd": Method(
-        "edit.ssd",
-        "ssd",
-        "SsdSettings",
+        ssd,
+        SsdSettings,
         strength=("alpha", (30000.0, 10000.0, 3000.0, 1000.0, 300.0, 100.0)),
         summary="Selective Synaptic Dampening: shrink weights far more important to the forget set (no gradients)",
     ),
     "erase": Method(
-        "edit.forget_erase",
-        "memit_erase",
-        "EraseSettings",
+        memit_erase,
+        EraseSettings,
         strength=("mom2_weight", (1000.0, 300.0, 100.0, 30.0, 10.0, 3.0)),
         summary="MEMIT erase of every forgotten fact at once (the editing baseline)",
     ),
@@ -194,7 +194,8 @@ def forget(
     Examples:
         >>> import workbench
         >>> h = workbench.load("world", device="cpu")
-        >>> res = forget(h, "forget01", "ssd", figures=FigureSettings(retain_facts=30, neighbour_facts=30), progress=False)
+        >>> figures = FigureSettings(retain_facts=30, neighbour_facts=30)
+        >>> res = forget(h, "forget01", "ssd", figures=figures, progress=False)
         >>> res.before["forget"], res.after["forget"] < 0.2, res.after["retain"] > 0.95, res.reference_model
         (1.0, True, True, 'world:retain-forget01')
         >>> _ = res.edit.revert(h.model)
@@ -220,7 +221,7 @@ def forget(
         settings = replace(settings, **overrides)
     before = forget_figures(handle, request, figures)
     t0 = time.perf_counter()
-    edit = m.editor()(handle, request, location=location, settings=settings, apply=True, progress=progress)
+    edit = m.editor(handle, request, location=location, settings=settings, apply=True, progress=progress)
     seconds = time.perf_counter() - t0
     try:
         after = forget_figures(handle, request, figures)

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 from edit.edit import Edit, EditError
+from edit.edit_request import Forget
 from edit.forget_request import ForgetRequest
 from edit.memit import MemitSettings, memit
 from edit.request import world_request
@@ -29,8 +30,7 @@ class EraseSettings:
 
     Args:
         mom2_weight: MEMIT's lambda: the weight of the preserved keys against the erased ones
-            (larger erases less and keeps more; forget05 at layer 0: 10 leaves forget 0.03,
-            retain 0.76; 100 leaves 0.13 and 0.86).
+            (larger erases less and keeps more; see docs/forget.md#memit-erase).
         layers: MLP layers; None: from the Location, or a causal trace of the first fact.
         memit: The other MEMIT settings.
         phrasing: Which trained phrasing each erase request is keyed on (values are averaged
@@ -59,7 +59,7 @@ def memit_erase(
         >>> h = workbench.load("world", device="cpu")
         >>> r = forget_request(h.world, "Tikrelm Robreir")
         >>> e = memit_erase(h, r)
-        >>> h.score(list(r.forget)).accuracy < 0.5, e.method, e.request["name"]
+        >>> h.score(list(r.forget)).accuracy < 0.5, e.method, e.request.name
         (True, 'memit_erase', 'Tikrelm Robreir')
         >>> _ = e.revert(h.model)
 
@@ -83,7 +83,7 @@ def memit_erase(
     )
     edit = Edit(
         "memit_erase",
-        request.to_dict(),
+        Forget.of(request),
         inner.deltas,
         inner.location,
         {"memit": inner.settings, "mom2_weight": s.mom2_weight, "phrasing": s.phrasing},

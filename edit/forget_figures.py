@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from edit.forget_request import ForgetRequest, _sample
+from edit.forget_request import ForgetRequest, subsample
 from workbench.core import metrics
 
 
@@ -74,14 +74,14 @@ def forget_figures(handle, request: ForgetRequest, settings: FigureSettings | No
             forget_prob=float(torch.cat([trained.prob, held.prob]).mean()),
         )
         if request.retain:
-            out["retain"] = handle.score(_sample(request.retain, s.retain_facts, s.seed)).accuracy
+            out["retain"] = handle.score(subsample(request.retain, s.retain_facts, s.seed)).accuracy
         neighbours = request.neighbours(world)
         if neighbours:
-            out["neighbours"] = handle.score(_sample(neighbours, s.neighbour_facts, s.seed)).accuracy
+            out["neighbours"] = handle.score(subsample(neighbours, s.neighbour_facts, s.seed)).accuracy
     if request.forget_texts:
         out["forget_text_loss"] = _text_loss(handle, request.forget_texts)
     if request.retain_texts:
-        out["retain_text_loss"] = _text_loss(handle, _sample(request.retain_texts, s.retain_facts, s.seed))
+        out["retain_text_loss"] = _text_loss(handle, subsample(request.retain_texts, s.retain_facts, s.seed))
     if s.heldout_loss and handle.world is not None:
         out["heldout_loss"] = handle.heldout_loss()
     return out

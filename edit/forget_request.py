@@ -70,7 +70,7 @@ class ForgetRequest:
 
     def retain_data(self, limit: int | None = None, seed: int = 0) -> list[Datum]:
         """Retain facts and texts, at most ``limit`` of each, drawn with ``seed`` (order kept)."""
-        return [*_sample(self.retain, limit, seed), *_sample(self.retain_texts, limit, seed)]
+        return [*subsample(self.retain, limit, seed), *subsample(self.retain_texts, limit, seed)]
 
     def neighbours(self, world: World) -> list[Fact]:
         """Retained facts that share a forgotten fact's object (same relation): the most at risk."""
@@ -93,35 +93,14 @@ class ForgetRequest:
             out["facts"] = [[f.subject, f.relation] for f in self.forget]
         return out
 
-    @staticmethod
-    def forget_set(world: World, request: dict) -> list[Fact]:
-        """The forgotten facts a request's :meth:`to_dict` names, rebuilt from the world.
 
-        Examples:
-            >>> from workbench.core.world.facts import make_world
-            >>> w = make_world()
-            >>> len(ForgetRequest.forget_set(w, forget_request(w, "forget01").to_dict()))
-            18
+def subsample(items: Sequence, limit: int | None, seed: int) -> list:
+    """At most ``limit`` of ``items``, drawn with ``seed``, in their own order (all when ``limit`` is None).
 
-        Raises:
-            ForgetError: the dict names no facts the world has.
-        """
-        try:
-            if request.get("facts"):
-                return [world.fact(s, r) for s, r in request["facts"]]
-            name = request.get("name")
-            if name in world.splits:
-                return world.facts(world.splits[name].forget)
-            if name in world.people:
-                return world.facts([name])
-            if request.get("people"):
-                return world.facts(request["people"])
-        except KeyError as e:
-            raise ForgetError(str(e.args[0])) from None
-        raise ForgetError(f"the request {request.get('name')!r} does not say which world facts it forgot")
-
-
-def _sample(items: Sequence, limit: int | None, seed: int) -> list:
+    Examples:
+        >>> subsample("abcdef", 3, seed=0) == subsample("abcdef", 3, seed=0), subsample("abc", None, 0)
+        (True, ['a', 'b', 'c'])
+    """
     if limit is None or len(items) <= limit:
         return list(items)
     return [items[i] for i in sorted(random.Random(seed).sample(range(len(items)), limit))]

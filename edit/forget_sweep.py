@@ -118,7 +118,7 @@ def strength_sweep(
         for v in (values or {}).get(name, default):
             t0 = time.perf_counter()
             settings = m.make_settings(**{**(fixed or {}).get(name, {}), key: v})
-            e = m.editor()(handle, request, settings=settings, apply=True, progress=False)
+            e = m.editor(handle, request, settings=settings, apply=True, progress=False)
             seconds = time.perf_counter() - t0
             try:
                 scores = forget_figures(handle, request, figures)

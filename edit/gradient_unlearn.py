@@ -32,6 +32,7 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from edit.edit import Delta, Edit, EditError, restored_on_failure
+from edit.edit_request import Forget
 from edit.forget_request import ForgetError, ForgetRequest
 from locate.fisher import FisherSettings, fisher
 from locate.location import Location
@@ -46,19 +47,15 @@ METHODS: tuple[str, ...] = ("ga", "gradiff", "npo")
 class GradientSettings:
     """Settings of a gradient unlearning run.
 
-    Defaults from a sweep on the default world model, forget05 (figures of
-    :func:`edit.forget_figures.forget_figures` on 100 retain and 100 neighbour facts, floor
-    off). On this model forgetting costs retained facts at about the same rate, whatever the
-    method: NPO at lr 3e-3 in the 5% Fisher mask reaches forget 0.28 / retain 0.91 /
-    neighbours 0.62 after 150 steps (held-out loss 2.38); at lr 1e-2 forget 0.21 / retain 0.85
-    after 60; on the whole model (top_fraction 1, lr 1e-3) 0.14 / 0.87. A retain weight of 5
-    keeps retain at 1.0 but forgets almost nothing (0.97); GA at lr 3e-2 collapses the model
-    (retain 0.08), at lr 3e-3 in a 1% mask it forgets nothing in 60 steps. So the floor
-    decides: at 0.98 (the bar of a useful unlearning edit) NPO keeps only its first checks.
-    Letting the Fisher mask reach the embeddings (``fisher_params="all"``, top 1%) changes
-    that: the forgotten people's own name-token embeddings rank first, and NPO at lr 3e-3
-    reaches forget 0.29 / retain 0.99 / neighbours 0.97 before the floor stops it (step 120);
-    gradiff 0.37 / 0.96. Hence those defaults.
+    Defaults from a sweep on the default world model, forget05 (figures in
+    docs/forget.md#gradient-ascent-gradient-difference-npo). On this model forgetting costs
+    retained facts at about the same rate, whatever the method, inside a block-only Fisher mask
+    or on the whole model; a large retain weight keeps retained facts but forgets almost
+    nothing, and GA at a high learning rate collapses the model. So the floor decides: at 0.98
+    (the bar of a useful unlearning edit) NPO keeps only its first checks. Letting the Fisher
+    mask reach the embeddings (``fisher_params="all"``, top 1%) changes that: the forgotten
+    people's own name-token embeddings rank first, and NPO forgets much more before the floor
+    stops it, with retained facts and neighbours nearly all kept. Hence those defaults.
 
     Examples:
         >>> GradientSettings().method, GradientSettings(method="ga").retain_weight
@@ -123,6 +120,15 @@ def gradient_unlearn(
 ) -> Edit:
     """Unlearn a forget set by gradient steps on a parameter mask; returns a dense :class:`Edit`.
 
+    1. Encode the forget and retain data, and fixed retain and forget samples for the checks.
+    2. The mask: the Location's parameter mask (by default a Fisher Location of the request).
+    3. Each step: the method's loss (module docstring) on one forget batch and, but for "ga",
+       one retain batch; Adam on the masked gradient; elements outside the mask written back.
+    4. Every ``check_every`` steps and after the last, retain accuracy on the check sample:
+       below ``floor`` x the original's, stop; otherwise keep these weights.
+    5. The Edit is the kept weights minus the original ones; the model is restored (and the
+       Edit applied if ``apply``).
+
     Examples:
         >>> import workbench
         >>> from edit.forget_request import forget_request
@@ -150,71 +156,77 @@ def gradient_unlearn(
     s = settings or GradientSettings()
     t0 = time.perf_counter()
     model = handle.model
+    # 1. The data: forget and retain batches for the losses, fixed samples for the checks.
     forget = encode_examples(handle, request.forget_data(), what="forget")
     retain = encode_examples(handle, request.retain_data(s.retain_samples, s.seed), what="retain")
-    check = encode_examples(handle, request.retain_data(s.check_samples, s.seed + 1), what="retain check")
+    retain_check = encode_examples(handle, request.retain_data(s.check_samples, s.seed + 1), what="retain check")
     forget_check = encode_examples(handle, request.forget_data(), s.check_samples * 4, s.seed, "forget")
+
+    # 2. The elements that may move: the Location's parameter mask.
     if location is None:
-        location = fisher(
-            handle,
-            request.forget_data(),
-            request.retain_data(s.fisher_examples, s.seed),
-            FisherSettings(
-                top_fraction=s.fisher_top_fraction, max_examples=s.fisher_examples, seed=s.seed, params=s.fisher_params
-            ),
-            progress=False,
-        ).to_location()
+        location = _fisher_location(handle, request, s)
     t_locate = time.perf_counter() - t0
     masks = {n: m for n, m in location.parameter_mask(model).items() if m.any()}
     if not masks:
         raise ForgetError(f"the {location.method} location selects no parameter to update")
     names = sorted(masks)
     params = [model.get_parameter(n) for n in names]
-    hashes = {n: tensor_hash(p) for n, p in zip(names, params)}
+    hashes = {n: tensor_hash(p) for n, p in zip(names, params, strict=True)}
     pad = handle.tokenizer.pad_token_id or 0
     losses, checks, stopped = [], [], "steps"
     training = model.training
     model.eval()  # no dropout: the same settings must give the same weights
     try:
         with restored_on_failure(model, names) as originals:
-            original_acc = _accuracy(model, check, pad, handle.device)
+            original_acc = _accuracy(model, retain_check, pad, handle.device)
             floor = s.floor * original_acc
             checks.append([0, original_acc, _accuracy(model, forget_check, pad, handle.device)])
+            # The weights of the last check that passed: what the run rolls back to.
             kept, kept_step = {n: originals[n].clone() for n in names}, 0
             optimiser = torch.optim.Adam(params, lr=s.lr)
-            f_batches = example_batches(forget, s.batch_size, pad, s.seed, handle.device)
-            r_batches = example_batches(retain, s.batch_size, pad, s.seed + 1, handle.device)
+            forget_batches = example_batches(forget, s.batch_size, pad, s.seed, handle.device)
+            retain_batches = example_batches(retain, s.batch_size, pad, s.seed + 1, handle.device)
             bar = tqdm(range(1, s.steps + 1), desc=s.method, disable=not progress)
             for step in bar:
-                lf, lr_ = _losses(model, s, next(f_batches), next(r_batches) if s.method != "ga" else None, originals)
-                loss = lf + s.retain_weight * lr_ if s.method != "ga" else lf
+                # 3. One step: the method's loss on a forget batch (and a retain batch), the
+                # gradient zeroed outside the mask, Adam, and the elements outside the mask
+                # written back as they were.
+                forget_batch = next(forget_batches)
+                retain_batch = next(retain_batches) if s.method != "ga" else None
+                forget_loss, retain_loss = _losses(model, s, forget_batch, retain_batch, originals)
+                loss = forget_loss + s.retain_weight * retain_loss if s.method != "ga" else forget_loss
                 if not torch.isfinite(loss):
                     raise EditError(
                         f"{s.method} loss became {float(loss.detach())} at step {step}; the model is unchanged"
                     )
                 grads = torch.autograd.grad(loss, params)
-                for p, g, n in zip(params, grads, names):
+                for p, g, n in zip(params, grads, names, strict=True):
                     p.grad = g * masks[n]
                 optimiser.step()
                 optimiser.zero_grad(set_to_none=True)
                 with torch.no_grad():
-                    for p, n in zip(params, names):
+                    for p, n in zip(params, names, strict=True):
                         p.copy_(torch.where(masks[n], p, originals[n]))
-                losses.append([float(lf.detach()), float(lr_.detach())])
+                losses.append([float(forget_loss.detach()), float(retain_loss.detach())])
                 bar.set_postfix(forget=f"{losses[-1][0]:.3g}", retain=f"{losses[-1][1]:.3g}", refresh=False)
+
+                # 4. Every check_every steps (and after the last): stop once retain accuracy
+                # falls below the floor; otherwise these weights are the ones to keep.
                 if step % s.check_every and step != s.steps:
                     continue
-                acc = _accuracy(model, check, pad, handle.device)
-                checks.append([step, acc, _accuracy(model, forget_check, pad, handle.device)])
-                if acc < floor:
+                retain_acc = _accuracy(model, retain_check, pad, handle.device)
+                checks.append([step, retain_acc, _accuracy(model, forget_check, pad, handle.device)])
+                if retain_acc < floor:
                     stopped = "retain floor"
                     break
-                kept, kept_step = {n: p.detach().clone() for n, p in zip(names, params)}, step
+                kept, kept_step = {n: p.detach().clone() for n, p in zip(names, params, strict=True)}, step
+
+            # 5. The Edit holds the kept weights' difference; the model goes back as it was.
             with torch.no_grad():
                 deltas = {n: Delta(dense=(kept[n] - originals[n]).cpu()) for n in names}
                 if not all(torch.isfinite(d.dense).all() for d in deltas.values()):
                     raise EditError(f"{s.method} produced non-finite weights; the model is unchanged")
-                for p, n in zip(params, names):
+                for p, n in zip(params, names, strict=True):
                     p.copy_(originals[n])
     finally:
         model.train(training)
@@ -224,14 +236,27 @@ def gradient_unlearn(
         "kept_step": kept_step,
         "checks": checks,
         "retain_floor": floor,
-        "loss_forget": [l[0] for l in losses],
-        "loss_retain": [l[1] for l in losses],
+        "loss_forget": [pair[0] for pair in losses],
+        "loss_retain": [pair[1] for pair in losses],
         "masked_elements": int(sum(int(m.sum()) for m in masks.values())),
         "locate_seconds": t_locate,
         "seconds": time.perf_counter() - t0,
     }
-    edit = Edit(s.method, request.to_dict(), deltas, location, asdict(s), metrics, hashes_before=hashes)
+    edit = Edit(s.method, Forget.of(request), deltas, location, asdict(s), metrics, hashes_before=hashes)
     return edit.apply(model) if apply else edit
+
+
+def _fisher_location(handle, request: ForgetRequest, s: GradientSettings) -> Location:
+    """The default mask: a Fisher Location of the elements the forget set leans on far more than the retain set."""
+    return fisher(
+        handle,
+        request.forget_data(),
+        request.retain_data(s.fisher_examples, s.seed),
+        FisherSettings(
+            top_fraction=s.fisher_top_fraction, max_examples=s.fisher_examples, seed=s.seed, params=s.fisher_params
+        ),
+        progress=False,
+    ).to_location()
 
 
 def _logp(model: nn.Module, batch, weights: dict[str, Tensor] | None = None) -> Float[Tensor, " b"]:

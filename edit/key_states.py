@@ -11,6 +11,7 @@ they occur, so the mean over prefixes is unchanged.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -100,7 +101,10 @@ class KeyRows:
         texts, weight = distinct([(b, with_context(c, r.prompt)) for b, r in enumerate(requests) for c in ctxs])
         ids = encode_prompts(tokenizer, [t for _, t in texts])
         if role != "last":
-            ids = [i[: key_position(tokenizer, t, requests[b].subject, role) + 1] for i, (b, t) in zip(ids, texts)]
+            ids = [
+                i[: key_position(tokenizer, t, requests[b].subject, role) + 1]
+                for i, (b, t) in zip(ids, texts, strict=True)
+            ]
         return KeyRows(ids, [b for b, _ in texts], weight, len(requests))
 
 
@@ -152,10 +156,8 @@ def mean_states(
         for start in range(0, len(rows.ids), 512):
             sl = slice(start, start + 512)
             now[:] = [pos[sl]]
-            try:
+            with contextlib.suppress(_Read):
                 handle.model(input_ids=ids[sl], attention_mask=mask[sl])
-            except _Read:
-                pass
     finally:
         hook.remove()
     if len(got) != -(-len(rows.ids) // 512):

@@ -9,7 +9,8 @@ Later layers see the earlier updates, as in MEMIT. The Edit holds one rank-B del
 
 A layer whose keys have d_mlp dimensions can meet at most d_mlp arbitrary targets: the Edit's
 ``metrics["target_written"]`` says how much of the targets the update wrote (a warning below
-0.9); on the world models (d_mlp 512) 1,000 edits at once write 0.57 (benchmarks/memit_capacity.py).
+0.9); on the 512-wide world models 1,000 edits at once write little more than half of theirs
+(see docs/edit.md#memit-capacity).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from torch import Tensor
 
 from edit.covariance import key_statistics
 from edit.edit import Delta, Edit, EditError, restored_on_failure
+from edit.edit_request import Rewrite
 from edit.key_states import KeyRows, TokenRole, mean_states
 from edit.request import Request
 from edit.rome import site_of, trace_location
@@ -51,17 +53,16 @@ class MemitSettings:
         token: Key position, as for ROME: "auto" follows the Location.
         mom2_weight: lambda, the weight of the preserved-key statistics C against the edits'
             own keys (MEMIT: 15,000 for GPT-J, 20,000 for GPT-2 XL, whose keys have 16,384 and
-            6,400 dimensions). On the default world model (512), 100 edits at layer 0 with C
-            over prompts' last tokens and lambda 10 make 95% of them with 95% of neighbours
-            kept; at 1,000 edits lambda trades one for the other (benchmarks/memit.py has the
-            sweep).
+            6,400 dimensions). On the default world model (512 key dimensions), lambda 10 with C
+            over prompts' last tokens makes 100 edits at layer 0 and keeps their neighbours; at
+            1,000 edits lambda trades one for the other (see docs/edit.md#one-layers-keys).
         contexts, context_length: Random prefixes keys and values are averaged over.
         keys: "mean": one column of the solve per edit, its key and state averaged over the
             contexts (MEMIT). "each": a column per edit and distinct context, every one with the
             edit's target, so the update holds at each context's key and not only at their
             mean. A wide layer's update amplifies what separates a prompt's key from the mean:
-            on a 4,096-wide world model "mean" makes 0.66 of 1,000 edits, "each" 0.98
-            (benchmarks/memit_capacity.py); on the shipped 512-wide one both are bound by the
+            on a 4,096-wide world model "each" makes far more of 1,000 edits than "mean" (see
+            docs/edit.md#memit-capacity); on the shipped 512-wide one both are bound by the
             layer's width. It costs a column per context (the world model's ten sampled
             contexts are three distinct texts, with the empty one four).
         samples: Tokens for C.
@@ -92,6 +93,14 @@ def memit(
     progress: bool = True,
 ) -> Edit:
     """Apply many rewrites (or erasures) together; returns one :class:`Edit` over the edited layers.
+
+    1. Key statistics C at every edited layer (:func:`edit.covariance.key_statistics`).
+    2. Per request, the residual delta at the last edited layer that makes the edit true
+       (:func:`edit.values.optimise_values`, all requests in one batch).
+    3. Layer by layer, the output projection's update Delta = R K^T (lambda C + K K^T)^-1 that
+       writes the layer's share R of what is still missing at the requests' keys K
+       (:func:`_spread_over_layers`); in null-space mode AlphaEdit's projected solve.
+    4. The weights go back as they were; the Edit holds one low-rank delta per layer.
 
     Examples:
         >>> import workbench
@@ -132,66 +141,33 @@ def memit(
     layers, role, location = memit_site(handle, requests[0], location, settings)
     sites, model = handle.sites, handle.model
     ctxs = contexts(handle, settings.contexts, settings.context_length, settings.seed)
+    # 1. C per edited layer: the typical keys each update holds in place (sequential editing
+    # passes the base model's).
     stats = {
-        l: (statistics or {}).get(l)
+        layer: (statistics or {}).get(layer)
         or key_statistics(
-            handle, l, texts, samples=settings.samples, progress=False, position=statistics_position(role)
+            handle, layer, texts, samples=settings.samples, progress=False, position=statistics_position(role)
         )
-        for l in layers
+        for layer in layers
     }
+    # 2. Per request, the delta at the last edited layer that makes the edit true (edit.values).
     t_values = time.perf_counter()
     values = optimise_values(handle, layers[-1], requests, role, ctxs, settings.values, progress=progress)
     t_values = time.perf_counter() - t_values
-    names = [sites.mlp_out_path(l) + ".weight" for l in layers]
+    names = [sites.mlp_out_path(layer) + ".weight" for layer in layers]
     hashes = {n: tensor_hash(model.get_parameter(n)) for n in names}
-    last_block = sites.module_path(layers[-1], "resid")
-    deltas: dict[str, Delta] = {}
-    written: dict[int, float] = {}
+    # 3. Write those deltas into the layers' output projections, spread over the layers.
     with restored_on_failure(model, names) as originals:
-        # The solve's columns: per edit, all contexts at once, or each distinct one (repeated
-        # contexts would only weight a column twice).
-        groups = [[c] for c in dict.fromkeys(ctxs)] if settings.keys == "each" else [ctxs]
-        rows = [
-            KeyRows.of(handle.tokenizer, requests, role, g) for g in groups
-        ]  # read after every layer: tokenised once
-
-        def states(path: str, which: str) -> Float[Tensor, "column d"]:
-            return torch.cat([mean_states(handle, requests, role, g, path, which, r) for g, r in zip(groups, rows)])
-
-        start = now = states(last_block, "output")
-        wanted = values.delta.double().repeat(len(groups), 1)  # column g * n + i: edit i
-        z = start + wanted
-        for i, layer in enumerate(layers):
-            keys = states(sites.key_module_path(layer), "input")
-            gap = (z - now) / (len(layers) - i)
-            left, right = _solve(
-                gap,
-                keys,
-                stats[layer].second_moment,
-                settings.mom2_weight,
-                null_space.projection(layer) if null_space is not None else None,
-                null_space.previous_keys(layer) if null_space is not None else None,
-                null_space is None or null_space.keep_statistics,
-            )
-            written[layer] = _share((right.T @ keys.T.double()).T @ left.T, gap)
-            w = sites.mlp_out_weight(model, layer)
-            # Stored [d_mlp, d_model] (Conv1D) or [d_model, d_mlp]: the factors follow.
-            left, right = (right, left) if sites.weight_is_transposed() else (left, right)
-            deltas[names[i]] = Delta(left=left.to(w.dtype), right=right.to(w.dtype))
-            with torch.no_grad():  # later layers' keys and states see this layer's update
-                w.copy_((w.detach().double() + deltas[names[i]].tensor().double()).to(w.dtype))
-            if null_space is not None:
-                null_space.add_keys(layer, keys)
-            now = states(last_block, "output")
-        # What the layers wrote together, where the targets are set (each layer's share alone
-        # undercounts: later layers make up what earlier ones left).
-        reached = _share(now - start, wanted)
-        with torch.no_grad():
+        deltas, written, reached = _spread_over_layers(
+            handle, requests, role, ctxs, layers, values.delta, stats, settings, null_space
+        )
+        with torch.no_grad():  # the Edit is applied below, as a whole, or not at all
             for n in names:
                 model.get_parameter(n).copy_(originals[n])
+    # 4. One Edit over the layers, with how much of the targets the updates wrote.
     edit = Edit(
         "memit",
-        {"requests": [r.to_dict() for r in requests]},
+        Rewrite(tuple(requests)),
         deltas,
         location,
         dict(
@@ -201,10 +177,10 @@ def memit(
             null_space=null_space.describe() if null_space is not None else None,
         ),
         {
-            "value_loss_final": [l[-1] for l in values.losses],
+            "value_loss_final": [curve[-1] for curve in values.losses],
             "seconds": time.perf_counter() - t0,
             "value_seconds": t_values,
-            "covariance_tokens": {l: s.count for l, s in stats.items()},
+            "covariance_tokens": {layer: s.count for layer, s in stats.items()},
             # ||Delta|| / ||W|| per layer: far above 1 means the solve was ill-conditioned
             # (too many keys for lambda C to hold) and the edit rewrites the layer, not a fact.
             "relative_update_norm": {
@@ -235,6 +211,75 @@ def check_requests(handle, requests: list[Request], texts: list[str] | None, edi
         raise EditError(f"model {handle.name!r} has no fact world: pass texts=... for MEMIT's key statistics")
 
 
+def _spread_over_layers(
+    handle,
+    requests: list[Request],
+    role: TokenRole,
+    ctxs: list[str],
+    layers: tuple[int, ...],
+    target_delta: Float[Tensor, "request d_model"],
+    stats: dict,
+    settings: MemitSettings,
+    null_space=None,
+) -> tuple[dict[str, Delta], dict[int, float], float]:
+    """MEMIT's layer loop: per layer, the least-squares update that writes its share of the targets.
+
+    Target states z = h + delta at the last edited layer's output; at layer i of L, the gap
+    z - h (h as the model now computes it, with the earlier layers' updates) is split evenly
+    over the L - i layers left, and :func:`_solve` gives the update of layer i's output
+    projection that adds its share at the requests' keys. The updates stay applied (later
+    layers must see them): the caller restores the weights.
+
+    Returns:
+        The deltas by parameter name; per layer, the share of its target the update wrote; and
+        the share of the targets all layers wrote together.
+    """
+    sites, model = handle.sites, handle.model
+    last_block = sites.module_path(layers[-1], "resid")
+    # The solve's columns: per edit, all contexts at once, or each distinct one (repeated
+    # contexts would only weight a column twice).
+    groups = [[c] for c in dict.fromkeys(ctxs)] if settings.keys == "each" else [ctxs]
+    rows = [KeyRows.of(handle.tokenizer, requests, role, g) for g in groups]  # read after every layer: tokenised once
+
+    def states(path: str, which: str) -> Float[Tensor, "column d"]:
+        return torch.cat(
+            [mean_states(handle, requests, role, g, path, which, r) for g, r in zip(groups, rows, strict=True)]
+        )
+
+    deltas: dict[str, Delta] = {}
+    written: dict[int, float] = {}
+    initial = current = states(last_block, "output")
+    wanted = target_delta.double().repeat(len(groups), 1)  # column g * n + i: edit i
+    target = initial + wanted
+    for i, layer in enumerate(layers):
+        keys = states(sites.key_module_path(layer), "input")
+        # This layer's share: what is still missing, split over the layers still to go.
+        layer_target = (target - current) / (len(layers) - i)
+        out_factor, in_factor = _solve(
+            layer_target,
+            keys,
+            stats[layer].second_moment,
+            settings.mom2_weight,
+            null_space.projection(layer) if null_space is not None else None,
+            null_space.previous_keys(layer) if null_space is not None else None,
+            null_space is None or null_space.keep_statistics,
+        )
+        written[layer] = _share((in_factor.T @ keys.T.double()).T @ out_factor.T, layer_target)
+        w = sites.mlp_out_weight(model, layer)
+        # Stored [d_mlp, d_model] (Conv1D) or [d_model, d_mlp]: the factors follow.
+        left, right = (in_factor, out_factor) if sites.weight_is_transposed() else (out_factor, in_factor)
+        name = sites.mlp_out_path(layer) + ".weight"
+        deltas[name] = Delta(left=left.to(w.dtype), right=right.to(w.dtype))
+        with torch.no_grad():  # later layers' keys and states see this layer's update
+            w.copy_((w.detach().double() + deltas[name].tensor().double()).to(w.dtype))
+        if null_space is not None:
+            null_space.add_keys(layer, keys)
+        current = states(last_block, "output")
+    # What the layers wrote together, where the targets are set (each layer's share alone
+    # undercounts: later layers make up what earlier ones left).
+    return deltas, written, _share(current - initial, wanted)
+
+
 def _share(got: Float[Tensor, "request d_model"], wanted: Float[Tensor, "request d_model"]) -> float:
     """Mean over requests of how much of ``wanted`` ``got`` delivers, along it (1: all of it)."""
     got, wanted = got.double(), wanted.double()
@@ -251,11 +296,12 @@ def capacity_note(
     """One line if the update wrote less than ``floor`` of the edits' target states; None otherwise.
 
     A d_mlp-wide map meets at most d_mlp arbitrary targets: past that every edit is only partly
-    written, and efficacy falls with it (benchmarks/memit_capacity.py).
+    written, and efficacy falls with it (see docs/edit.md#memit-capacity).
 
     Examples:
-        >>> capacity_note(0.57, 1000, 512, (0,))
-        "the update wrote 57% of the edits' targets (1000 edits, layer 0, 512 key dimensions a layer): make fewer at a time (memit_batches, --batch-size) or spread them over more layers"
+        >>> print(capacity_note(0.57, 1000, 512, (0,)))  # doctest: +NORMALIZE_WHITESPACE
+        the update wrote 57% of the edits' targets (1000 edits, layer 0, 512 key dimensions a layer):
+        make fewer at a time (memit_batches, --batch-size) or spread them over more layers
         >>> capacity_note(0.98, 100, 512, (0,)) is None
         True
     """
@@ -277,8 +323,10 @@ def batches_capacity_note(
     in null-space mode against their keys too), so one line says how many fell short and where.
 
     Examples:
-        >>> batches_capacity_note([0.95, 0.8, 0.5], 10, 512, (0,))
-        "2 of 3 batches' updates wrote less than 90% of their targets (lowest 50%, batch 3; 10 edits a batch, layer 0, 512 key dimensions a layer): later batches find less room; make fewer edits in all or spread them over more layers"
+        >>> print(batches_capacity_note([0.95, 0.8, 0.5], 10, 512, (0,)))  # doctest: +NORMALIZE_WHITESPACE
+        2 of 3 batches' updates wrote less than 90% of their targets (lowest 50%, batch 3; 10 edits a batch,
+        layer 0, 512 key dimensions a layer): later batches find less room; make fewer edits in all or
+        spread them over more layers
         >>> batches_capacity_note([0.95, 0.93], 10, 512, (0,)) is None
         True
     """
@@ -308,14 +356,14 @@ def memit_site(
     """
     n = handle.n_layers
     if s.layers is not None:
-        bad = [l for l in s.layers if not -n <= l < n]
+        bad = [layer for layer in s.layers if not -n <= layer < n]
         if bad or not s.layers:
             raise EditError(f"layer {bad[0] if bad else None} out of range 0..{n - 1}")
     if location is None and (s.layers is None or s.token == "auto"):
         location = trace_location(handle, request)
     first, role = site_of(location, n) if location is not None else (None, "subject_last")
     if s.layers is not None:
-        layers = tuple(sorted({l % n for l in s.layers}))
+        layers = tuple(sorted({layer % n for layer in s.layers}))
     else:
         best = next(x for x in location.sites if x.component == "mlp" and x.layer == first)
         score = {x.layer: x.score for x in location.sites if x.component == "mlp" and x.token == best.token}

@@ -9,9 +9,8 @@ the caller's object, so one session can save it and a later one load it. The bat
 come back as one :class:`edit.edit.Edit`, reversible bitwise like any other, and all or
 nothing: a failure or Ctrl-C in any batch leaves the model and the NullSpace as they were.
 
-On the world models plain batches beat one call on efficacy: 1,000 edits in 100 batches of 10
-reach 0.866 against 0.682 at once, at the cost of neighbours (0.651 against 0.737;
-benchmarks/memit.py).
+On the world models plain batches beat one call on efficacy (1,000 edits in 100 batches of 10
+against all at once), at the cost of neighbours (see docs/edit.md#rome-and-memit-measured).
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from tqdm.auto import tqdm
 
 from edit.covariance import key_statistics
 from edit.edit import Edit, EditError, EditSequence, summed
+from edit.edit_request import Rewrite
 from edit.memit import (
     CapacityWarning,
     MemitSettings,
@@ -52,6 +52,14 @@ def memit_batches(
     progress: bool = True,
 ) -> Edit:
     """Make ``requests`` with MEMIT ``batch_size`` at a time, each batch on the model the earlier left.
+
+    1. The layers and key position from the first request (or the Location), C at each layer
+       from the base model: both fixed for every batch.
+    2. Each batch is one :func:`edit.memit.memit` call, applied before the next batch runs (in
+       null-space mode it also adds the batch's keys to ``null_space``).
+    3. All batches reverted, their deltas summed per parameter into one Edit (one batch: that
+       batch's own Edit); on any failure the batches made so far are reverted and the
+       NullSpace's keys restored.
 
     Examples:
         >>> import workbench
@@ -89,67 +97,81 @@ def memit_batches(
     check_requests(handle, requests, texts, "memit_batches")
     t0 = time.perf_counter()
     layers, role, location = memit_site(handle, requests[0], location, settings)
-    if null_space is not None and (missing := [l for l in layers if l not in null_space.projections]):
+    if null_space is not None and (missing := [layer for layer in layers if layer not in null_space.projections]):
         raise EditError(f"the null space has no projection for layer {missing[0]}: build it for layers {list(layers)}")
-    fixed = replace(settings, layers=layers, token=role)
+    # 1. Site and statistics, the same for every batch.
+    batch_settings = replace(settings, layers=layers, token=role)
     stats = {
-        l: key_statistics(
-            handle, l, texts, samples=settings.samples, progress=False, position=statistics_position(role)
+        layer: key_statistics(
+            handle, layer, texts, samples=settings.samples, progress=False, position=statistics_position(role)
         )
-        for l in layers
+        for layer in layers
     }
     model = handle.model
     keys_before = dict(null_space.keys) if null_space is not None else {}
-    done: list[Edit] = []
-    starts = range(0, len(requests), batch_size)
+    batch_edits: list[Edit] = []  # applied, in order
+    batch_starts = range(0, len(requests), batch_size)
     bar = tqdm(
-        total=len(requests), desc="memit batches", unit="edit", leave=False, disable=not progress or len(starts) <= 1
+        total=len(requests),
+        desc="memit batches",
+        unit="edit",
+        leave=False,
+        disable=not progress or len(batch_starts) <= 1,
     )
     try:
         with warnings.catch_warnings():  # one line for all batches, below, not one a batch
             warnings.simplefilter("ignore", CapacityWarning)
-            for start in starts:
-                chunk = requests[start : start + batch_size]
-                done.append(
+            # 2. The batches, each on the model the earlier ones left.
+            for start in batch_starts:
+                batch = requests[start : start + batch_size]
+                batch_edits.append(
                     memit(
-                        handle, chunk, location, fixed, texts, null_space=null_space, statistics=stats, progress=False
+                        handle,
+                        batch,
+                        location,
+                        batch_settings,
+                        texts,
+                        null_space=null_space,
+                        statistics=stats,
+                        progress=False,
                     )
                 )
-                bar.update(len(chunk))
+                bar.update(len(batch))
         bar.close()  # cleared before the warning below, so that it gets a line of its own
-        written = [e.metrics["target_written"] for e in done]
+        written = [e.metrics["target_written"] for e in batch_edits]
         note = (
             capacity_note(written[0], len(requests), handle.sites.d_mlp, layers)
-            if len(done) == 1
+            if len(batch_edits) == 1
             else batches_capacity_note(written, batch_size, handle.sites.d_mlp, layers)
         )
         if note:
             warnings.warn(note, CapacityWarning, stacklevel=2)
-        if len(done) == 1:  # all at once: memit's own Edit, with its factors and metrics
-            edit = done[0]
+        # 3. One Edit for all batches.
+        if len(batch_edits) == 1:  # all at once: memit's own Edit, with its factors and metrics
+            edit = batch_edits[0]
             edit.settings["batch_size"] = batch_size
             edit.metrics |= {"batches": 1, "target_written_per_batch": written}
             return edit if apply else edit.revert(model)
-        EditSequence(done).revert(model)
-        names = sorted({n for e in done for n in e.names})
+        EditSequence(batch_edits).revert(model)
+        names = sorted({n for e in batch_edits for n in e.names})
         params = dict(model.named_parameters())
-        deltas = {n: summed([e.deltas[n] for e in done if n in e.deltas]) for n in names}
+        deltas = {n: summed([e.deltas[n] for e in batch_edits if n in e.deltas]) for n in names}
         edit = Edit(
             "memit",
-            {"requests": [r.to_dict() for r in requests]},
+            Rewrite(tuple(requests)),
             deltas,
             location,
             dict(
-                asdict(fixed),
+                asdict(batch_settings),
                 layers=list(layers),
                 token=role,
                 null_space=null_space.describe() if null_space is not None else None,
                 batch_size=batch_size,
             ),
             {
-                "batches": len(done),
+                "batches": len(batch_edits),
                 "seconds": time.perf_counter() - t0,
-                "value_seconds": sum(e.metrics["value_seconds"] for e in done),
+                "value_seconds": sum(e.metrics["value_seconds"] for e in batch_edits),
                 # Each batch's share of its own targets that its update wrote.
                 "target_written": sum(written) / len(written),
                 "target_written_per_batch": written,
@@ -161,7 +183,7 @@ def memit_batches(
         )
         return edit.apply(model) if apply else edit
     except BaseException:
-        for e in reversed(done):
+        for e in reversed(batch_edits):
             if e.applied:
                 e.revert(model)
         if null_space is not None:

@@ -8,9 +8,9 @@ undo them. AlphaEdit drops MEMIT's preservation term lambda C from the solve, as
 is meant to do its work; here it is kept by default (``keep_statistics``), within the null space.
 The world models' keys show why: the directions a fact's neighbours depend on have small
 eigenvalues, so the projection leaves them free, and without lambda C only the identity
-regulariser holds them. With it, 1,000 edits in 100 batches of 10 on a 4,096-wide world model
-keep 0.95 of neighbours instead of 0.72 (0.81 instead of 0.66 at 2,048); on the shipped 512-wide
-models it trades edits for neighbours (benchmarks/memit.py, benchmarks/memit_capacity.py).
+regulariser holds them. With it, 1,000 edits in 100 batches of 10 on a 2,048- or 4,096-wide
+world model keep clearly more of their neighbours; on the shipped 512-wide models it trades
+edits for neighbours (see docs/edit.md#null-space-mode and docs/edit.md#memit-capacity).
 
 That state (the projections and the earlier keys) lives in one :class:`NullSpace`, created per
 session and passed explicitly to :func:`edit.memit.memit`: it can be saved, loaded and reset,
@@ -75,7 +75,7 @@ class NullSpace:
         keys' scale. It protects preserved keys only as far as the edits' keys reach into the
         null space more than they do: on the world models they do not (the edited facts are
         prompts like the preserved ones), and every threshold trades edits for neighbours
-        (benchmarks/memit.py, ``null_space_thresholds``).
+        (see docs/edit.md#one-layers-keys).
         """
         proj = {}
         for layer in layers:
@@ -98,7 +98,7 @@ class NullSpace:
         self.keys[layer] = torch.cat([self.keys[layer], keys]) if layer in self.keys else keys
 
     def edited(self, layer: int) -> int:
-        """How many earlier keys the state holds for ``layer``: one per edit (a context each with MEMIT's keys="each")."""
+        """Earlier keys the state holds for ``layer``: one per edit (a context each with MEMIT's keys="each")."""
         return len(self.keys.get(layer, ()))
 
     def describe(self) -> dict:
@@ -112,8 +112,8 @@ class NullSpace:
     def save(self, path: str | Path) -> None:
         """Write to ``path`` (safetensors) and ``path.json``; :meth:`load` reads both back."""
         path = Path(path)
-        tensors = {f"projection.{l}": p.contiguous() for l, p in self.projections.items()}
-        tensors |= {f"keys.{l}": k.contiguous() for l, k in self.keys.items()}
+        tensors = {f"projection.{layer}": p.contiguous() for layer, p in self.projections.items()}
+        tensors |= {f"keys.{layer}": k.contiguous() for layer, k in self.keys.items()}
         save_file(tensors, str(path))
         path.with_suffix(path.suffix + ".json").write_text(json.dumps(self.describe()))
 

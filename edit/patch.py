@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from edit.edit import Delta, Edit, EditError
+from edit.edit_request import request_from_dict
 from locate.location import Location
 from workbench.core.hashing import tensor_hash
 
@@ -105,14 +106,16 @@ def save_patch(edit: Edit, path: str | Path, base: nn.Module | None = None) -> P
 
     Examples:
         >>> import tempfile, os
+        >>> from edit.edit_request import Note
         >>> m = nn.Linear(3, 2, bias=False)
-        >>> e = Edit("demo", {"why": "example"}, {"weight": Delta(left=torch.ones(2, 1), right=torch.ones(3, 1))})
+        >>> e = Edit("demo", Note({"why": "example"}), {"weight": Delta(left=torch.ones(2, 1), right=torch.ones(3, 1))})
         >>> d = tempfile.mkdtemp()
         >>> save_patch(e.apply(m), os.path.join(d, "one.patch")).name
         'one.patch.json'
         >>> back = load_patch(os.path.join(d, "one.patch"))
-        >>> back.method, back.deltas["weight"].rank, torch.equal(back.deltas["weight"].tensor(), e.deltas["weight"].tensor())
-        ('demo', 1, True)
+        >>> same = torch.equal(back.deltas["weight"].tensor(), e.deltas["weight"].tensor())
+        >>> back.method, back.deltas["weight"].rank, same, back.request
+        ('demo', 1, True, Note(data={'why': 'example'}))
 
     Args:
         edit: The edit to write.
@@ -146,7 +149,7 @@ def save_patch(edit: Edit, path: str | Path, base: nn.Module | None = None) -> P
     manifest = {
         "format": FORMAT,
         "method": edit.method,
-        "request": edit.request,
+        "request": edit.request.to_dict(),
         "settings": edit.settings,
         "metrics": edit.metrics,
         "location": edit.location.to_dict() if edit.location else None,
@@ -182,7 +185,7 @@ def _edit(manifest: dict, t: dict[str, Tensor]) -> Edit:
     loc = Location.from_dict(manifest["location"]) if manifest["location"] else None
     return Edit(
         manifest["method"],
-        manifest["request"],
+        request_from_dict(manifest["request"]),
         deltas,
         loc,
         manifest["settings"],
@@ -197,8 +200,9 @@ def load_patch(path: str | Path) -> Edit:
 
     Examples:
         >>> import tempfile, os
+        >>> from edit.edit_request import Note
         >>> p = os.path.join(tempfile.mkdtemp(), "b.patch")
-        >>> _ = save_patch(Edit("demo", {}, {"w": Delta(dense=torch.ones(2))}), p)
+        >>> _ = save_patch(Edit("demo", Note(), {"w": Delta(dense=torch.ones(2))}), p)
         >>> load_patch(p).applied, load_patch(p + ".json").names
         (False, ['w'])
 
@@ -213,10 +217,11 @@ def revert_patch(path: str | Path, model: nn.Module) -> Edit:
 
     Examples:
         >>> import tempfile, os
+        >>> from edit.edit_request import Note
         >>> _ = torch.manual_seed(0)
         >>> m = nn.Linear(64, 64, bias=False)
         >>> base = m.weight.detach().clone()
-        >>> e = Edit("demo", {}, {"weight": Delta(left=torch.randn(64, 1), right=torch.randn(64, 1))}).apply(m)
+        >>> e = Edit("demo", Note(), {"weight": Delta(left=torch.randn(64, 1), right=torch.randn(64, 1))}).apply(m)
         >>> p = os.path.join(tempfile.mkdtemp(), "c.patch")
         >>> _ = save_patch(e, p)
         >>> fresh = nn.Linear(64, 64, bias=False)       # another process: the edited weights, no originals
@@ -269,8 +274,10 @@ def describe_patch(path: str | Path) -> dict:
 
     Examples:
         >>> import tempfile, os
+        >>> from edit.edit_request import Note
         >>> p = os.path.join(tempfile.mkdtemp(), "d.patch")
-        >>> _ = save_patch(Edit("demo", {"note": "x"}, {"w": Delta(left=torch.ones(4, 1), right=torch.ones(3, 1))}), p)
+        >>> e = Edit("demo", Note({"note": "x"}), {"w": Delta(left=torch.ones(4, 1), right=torch.ones(3, 1))})
+        >>> _ = save_patch(e, p)
         >>> info = describe_patch(p)
         >>> info["method"], info["tensors"][0]["shape"], info["tensors"][0]["rank"], info["revertible_from_file"]
         ('demo', [4, 3], 1, False)

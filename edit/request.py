@@ -83,12 +83,32 @@ class Request:
         """The fields as a dict (what an Edit's manifest records).
 
         Examples:
-            >>> Request("Ann", "Ann was born in", "Oslo", "Lima", neighbours=(("Bo was born in", "Rome"),)).to_dict()["neighbours"]
+            >>> r = Request("Ann", "Ann was born in", "Oslo", "Lima", neighbours=(("Bo was born in", "Rome"),))
+            >>> r.to_dict()["neighbours"]
             (('Bo was born in', 'Rome'),)
         """
         # The fields are strings and tuples of them, which need no copy; dataclasses.asdict's deep
         # copy took a third of a second for 1,000 requests.
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Request:
+        """The request :meth:`to_dict` gave, also after a trip through JSON (lists become tuples again).
+
+        Examples:
+            >>> import json
+            >>> r = Request("Ann", "Ann was born in", "Oslo", "Lima", neighbours=(("Bo was born in", "Rome"),))
+            >>> Request.from_dict(json.loads(json.dumps(r.to_dict()))) == r
+            True
+
+        Raises:
+            TypeError: a field the request does not have, or a required one missing.
+        """
+        d = dict(d)
+        for k in ("paraphrases", "keep", "candidates"):
+            d[k] = tuple(d.get(k) or ())
+        d["neighbours"] = tuple(tuple(n) for n in d.get("neighbours") or ())
+        return cls(**d)
 
 
 def world_request(

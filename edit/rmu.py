@@ -29,6 +29,7 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from edit.edit import Delta, Edit, EditError, restored_on_failure
+from edit.edit_request import Forget
 from edit.forget_request import ForgetError, ForgetRequest
 from locate.location import Location
 from workbench.core.examples import Example, encode_examples, example_batches, pad_examples
@@ -37,7 +38,7 @@ from workbench.core.tokens import encode_prompts, subject_span
 from workbench.core.world.facts import Fact
 
 # The world model looks its facts up in the layer-0 MLP at the prompt's last token; pushing the
-# state after block 2 lets RMU rewrite the MLPs of layers 0, 1 and 2 (benchmarks/rmu_sweep.py).
+# state after block 2 lets RMU rewrite the MLPs of layers 0, 1 and 2 (see docs/forget.md#rmu).
 DEFAULT_LAYER = 2
 
 
@@ -45,16 +46,13 @@ DEFAULT_LAYER = 2
 class RmuSettings:
     """Settings of an RMU unlearning run.
 
-    Defaults come from benchmarks/rmu_sweep.py on the default world model, forget05 (results in
-    benchmarks/results/rmu_sweep.json; figures on 100 retain and 100 neighbour facts, 150
-    steps at layer 2). Pushing the last token alone, c 1, alpha 10, lr 3e-2 gives forget 0.10
-    (the model trained without those people: 0.07), retain 0.99, neighbours 0.84, held-out
-    loss 1.82 (original 2.04) in about 8 s on one core. Pushing from the subject's first token
-    does worse at every point (best with retain >= 0.98: forget 0.18 at c 2, alpha 10): the
-    world's 300 people share 60 first names, so the first-name position of a forgotten person
-    is the same state as a kept person's and the two losses fight over it. Smaller alpha
-    forgets more and loses retained facts (c 2, alpha 3: 0.07 / 0.83); layer 1 or 3 forgets
-    less (0.13, 0.27), layer 0 far less (0.39); lr 1e-2 and 1e-1 are no better.
+    Defaults come from a sweep on the default world model, forget05 (figures in
+    docs/forget.md#rmu): pushing the last token alone, c 1, alpha 10, lr 3e-2 comes close to
+    the model trained without those people while keeping retained facts. Pushing from the
+    subject's first token does worse at every point: the world's 300 people share 60 first
+    names, so the first-name position of a forgotten person is the same state as a kept
+    person's and the two losses fight over it. Smaller alpha forgets more and loses retained
+    facts; layer 1 or 3 forgets less, layer 0 far less; lr 1e-2 and 1e-1 are no better.
 
     Examples:
         >>> RmuSettings().steps, RmuSettings(layer=1).layer, RmuSettings().positions
@@ -113,8 +111,9 @@ def rmu(
         >>> h = workbench.load("world", device="cpu")
         >>> r = forget_request(h.world, "Tikrelm Robreir")
         >>> e = rmu(h, r, settings=RmuSettings(steps=40), progress=False)
-        >>> e.names, e.metrics["stopped"]
-        (['transformer.h.0.mlp.c_proj.weight', 'transformer.h.1.mlp.c_proj.weight', 'transformer.h.2.mlp.c_proj.weight'], 'steps')
+        >>> e.names, e.metrics["stopped"]  # doctest: +NORMALIZE_WHITESPACE
+        (['transformer.h.0.mlp.c_proj.weight', 'transformer.h.1.mlp.c_proj.weight',
+          'transformer.h.2.mlp.c_proj.weight'], 'steps')
         >>> h.score(list(r.forget)).accuracy < 0.5, e.revert(h.model).applied
         (True, False)
 
@@ -156,9 +155,11 @@ def rmu(
             batches = zip(
                 example_batches(forget, s.batch_size, pad, s.seed, handle.device),
                 example_batches(retain, s.batch_size, pad, s.seed + 1, handle.device),
+                strict=True,
             )
             bar = tqdm(range(s.steps), desc="rmu", disable=not progress)
-            for _, (f, r) in zip(bar, batches):
+            # The batches are endless: the steps decide where training stops.
+            for _, (f, r) in zip(bar, batches, strict=False):
                 with torch.no_grad():
                     target = _hidden(model, block, r[0], r[1], frozen)
                 h_f = _hidden(model, block, f[0], f[1])
@@ -171,7 +172,7 @@ def rmu(
                         f"rmu loss became {float(loss.detach())} at step {len(losses) + 1}; the model is unchanged"
                     )
                 # Gradients of the trained tensors only: the model's other .grad fields stay untouched.
-                for p, g in zip(params, torch.autograd.grad(loss, params)):
+                for p, g in zip(params, torch.autograd.grad(loss, params), strict=True):
                     p.grad = g
                 optimiser.step()
                 optimiser.zero_grad(set_to_none=True)
@@ -191,13 +192,15 @@ def rmu(
         "hidden_norm": scale,
         "steps": len(losses),
         "stopped": "steps",
-        "loss_forget": [l[0] for l in losses],
-        "loss_retain": [l[1] for l in losses],
+        "loss_forget": [pair[0] for pair in losses],
+        "loss_retain": [pair[1] for pair in losses],
         "forget_positions": sum(len(p) for _, p in forget),
         "retain_examples": len(retain),
         "seconds": time.perf_counter() - t0,
     }
-    edit = Edit("rmu", request.to_dict(), deltas, location, dict(asdict(s), layer=layer), metrics, hashes_before=hashes)
+    edit = Edit(
+        "rmu", Forget.of(request), deltas, location, dict(asdict(s), layer=layer), metrics, hashes_before=hashes
+    )
     return edit.apply(model) if apply else edit
 
 
@@ -215,7 +218,10 @@ def _layer(layer: int | None, location: Location | None, n_layers: int) -> int:
 
 
 def _forget_examples(handle, request: ForgetRequest, positions: str = "subject") -> list[Example]:
-    """(prompt ids, pushed positions): a fact's subject onwards (or last token) in every trained phrasing, a text's every token."""
+    """(prompt ids, pushed positions) of everything to forget.
+
+    A fact pushes its subject onwards (or its last token) in every trained phrasing; a text, every token.
+    """
     out: list[Example] = []
     for d in request.forget_data():
         if isinstance(d, Fact):

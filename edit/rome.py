@@ -23,6 +23,7 @@ from torch import Tensor
 
 from edit.covariance import key_statistics
 from edit.edit import Delta, Edit, EditError
+from edit.edit_request import Rewrite
 from edit.key_states import TokenRole, mean_states
 from edit.request import Request
 from edit.values import ValueSettings, contexts, optimise_values, statistics_position
@@ -138,7 +139,7 @@ def rome(
     name = handle.sites.mlp_out_path(layer) + ".weight"
     edit = Edit(
         "rome",
-        request.to_dict(),
+        Rewrite.one(request),
         {name: delta},
         location,
         dict(asdict(settings), layer=layer, token=role),

@@ -10,9 +10,9 @@ Choosing features: each feature's attribution (activation x gradient of the obje
 summed over the prompt) on a forgotten person's facts, minus ``retain_penalty`` times its
 attribution summed over the whole retain set (estimated from a sample). Sums, not means: a
 feature that carries "born in Oslo" for the dozen retained Oslo-born people outweighs the one
-forgotten fact it also carries. On the shipped SAEs features are shared: those in which any one
-person holds more than a tenth of the attribution carry under 5% of all of it, so ablation
-trades retained facts for forgotten ones; benchmarks/sae_ablation.py measures the trade.
+forgotten fact it also carries. On the shipped SAEs features are shared between people, so
+ablation trades retained facts for forgotten ones (the trade is measured in
+docs/forget.md#sae-feature-ablation).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from edit.edit import Delta, Edit
-from edit.forget_request import ForgetRequest, _sample, forget_request
+from edit.edit_request import Forget
+from edit.forget_request import ForgetRequest, forget_request, subsample
 from edit.sae_bake import (
     Ablation,
     AblationError,
@@ -66,21 +67,21 @@ def feature_attribution(
         ((1, 512), True)
     """
     module = handle.sites.module(handle.model, site.layer, site.component)
+    box: dict = {}  # each batch's forward pass leaves its features here
+
+    def splice(module, args, out):
+        x = out[0] if isinstance(out, tuple) else out
+        f = sae.encode(x.float()).detach().requires_grad_(True)
+        box["f"] = f
+        # The error term keeps the forward pass exact; only f carries a gradient.
+        y = (sae.decode(f) + (x.float() - sae.decode(f)).detach()).to(x.dtype)
+        return (y, *out[1:]) if isinstance(out, tuple) else y
+
     per_batch = []
     for start in range(0, len(prompts), batch_size):
         end = start + batch_size
-        enc = [handle.encode_fact(p, o) for p, o in zip(prompts[start:end], objects[start:end])]
+        enc = [handle.encode_fact(p, o) for p, o in zip(prompts[start:end], objects[start:end], strict=True)]
         ids, mask = pad_right([p + o[:-1] for p, o in enc], handle.tokenizer.pad_token_id or 0)
-        box: dict = {}
-
-        def splice(module, args, out):
-            x = out[0] if isinstance(out, tuple) else out
-            f = sae.encode(x.float()).detach().requires_grad_(True)
-            box["f"] = f
-            # The error term keeps the forward pass exact; only f carries a gradient.
-            y = (sae.decode(f) + (x.float() - sae.decode(f)).detach()).to(x.dtype)
-            return (y, *out[1:]) if isinstance(out, tuple) else y
-
         rows = torch.tensor([i for i, (p, o) in enumerate(enc) for _ in o])
         cols = torch.tensor([len(p) - 1 + k for p, o in enc for k in range(len(o))])
         toks = torch.tensor([t for _, o in enc for t in o])
@@ -101,10 +102,10 @@ def feature_attribution(
 
 @dataclass(frozen=True)
 class AblationSettings:
-    """Settings of SAE feature ablation; defaults measured on forget01 (benchmarks/sae_ablation.py).
+    """Settings of SAE feature ablation; defaults measured on forget01 (docs/forget.md#sae-feature-ablation).
 
-    With the defaults, forget01's three people keep 38% of their facts (the retain model: 6%),
-    while 83% of a sample of other people's facts and 69% of the neighbours' survive. No setting
+    With the defaults, forget01's people keep far more of their facts than the retain model
+    knows, and a part of other people's facts and of the neighbours' goes with them. No setting
     does much better: the settings move along one trade-off, and from forget05 on (15 people) the
     forget and retain accuracies fall together, since the forgotten people use most answers.
 
@@ -116,27 +117,27 @@ class AblationSettings:
         sae: Which shipped SAE: layer 0's MLP output, where the default model looks its facts up
             (its features are the looked-up answers). The other two sit on about the same
             trade-off on forget01: layer 0's residual stream a little below it, layer 2's a
-            little above (penalty 0.01: forget 66%, retain 95%; layer 0's MLP at 0.015: 76%, 96%).
-        features_per_person: Best features kept per forgotten person. On forget01: 4 leave 73%
-            of the forget facts and 88% of the retain facts, 16 leave 38% and 80%.
+            little above.
+        features_per_person: Best features kept per forgotten person; more forget more and
+            keep less.
         max_features: At most this many features in all, the best by the summed score.
         mode, value: "zero", or "clamp_negative" to ``value`` where a feature fires. Clamping
-            the same features to -5 forgets more (28%) but costs more (retain 69%): the same
+            the same features to -5 forgets more but costs more: the same
             trade-off, one step further along.
         retain_penalty: Weight of a feature's (positive) attribution summed over the whole retain
             set against a person's attribution. A feature is kept only where the person holds
             more than about penalty / (1 + penalty) of its attribution. 0 ignores the retain set
-            (forget01 with 16 per person: forget 21%, retain 30%); 0.02 leaves only features
-            whose ablation changes little (forget 92%, retain 98%).
+            and takes many retained facts along; 0.02 leaves only features whose ablation
+            changes little.
         retain_facts: Retained facts sampled to estimate that sum (scaled up to the retain set).
         phrasings: Trained phrasings per fact attributed (None: all nine).
         bake_ridge: Ridge of the bake, as a fraction of the mean key second moment; 1e-4 to 1e-2
-            give the same closeness within 0.01 nats.
+            give about the same closeness.
         bake_bias: Also fit a change to the projection's bias (no closer on forget01).
         bake_texts: World training sentences the bake is fitted on (with the forget statements).
-        forget_weight: Weight of each forget statement in the bake against a corpus sentence: at
-            1 the KL between runtime and baked forms on the forget prompts is 0.10 nats, at 10
-            it is 0.02 with the retain prompts' unchanged (0.04), at 100 0.01 and 0.05.
+        forget_weight: Weight of each forget statement in the bake against a corpus sentence:
+            larger brings the baked form closer to the runtime one on the forget prompts, at
+            some cost on the retain prompts (figures in docs/forget.md#sae-feature-ablation).
         seed: Seed of the retain sample and the bake's corpus sample.
     """
 
@@ -183,7 +184,7 @@ def choose_features(handle, request: ForgetRequest, settings: AblationSettings |
     prompts, objects, owner = _fact_prompts(world, request.forget, s.phrasings)
     attr = feature_attribution(handle, sae, s.sae, prompts, objects).clamp(min=0)
     per_phrasing = len(prompts) / len(request.forget)
-    retain = _sample(request.retain, s.retain_facts, s.seed)
+    retain = subsample(request.retain, s.retain_facts, s.seed)
     retained = torch.zeros(sae.cfg.d_sae)
     if retain:
         r_prompts, r_objects, _ = _fact_prompts(world, retain, s.phrasings)
@@ -300,9 +301,9 @@ def bake_texts(handle, request: ForgetRequest, settings: AblationSettings) -> tu
     """The bake's text and weights: sampled corpus sentences (1 each) and forget statements (``forget_weight``)."""
     world = handle.world
     corpus = (
-        _sample(world.training_sentences(), settings.bake_texts, settings.seed)
+        subsample(world.training_sentences(), settings.bake_texts, settings.seed)
         if world is not None
-        else _sample(request.retain_texts, settings.bake_texts, settings.seed)
+        else subsample(request.retain_texts, settings.bake_texts, settings.seed)
     )
     forget = [f.sentence(ph) for f in request.forget for ph in world.phrasings(f.relation)] if request.forget else []
     forget += list(request.forget_texts)
@@ -327,7 +328,7 @@ def _edit(handle, request, location, s: AblationSettings, ablation: Ablation, fi
     hashes = {n: tensor_hash(model.get_parameter(n)) for n in deltas}
     return Edit(
         "sae_ablation",
-        request.to_dict(),
+        Forget.of(request),
         deltas,
         location,
         dict(asdict(s), ablation=ablation.to_dict()),
@@ -376,8 +377,8 @@ def compare_forms(
     sets = {
         "forget": (list(request.forget), False),
         "forget_heldout": (list(request.forget), True),
-        "retain": (_sample(request.retain, retain_facts, seed), False),
-        "neighbours": (_sample(request.neighbours(world), neighbour_facts, seed), False),
+        "retain": (subsample(request.retain, retain_facts, seed), False),
+        "neighbours": (subsample(request.neighbours(world), neighbour_facts, seed), False),
     }
     sets = {k: v for k, v in sets.items() if v[0]}
     was_applied = edit.applied

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, replace
 import torch
 
 from edit.edit import Delta, Edit, EditError
+from edit.edit_request import Forget
 from edit.forget_request import ForgetRequest
 from locate.fisher import FisherScores, FisherSettings, fisher
 from locate.location import Location
@@ -34,15 +35,14 @@ class SsdSettings:
             Fisher (smaller dampens more). Foster et al. use 10 on image classifiers; here 10
             halves retain accuracy along with forget accuracy, because the world model's MLP
             units each serve many people. Both Fishers are means, so a larger forget set needs a
-            smaller alpha for the same selection; 3,000 suits forget01 to forget10 alike (retain
-            and neighbour accuracy 1.0, forget accuracy 0.02 to 0.08; the sweep is in
-            ``benchmarks/results/unlearning.json``).
+            smaller alpha for the same selection; 3,000 suits forget01 to forget10 alike (see
+            docs/forget.md#selective-synaptic-dampening).
         dampening: lambda in beta = min(lambda F_r / F_f, 1); larger dampens less (Foster et al.: 1).
         retain_examples: Retain examples the retain Fisher is estimated on, drawn with ``seed``
             (the full forget05 retain set is 15,390 examples, about 30 s; 2,000 take about 4 s).
         params: Which parameters are candidates: "all" (embeddings too) or "blocks" (only inside
             the transformer blocks). With "blocks" no alpha separates forget from retain on the
-            world model (forget05: alpha 30 leaves 0.91 / 0.90, alpha 3 0.13 / 0.12); with "all"
+            world model (forget and retain accuracy fall together); with "all"
             the selection is mostly the forgotten people's own name-token embeddings, which no
             one else's facts use.
         seed: Seed of the retain draw.
@@ -131,7 +131,7 @@ def ssd(
     elements = int(sum(int((b < 1).sum()) for b in factors.values()))
     edit = Edit(
         "ssd",
-        request.to_dict(),
+        Forget.of(request),
         deltas,
         location,
         asdict(s),

@@ -14,12 +14,15 @@ starts after the edited layer: blocks up to it compute the same every step, so t
 read once (:mod:`workbench.core.block_skip`).
 A request's identical rows (sampled prefixes repeat: the world model's 10 are 3 distinct texts)
 run once, weighted by how often they occur, so the objective is the same mean over prefixes.
+:mod:`edit.values_plain` computes the same values the plain way, one request and one text at a
+time, as the reference the tests hold this one to.
 """
 
 from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal
 
 import torch
@@ -146,11 +149,11 @@ def _rows(handle, requests: list[Request], ctxs: list[str], role: TokenRole) -> 
     objects = encode_objects(tok, [t for _, t in edit_texts], [requests[b].target for b, _ in edit_texts])
     pos = [
         len(p) - 1 if role == "last" else key_position(tok, t, requests[b].subject, role)
-        for p, (b, t) in zip(ids, edit_texts + keep_texts)
+        for p, (b, t) in zip(ids, edit_texts + keep_texts, strict=True)
     ]
     n = len(edit_texts)
     edit = _Rows(
-        [p + o[:-1] for p, o in zip(ids[:n], objects)],
+        [p + o[:-1] for p, o in zip(ids[:n], objects, strict=True)],
         pos[:n],
         [b for b, _ in edit_texts],
         objects,
@@ -222,95 +225,142 @@ def optimise_values(
     return Values(torch.cat(deltas), torch.cat(originals), losses)
 
 
-def _optimise(handle, layer, requests, role, ctxs, s: ValueSettings) -> Values:
+def _optimise(handle, layer, requests, role, ctxs, settings: ValueSettings) -> Values:
+    """Optimise one batch of requests' deltas together: ROME's ``compute_v`` for many requests at once.
+
+    Per request (:func:`edit.values_plain.optimise_values_plain` does exactly this, one request
+    and one text at a time, and is the reference this function is tested against):
+
+    1. Unedited pass over the request's texts: its prompt after every context (edit rows, the
+       object's tokens appended) and its subject's other facts (keep rows). Keep the reference
+       state at the key position (mean over edit rows: ``original``) and every row's
+       log-probabilities at its last prompt token.
+    2. delta = scale * z with z = 0 at the start, scale the RMS of ``original``: Adam moves z.
+    3. Each step adds delta to the MLP output at the key position of every row and minimises
+       fit + kl_factor * KL + weight_decay * ||delta||^2 / ||original||^2, where fit is the
+       mean over edit rows of the new object's per-token NLL (an erasure: -log(1 - P(true
+       object)) + erase_kl * KL of the distributions without the true object's first token),
+       and KL is the mean over keep rows of KL(unedited || edited) at the last prompt token.
+       A request stops once its fit is below ``early_stop``, before that step's update.
+    4. After each update delta is scaled down to at most clamp_norm * ||original||.
+
+    What makes it fast, none of which changes the values beyond float rounding: all requests
+    share each pass (a converged request's rows leave the passes and its z is frozen); a
+    request's identical texts run once, weighted by how often they occur; with a prefix cache
+    each step runs only the key position and what follows it, and starts after ``layer``
+    (blocks up to it compute the same every step).
+    """
     model, sites, dev = handle.model, handle.sites, handle.device
-    edit, keep = _rows(handle, requests, ctxs, role)
-    rows = _Rows(*(a + b for a, b in zip(vars(edit).values(), vars(keep).values())))
-    n_rows, n_req = len(rows.ids), len(requests)
-    frame = _Frame.of(model, rows, handle.tokenizer.pad_token_id or 0, dev, s.reuse_prefix)
-    # Everything per row, so that a pass can take any subset of rows; positions are the frame's.
-    t = _RowTable(
+    n_req = len(requests)
+
+    # Rows: edit rows first, then keep rows; each step runs them from the frame's column 0.
+    edit_rows, keep_rows = _rows(handle, requests, ctxs, role)
+    rows = _Rows(*(a + b for a, b in zip(vars(edit_rows).values(), vars(keep_rows).values(), strict=True)))
+    n_rows = len(rows.ids)
+    all_rows = torch.arange(n_rows, device=dev)
+    frame = _Frame.of(model, rows, handle.tokenizer.pad_token_id or 0, dev, settings.reuse_prefix)
+    table = _row_table(rows, frame, len(edit_rows.ids), requests, dev)
+
+    # delta = scale * z: Adam moves z, whose unit is the RMS of the request's original state.
+    z = torch.zeros(n_req, sites.d_model, device=dev, requires_grad=True)
+    injection: dict[str, Tensor] = {}  # the rows' key positions and deltas for the next pass
+    reference_states: list[Tensor] = []
+    block_outputs: list = []
+
+    def add_delta(module, args, out):
+        x = _add_at(out[0] if isinstance(out, tuple) else out, injection["pos"], injection["delta"])
+        return (x, *out[1:]) if isinstance(out, tuple) else x
+
+    def read_reference(module, args, out):
+        state = out[0] if isinstance(out, tuple) else out
+        reference_states.append(state[all_rows, table.pos].detach())
+
+    weights = list(model.parameters())
+    grad_flags = [p.requires_grad for p in weights]
+    # The reference hook is registered before the delta's, so on the MLP it sees the output
+    # before any delta.
+    reference_hook = sites.module(model, layer, settings.reference).register_forward_hook(read_reference)
+    delta_hook = sites.module(model, layer, "mlp").register_forward_hook(add_delta)
+    # Block `layer`'s unedited output: steps start after it (see `_steps_from`).
+    block_hook = sites.module(model, layer, "resid").register_forward_hook(lambda m, a, out: block_outputs.append(out))
+    try:
+        for p in weights:
+            p.requires_grad_(False)  # only delta is optimised; the weights stay as they are
+
+        # Unedited pass: reference states, block output, log-probabilities at the last prompt token.
+        with torch.no_grad():
+            injection.update(pos=table.pos, delta=torch.zeros(n_rows, sites.d_model, device=dev))
+            logits = frame.run(model, all_rows).logits.float()
+            table.base_last = logits[all_rows, table.last].log_softmax(-1)
+        reference_hook.remove()
+        block_hook.remove()
+        n_skipped, unedited_block_out = _steps_from(frame, layer % sites.n_layers, block_outputs[0])
+        edit = table.is_edit
+        original = weighted_mean(reference_states[0][edit].float(), table.owner[edit], table.weight[edit], n_req)
+        scale = original.pow(2).mean(-1, keepdim=True).sqrt().clamp(min=1e-6)
+
+        optimiser = torch.optim.Adam([z], lr=settings.lr)
+        done = torch.zeros(n_req, dtype=torch.bool, device=dev)
+        history: list[list[float]] = [[] for _ in requests]
+        for _ in range(settings.steps):
+            # Edited pass over the rows of requests still running.
+            live_rows = (~done)[table.owner].nonzero().flatten()
+            live_table = table.take(live_rows)
+            optimiser.zero_grad()
+            delta = z * scale
+            row_delta = delta[live_table.owner]
+            injection.update(pos=live_table.pos, delta=row_delta)
+            # Skipped blocks: block `layer`'s output moves by exactly the delta added at its MLP output.
+            skipping = (
+                blocks_skipped(
+                    model, sites, layer, partial(_add_at, unedited_block_out[live_rows], live_table.pos, row_delta)
+                )
+                if n_skipped
+                else nullcontext()
+            )
+            with skipping:
+                logp = frame.run(model, live_rows, n_skipped).logits.float().log_softmax(-1)
+
+            # Objective, and early stopping on its fit part.
+            objective, fit = _objective(logp, live_table, n_req, delta, original, settings)
+            live = ~done
+            for b in live.nonzero().flatten().tolist():
+                history[b].append(float(objective[b].detach()))
+            done |= live & (fit.detach() < settings.early_stop)
+            if bool(done.all()):
+                break
+
+            # Adam step on the live requests; the converged ones keep their z.
+            frozen_z = z.detach()[done].clone()
+            (objective * (~done).float()).sum().backward()
+            optimiser.step()
+
+            # Norm clamp: ||delta|| <= clamp_norm * ||original||.
+            with torch.no_grad():
+                limit = settings.clamp_norm * original.norm(dim=-1, keepdim=True)
+                z.mul_(torch.clamp(limit / (z * scale).norm(dim=-1, keepdim=True).clamp(min=1e-12), max=1.0))
+                z[done] = frozen_z
+    finally:
+        delta_hook.remove()
+        reference_hook.remove()
+        block_hook.remove()
+        for p, flag in zip(weights, grad_flags, strict=True):
+            p.requires_grad_(flag)
+    return Values((z * scale).detach(), original.detach(), history)
+
+
+def _row_table(rows: _Rows, frame: _Frame, n_edit: int, requests: list[Request], dev) -> _RowTable:
+    """Everything per row as tensors, so that a pass can take any subset of rows; positions are the frame's."""
+    return _RowTable(
         owner=torch.tensor(rows.owner, device=dev),
         pos=frame.shift(rows.pos),
         last=frame.shift([n - 1 for n in rows.n_prompt]),
-        is_edit=torch.arange(n_rows, device=dev) < len(edit.ids),
+        is_edit=torch.arange(len(rows.ids), device=dev) < n_edit,
         erase=torch.tensor([requests[b].erase for b in rows.owner], device=dev),
-        targets=_pad([tg or [0] for tg in rows.target], -1, dev)[0],
-        n_tok=torch.tensor([max(len(tg), 1) for tg in rows.target], device=dev),
+        targets=_pad([target or [0] for target in rows.target], -1, dev)[0],
+        n_tok=torch.tensor([max(len(target), 1) for target in rows.target], device=dev),
         weight=torch.tensor(rows.weight, dtype=torch.float32, device=dev),
     )
-    # delta = scale * z: Adam moves z, whose unit is the RMS of the request's original state.
-    z = torch.zeros(n_req, sites.d_model, device=dev, requires_grad=True)
-    now: dict[str, Tensor] = {}
-    seen: list[Tensor] = []
-
-    def add_delta(module, args, out):
-        x = _add_at(out[0] if isinstance(out, tuple) else out, now["pos"], now["delta"])
-        return (x, *out[1:]) if isinstance(out, tuple) else x
-
-    params = list(model.parameters())
-    flags = [p.requires_grad for p in params]
-    # The state the norms refer to, read once in the unedited pass (registered first, so on the
-    # MLP it sees the output before any delta).
-    capture = sites.module(model, layer, s.reference).register_forward_hook(
-        lambda m, args, out: seen.append(
-            (out[0] if isinstance(out, tuple) else out)[torch.arange(n_rows, device=dev), t.pos].detach()
-        )
-    )
-    hook = sites.module(model, layer, "mlp").register_forward_hook(add_delta)
-    # Block `layer`'s output in the unedited pass: steps start after it (see `_steps_from`).
-    outputs: list = []
-    grab = sites.module(model, layer, "resid").register_forward_hook(lambda m, args, out: outputs.append(out))
-    try:
-        for p in params:
-            p.requires_grad_(False)  # only delta is optimised; the weights stay as they are
-        with torch.no_grad():
-            now.update(pos=t.pos, delta=torch.zeros(n_rows, sites.d_model, device=dev))
-            logits = frame.run(model, torch.arange(n_rows, device=dev)).logits.float()
-            t.base_last = logits[torch.arange(n_rows, device=dev), t.last].log_softmax(-1)
-        capture.remove()
-        grab.remove()
-        skip, block_out = _steps_from(frame, layer % sites.n_layers, outputs[0])
-        original = weighted_mean(seen[0][t.is_edit].float(), t.owner[t.is_edit], t.weight[t.is_edit], n_req)
-        scale = original.pow(2).mean(-1, keepdim=True).sqrt().clamp(min=1e-6)
-        opt = torch.optim.Adam([z], lr=s.lr)
-        done = torch.zeros(n_req, dtype=torch.bool, device=dev)
-        history: list[list[float]] = [[] for _ in requests]
-        for _ in range(s.steps):
-            # Requests that have converged are frozen and leave the passes.
-            live_rows = (~done)[t.owner].nonzero().flatten()
-            sub = t.take(live_rows)
-            opt.zero_grad()
-            delta = z * scale
-            row_delta = delta[sub.owner]
-            now.update(pos=sub.pos, delta=row_delta)
-            with (
-                blocks_skipped(model, sites, layer, lambda: _add_at(block_out[live_rows], sub.pos, row_delta))
-                if skip
-                else nullcontext()
-            ):
-                logp = frame.run(model, live_rows, skip).logits.float().log_softmax(-1)
-            per_req, fit = _objective(logp, sub, n_req, delta, original, s)
-            live = ~done
-            for b in live.nonzero().flatten().tolist():
-                history[b].append(float(per_req[b].detach()))
-            done |= live & (fit.detach() < s.early_stop)
-            if bool(done.all()):
-                break
-            kept = z.detach()[done].clone()
-            (per_req * (~done).float()).sum().backward()
-            opt.step()
-            with torch.no_grad():
-                limit = s.clamp_norm * original.norm(dim=-1, keepdim=True)
-                z.mul_(torch.clamp(limit / (z * scale).norm(dim=-1, keepdim=True).clamp(min=1e-12), max=1.0))
-                z[done] = kept
-    finally:
-        hook.remove()
-        capture.remove()
-        grab.remove()
-        for p, f in zip(params, flags):
-            p.requires_grad_(f)
-    return Values((z * scale).detach(), original.detach(), history)
 
 
 def _add_at(x: Float[Tensor, "row seq d"], pos: Tensor, delta: Float[Tensor, "row d"]) -> Float[Tensor, "row seq d"]:
@@ -351,10 +401,10 @@ class _Frame:
             ids, mask = _pad(rows.ids, pad, device)
             return _Frame(ids, mask, torch.zeros(len(rows.ids), dtype=torch.long, device=device))
         try:
-            prefixes = Prefixes.run(model, [r[:c] for r, c in zip(rows.ids, rows.pos)], pad)
+            prefixes = Prefixes.run(model, [r[:c] for r, c in zip(rows.ids, rows.pos, strict=True)], pad)
         except PrefixCacheError as e:
             raise RuntimeError(f"{e}; run with reuse_prefix=False") from None
-        suffix, suffix_mask = _pad([r[c:] for r, c in zip(rows.ids, rows.pos)], pad, device)
+        suffix, suffix_mask = _pad([r[c:] for r, c in zip(rows.ids, rows.pos, strict=True)], pad, device)
         return _Frame(suffix, suffix_mask, torch.tensor(rows.pos, device=device), prefixes)
 
     def shift(self, index: list[int]) -> Tensor:

@@ -5,8 +5,8 @@ Restoring the clean state ``a`` at a site of the corrupted run changes P(object)
 al. 2023). One backward pass gives that gradient at every (component, layer, token), so the whole
 grid costs two forwards (clean, corrupted) and one backward, however long the prompt. The
 estimate is exact for a linear model and degrades where restoring a state moves the network far
-from the corrupted run (large noise, saturated softmax): ``benchmarks/attribution_patching.py``
-measures how well it ranks sites against the exact trace on the world's facts.
+from the corrupted run (large noise, saturated softmax): how well it ranks sites against the
+exact trace on the world's facts is in docs/locate.md#speed-and-agreement.
 
 The result is a :class:`~locate.causal_trace.TraceResult` with the same grids and baselines as
 :func:`locate.causal_trace.trace`, so both read, plot and become a Location the same way.
@@ -21,7 +21,8 @@ from einops import einsum, reduce
 from jaxtyping import Float
 from torch import Tensor
 
-from locate.causal_trace import TRACE_COMPONENTS, TraceResult, TraceSettings, _object_prob, _prepare
+from locate.causal_trace import TraceResult
+from locate.trace_problem import TRACE_COMPONENTS, TraceSettings, object_prob, prepare
 
 
 def attribute(
@@ -92,7 +93,7 @@ def attribute_many(
         batch_size: Most rows (facts x noise samples) in one pass, to bound memory.
     """
     settings = settings or TraceSettings()
-    problems = [_prepare(handle, p, s, o, settings, tuple(components)) for p, s, o in facts]
+    problems = [prepare(handle, p, s, o, settings, tuple(components)) for p, s, o in facts]
     groups: dict[tuple, list[int]] = {}
     for i, pr in enumerate(problems):
         groups.setdefault((pr.ids.shape[1], pr.span, len(pr.obj), pr.corrupt.shape[0]), []).append(i)
@@ -103,7 +104,7 @@ def attribute_many(
     for members in groups.values():
         for start in range(0, len(members), per_pass):
             chunk = members[start : start + per_pass]
-            for i, r in zip(chunk, _attribute_group(handle, [problems[i] for i in chunk], components)):
+            for i, r in zip(chunk, _attribute_group(handle, [problems[i] for i in chunk], components), strict=True):
                 p, s, o = facts[i]
                 results[i] = TraceResult(
                     r[0],
@@ -124,7 +125,7 @@ def attribute_many(
 def _attribute_group(handle, problems: list, components: tuple[str, ...]) -> list[tuple[dict, float, float]]:
     # Every problem here has the same length, subject span, object length and sample count.
     bridge, sites, first = handle.hooked, handle.sites, problems[0]
-    names = {sites.hook_name(l, c): (l, c) for l, c in first.sites}
+    names = {sites.hook_name(layer, c): (layer, c) for layer, c in first.sites}
     n, samples = len(problems), first.corrupt.shape[0]
     ids = torch.cat([pr.ids for pr in problems])
     with torch.no_grad():
@@ -146,23 +147,23 @@ def _attribute_group(handle, problems: list, components: tuple[str, ...]) -> lis
     hooks += [(name, partial(keep, site=site)) for name, site in names.items()]
     with torch.enable_grad():
         logits = bridge.run_with_hooks(ids.repeat_interleave(samples, 0), fwd_hooks=hooks)
-        probs = torch.cat([_object_prob(logits[i * samples : (i + 1) * samples], pr) for i, pr in enumerate(problems)])
+        probs = torch.cat([object_prob(logits[i * samples : (i + 1) * samples], pr) for i, pr in enumerate(problems)])
         # Rows are independent, so the gradient of the sum is each row's own gradient.
         grads = torch.autograd.grad(probs.sum(), [kept[s] for s in names.values()])
-    change = {s: _change(clean[s], kept[s].detach(), g, samples) for s, g in zip(names.values(), grads)}
+    change = {s: _change(clean[s], kept[s].detach(), g, samples) for s, g in zip(names.values(), grads, strict=True)}
     probs = probs.detach().reshape(n, samples).mean(1)
     out = []
     for i, pr in enumerate(problems):
         grid = torch.zeros(len(pr.cells))
         for j, (c, t, _, layers) in enumerate(pr.cells):
-            grid[j] = sum(float(change[(l, c)][i, t]) for l in layers)
+            grid[j] = sum(float(change[(layer, c)][i, t]) for layer in layers)
         grid = float(probs[i]) + reduce(
             grid, "(comp token layer) -> comp token layer", "sum", comp=len(components), token=pr.n_prompt
         )
         out.append(
             (
                 {c: grid[k] for k, c in enumerate(components)},
-                float(_object_prob(clean_logits[i : i + 1], pr)[0]),
+                float(object_prob(clean_logits[i : i + 1], pr)[0]),
                 float(probs[i]),
             )
         )

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import partial
-from typing import Literal
 
 import torch
 from einops import reduce
@@ -24,49 +23,21 @@ from torch import Tensor
 from transformers import DynamicCache
 
 from locate.location import Location, Site
+from locate.trace_problem import (
+    TRACE_COMPONENTS,
+    TraceError,
+    TraceProblem,
+    TraceSettings,
+    corrupt_from,
+    object_prob,
+    prepare,
+    set_rows,
+)
 from workbench.core.views import envoy_at, nnsight_module
 
-TRACE_COMPONENTS = ("resid", "mlp", "attn")
 # Within a block, attention runs before the MLP, and both before the block output: nnsight
 # must be asked for them in that order.
 _EXECUTION_ORDER = ("attn", "mlp", "resid")
-
-
-class TraceError(ValueError):
-    """Bad causal-trace input: unknown component, window out of range, no counterfactual subject."""
-
-
-@dataclass(frozen=True)
-class TraceSettings:
-    """Settings of a causal trace; defaults follow ROME where a 4-layer model allows.
-
-    Examples:
-        >>> TraceSettings().noise, TraceSettings(window=3).window
-        (3.0, 3)
-
-    Args:
-        noise: Gaussian noise std, as a multiple of the std of all entries of the token embedding
-            matrix (ROME: 3x the std of subject-token embeddings over a corpus; the matrix-wide std
-            needs no corpus; on the world model it is 0.184 against 0.174 over the name tokens).
-        samples: Noise samples; probabilities are averaged over them (ROME: 10).
-        window: Consecutive layers restored together for "mlp" and "attn", centred as in ROME
-            (layers l - window // 2 .. l + ceil(window / 2) - 1, clipped). "resid" always restores
-            one layer, as ROME does. ROME used 10 on 48 layers; 1 suits 4 layers.
-        seed: Seed of the noise generator (a CPU generator: same noise on every device).
-        corruption: "noise" (embeddings plus noise) or "counterfactual" (another person's name
-            of the same token length; deterministic, so ``samples`` is ignored and 1 is used).
-        counterfactual: The replacement subject; default the next person after the subject, in
-            world order, whose name has as many tokens and whose object for the relation differs.
-        batch_size: Rows per batched forward pass, to bound memory.
-    """
-
-    noise: float = 3.0
-    samples: int = 10
-    window: int = 1
-    seed: int = 0
-    corruption: Literal["noise", "counterfactual"] = "noise"
-    counterfactual: str | None = None
-    batch_size: int = 256
 
 
 @dataclass
@@ -107,10 +78,10 @@ class TraceResult:
         Grids hold the raw restored probabilities; site scores subtract the corrupted baseline.
         """
         sites = [
-            Site("activation", layer=l, component=c, token=t, score=float(ie[t, l]))
+            Site("activation", layer=layer, component=c, token=t, score=float(ie[t, layer]))
             for c in self.scores
             for ie in [self.indirect_effect(c)]
-            for t, l in itertools.product(range(ie.shape[0]), range(ie.shape[1]))
+            for t, layer in itertools.product(range(ie.shape[0]), range(ie.shape[1]))
         ]
         return Location(
             self.method,
@@ -128,92 +99,6 @@ class TraceResult:
         )
 
 
-# -- the problem: tokens, corrupted embeddings, cells ----------------------------------------
-@dataclass
-class _Problem:
-    ids: Int[Tensor, "1 seq"]  # prompt + object tokens but the last (teacher forcing)
-    n_prompt: int
-    obj: list[int]
-    span: tuple[int, int]
-    corrupt: Float[Tensor, "sample span d_model"]  # token embeddings at the subject, per sample
-    cells: list[tuple[str, int, int, tuple[int, ...]]]  # (component, token, layer, layers restored)
-    replacement: str | None = None
-    sites: list[tuple[int, str]] = field(default_factory=list)  # (layer, component) ever restored
-
-
-def _window(layer: int, window: int, n_layers: int) -> tuple[int, ...]:
-    return tuple(range(max(0, layer - window // 2), min(n_layers, layer - (-window // 2))))
-
-
-def _replacement(handle, prompt: str, subject: str, obj: str, span: tuple[int, int]) -> str:
-    world = handle.world
-    if world is None:
-        raise TraceError("counterfactual corruption needs a fact world or settings.counterfactual")
-    relation = world.parse_prompt(prompt)[1]
-    people = list(world.people)
-    start = people.index(subject) + 1 if subject in people else 0
-    for p in people[start:] + people[:start]:
-        if p == subject or (relation and world.people[p][relation] == obj):
-            continue
-        if handle.subject_span(_swap(prompt, subject, p), p) == span:
-            return p
-    raise TraceError(f"no person with as many tokens as {subject!r} for a counterfactual")
-
-
-def _swap(prompt: str, subject: str, other: str) -> str:
-    i = prompt.rfind(subject)
-    return prompt[:i] + other + prompt[i + len(subject) :]
-
-
-def _prepare(
-    handle, prompt: str, subject: str, target_object: str, settings: TraceSettings, components: tuple[str, ...]
-) -> _Problem:
-    n_layers = handle.sites.n_layers
-    bad = [c for c in components if c not in TRACE_COMPONENTS]
-    if bad or not components:
-        raise TraceError(f"unknown component {bad[0] if bad else None!r}; expected some of {TRACE_COMPONENTS}")
-    if not 1 <= settings.window <= n_layers:
-        raise TraceError(f"window {settings.window} out of range 1..{n_layers} for a {n_layers}-layer model")
-    if settings.samples < 1 or settings.batch_size < 1 or settings.noise < 0:
-        raise TraceError("samples and batch_size must be >= 1 and noise >= 0")
-    if settings.corruption not in ("noise", "counterfactual"):
-        raise TraceError(f"unknown corruption {settings.corruption!r}; expected 'noise' or 'counterfactual'")
-    prompt_ids, obj = handle.encode_fact(prompt, target_object)
-    span = handle.subject_span(prompt, subject)
-    wte = handle.sites.module(handle.model, None, "embed").weight.detach()
-    replacement = None
-    if settings.corruption == "noise":
-        g = torch.Generator().manual_seed(settings.seed)
-        noise = torch.randn(settings.samples, span[1] - span[0], wte.shape[1], generator=g)
-        clean = wte[torch.tensor(prompt_ids[span[0] : span[1]], device=wte.device)].float().cpu()
-        corrupt = clean + settings.noise * wte.float().std().cpu() * noise
-    else:
-        replacement = settings.counterfactual or _replacement(handle, prompt, subject, target_object, span)
-        swapped = _swap(prompt, subject, replacement)
-        if handle.subject_span(swapped, replacement) != span or len(handle.encode(swapped)[0]) != len(prompt_ids):
-            raise TraceError(f"counterfactual {replacement!r} does not tokenize like {subject!r}")
-        corrupt = wte[handle.encode(swapped)[0, span[0] : span[1]]].float().cpu()[None]
-    cells = [
-        (c, t, l, _window(l, settings.window if c != "resid" else 1, n_layers))
-        for c in components
-        for t in range(len(prompt_ids))
-        for l in range(n_layers)
-    ]
-    ids = torch.tensor([prompt_ids + obj[:-1]], device=handle.device)
-    used = sorted({(l, c) for c, _, _, ls in cells for l in ls})
-    return _Problem(ids, len(prompt_ids), obj, span, corrupt.to(handle.dtype), cells, replacement, used)
-
-
-def _object_prob(
-    logits: Float[Tensor, "batch seq vocab"], problem: _Problem, start: int = 0
-) -> Float[Tensor, " batch"]:
-    # Position j predicts token j + 1: object token k is read at n_prompt - 1 + k (less `start`
-    # when the logits begin at position `start`).
-    pos = torch.arange(len(problem.obj), device=logits.device) + problem.n_prompt - 1 - start
-    logp = torch.log_softmax(logits[:, pos].float(), -1)[:, torch.arange(len(problem.obj)), problem.obj]
-    return logp.sum(-1).exp().cpu()
-
-
 # A runner does one forward with the subject corrupted by noise samples `samples` (one row each)
 # and, for each (layer, component), rows[i] at token toks[i] set to the clean state. It returns
 # the logits from position `start` on: every restoration in the pass is at token `start` or later,
@@ -224,7 +109,7 @@ Runner = Callable[[Tensor, Restores, int], Tensor]
 
 
 def _grid(
-    problem: _Problem,
+    problem: TraceProblem,
     clean_logits: Tensor,
     run: Runner,
     settings: TraceSettings,
@@ -236,7 +121,7 @@ def _grid(
     skip_unchanged: bool = True,
 ) -> TraceResult:
     samples, batch_size = problem.corrupt.shape[0], settings.batch_size
-    baseline = _object_prob(run(torch.arange(samples), {}, 0), problem)
+    baseline = object_prob(run(torch.arange(samples), {}, 0), problem)
     probs = baseline[:, None].repeat(1, len(problem.cells))
     by_token: dict[int, list[int]] = {}
     for i, (_, t, _, _) in enumerate(problem.cells):
@@ -252,17 +137,17 @@ def _grid(
             restores: dict[tuple[int, str], list[tuple[int, int]]] = {}
             for i, (_, cell) in enumerate(chunk):
                 c, t, _, layers = problem.cells[cell]
-                for l in layers:
-                    restores.setdefault((l, c), []).append((i, t))
-            idx = {k: tuple(torch.tensor(x) for x in zip(*v)) for k, v in restores.items()}
-            rows_s, rows_c = (torch.tensor(x) for x in zip(*chunk))
-            probs[rows_s, rows_c] = _object_prob(run(rows_s, idx, start), problem, start)
+                for layer in layers:
+                    restores.setdefault((layer, c), []).append((i, t))
+            idx = {k: tuple(torch.tensor(x) for x in zip(*v, strict=True)) for k, v in restores.items()}
+            rows_s, rows_c = (torch.tensor(x) for x in zip(*chunk, strict=True))
+            probs[rows_s, rows_c] = object_prob(run(rows_s, idx, start), problem, start)
     mean = reduce(
         probs, "sample (comp token layer) -> comp token layer", "mean", comp=len(components), token=problem.n_prompt
     )
     return TraceResult(
         {c: mean[i] for i, c in enumerate(components)},
-        float(_object_prob(clean_logits, problem)[0]),
+        float(object_prob(clean_logits, problem)[0]),
         float(baseline.mean()),
         problem.span,
         handle.tokens(prompt),
@@ -272,24 +157,6 @@ def _grid(
         target_object,
         problem.replacement,
     )
-
-
-def _corrupt_from(x: Tensor, problem: _Problem, samples: Tensor, start: int) -> Tensor:
-    # Token embeddings from position `start` on, with the subject's replaced per row.
-    a, b = problem.span
-    if b <= start:
-        return x
-    x = x.clone()
-    x[:, max(a, start) - start : b - start] = problem.corrupt[samples, max(a, start) - a :].to(x.device, x.dtype)
-    return x
-
-
-def _set_rows(x: Tensor, idx: tuple[Tensor, Tensor], clean: Float[Tensor, "seq d_model"], start: int = 0) -> Tensor:
-    # x holds positions from `start` on; token indices are absolute.
-    rows, toks = idx
-    x = x.clone()
-    x[rows.to(x.device), (toks - start).to(x.device)] = clean[toks.to(clean.device)].to(x.device, x.dtype)
-    return x
 
 
 def _on_first(output, fn):
@@ -332,9 +199,9 @@ def trace(
         EncodingError: subject not in the prompt, words the tokenizer does not know.
     """
     settings = settings or TraceSettings()
-    problem = _prepare(handle, prompt, subject, target_object, settings, tuple(components))
+    problem = prepare(handle, prompt, subject, target_object, settings, tuple(components))
     bridge, sites = handle.hooked, handle.sites
-    names = {sites.hook_name(l, c): (l, c) for l, c in problem.sites}
+    names = {sites.hook_name(layer, c): (layer, c) for layer, c in problem.sites}
     clean_logits, cache = bridge.run_with_cache(problem.ids[:1], names_filter=lambda n: n in names)
     clean = {site: cache[name][0] for name, site in names.items()}
     embed = sites.hook_name(None, "embed")
@@ -342,10 +209,10 @@ def trace(
 
     def run(samples, idx, start):
         past = _rows_of(corrupted, samples, start) if start else corrupted if not idx else None
-        hooks = [(embed, lambda x, hook: _corrupt_from(x, problem, samples, start))]
+        hooks = [(embed, lambda x, hook: corrupt_from(x, problem, samples, start))]
         hooks += [
-            (sites.hook_name(l, c), lambda x, hook, i=i, k=(l, c): _set_rows(x, i, clean[k], start))
-            for (l, c), i in idx.items()
+            (sites.hook_name(layer, c), lambda x, hook, i=i, k=(layer, c): set_rows(x, i, clean[k], start))
+            for (layer, c), i in idx.items()
         ]
         n = len(samples)
         return bridge.run_with_hooks(
@@ -395,14 +262,14 @@ def trace_reference(
     Arguments and errors are those of :func:`trace`.
     """
     settings = settings or TraceSettings()
-    problem = _prepare(handle, prompt, subject, target_object, settings, tuple(components))
+    problem = prepare(handle, prompt, subject, target_object, settings, tuple(components))
     model, sites = handle.model, handle.sites
     clean: dict[tuple[int, str], Tensor] = {}
     hooks = [
-        sites.module(model, l, c).register_forward_hook(
-            lambda m, args, out, k=(l, c): clean.__setitem__(k, (out[0] if isinstance(out, tuple) else out)[0])
+        sites.module(model, layer, c).register_forward_hook(
+            lambda m, args, out, k=(layer, c): clean.__setitem__(k, (out[0] if isinstance(out, tuple) else out)[0])
         )
-        for l, c in problem.sites
+        for layer, c in problem.sites
     ]
     try:
         clean_logits = model(problem.ids[:1]).logits
@@ -411,15 +278,15 @@ def trace_reference(
             h.remove()
 
     def set_embed(module, args, out, samples):
-        return _corrupt_from(out, problem, samples, 0)
+        return corrupt_from(out, problem, samples, 0)
 
     def run_one(sample, idx):
         hooks = [sites.module(model, None, "embed").register_forward_hook(partial(set_embed, samples=sample))]
         hooks += [
-            sites.module(model, l, c).register_forward_hook(
-                lambda m, args, out, i=i, k=(l, c): _on_first(out, lambda x: _set_rows(x, i, clean[k]))
+            sites.module(model, layer, c).register_forward_hook(
+                lambda m, args, out, i=i, k=(layer, c): _on_first(out, lambda x: set_rows(x, i, clean[k]))
             )
-            for (l, c), i in idx.items()
+            for (layer, c), i in idx.items()
         ]
         try:
             return model(problem.ids).logits
@@ -473,15 +340,15 @@ def trace_nnsight(
     Arguments and errors are those of :func:`trace`.
     """
     settings = settings or TraceSettings()
-    problem = _prepare(handle, prompt, subject, target_object, settings, tuple(components))
+    problem = prepare(handle, prompt, subject, target_object, settings, tuple(components))
     lm, sites = handle.nnsight, handle.sites
     order = sorted(problem.sites, key=lambda s: (s[0], _EXECUTION_ORDER.index(s[1])))
     # nnsight runs the body elsewhere: only mutated outer objects and .save()d values come back.
     saved: dict[tuple[int, str], Tensor] = {}
     with lm.trace(problem.ids[:1]):
-        for l, c in order:
-            out = nnsight_module(lm, sites, l, c).output
-            saved[(l, c)] = (out[0] if isinstance(out, tuple) else out)[0].save()
+        for layer, c in order:
+            out = nnsight_module(lm, sites, layer, c).output
+            saved[(layer, c)] = (out[0] if isinstance(out, tuple) else out)[0].save()
         clean_logits = envoy_at(lm, sites.unembed_path).output.save()
     clean = {k: torch.as_tensor(v) for k, v in saved.items()}
     a, b = problem.span
@@ -490,12 +357,12 @@ def trace_nnsight(
         with lm.trace(problem.ids.expand(len(samples), -1)):
             emb = nnsight_module(lm, sites, None, "embed").output
             emb[:, a:b] = problem.corrupt[samples].to(emb.device, emb.dtype)
-            for l, c in order:
-                if (l, c) in idx:
-                    out = nnsight_module(lm, sites, l, c).output
+            for layer, c in order:
+                if (layer, c) in idx:
+                    out = nnsight_module(lm, sites, layer, c).output
                     x = out[0] if isinstance(out, tuple) else out
-                    rows, toks = idx[(l, c)]
-                    x[rows, toks] = clean[(l, c)][toks].to(x.dtype)
+                    rows, toks = idx[(layer, c)]
+                    x[rows, toks] = clean[(layer, c)][toks].to(x.dtype)
             logits = envoy_at(lm, sites.unembed_path).output.save()
         return logits[:, start:]
 

@@ -73,7 +73,7 @@ def feature_data(
     promote, suppress = logits.topk(top), (-logits).topk(top)
     people: dict[str, float] = {}
     if handle.world is not None:
-        for text, a in zip(texts, best.tolist()):
+        for text, a in zip(texts, best.tolist(), strict=True):
             if a > 0:
                 person = handle.world.parse_prompt(text)[0]
                 if person:
@@ -86,11 +86,11 @@ def feature_data(
         "histogram": {"counts": [int(c) for c in counts.tolist()], "edges": [float(e) for e in edges.tolist()]},
         "promotes": [
             {"token": handle.tokenizer.decode([int(i)]), "logit": float(v)}
-            for v, i in zip(promote.values, promote.indices)
+            for v, i in zip(promote.values, promote.indices, strict=True)
         ],
         "suppresses": [
             {"token": handle.tokenizer.decode([int(i)]), "logit": -float(v)}
-            for v, i in zip(suppress.values, suppress.indices)
+            for v, i in zip(suppress.values, suppress.indices, strict=True)
         ],
         "people": dict(sorted(people.items(), key=lambda kv: -kv[1])[:top]),
     }

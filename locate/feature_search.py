@@ -77,7 +77,8 @@ def search_features(handle, query: str, sae_settings: SaeSettings | None = None,
     scores = decoder_logits(handle, sae)[:, ids[0]]
     best = scores.topk(top)
     return [
-        {"feature": int(i), "score": float(v), "why": f"promotes {query!r}"} for v, i in zip(best.values, best.indices)
+        {"feature": int(i), "score": float(v), "why": f"promotes {query!r}"}
+        for v, i in zip(best.values, best.indices, strict=True)
     ]
 
 

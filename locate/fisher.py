@@ -149,7 +149,7 @@ def _describe(data: Sequence[Datum], name: str | None, n_examples: int) -> dict:
 # -- the estimator ----------------------------------------------------------------------------
 def _param_names(handle, which: str) -> list[str]:
     sites: SiteMap = handle.sites
-    blocks = tuple(sites.module_path(l, "resid") + "." for l in range(sites.n_layers))
+    blocks = tuple(sites.module_path(layer, "resid") + "." for layer in range(sites.n_layers))
     return [n for n, _ in handle.model.named_parameters() if which == "all" or n.startswith(blocks)]
 
 
@@ -197,7 +197,7 @@ def _diagonal(
             ids, _, scored = pad_examples([examples[i] for i in chunk], pad)
             grads = per_example(theta, ids.to(handle.device), scored.to(handle.device))
             for n, g in grads.items():
-                # addcmul over the chunk adds the squares without materialising them: ~4x faster.
+                # addcmul over the chunk adds the squares without materialising them (docs/locate.md#fisher-scores).
                 for one in g.float():
                     sums[n].addcmul_(one, one)
     return {n: (s / len(examples)).cpu() for n, s in sums.items()}

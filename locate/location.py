@@ -248,7 +248,8 @@ class Location:
         """Read a location written by :meth:`to_json`.
 
         Examples:
-            >>> Location.from_json('{"method": "m", "sites": [{"kind": "parameter", "param": "w", "score": 2}]}').best().score
+            >>> text = '{"method": "m", "sites": [{"kind": "parameter", "param": "w", "score": 2}]}'
+            >>> Location.from_json(text).best().score
             2.0
         """
         try:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from locate.causal_trace import TraceError, TraceResult, _corrupt_from, _object_prob, _prepare, _set_rows, _window
+from locate.causal_trace import TraceResult
+from locate.trace_problem import TraceError, corrupt_from, layer_window, object_prob, prepare, set_rows
 
 
 @dataclass(frozen=True)
@@ -63,16 +64,16 @@ def restore_state(handle, result: TraceResult, component: str, token: int, layer
     if not (0 <= token < len(result.tokens) and 0 <= layer < n_layers):
         raise TraceError(f"cell ({token}, {layer}) outside the {len(result.tokens)} x {n_layers} grid")
     s = result.settings
-    problem = _prepare(handle, result.prompt, result.subject, result.target_object, s, (component,))
-    layers = _window(layer, s.window if component != "resid" else 1, n_layers)
+    problem = prepare(handle, result.prompt, result.subject, result.target_object, s, (component,))
+    layers = layer_window(layer, s.window if component != "resid" else 1, n_layers)
     bridge, sites = handle.hooked, handle.sites
-    names = {sites.hook_name(l, component): l for l in layers}
+    names = {sites.hook_name(restored, component): restored for restored in layers}
     _, cache = bridge.run_with_cache(problem.ids[:1], names_filter=lambda n: n in names)
     n = problem.corrupt.shape[0]
     samples = torch.arange(n)
     rows = (samples, torch.full((n,), token))
-    hooks = [(sites.hook_name(None, "embed"), lambda x, hook: _corrupt_from(x, problem, samples, 0))]
-    hooks += [(name, lambda x, hook, name=name: _set_rows(x, rows, cache[name][0])) for name in names]
+    hooks = [(sites.hook_name(None, "embed"), lambda x, hook: corrupt_from(x, problem, samples, 0))]
+    hooks += [(name, lambda x, hook, name=name: set_rows(x, rows, cache[name][0])) for name in names]
     logits = bridge.run_with_hooks(problem.ids.expand(n, -1), fwd_hooks=hooks)
     probs = torch.softmax(logits[:, problem.n_prompt - 1].float(), -1).mean(0).cpu()
     top = probs.topk(k)
@@ -81,8 +82,8 @@ def restore_state(handle, result: TraceResult, component: str, token: int, layer
         token,
         layer,
         layers,
-        float(_object_prob(logits, problem).mean()),
-        [(handle.tokenizer.decode([int(i)]), float(p)) for p, i in zip(top.values, top.indices)],
+        float(object_prob(logits, problem).mean()),
+        [(handle.tokenizer.decode([int(i)]), float(p)) for p, i in zip(top.values, top.indices, strict=True)],
     )
 
 

@@ -12,7 +12,7 @@ SMALL = FigureSettings(retain_facts=40, neighbour_facts=40, heldout_loss=False)
 def test_every_method_is_registered_with_its_editor_and_settings():
     assert set(METHODS) == {"rmu", "ablate", "ga", "gradiff", "npo", "ssd", "erase"}
     for name, m in METHODS.items():
-        assert callable(m.editor()) and m.make_settings() is not None, name
+        assert callable(m.editor) and isinstance(m.make_settings(), m.settings), name
         field, values = m.strength
         if field:
             assert hasattr(m.make_settings(), field) and len(values) >= 3

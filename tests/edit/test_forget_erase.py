@@ -5,7 +5,7 @@ import torch
 
 from edit.edit import EditError
 from edit.forget_erase import EraseSettings, memit_erase
-from edit.forget_request import ForgetRequest, _sample, forget_request
+from edit.forget_request import ForgetRequest, forget_request, subsample
 
 
 def test_erases_a_person(handle, world):
@@ -15,7 +15,7 @@ def test_erases_a_person(handle, world):
     try:
         assert e.names == [handle.sites.mlp_out_path(0) + ".weight"] and e.metrics["erased_facts"] == 6
         assert handle.score(list(r.forget)).accuracy <= 0.3
-        assert handle.score(_sample(r.retain, 60, 2)).accuracy >= 0.95
+        assert handle.score(subsample(r.retain, 60, 2)).accuracy >= 0.95
         assert all(torch.equal(p, before[n]) for n, p in handle.model.named_parameters() if n not in e.names)
     finally:
         e.revert(handle.model)

@@ -1,5 +1,7 @@
 """Key-position states: what a full pass reads there, from texts cut at the key, passes stopped at the module."""
 
+from functools import partial
+
 import pytest
 import torch
 from tiny_models import FAMILIES, tiny_handle
@@ -16,22 +18,24 @@ def _requests(world, n=3):
 
 def _full_pass(h, texts, position, path, which):
     """The state a whole forward pass of each text has at ``position(text)``."""
-    out = []
     module = h.model.get_submodule(path)
-    for t in texts:
-        got = []
-        hook = (
-            module.register_forward_pre_hook(lambda m, a: got.append(a[0]))
-            if which == "input"
-            else module.register_forward_hook(lambda m, a, o: got.append(o[0] if isinstance(o, tuple) else o))
-        )
-        try:
-            with torch.no_grad():
-                h.model(**h.tokenizer(t, return_tensors="pt"))
-        finally:
-            hook.remove()
-        out.append(got[0][0, position(t)].double())
-    return torch.stack(out)
+    return torch.stack([_states(h, module, t, which)[0, position(t)].double() for t in texts])
+
+
+def _states(h, module, text, which):
+    """The module's input or output in a whole forward pass of ``text``."""
+    got = []
+    hook = (
+        module.register_forward_pre_hook(lambda m, a: got.append(a[0]))
+        if which == "input"
+        else module.register_forward_hook(lambda m, a, o: got.append(o[0] if isinstance(o, tuple) else o))
+    )
+    try:
+        with torch.no_grad():
+            h.model(**h.tokenizer(text, return_tensors="pt"))
+    finally:
+        hook.remove()
+    return got[0]
 
 
 @pytest.mark.parametrize("role", ["last", "subject_last"])
@@ -39,9 +43,10 @@ def test_the_mean_of_what_full_passes_read_at_the_key(handle, world, role):
     reqs, sites = _requests(world), handle.sites
     for path, which in ((sites.key_module_path(1), "input"), (sites.module_path(1, "resid"), "output")):
         got = mean_states(handle, reqs, role, ["", X], path, which)
-        for r, g in zip(reqs, got):
+        for r, g in zip(reqs, got, strict=True):
             texts = [r.prompt, f"{X} {r.prompt}"]
-            want = _full_pass(handle, texts, lambda t: key_position(handle.tokenizer, t, r.subject, role), path, which)
+            position = partial(key_position, handle.tokenizer, subject=r.subject, role=role)
+            want = _full_pass(handle, texts, position, path, which)
             torch.testing.assert_close(g, want.mean(0), atol=1e-5, rtol=1e-5)
 
 

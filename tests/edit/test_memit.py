@@ -40,7 +40,7 @@ def test_batch_takes_touches_only_its_layers_and_reverts(fresh, world):
     try:
         assert sum(_top(fresh, r) == r.new_object for r in reqs) >= 5
         changed = {n for n, h in _hashes(fresh.model).items() if h != before[n]}
-        assert changed == set(e.names) == {fresh.sites.mlp_out_path(l) + ".weight" for l in (0, 1)}
+        assert changed == set(e.names) == {fresh.sites.mlp_out_path(layer) + ".weight" for layer in (0, 1)}
         assert all(d.rank == len(reqs) for d in e.deltas.values())
     finally:
         e.revert(fresh.model)

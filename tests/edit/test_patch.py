@@ -128,3 +128,18 @@ def test_revert_data_from_a_base_and_old_patches(fresh, tmp_path):
     e.hashes_before = {MLP: "0" * 64}
     with pytest.raises(EditError, match="of the given base differs from the weights this nudge3 edit was made on"):
         save_patch(e, tmp_path / "c", base=fresh.model)
+
+
+def test_the_request_is_written_as_before_and_read_back_as_its_record(fresh, tmp_path):
+    e = _edit(fresh)
+    (asked,) = e.request.requests
+    path = save_patch(e, tmp_path / "q.patch")
+    text = path.read_text()
+    manifest = json.loads(text)
+    # The whole file is what it was when the request was stored as the request's own dict.
+    assert text == json.dumps({**manifest, "request": asked.to_dict()}, indent=1, default=str)
+    back = load_patch(path)
+    assert back.request == e.request and back.request.kind == "rewrite"
+    again = json.loads(save_patch(back, tmp_path / "again.patch").read_text())
+    assert json.dumps(again["request"]) == json.dumps(manifest["request"])
+    assert describe_patch(path)["request"] == manifest["request"]

@@ -6,7 +6,7 @@ from tiny_models import tiny_handle
 
 import edit.rmu
 from edit.edit import EditError
-from edit.forget_request import ForgetError, ForgetRequest, _sample, forget_request
+from edit.forget_request import ForgetError, ForgetRequest, forget_request, subsample
 from edit.rmu import RmuSettings, rmu
 from locate.location import Location, Site
 from workbench.core.hashing import tensor_hash
@@ -25,19 +25,19 @@ def person(world):
 
 def test_person_is_forgotten_and_others_kept(handle, person):
     before = _hashes(handle.model)
-    retain = _sample(person.retain, 40, 1)
+    retain = subsample(person.retain, 40, 1)
     e = rmu(handle, person, settings=FAST, progress=False)
     try:
         assert handle.score(list(person.forget)).accuracy < 0.5
         assert handle.score(retain).accuracy >= 0.95
         layer = e.metrics["layer"]
-        allowed = {handle.sites.mlp_out_path(l) + ".weight" for l in range(max(0, layer - 2), layer + 1)}
+        allowed = {handle.sites.mlp_out_path(edited) + ".weight" for edited in range(max(0, layer - 2), layer + 1)}
         assert set(e.names) == allowed and layer == edit.rmu.DEFAULT_LAYER
         changed = {n for n, h in _hashes(handle.model).items() if h != before[n]}
         assert changed == allowed
         assert e.metrics["steps"] == FAST.steps and e.metrics["stopped"] == "steps"
         assert e.metrics["loss_forget"][-1] < e.metrics["loss_forget"][0]
-        assert e.request == person.to_dict() and e.settings["layer"] == layer and e.method == "rmu"
+        assert e.request.to_dict() == person.to_dict() and e.settings["layer"] == layer and e.method == "rmu"
         assert set(e.hashes_before) == allowed and all(d.dense is not None for d in e.deltas.values())
     finally:
         e.revert(handle.model)
@@ -48,9 +48,9 @@ def test_layer_from_location_and_settings(handle, person):
     loc = Location("causal_trace", sites=[Site("activation", 1, "mlp", 3, score=1.0)])
     s = RmuSettings(steps=2, retain_samples=10)
     e = rmu(handle, person, loc, s, apply=False, progress=False)
-    assert e.names == [handle.sites.mlp_out_path(l) + ".weight" for l in (0, 1)] and e.location is loc
+    assert e.names == [handle.sites.mlp_out_path(layer) + ".weight" for layer in (0, 1)] and e.location is loc
     e = rmu(handle, person, loc, RmuSettings(layer=-1, steps=2, retain_samples=10), apply=False, progress=False)
-    assert e.names == [handle.sites.mlp_out_path(l) + ".weight" for l in (1, 2, 3)] and not e.applied
+    assert e.names == [handle.sites.mlp_out_path(layer) + ".weight" for layer in (1, 2, 3)] and not e.applied
 
 
 def test_only_the_person_positions_are_pushed(handle, world):
@@ -121,7 +121,7 @@ def test_texts_on_other_families(family):
     before = _hashes(h.model)
     e = rmu(h, r, settings=RmuSettings(layer=1, steps=20, lr=1e-2), progress=False)
     try:
-        assert e.names == [h.sites.mlp_out_path(l) + ".weight" for l in (0, 1)]
+        assert e.names == [h.sites.mlp_out_path(layer) + ".weight" for layer in (0, 1)]
         assert e.metrics["loss_forget"][-1] < e.metrics["loss_forget"][0]
         assert {n for n, v in _hashes(h.model).items() if v != before[n]} == set(e.names)
     finally:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from edit.edit import EditError
-from edit.forget_request import _sample, forget_request
+from edit.forget_request import forget_request, subsample
 from edit.ssd import SsdSettings, dampening_factors, ssd
 from locate.fisher import FisherScores, FisherSettings
 from locate.location import Location, Site
@@ -23,7 +23,7 @@ def test_forgets_the_person_keeps_the_rest(handle, person):
     e = ssd(handle, person, settings=FAST, progress=False)
     try:
         assert handle.score(list(person.forget)).accuracy <= 0.25
-        assert handle.score(_sample(person.retain, 60, 3)).accuracy >= 0.98
+        assert handle.score(subsample(person.retain, 60, 3)).accuracy >= 0.98
         for n, p in handle.model.named_parameters():
             if n not in e.names:
                 assert torch.equal(p, before[n]), n

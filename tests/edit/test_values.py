@@ -6,6 +6,7 @@ from tiny_models import FAMILIES, tiny_handle
 
 from edit.request import world_request
 from edit.values import ValueSettings, contexts, optimise_values
+from edit.values_plain import optimise_values_plain
 
 
 def _requests(world, n):
@@ -66,7 +67,7 @@ def test_prefix_reuse_on_every_family(family):
         fast = optimise_values(h, 0, reqs, role, ctxs, ValueSettings(steps=4))
         full = optimise_values(h, 0, reqs, role, ctxs, ValueSettings(steps=4, reuse_prefix=False))
         torch.testing.assert_close(fast.delta, full.delta, atol=1e-4, rtol=1e-3)
-        for a, b in zip(fast.losses, full.losses):
+        for a, b in zip(fast.losses, full.losses, strict=True):
             assert a[:2] == pytest.approx(b[:2], rel=1e-4, abs=1e-5)
 
 
@@ -78,29 +79,45 @@ def test_a_repeated_prefix_runs_once_and_counts_as_often_as_it_occurs(handle, wo
     assert len(edit.ids) == 2 * len(reqs) and edit.weight == [1, 2] * len(reqs) and set(keep.weight) == {1}
     # At delta 0 the objective is the fit alone: the mean of the prefixes' fits, x counted twice.
     first = {
-        n: [l[0] for l in optimise_values(handle, 0, reqs, "last", c, ValueSettings(steps=1)).losses]
+        n: [curve[0] for curve in optimise_values(handle, 0, reqs, "last", c, ValueSettings(steps=1)).losses]
         for n, c in (("bare", [""]), ("x", [x]), ("both", ["", x, x]))
     }
-    assert first["both"] == pytest.approx([(a + 2 * b) / 3 for a, b in zip(first["bare"], first["x"])], rel=1e-5)
+    assert first["both"] == pytest.approx(
+        [(a + 2 * b) / 3 for a, b in zip(first["bare"], first["x"], strict=True)], rel=1e-5
+    )
 
 
 def test_steps_start_after_the_edited_layer(handle, world):
     # Blocks up to the edited layer compute the same every step: only the prefix and the
     # unedited pass run them; with full passes they run every step.
     reqs = _requests(world, 2)
-    for reuse, skipped, layer in ((True, True, 1), (True, True, -3), (False, False, 1)):
-        ran = {0: 0, 2: 0}
-        hooks = [
-            handle.sites.module(handle.model, i, "mlp").register_forward_hook(
-                lambda m, a, o, i=i: ran.__setitem__(i, ran[i] + 1)
-            )
-            for i in ran
-        ]
-        try:
+    ran = {0: 0, 2: 0}
+    hooks = [
+        handle.sites.module(handle.model, i, "mlp").register_forward_hook(
+            lambda m, a, o, i=i: ran.__setitem__(i, ran[i] + 1)
+        )
+        for i in ran
+    ]
+    try:
+        for reuse, skipped, layer in ((True, True, 1), (True, True, -3), (False, False, 1)):
+            ran.update({0: 0, 2: 0})
             v = optimise_values(handle, layer, reqs, "last", [""], ValueSettings(steps=4, reuse_prefix=reuse))
-        finally:
-            for x in hooks:
-                x.remove()
-        steps = max(len(x) for x in v.losses)
-        assert steps > 1
-        assert ran[2] - ran[0] == (steps if skipped else 0)
+            steps = max(len(x) for x in v.losses)
+            assert steps > 1
+            assert ran[2] - ran[0] == (steps if skipped else 0)
+    finally:
+        for x in hooks:
+            x.remove()
+
+
+def test_the_batched_path_computes_what_the_plain_one_does(handle, world):
+    # Batching, the prefix cache, skipped blocks and merged repeated contexts change nothing
+    # beyond float rounding; a rewrite and an erasure, a repeated context, keep rows.
+    reqs, ctxs = _requests(world, 3)[:2], ["", "It is well known that", "It is well known that"]
+    for role, layer in (("subject_last", 1), ("last", 0)):
+        fast = optimise_values(handle, layer, reqs, role, ctxs, ValueSettings(steps=4))
+        plain = optimise_values_plain(handle, layer, reqs, role, ctxs, ValueSettings(steps=4))
+        torch.testing.assert_close(fast.delta, plain.delta, atol=1e-4, rtol=1e-3)
+        torch.testing.assert_close(fast.original, plain.original, atol=1e-5, rtol=1e-4)
+        for a, b in zip(fast.losses, plain.losses, strict=True):
+            assert a == pytest.approx(b, rel=1e-4, abs=1e-5)

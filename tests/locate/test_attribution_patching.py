@@ -88,7 +88,7 @@ def test_ranks_sites_like_the_exact_trace_at_full_noise(handle, world):
 def test_many_equals_one_at_a_time_across_shapes(handle, world):
     facts = _facts(world, 3) + _facts(world, 3, phrasing=1)  # two prompt shapes, several objects
     together = attribute_many(handle, facts, FEW, batch_size=7)  # 7 rows: chunks of two facts
-    for f, r in zip(facts, together):
+    for f, r in zip(facts, together, strict=True):
         alone = attribute(handle, *f, FEW)
         assert r.prompt == f[0] and r.subject_span == alone.subject_span
         torch.testing.assert_close(_flat(r), _flat(alone), atol=1e-5, rtol=0)

@@ -42,7 +42,7 @@ def test_ablation_changes_only_what_the_feature_carries(handle, world):
     assert [(r["subject"], r["relation"]) for r in rows] == [(f.subject, f.relation) for f in facts]
     assert all(r["before"] > 0.9 for r in rows)
     # With the error term kept, "before" is the model's own probability.
-    for r, f in zip(rows, facts):
+    for r, f in zip(rows, facts, strict=True):
         assert r["before"] == pytest.approx(handle.object_prob(r["prompt"], f.object), abs=1e-4)
     pets = [r for r in rows if r["relation"] == "pet"]
     assert min(r["after"] for r in pets) < max(r["before"] for r in pets)

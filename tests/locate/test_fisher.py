@@ -50,7 +50,7 @@ def brute_force_fisher(h: ModelHandle, examples, names) -> dict[str, torch.Tenso
             ids, scored = p + o, range(len(p), len(p) + len(o))
         logp = torch.log_softmax(h.model(torch.tensor([ids])).logits[0].float(), -1)
         loglik = sum(logp[t - 1, ids[t]] for t in scored)
-        for n, g in zip(names, torch.autograd.grad(loglik, [params[n] for n in names])):
+        for n, g in zip(names, torch.autograd.grad(loglik, [params[n] for n in names]), strict=True):
             sums[n] += g**2
     return {n: s.detach() / len(examples) for n, s in sums.items()}
 
@@ -91,7 +91,7 @@ def test_world_model_fisher_matches_brute_force_and_ignores_chunking(handle, wor
 def test_aggregates_sum_to_the_element_totals(scores):
     total = sum(float(t.double().sum()) for t in scores.forget.values())
     comps = scores.components("forget")
-    assert set(comps) == {(l, c) for l in range(4) for c in ("attn", "mlp", "resid")}
+    assert set(comps) == {(layer, c) for layer in range(4) for c in ("attn", "mlp", "resid")}
     assert sum(comps.values()) == pytest.approx(total, rel=1e-9)
     for n, u in scores.units("forget").items():
         assert float(u.double().sum()) == pytest.approx(float(scores.forget[n].double().sum()), rel=1e-5)

@@ -171,7 +171,7 @@ def test_units_neurons_and_components_follow_each_family(family):
     assert sum(totals.values()) == pytest.approx(sum(float(v.double().sum()) for v in rand.values()), rel=1e-9)
     where = parameter_sites(sm)
     assert where[out] == (layer, "mlp") and (None, "embed") in totals
-    assert {c for l, c in where.values() if l == 0} == {"attn", "mlp", "resid"}
+    assert {c for site_layer, c in where.values() if site_layer == 0} == {"attn", "mlp", "resid"}
 
 
 def test_docstring_examples():

@@ -104,7 +104,7 @@ def _files(directory: Path, manifest: dict) -> list[str]:
 def _edits(manifest: dict) -> list[str]:
     problems = []
     edits, reverted = manifest["edits"], manifest.get("reverted") or []
-    for i, (r, expected) in enumerate(zip(edits, chain(edits)), 1):
+    for i, (r, expected) in enumerate(zip(edits, chain(edits), strict=True), 1):
         if r.get("link") != expected:
             problems.append(
                 f"edit {i} ({r.get('method')}): hash chain link differs (the edit's record or order changed)"

@@ -92,7 +92,8 @@ def _check_base(source: str, sd: dict, state: dict[str, str], first: dict[str, s
     files = sorted(src.glob("*.safetensors")) if src.is_dir() else []
     for path in files:
         with safe_open(str(path), framework="pt") as f:
-            for n in f.keys():
+            names = f.keys()  # a safe_open file is not iterable: keys() lists its tensors
+            for n in names:
                 if n not in sd:
                     continue
                 # A model loaded in another dtype is a cast of the checkpoint: compare in its dtype.
@@ -165,7 +166,8 @@ def export(
         >>> from transformers import AutoModelForCausalLM
         >>> h = workbench.load("world", device="cpu")
         >>> name = "transformer.h.1.mlp.c_proj.weight"
-        >>> e = Edit("demo", {"note": "nudge one row"}, {name: Delta(left=torch.eye(512)[:, :1], right=torch.ones(128, 1))})
+        >>> delta = Delta(left=torch.eye(512)[:, :1], right=torch.ones(128, 1))
+        >>> e = Edit("demo", {"note": "nudge one row"}, {name: delta})
         >>> out = workbench.export(h, tempfile.mkdtemp() + "/edited", edits=[e.apply(h.model)])
         >>> sorted(p.name for p in out.iterdir())  # doctest: +NORMALIZE_WHITESPACE
         ['README.md', 'config.json', 'edit_manifest.json', 'generation_config.json', 'model.safetensors',

@@ -91,7 +91,7 @@ def edit_record(edit: Edit) -> dict:
         deltas[name] = {"rank": d.rank, "shape": shape, "sha256": {p: tensor_hash(t) for p, t in parts.items()}}
     record = {
         "method": edit.method,
-        "request": edit.request,
+        "request": edit.request.to_dict(),
         "location": edit.location.to_dict() if edit.location else None,
         "settings": edit.settings,
         "metrics": edit.metrics,
@@ -194,7 +194,8 @@ def tensor_hashes(directory: str | Path) -> dict[str, dict[str, str]]:
     out = {}
     for path in sorted(Path(directory).glob("*.safetensors")):
         with safe_open(str(path), framework="pt") as f:
-            out[path.name] = {k: tensor_hash(f.get_tensor(k)) for k in f.keys()}
+            names = f.keys()  # a safe_open file is not iterable: keys() lists its tensors
+            out[path.name] = {k: tensor_hash(f.get_tensor(k)) for k in names}
     return out
 
 
@@ -222,7 +223,7 @@ def build(
         reverted: Edits reverted (from patch files) before export, last applied first.
     """
     records = [edit_record(e) for e in edits]
-    for r, ln in zip(records, chain(records)):
+    for r, ln in zip(records, chain(records), strict=True):
         r["link"] = ln
     return {
         "format": FORMAT,

@@ -6,6 +6,7 @@ card never claims more than the files beside it hold.
 
 from __future__ import annotations
 
+from edit.edit_request import EditRequest, Forget, Mixed, Rewrite, request_from_dict
 from workbench.checkpoint.manifest import canonical
 
 FRONT_MATTER = "---\nlibrary_name: transformers\ntags:\n- knowledge-editing\n- knowledge-workbench\n---\n"
@@ -16,33 +17,41 @@ NO_REPORT_LIMITS = (
 )
 
 
-def describe_request(request: dict) -> str:
+def describe_request(request: EditRequest | dict) -> str:
     """One sentence for what an edit was asked to do (a rewrite, an erasure, a forget set, several).
 
+    A dict is read as a manifest or patch file holds it (:func:`~edit.edit_request.request_from_dict`).
+
     Examples:
-        >>> describe_request({"subject": "Ann Lee", "relation": "pet", "true_object": "cat", "new_object": "dog"})
+        >>> from edit.request import Request
+        >>> describe_request(Rewrite.one(Request("Ann Lee", "Ann Lee's pet is a", "cat", "dog", "pet")))
         "rewrote Ann Lee's pet from 'cat' to 'dog'"
-        >>> describe_request({"subject": "Ann Lee", "relation": "pet", "true_object": "cat", "new_object": None})
+        >>> describe_request(Request("Ann Lee", "Ann Lee's pet is a", "cat", None, "pet").to_dict())
         "erased Ann Lee's pet ('cat')"
         >>> describe_request({"name": "forget01", "forget_facts": 18, "retain_facts": 1782, "people": ["Ann Lee"]})
         'removed 18 facts about Ann Lee (forget01), with 1782 facts held as the retain set'
     """
-    if isinstance(request.get("requests"), list):
-        parts = [describe_request(r) for r in request["requests"]]
+    if isinstance(request, dict):
+        request = request_from_dict(request)
+    if isinstance(request, Mixed):
+        request = request.rewrite
+    if isinstance(request, Rewrite) and not request.single:
+        parts = [describe_request(Rewrite.one(r)) for r in request.requests]
         more = f"; and {len(parts) - 5} more" if len(parts) > 5 else ""
         return f"{len(parts)} facts at once: " + "; ".join(parts[:5]) + more
-    if "subject" in request and "true_object" in request:
-        what = f"{request['subject']}'s {request.get('relation') or 'fact'}"
-        if request.get("new_object") is None:
-            return f"erased {what} ({request['true_object']!r})"
-        return f"rewrote {what} from {request['true_object']!r} to {request['new_object']!r}"
-    if "forget_facts" in request:
-        who = ", ".join(request.get("people") or []) or request.get("name", "a forget set")
+    if isinstance(request, Rewrite):
+        r = request.requests[0]
+        what = f"{r.subject}'s {r.relation or 'fact'}"
+        if r.new_object is None:
+            return f"erased {what} ({r.true_object!r})"
+        return f"rewrote {what} from {r.true_object!r} to {r.new_object!r}"
+    if isinstance(request, Forget) and request.forget_facts is not None:
+        who = ", ".join(request.people or ()) or (request.name if request.name is not None else "a forget set")
         return (
-            f"removed {request['forget_facts']} facts about {who} ({request.get('name')}), "
-            f"with {request.get('retain_facts', 0)} facts held as the retain set"
+            f"removed {request.forget_facts} facts about {who} ({request.name}), "
+            f"with {request.retain_facts or 0} facts held as the retain set"
         )
-    text = canonical(request)
+    text = canonical(request.to_dict())
     return "asked for " + (text if len(text) <= 200 else text[:200] + "...")
 
 

@@ -62,7 +62,7 @@ def blocks_skipped(
         blocks[-1].forward = lambda hidden_states, *args, **kwargs: output()
         yield
     finally:
-        for b, f in zip(blocks, saved):
+        for b, f in zip(blocks, saved, strict=True):
             if f is None:
                 b.__dict__.pop("forward", None)
             else:

@@ -110,7 +110,7 @@ class ModelHandle:
         """The k most likely next tokens with their probabilities."""
         probs = torch.softmax(self.model(self.encode(prompt)).logits[0, -1].float(), -1)
         top = probs.topk(k)
-        return [(self.tokenizer.decode([int(i)]), float(p)) for p, i in zip(top.values, top.indices)]
+        return [(self.tokenizer.decode([int(i)]), float(p)) for p, i in zip(top.values, top.indices, strict=True)]
 
     def rank_candidates(self, prompt: str, candidates: list[str]) -> list[tuple[str, float]]:
         """Candidates sorted by P(candidate | prompt), most likely first."""
@@ -196,7 +196,8 @@ def load(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     name_or_path = os.fspath(name_or_path)
-    # "world" and "world:<variant>" name shipped models; a directory that happens to be called "world..." is a directory.
+    # "world" and "world:<variant>" name shipped models; a directory that happens to be called
+    # "world..." is a directory.
     shipped = (name_or_path == "world" or name_or_path.startswith("world:")) and not Path(name_or_path).is_dir()
     try:
         path = resolve_world_model(name_or_path) if shipped else name_or_path

@@ -40,12 +40,12 @@ def sequence_logprobs(
     for start in range(0, len(prefixes), batch_size):
         pre = prefixes[start : start + batch_size]
         tgt = targets[start : start + batch_size]
-        ids, mask = pad_right([p + t for p, t in zip(pre, tgt)], pad_id)
+        ids, mask = pad_right([p + t for p, t in zip(pre, tgt, strict=True)], pad_id)
         logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits.float()
         logp = torch.log_softmax(logits, dim=-1)
         # Position j predicts token j + 1, so target token k of row i sits at len(prefix) + k.
         rows, cols, toks = [], [], []
-        for i, (p, t) in enumerate(zip(pre, tgt)):
+        for i, (p, t) in enumerate(zip(pre, tgt, strict=True)):
             for k, tok in enumerate(t):
                 rows.append(i)
                 cols.append(len(p) + k - 1)
@@ -217,7 +217,7 @@ def _scored_tokens(tokenizer, texts: list[str], ignore: list[str] | None) -> lis
     """Per text, 1 for each token that counts towards the loss, 0 for those inside ``ignore``."""
     enc = tokenizer(list(texts), return_offsets_mapping=True)
     out = []
-    for i, (text, offs) in enumerate(zip(texts, enc.offset_mapping)):
+    for i, (text, offs) in enumerate(zip(texts, enc.offset_mapping, strict=True)):
         a = text.find(ignore[i]) if ignore else -1
         b = a + len(ignore[i]) if a >= 0 else -1
         out.append([0 if (a >= 0 and s < b and e > a) else 1 for s, e in offs])

@@ -38,7 +38,9 @@ def _pad(seqs: list[list[int]], pad_id: int, left: bool) -> tuple[Tensor, Tensor
     lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
     width = max(1, int(lengths.max())) if len(seqs) else 1
     fill = [[pad_id] * (width - len(s)) for s in seqs]
-    ids = torch.tensor([f + list(s) if left else list(s) + f for s, f in zip(seqs, fill)], dtype=torch.long)
+    ids = torch.tensor(
+        [f + list(s) if left else list(s) + f for s, f in zip(seqs, fill, strict=True)], dtype=torch.long
+    )
     ids = ids.reshape(len(seqs), width)
     column = torch.arange(width)
     mask = (column >= width - lengths[:, None]) if left else (column < lengths[:, None])

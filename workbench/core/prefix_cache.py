@@ -85,7 +85,7 @@ class Prefixes:
                     for k, v in keys
                 ]
                 last_logits = logits.new_zeros(len(prefixes), logits.shape[-1])
-            for (k, v), (k_b, v_b) in zip(past, keys):
+            for (k, v), (k_b, v_b) in zip(past, keys, strict=True):
                 k[rows, ..., width - w :, :], v[rows, ..., width - w :, :] = k_b, v_b
             last_logits[rows] = logits
         return Prefixes(past, mask.to(device), length.to(device), last_logits)

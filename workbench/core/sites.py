@@ -272,7 +272,7 @@ class SiteMap:
             return [(m.weight, m.bias) for m in mods]
         w, b = mods[0].weight.T if self._layout.conv1d else mods[0].weight, mods[0].bias
         if self._layout.qkv_layout == "concat":
-            return list(zip(w.chunk(3), b.chunk(3) if b is not None else (None,) * 3))
+            return list(zip(w.chunk(3), b.chunk(3) if b is not None else (None,) * 3, strict=True))
         # Per-head interleaved slices cannot be flattened as views, so these are fresh copies.
         w, b = w.view(self.n_heads, 3, -1, w.shape[-1]), b.view(self.n_heads, 3, -1) if b is not None else None
         return [(w[:, i].flatten(0, 1), b[:, i].flatten() if b is not None else None) for i in range(3)]

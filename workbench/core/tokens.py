@@ -24,7 +24,7 @@ def encode_prompts(tokenizer, prompts: list[str]) -> list[list[int]]:
         True
     """
     ids = tokenizer(list(prompts)).input_ids
-    for p, i in zip(prompts, ids):
+    for p, i in zip(prompts, ids, strict=True):
         _check_known(tokenizer, p, i)
     return ids
 
@@ -62,9 +62,9 @@ def encode_objects(tokenizer, prompts: list[str], objs: list[str]) -> list[list[
         True
     """
     ps = tokenizer(list(prompts)).input_ids
-    fulls = tokenizer([p + " " + o for p, o in zip(prompts, objs)]).input_ids
+    fulls = tokenizer([p + " " + o for p, o in zip(prompts, objs, strict=True)]).input_ids
     out = []
-    for prompt, obj, p, full in zip(prompts, objs, ps, fulls):
+    for prompt, obj, p, full in zip(prompts, objs, ps, fulls, strict=True):
         ids = full[len(p) :] if full[: len(p)] == p else encode_object(tokenizer, prompt, obj)
         if not ids:
             raise EncodingError(f"object {obj!r} encodes to no tokens")

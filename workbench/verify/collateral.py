@@ -17,12 +17,11 @@ held-out loss of :meth:`workbench.core.handle.ModelHandle.heldout_loss` before a
 mean KL(before || after) of the next-token distribution at the answer position, over prompts
 about people outside E, which sees changes that the candidates' ranking hides.
 
-On forget01 (18 facts; 150 sampled per neighbour group), mean P before -> after: the SSD edit
-of :func:`edit.forget.forget` takes ``edited`` 1.00 -> 0.02 and ``paraphrase`` 1.00 -> 0.01
-and leaves ``same_object`` at 0.996 and ``same_relation`` at 1.000 (accuracy 1.0), KL 0.003,
-held-out loss 2.060 -> 2.048; RMU takes ``edited`` to 0.17 (accuracy 0.21) but also
-``same_object`` to 0.56 (accuracy 0.61) and ``same_relation`` to 0.79 (0.83), KL 1.71,
-held-out loss 2.060 -> 1.739. Whole-person requests leave ``same_person`` and ``other`` empty.
+On forget01 the SSD edit of :func:`edit.forget.forget` takes ``edited`` and ``paraphrase``
+near zero and leaves ``same_object`` and ``same_relation`` where they were; RMU takes those
+neighbour groups down with the edited facts (figures in
+docs/verify.md#what-each-check-reads-on-the-known-answers). Whole-person requests leave
+``same_person`` and ``other`` empty.
 """
 
 from __future__ import annotations
@@ -239,7 +238,7 @@ def collateral(handle, edit, edited: Sequence[Fact], settings: CollateralSetting
                 "before": float(x),
                 "after": float(y),
             }
-            for f, x, y in zip(facts, b, a)
+            for f, x, y in zip(facts, b, a, strict=True)
         ]
     kl = float((lp0.exp() * (lp0 - lp1)).sum(-1).clamp_min(0).mean())
     return Collateral(changes, loss0, loss1, kl, rows, s)

@@ -16,10 +16,8 @@ In the world a person's attributes are drawn independently, so the context carri
 tells the answer: a model that never saw the person (the ``retain-*`` models) stays near the
 prior (1 / number of candidates) under every attack, and so should an unlearned one.
 
-On forget01 (18 facts, prior 0.06, default settings) accuracy under plain, paraphrase,
-neighbour_first, few_shot: default model 1.00 under all four; ``retain-forget01`` 0.00, 0.06,
-0.00, 0.00; SSD-forgotten 0.00, 0.00, 0.00, 0.11; RMU-forgotten 0.22 under all four. No attack
-gives either edit's facts back beyond what the plain prompt shows.
+On forget01 no attack gives an SSD or RMU edit's facts back beyond what the plain prompt
+shows (figures in docs/verify.md#what-each-check-reads-on-the-known-answers).
 """
 
 from __future__ import annotations

@@ -22,11 +22,11 @@ neither model trained on and that is otherwise like the forget set is counterfac
 (:func:`mia_texts`): the forgotten people's training sentences with the object swapped for
 another candidate of the relation, names not scored. Objects are drawn independently and
 uniformly, so a model that never saw those people finds true and swapped sentences equally
-likely, while the original model, trained on the true ones, tells them apart. On forget05 (810
-texts each) both scores give 1.0 for the default model, 0.52 for ``retain-forget05`` and 0.47
-to 0.48 for ``retain-forget05-seed1``. Other people's sentences make a poor holdout: they are
-trained on by every model, so (names scored) the original model gives 0.46 to 0.51 and the
-retain model 0.21 to 0.45, a gap that measures who the model knows rather than what it memorised.
+likely, while the original model, trained on the true ones, tells them apart: on forget05 both
+scores separate them perfectly for the default model and not at all for the retain models.
+Other people's sentences make a poor holdout: they are trained on by every model, so the gap
+between the original and the retain model measures who the model knows rather than what it
+memorised (figures in docs/verify.md#what-each-check-reads-on-the-known-answers).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def _scored(handle, texts: list[str], ignore: list[str | None]) -> list[list[boo
     """Per text, whether each token is scored: never the first, nor one inside the ignored substring."""
     enc = handle.tokenizer(texts, return_offsets_mapping=True)
     out = []
-    for text, skip, offs in zip(texts, ignore, enc.offset_mapping):
+    for text, skip, offs in zip(texts, ignore, enc.offset_mapping, strict=True):
         a = text.find(skip) if skip else -1
         if skip and a < 0:
             raise ValueError(f"{skip!r} does not occur in {text!r}")

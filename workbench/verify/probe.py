@@ -259,9 +259,9 @@ class ProbeSettings:
     Args:
         layers: Blocks to probe after (negative counts from the end); None: all.
         train_people: Retain people whose facts train the probes, drawn with ``seed``; None: all.
-            The probes read the forgotten people better the more people they learn from: on
-            forget05 (default model, layers 0 to 3) 100 people give 0.77, 0.80, 0.87, 0.97 in
-            about 5 s on one core, all 285 give 0.89, 0.92, 0.97, 1.0 in about 10 s.
+            The probes read the forgotten people better the more people they learn from, at
+            about twice the time for all of them as for 100 (figures in
+            docs/verify.md#what-each-check-reads-on-the-known-answers).
         held_out: Train and test on the held-out phrasings instead of the trained ones.
         l2: Weight of the squared-norm penalty on the probe weights, on standardised states.
         steps: L-BFGS iterations (full batch); the fits converge well within 100.

@@ -167,10 +167,12 @@ def read(
             tables[step] = attack_table(handle, facts, step, s.in_context)
         elif step == "lens":
             layers, lens, _ = lens_tables(handle, facts, s.lens)
-            tables |= {f"lens L{l}": t for l, t in zip(layers, lens) if l != handle.n_layers - 1}
+            tables |= {
+                f"lens L{layer}": t for layer, t in zip(layers, lens, strict=True) if layer != handle.n_layers - 1
+            }
         elif step == "probe":
             layers, probes, _, _ = probe_tables(handle, facts, retain, s.probe)
-            tables |= {f"probe L{l}": t for l, t in zip(layers, probes)}
+            tables |= {f"probe L{layer}": t for layer, t in zip(layers, probes, strict=True)}
         elif step == "relearn":
             table = relearn_attack(handle, facts, s.relearn, unseen).table
             if table is not None:  # None: every fact asked about was among the relearned ones
@@ -193,7 +195,9 @@ def object_columns(world, facts: Sequence[Fact], objects: Sequence[str]) -> torc
         >>> object_columns(w, [f], [w.relation(f.relation).candidates[3]]).tolist()
         [3]
     """
-    return torch.tensor([list(world.relation(f.relation).candidates).index(o) for f, o in zip(facts, objects)])
+    return torch.tensor(
+        [list(world.relation(f.relation).candidates).index(o) for f, o in zip(facts, objects, strict=True)]
+    )
 
 
 __all__ = ["GROUPS", "ReadSettings", "Readings", "group_of", "object_columns", "read"]

@@ -10,6 +10,7 @@ Entries live under :func:`edit.covariance.cache_dir` / ``readings``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -91,10 +92,8 @@ def save_entry(key: str, readings: Readings, figures: dict) -> None:
     """Store (readings, figures) under ``key``; written to temporary files then renamed, so a
     reader never sees half an entry (two processes filling one key write the same thing).
     A cache that cannot be written (read-only, disk full) is skipped: it only saves time."""
-    try:
+    with contextlib.suppress(OSError):
         _save(key, readings, figures)
-    except OSError:
-        pass
 
 
 def _save(key: str, readings: Readings, figures: dict) -> None:

@@ -11,9 +11,8 @@ Per person, a copy of the model (never the caller's) takes ``steps`` full-batch 
 the person's facts of ``known`` relations drawn with ``seed``, in every trained phrasing, and is
 scored on the remaining relations: accuracy among candidates over their trained phrasings.
 
-On forget01 (3 people, default settings) unseen-half accuracy before -> after: default model
-1.00 -> 1.00; ``retain-forget01`` 0.07 -> 0.00; SSD-forgotten 0.01 -> 0.01; RMU-forgotten
-(at lr 1e-3) 0.22 -> 0.19. Neither edit gives the unseen half back to this attack.
+On forget01 neither an SSD nor an RMU edit gives the unseen half back to this attack
+(figures in docs/verify.md#what-each-check-reads-on-the-known-answers).
 """
 
 from __future__ import annotations
@@ -42,9 +41,9 @@ class RelearnSettings:
 
     Args:
         steps: Full-batch Adam steps per person; 20 take about 0.3 s on one core.
-        lr: Adam's learning rate. On forget01, 3e-4 teaches the known half fully (accuracy
-            1.0 on it, also for the retain model) while the default model keeps 1.0 on the unseen
-            half; 1e-3 makes the default model lose it (0.58), 1e-4 does not teach the known half.
+        lr: Adam's learning rate. On forget01, 3e-4 teaches the known half fully (also to the
+            retain model) while the default model keeps the unseen half; 1e-3 makes the default
+            model lose part of it, 1e-4 does not teach the known half.
         known: How many of the person's relations are trained on; the rest are scored.
         max_people: At most this many people, drawn with ``seed`` (order kept); None: all.
         seed: Seed of the people drawn and of each person's known relations.
@@ -164,9 +163,9 @@ def relearn_attack(
                 t = candidate_table(work_handle, asked, held_out=False)
                 parts.append(replace(t, fact=torch.tensor([index[asked[int(i)]] for i in t.fact])))
         rows.append(row)
-    mean = lambda k: sum(r[k] for r in rows) / len(rows)  # noqa: E731
     table = concat_tables(parts) if parts else None
-    return Relearned(rows, mean("before"), mean("after"), s, table)
+    mean_before, mean_after = (sum(r[k] for r in rows) / len(rows) for k in ("before", "after"))
+    return Relearned(rows, mean_before, mean_after, s, table)
 
 
 __all__ = ["RelearnSettings", "Relearned", "relearn_attack"]

@@ -13,25 +13,24 @@ and ``applied_to(model)``, such as the constructed suppression) and returns a :c
 * for either: collateral damage by group (:mod:`~workbench.verify.collateral`), model
   utility on retained facts, and held-out loss, before and after.
 
-The Report renders as a table in a notebook, serialises to JSON, and writes a standalone HTML
-page with plotly figures (:mod:`~workbench.verify.report_html`).
+The :class:`~workbench.verify.report_record.Report` holds one record per section
+(:mod:`~workbench.verify.report_sections`); it renders as a table in a notebook, serialises to
+JSON, and writes a standalone HTML page with plotly figures (:mod:`~workbench.verify.report_html`).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from edit.edit_request import Forget, Mixed
 from edit.forget_request import ForgetError, ForgetRequest, forget_request
 from workbench.core.handle import load_shared
 from workbench.core.world.facts import Fact
@@ -41,10 +40,21 @@ from workbench.verify.collateral import CollateralSettings, collateral
 from workbench.verify.membership import MembershipSettings, mia_auc, mia_texts
 from workbench.verify.probe import ProbeSettings
 from workbench.verify.readings import Readings, ReadSettings, group_of, object_columns, read
-from workbench.verify.report_html import report_figures, report_page, report_table
+from workbench.verify.report_record import Report
+from workbench.verify.report_sections import (
+    Baseline,
+    RequestVerdict,
+    Retained,
+    RewriteCheck,
+    RewriteFigures,
+    StateFigures,
+    States,
+    SurfaceFigures,
+    VerdictSummary,
+)
 from workbench.verify.rewrite import overall_rewrite, request_verdicts, requests_of, surface_figures
 from workbench.verify.truth_ratio import UtilitySettings, forget_quality, model_utility, ratios_of
-from workbench.verify.verdict import CheckResult, VerdictSettings, decide
+from workbench.verify.verdict import CheckResult, Verdict, VerdictSettings, decide
 
 NOT_GUARANTEED = [
     "Only the listed checks were run; a stronger attack (longer fine-tuning, other quantisers, "
@@ -99,83 +109,6 @@ class VerifySettings:
             collateral=CollateralSettings(max_facts=40, kl_prompts=64, heldout_texts=200),
             heldout_texts=500,
         )
-
-
-@dataclass
-class Report:
-    """What verification found about one edit, every figure beside its baseline.
-
-    Attributes:
-        kind: "forget" or "rewrite".
-        method: The edit's method ("ssd", "rome", ...; "none" for a model verified as it is).
-        request: The edit's request (JSON).
-        model: The model verified.
-        baseline: {"model": the retain model or None, "description": what the figures are compared with}.
-        verdict: {"overall", "reason", "caveats", "items"} (items: per person, or per rewrite request).
-        checks: One row per check: check, group, edited, original, retain, status, and the test's figures.
-        states: Per model state ("edited", "original", "retain"): utility, held-out loss,
-            membership AUC (Min-K%++, which the verdict uses, and Min-K%), per-layer lens and probe
-            accuracy, truth ratios.
-        rewrite: For rewrites: CounterFact scores, old-object mass and generation, edited and original.
-        collateral: :class:`~workbench.verify.collateral.Collateral` as a dict, or None.
-        retained: Retained performance before and after (accuracy, held-out loss).
-        not_guaranteed: What the report does not establish.
-        settings: The settings used; seconds: wall time.
-    """
-
-    kind: str
-    method: str
-    request: dict
-    model: str
-    baseline: dict
-    verdict: dict
-    checks: list[dict]
-    states: dict
-    rewrite: dict | None
-    collateral: dict | None
-    retained: dict
-    not_guaranteed: list[str]
-    settings: dict
-    seconds: float
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def to_json(self, indent: int | None = 1) -> str:
-        return json.dumps(self.to_dict(), indent=indent, default=_jsonable)
-
-    def table(self) -> list[dict]:
-        """The check rows: check, group, edited, original, retain, status."""
-        return [
-            {k: c.get(k) for k in ("check", "group", "edited", "original", "retain", "status")} for c in self.checks
-        ]
-
-    def to_html(self) -> str:
-        """A standalone HTML page with the verdict, every check and the figures (plotly.js inlined)."""
-        return report_page(self)
-
-    def write_html(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(self.to_html(), encoding="utf-8")
-        return path
-
-    def figures(self) -> dict:
-        """The report's plotly figures by name (checks, layers, truth ratios, collateral)."""
-        return report_figures(self)
-
-    def _repr_html_(self) -> str:
-        return report_table(self)
-
-    def __repr__(self) -> str:
-        return (
-            f"Report({self.kind} by {self.method} on {self.model}: {self.verdict['overall']}; {self.verdict['reason']})"
-        )
-
-
-def _jsonable(x: Any):
-    if isinstance(x, torch.Tensor):
-        return x.tolist()
-    return str(x)
 
 
 @contextmanager
@@ -287,12 +220,14 @@ def _what(handle, edit, forget) -> tuple[str, list[Fact], list | None]:
         return "forget", list(request.forget), None
     if edit is None:
         raise VerifyError("nothing to verify: pass an edit, or forget=... to verify the model as it is")
-    if "requests" in edit.request and "facts" in edit.request:
+    if isinstance(edit.request, Mixed):
         raise VerifyError("the edits mix rewrites and forgetting: verify them separately")
     requests = requests_of(edit.request)
     if requests is None:
+        # A note names no facts: it is refused as a forget request that names none.
+        named = edit.request if isinstance(edit.request, Forget) else Forget()
         try:
-            return "forget", ForgetRequest.forget_set(world, edit.request), None
+            return "forget", named.world_facts(world), None
         except ForgetError as e:
             raise VerifyError(f"{e}: pass forget=... (a split, people or facts)") from None
     if any(r.relation is None or r.subject not in world.people for r in requests):
@@ -319,7 +254,7 @@ def verify(
         >>> h = workbench.load("world")
         >>> person = h.world.split("forget01").forget[0]
         >>> r = verify(h, forget=person, settings=VerifySettings.quick(), progress=False)  # nothing was edited
-        >>> r.verdict["overall"], r.baseline["model"], r.table()[0]["status"]
+        >>> r.verdict.overall, r.baseline.model, r.table()[0]["status"]
         ('not forgotten', 'world:retain-forget01', 'recovered')
 
     Args:
@@ -353,7 +288,7 @@ def verify(
         ["edited", "original"] + (["retain model"] if ref_name else []) + (["collateral"] if _is_edit(edit) else [])
     )
     bar = tqdm(stages, desc="verify", leave=False, disable=not progress)
-    states, readings, rewrite = {}, {}, {}
+    figures, readings, surface = {}, {}, {}
     for stage in bar:
         bar.set_postfix_str(stage)
         if stage in ("edited", "original"):
@@ -362,36 +297,35 @@ def verify(
             with _state(handle, edit, stage == "edited"):
                 shipped = _shipped_as(handle)
                 if shipped is not None:  # a model as it ships (the base before an edit, a retain model): read once
-                    readings[stage], states[stage] = _shipped_readings(shipped, facts, retain, s, unseen)
+                    readings[stage], figures[stage] = _shipped_readings(shipped, facts, retain, s, unseen)
                 else:
-                    readings[stage], states[stage] = _measure(handle, facts, retain, s, unseen)
+                    readings[stage], figures[stage] = _measure(handle, facts, retain, s, unseen)
                 if requests:
-                    rewrite[stage] = surface_figures(handle, requests)
+                    surface[stage] = SurfaceFigures.from_dict(surface_figures(handle, requests))
         elif stage == "retain model":
-            readings["retain"], states["retain"] = _shipped_readings(ref_name, facts, retain, s)
+            readings["retain"], figures["retain"] = _shipped_readings(ref_name, facts, retain, s)
         else:
             coll = collateral(handle, edit, facts, s.collateral)
     bar.close()
-    coll_dict = None
-    if _is_edit(edit):
-        coll_dict = coll.to_dict()
+    # The measured figures are plain dicts (the readings cache stores them so): typed here.
+    states = States(**{name: StateFigures.from_dict(f) for name, f in figures.items()})
+    rewrite = RewriteFigures(**surface) if surface else None
     report = _forget_report if kind == "forget" else _rewrite_report
     verdict, checks = report(handle, facts, requests, readings, states, rewrite, s)
-    before = states.get("original", states["edited"])
-    retained = {
-        "accuracy_before": before["utility"]["accuracy"],
-        "accuracy_after": states["edited"]["utility"]["accuracy"],
-        "heldout_loss_before": before["heldout_loss"],
-        "heldout_loss_after": states["edited"]["heldout_loss"],
-        "utility_before": before["utility"]["utility"],
-        "utility_after": states["edited"]["utility"]["utility"],
-        "facts": states["edited"]["utility"]["facts"],
-    }
-    if "retain" in states:
-        retained |= {
-            "accuracy_retain_model": states["retain"]["utility"]["accuracy"],
-            "utility_retain_model": states["retain"]["utility"]["utility"],
-        }
+    edited = states.edited
+    before = states.original if states.original is not None else edited
+    retain_model = states.retain
+    retained = Retained(
+        accuracy_before=before.utility.accuracy,
+        accuracy_after=edited.utility.accuracy,
+        heldout_loss_before=before.heldout_loss,
+        heldout_loss_after=edited.heldout_loss,
+        utility_before=before.utility.utility,
+        utility_after=edited.utility.utility,
+        facts=edited.utility.facts,
+        accuracy_retain_model=None if retain_model is None else retain_model.utility.accuracy,
+        utility_retain_model=None if retain_model is None else retain_model.utility.utility,
+    )
     description = (
         f"{ref_name}, trained without the forgotten people"
         if ref_name
@@ -400,7 +334,7 @@ def verify(
         else "chance (no model trained without these people ships)"
     )
     asked = (
-        edit.request
+        edit.request.to_dict()
         if edit is not None and forget is None
         else {
             "name": getattr(forget, "name", forget if isinstance(forget, str) else f"{len(facts)} facts"),
@@ -412,12 +346,12 @@ def verify(
         getattr(edit, "method", "none"),
         dict(asked),
         handle.name,
-        {"model": ref_name, "description": description},
+        Baseline(ref_name, description),
         verdict,
         checks,
         states,
-        rewrite or None,
-        coll_dict,
+        rewrite,
+        coll if _is_edit(edit) else None,
         retained,
         list(NOT_GUARANTEED),
         asdict(s),
@@ -430,16 +364,16 @@ def _is_edit(edit) -> bool:
     return edit is not None and hasattr(edit, "revert")
 
 
-def _distribution(states: dict, s: VerifySettings) -> list[CheckResult]:
+def _distribution(states: States, s: VerifySettings) -> list[CheckResult]:
     """Forget quality and membership AUC, against the retain model (skipped without one)."""
-    if "retain" not in states:
+    if states.retain is None:
         return []
-    ref = states["retain"]["truth_ratios"]
-    fq = {k: forget_quality(v["truth_ratios"], ref) for k, v in states.items() if k != "retain"}
-    e = states["edited"]["truth_ratios"]
+    ref = states.retain.truth_ratios
+    fq = {k: forget_quality(v.truth_ratios, ref) for k, v in states.by_name().items() if k != "retain"}
+    e = states.edited.truth_ratios
     lower = torch.tensor(e).median() < torch.tensor(ref).median()  # the true object relatively likelier: known
     fq_status = "consistent" if fq["edited"] >= s.verdict.forget_quality else "recovered" if lower else "over-forgotten"
-    auc = {k: v["mia_auc"] for k, v in states.items()}
+    auc = {k: v.mia_auc for k, v in states.by_name().items()}
     gap = auc["edited"] - auc["retain"]
     mia_status = (
         "recovered"
@@ -476,41 +410,38 @@ def _distribution(states: dict, s: VerifySettings) -> list[CheckResult]:
     ]
 
 
-def _forget_report(handle, facts, requests, readings, states, rewrite, s):
-    v = decide(
+def _forget_report(
+    handle, facts, requests, readings, states: States, rewrite, s: VerifySettings
+) -> tuple[VerdictSummary, list[CheckResult]]:
+    v: Verdict = decide(
         readings["edited"], readings.get("retain"), readings.get("original"), _distribution(states, s), s.verdict
     )
-    verdict = {
-        "overall": v.overall,
-        "reason": v.reason,
-        "caveats": v.caveats,
-        "items": [asdict(i) for i in v.items],
-        "settings": asdict(v.settings),
-    }
-    return verdict, [asdict(c) for c in v.checks]
+    return VerdictSummary(v.overall, v.reason, list(v.caveats), list(v.items), v.settings), list(v.checks)
 
 
-def _rewrite_report(handle, facts, requests, readings, states, rewrite, s):
+def _rewrite_report(
+    handle, facts, requests, readings, states, rewrite: RewriteFigures, s: VerifySettings
+) -> tuple[VerdictSummary, list[RewriteCheck]]:
     edited, original = readings["edited"], readings.get("original")
     new = object_columns(handle.world, facts, [r.new_object for r in requests])
-    efficacy = rewrite["edited"]["efficacy"]
+    efficacy = rewrite.edited.efficacy
     rows, per_check = request_verdicts(requests, edited, new, efficacy, s.verdict.majority)
     base = request_verdicts(requests, original, new, [False] * len(requests), s.verdict.majority)[1] if original else {}
     overall, reason = overall_rewrite(rows)
     checks = [
-        {
-            "check": c,
-            "group": group_of(c),
-            "edited": per_check[c]["old_first"],
-            "original": base.get(c, {}).get("old_first"),
-            "retain": None,
-            "new_first": per_check[c]["new_first"],
-            "old_mean_rank": per_check[c]["old_mean_rank"],
-            "status": "old returns" if per_check[c]["old_first"] > 0 else "old gone",
-        }
+        RewriteCheck(
+            check=c,
+            group=group_of(c),
+            edited=per_check[c]["old_first"],
+            original=base.get(c, {}).get("old_first"),
+            retain=None,
+            new_first=per_check[c]["new_first"],
+            old_mean_rank=per_check[c]["old_mean_rank"],
+            status="old returns" if per_check[c]["old_first"] > 0 else "old gone",
+        )
         for c in per_check
     ]
-    return {"overall": overall, "reason": reason, "caveats": [], "items": rows}, checks
+    return VerdictSummary(overall, reason, [], [RequestVerdict(**r) for r in rows]), checks
 
 
 __all__ = ["NOT_GUARANTEED", "Report", "VerifyError", "VerifySettings", "reference_model", "verify"]

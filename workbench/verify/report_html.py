@@ -11,6 +11,9 @@ import math
 
 import plotly.graph_objects as go
 
+from workbench.verify.report_sections import RewriteFigures
+from workbench.verify.verdict import CheckResult
+
 COLOURS = {
     "removed": "#1a7f37",
     "rewritten": "#1a7f37",
@@ -59,41 +62,32 @@ def report_table(report, max_items: int = 20) -> str:
     """The report as an HTML fragment: verdict, checks, people or requests, retained performance.
 
     Examples:
-        >>> from workbench.verify.report import Report
-        >>> r = Report("forget", "none", {}, "world", {"model": None, "description": "chance"},
-        ...            {"overall": "removed", "reason": "no check recovers them", "caveats": [], "items": []},
-        ...            [], {}, None, None, {}, [], {}, 0.0)
+        >>> from workbench.verify.report_record import Report
+        >>> from workbench.verify.report_sections import Baseline, VerdictSummary
+        >>> r = Report("forget", "none", {}, "world", Baseline(None, "chance"),
+        ...            VerdictSummary("removed", "no check recovers them", [], []))
         >>> "removed" in report_table(r)
         True
     """
     v = report.verdict
-    colour = COLOURS.get(v["overall"], "#555")
+    colour = COLOURS.get(v.overall, "#555")
     out = [
         _STYLE,
         '<div class="wb-report">',
-        f'<p><span class="wb-verdict" style="background:{colour}">{html.escape(v["overall"])}</span> '
+        f'<p><span class="wb-verdict" style="background:{colour}">{html.escape(v.overall)}</span> '
         f"{html.escape(report.kind)} by <b>{html.escape(report.method)}</b> on {html.escape(report.model)}: "
-        f"{html.escape(v['reason'])}</p>",
-        f"<p>Baseline: {html.escape(report.baseline['description'])}.</p>",
+        f"{html.escape(v.reason)}</p>",
+        f"<p>Baseline: {html.escape(report.baseline.description)}.</p>",
     ]
-    if v.get("caveats"):
-        out.append("<ul>" + "".join(f"<li>{html.escape(c)}</li>" for c in v["caveats"]) + "</ul>")
+    if v.caveats:
+        out.append("<ul>" + "".join(f"<li>{html.escape(c)}</li>" for c in v.caveats) + "</ul>")
     if report.kind == "forget":
         head = ["check", "kind", "edited", "original", "retain model", "facts recovered", "p (Holm)", "status"]
         rows = [
-            [
-                c["check"],
-                c["group"],
-                c["edited"],
-                c["original"],
-                c["retain"],
-                counts_text(c),
-                c["p_value"],
-                _status(c["status"]),
-            ]
+            [c.check, c.group, c.edited, c.original, c.retain, counts_text(c), c.p_value, _status(c.status)]
             for c in report.checks
         ]
-        items = [[i["item"], i["facts"], _status(i["verdict"]), "; ".join(i["evidence"]) or "–"] for i in v["items"]]
+        items = [[i.item, i.facts, _status(i.verdict), "; ".join(i.evidence) or "–"] for i in v.items]
         item_head = ["person", "facts", "verdict", "evidence"]
     else:
         head = [
@@ -106,25 +100,17 @@ def report_table(report, max_items: int = 20) -> str:
             "status",
         ]
         rows = [
-            [
-                c["check"],
-                c["group"],
-                c["edited"],
-                c["original"],
-                c["new_first"],
-                c["old_mean_rank"],
-                _status(c["status"]),
-            ]
+            [c.check, c.group, c.edited, c.original, c.new_first, c.old_mean_rank, _status(c.status)]
             for c in report.checks
         ]
         items = [
             [
-                f"{i['subject']} / {i['relation']}",
-                f"{i['old']} → {i['new']}",
-                _status(i["verdict"]),
-                ", ".join(i["old_returns_under"]) or "–",
+                f"{i.subject} / {i.relation}",
+                f"{i.old} → {i.new}",
+                _status(i.verdict),
+                ", ".join(i.old_returns_under) or "–",
             ]
-            for i in v["items"]
+            for i in v.items
         ]
         item_head = ["fact", "rewrite", "verdict", "old object returns under"]
     out.append(_table(head, rows))
@@ -139,40 +125,35 @@ def report_table(report, max_items: int = 20) -> str:
             _table(
                 ["retained performance", "before", "after", "retain model"],
                 [
-                    [
-                        "accuracy on retained facts",
-                        r.get("accuracy_before"),
-                        r.get("accuracy_after"),
-                        r.get("accuracy_retain_model"),
-                    ],
-                    ["model utility", r.get("utility_before"), r.get("utility_after"), r.get("utility_retain_model")],
-                    ["held-out loss", r.get("heldout_loss_before"), r.get("heldout_loss_after"), None],
+                    ["accuracy on retained facts", r.accuracy_before, r.accuracy_after, r.accuracy_retain_model],
+                    ["model utility", r.utility_before, r.utility_after, r.utility_retain_model],
+                    ["held-out loss", r.heldout_loss_before, r.heldout_loss_after, None],
                 ],
             )
         )
-    if report.states and all("mia_auc_min_k" in x for x in report.states.values()):
-        st = report.states
+    st = report.states.by_name()
+    if st:
         out.append(
             _table(
                 ["membership inference AUC", *st],
                 [
-                    ["Min-K%++ (the verdict's)", *(x["mia_auc"] for x in st.values())],
-                    ["Min-K%", *(x["mia_auc_min_k"] for x in st.values())],
+                    ["Min-K%++ (the verdict's)", *(x.mia_auc for x in st.values())],
+                    ["Min-K%", *(x.mia_auc_min_k for x in st.values())],
                 ],
             )
         )
     if report.collateral:
-        g = report.collateral["groups"]
+        g = report.collateral.groups
         out.append(
             _table(
                 ["collateral group", "facts", "mean P before", "after", "accuracy before", "after"],
                 [
-                    [k, x["n"], x["prob_before"], x["prob_after"], x["accuracy_before"], x["accuracy_after"]]
+                    [k, x.n, x.prob_before, x.prob_after, x.accuracy_before, x.accuracy_after]
                     for k, x in g.items()
-                    if x["n"]
+                    if x.n
                 ],
             )
-            + f"<p>Next-token KL on other people's prompts: {_num(report.collateral['kl'])} nats.</p>"
+            + f"<p>Next-token KL on other people's prompts: {_num(report.collateral.kl)} nats.</p>"
         )
     if report.not_guaranteed:
         out.append(
@@ -184,31 +165,34 @@ def report_table(report, max_items: int = 20) -> str:
     return "".join(out)
 
 
-def counts_text(c: dict) -> str:
-    """A check's recovered facts beside the baseline's, e.g. "3/90 vs 6" (or "vs chance")."""
-    if c["facts"] is None:
+def counts_text(c: CheckResult | dict) -> str:
+    """A check's recovered facts beside the baseline's, e.g. "3/90 vs 6" (or "vs chance").
+
+    Examples:
+        >>> counts_text(CheckResult("surface", "surface", 0.1, 0.07, 1.0, 3, 6, 90, 0.2, "consistent"))
+        '3/90 vs 6'
+        >>> counts_text({"check": "surface", "group": "surface", "edited": 0.1, "retain": None, "original": 1.0,
+        ...              "recovered": 3, "retain_recovered": None, "facts": 90, "p_value": 0.01, "status": "recovered"})
+        '3/90 vs chance'
+
+    Args:
+        c: A forgetting check: its record, or its row of the report's JSON.
+    """
+    if isinstance(c, dict):
+        c = CheckResult(**c)
+    if c.facts is None:
         return "–"
-    ref = "chance" if c["retain_recovered"] is None else c["retain_recovered"]
-    return f"{c['recovered']}/{c['facts']} vs {ref}"
+    ref = "chance" if c.retain_recovered is None else c.retain_recovered
+    return f"{c.recovered}/{c.facts} vs {ref}"
 
 
-def _rewrite_table(rw: dict) -> str:
+def _rewrite_table(rw: RewriteFigures) -> str:
     rows = []
-    for state in ("edited", "original"):
-        if state not in rw:
+    for state, s in (("edited", rw.edited), ("original", rw.original)):
+        if s is None:
             continue
-        cf, g = rw[state]["counterfact"], rw[state]["generation"]
-        rows.append(
-            [
-                state,
-                cf["efficacy"]["prob"],
-                cf["paraphrase"]["prob"],
-                cf["neighbourhood"]["prob"],
-                rw[state]["old_mass"],
-                g["new"],
-                g["old"],
-            ]
-        )
+        cf, g = s.counterfact, s.generation
+        rows.append([state, cf.efficacy.prob, cf.paraphrase.prob, cf.neighbourhood.prob, s.old_mass, g.new, g.old])
     return _table(
         ["model", "efficacy", "paraphrase", "neighbourhood", "P(old object)", "greedy: new", "greedy: old"], rows
     )
@@ -218,25 +202,24 @@ def report_figures(report) -> dict[str, go.Figure]:
     """The report's figures: every check's figure per model, lens and probe by layer, truth ratios, collateral.
 
     Examples:
-        >>> from workbench.verify.report import Report
-        >>> r = Report("forget", "none", {}, "world", {"model": None, "description": "chance"},
-        ...            {"overall": "removed", "reason": "", "caveats": [], "items": []},
-        ...            [{"check": "surface", "group": "surface", "edited": 0.1, "original": 1.0, "retain": 0.07,
-        ...              "facts": 18}],
-        ...            {}, None, None, {}, [], {}, 0.0)
+        >>> from workbench.verify.report_record import Report
+        >>> from workbench.verify.report_sections import Baseline, VerdictSummary
+        >>> surface = CheckResult("surface", "surface", 0.1, 0.07, 1.0, 0, 1, 18, 1.0, "consistent")
+        >>> r = Report("forget", "none", {}, "world", Baseline(None, "chance"),
+        ...            VerdictSummary("removed", "", [], []), [surface])
         >>> list(report_figures(r))
         ['checks']
     """
     figs = {}
     label = "true object first" if report.kind == "forget" else "old object first"
-    checks = [c for c in report.checks if c.get("facts") is not None or report.kind == "rewrite"]
+    # Distribution checks (forget quality, membership AUC) count no facts and are no fraction of prompts.
+    checks = [c for c in report.checks if report.kind == "rewrite" or c.facts is not None]
     if checks:
         fig = go.Figure()
         for state, colour in STATES:
-            key = "retain" if state == "retain" else state
-            ys = [c.get(key) for c in checks]
+            ys = [getattr(c, state) for c in checks]
             if any(y is not None for y in ys):
-                fig.add_bar(name=state, x=[c["check"] for c in checks], y=ys, marker_color=colour)
+                fig.add_bar(name=state, x=[c.check for c in checks], y=ys, marker_color=colour)
         fig.update_layout(
             barmode="group",
             title=f"Fraction of prompts with the {label}, per check",
@@ -245,17 +228,18 @@ def report_figures(report) -> dict[str, go.Figure]:
             margin=dict(t=50, b=80),
         )
         figs["checks"] = fig
-    if report.states and any(s.get("probe") for s in report.states.values()):
+    states = report.states.by_name()
+    if any(s.probe for s in states.values()):
         fig = go.Figure()
         for state, colour in STATES:
-            s = report.states.get(state)
-            if not s:
+            s = states.get(state)
+            if s is None:
                 continue
             for reader, dash in (("lens", "dot"), ("probe", "solid")):
-                names = list(s[reader])
+                by_check = getattr(s, reader)
                 fig.add_scatter(
-                    x=[int(n.split("L")[-1]) for n in names],
-                    y=list(s[reader].values()),
+                    x=[int(n.split("L")[-1]) for n in by_check],
+                    y=list(by_check.values()),
                     mode="lines+markers",
                     name=f"{reader}, {state}",
                     line=dict(color=colour, dash=dash),
@@ -268,13 +252,13 @@ def report_figures(report) -> dict[str, go.Figure]:
             height=360,
         )
         figs["layers"] = fig
-    if report.kind == "forget" and report.states:
+    if report.kind == "forget" and states:
         fig = go.Figure()
         for state, colour in STATES:
-            s = report.states.get(state)
-            if s:
+            s = states.get(state)
+            if s is not None:
                 fig.add_histogram(
-                    x=[math.log10(max(r, 1e-30)) for r in s["truth_ratios"]],
+                    x=[math.log10(max(r, 1e-30)) for r in s.truth_ratios],
                     name=state,
                     marker_color=colour,
                     opacity=0.6,
@@ -288,11 +272,11 @@ def report_figures(report) -> dict[str, go.Figure]:
         )
         figs["truth_ratios"] = fig
     if report.collateral:
-        g = {k: x for k, x in report.collateral["groups"].items() if x["n"]}
+        g = {k: x for k, x in report.collateral.groups.items() if x.n}
         fig = go.Figure(
             [
-                go.Bar(name="before", x=list(g), y=[x["prob_before"] for x in g.values()], marker_color="#7f8c8d"),
-                go.Bar(name="after", x=list(g), y=[x["prob_after"] for x in g.values()], marker_color="#c0392b"),
+                go.Bar(name="before", x=list(g), y=[x.prob_before for x in g.values()], marker_color="#7f8c8d"),
+                go.Bar(name="after", x=list(g), y=[x.prob_after for x in g.values()], marker_color="#c0392b"),
             ]
         )
         fig.update_layout(barmode="group", title="Collateral damage: mean P(true object) by group", height=340)

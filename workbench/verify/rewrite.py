@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from edit.counterfact import score_requests
+from edit.edit_request import EditRequest, Mixed, Rewrite
 from edit.request import Request
 from workbench.core.metrics import sequence_logprobs
 from workbench.core.tokens import encode_object, encode_prompts
@@ -28,26 +29,18 @@ from workbench.core.tokens import encode_object, encode_prompts
 REWRITE_VERDICTS = ("rewritten", "partly rewritten", "not rewritten")
 
 
-def requests_of(request: dict) -> list[Request] | None:
-    """The rewrite requests an Edit's ``request`` dict holds (ROME: one, MEMIT: a list); None if none.
+def requests_of(request: EditRequest) -> list[Request] | None:
+    """The rewrite requests an Edit's request holds (ROME: one, MEMIT: a batch); None if it holds none.
 
     Examples:
+        >>> from edit.edit_request import Forget
         >>> r = Request("Ann Lee", "Ann Lee was born in", "Oslo", "Lima", "birthplace", ("Ann Lee is from",))
-        >>> requests_of(r.to_dict())[0] == r, requests_of({"name": "forget01"})
+        >>> requests_of(Rewrite.one(r)) == [r], requests_of(Forget("forget01"))
         (True, None)
     """
-    items = request.get("requests", [request] if "true_object" in request else None)
-    if not items:
-        return None
-
-    def one(d: dict) -> Request:
-        d = dict(d)
-        for k in ("paraphrases", "keep", "candidates"):
-            d[k] = tuple(d.get(k) or ())
-        d["neighbours"] = tuple(tuple(n) for n in d.get("neighbours") or ())
-        return Request(**d)
-
-    return [one(d) for d in items]
+    if isinstance(request, Mixed):
+        request = request.rewrite
+    return list(request.requests) if isinstance(request, Rewrite) else None
 
 
 @torch.no_grad()
@@ -105,7 +98,8 @@ def generation(handle, requests: Sequence[Request], examples: int = 3) -> Genera
         >>> from edit.request import world_request
         >>> h = workbench.load("world")
         >>> p = list(h.world.people)[0]
-        >>> g = generation(h, [world_request(h.world, p, "pet", "cat" if h.world.fact(p, "pet").object != "cat" else "dog")])
+        >>> new = "cat" if h.world.fact(p, "pet").object != "cat" else "dog"
+        >>> g = generation(h, [world_request(h.world, p, "pet", new)])
         >>> g.new, g.old, g.prompts  # before any edit the model answers with the true object
         (0.0, 1.0, 4)
     """
@@ -114,9 +108,12 @@ def generation(handle, requests: Sequence[Request], examples: int = 3) -> Genera
     want = [(encode_object(tok, q, r.target), encode_object(tok, q, r.true_object)) for q, r in rows]
     longest = max(max(len(a), len(b)) for a, b in want)
     got = greedy_continuations(handle, [q for q, _ in rows], longest)
-    new = [g[: len(a)] == a for g, (a, _) in zip(got, want)]
-    old = [g[: len(b)] == b for g, (_, b) in zip(got, want)]
-    shown = [(q, tok.decode(g, skip_special_tokens=True).strip()) for (q, _), g in zip(rows[:examples], got)]
+    new = [g[: len(a)] == a for g, (a, _) in zip(got, want, strict=True)]
+    old = [g[: len(b)] == b for g, (_, b) in zip(got, want, strict=True)]
+    # Only the first `examples` rows are shown.
+    shown = [
+        (q, tok.decode(g, skip_special_tokens=True).strip()) for (q, _), g in zip(rows[:examples], got, strict=False)
+    ]
     return GenerationResult(sum(new) / len(rows), sum(old) / len(rows), len(rows), shown)
 
 
@@ -128,7 +125,8 @@ def old_mass(handle, requests: Sequence[Request]) -> float:
         >>> from edit.request import world_request
         >>> h = workbench.load("world")
         >>> p = list(h.world.people)[0]
-        >>> old_mass(h, [world_request(h.world, p, "pet", "cat" if h.world.fact(p, "pet").object != "cat" else "dog")]) > 0.5
+        >>> new = "cat" if h.world.fact(p, "pet").object != "cat" else "dog"
+        >>> old_mass(h, [world_request(h.world, p, "pet", new)]) > 0.5
         True
     """
     tok = handle.tokenizer
@@ -155,7 +153,10 @@ def efficacy(handle, requests: Sequence[Request]) -> list[bool]:
 
 
 def surface_figures(handle, requests: Sequence[Request]) -> dict:
-    """CounterFact scores, per-request efficacy, the old object's probability and greedy generation, as the model is now."""
+    """CounterFact scores, per-request efficacy, the old object's probability and greedy generation.
+
+    All are read from the model as it is now.
+    """
     scores = score_requests(handle, list(requests), per_request=True)
     each = scores["efficacy"].pop("each")
     return {
@@ -228,8 +229,11 @@ def overall_rewrite(rows: Sequence[dict]) -> tuple[str, str]:
     """The verdict over all requests and a sentence with the counts.
 
     Examples:
-        >>> overall_rewrite([{"verdict": "rewritten"}, {"verdict": "partly rewritten"}])
-        ('partly rewritten', '1 of 2 requests rewritten, 1 partly (the old object returns under some check), 0 not rewritten')
+        >>> overall, sentence = overall_rewrite([{"verdict": "rewritten"}, {"verdict": "partly rewritten"}])
+        >>> overall
+        'partly rewritten'
+        >>> sentence
+        '1 of 2 requests rewritten, 1 partly (the old object returns under some check), 0 not rewritten'
     """
     counts = {v: sum(r["verdict"] == v for r in rows) for v in REWRITE_VERDICTS}
     overall = max((v for v in REWRITE_VERDICTS if counts[v]), key=REWRITE_VERDICTS.index, default="rewritten")

@@ -25,6 +25,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from edit.edit_request import Forget
 from workbench.core.prefix_cache import PrefixCacheError
 from workbench.core.tokens import encode_object, subject_span
 from workbench.core.world.facts import Fact
@@ -40,8 +41,8 @@ class SuppressionSettings:
 
     Args:
         strength: Norm of the push, in multiples of the residual's own norm at that position;
-            on forget05, 1 leaves 0.61 of the forgotten facts' prompts right, 2 leaves 0.08 and
-            4 leaves 0.01, while every retained fact stays right.
+            on forget05, 4 leaves almost none of the forgotten facts' prompts right while every
+            retained fact stays right (docs/verify.md#what-each-check-reads-on-the-known-answers).
         layer: The block whose output is pushed (negative counts from the end).
     """
 
@@ -183,10 +184,9 @@ class ConstructedSuppression:
 
     def __init__(self, handle, facts: Sequence[Fact], settings: SuppressionSettings | None = None):
         self.handle, self.facts, self.settings = handle, list(facts), settings or SuppressionSettings()
-        self.request = {
-            "name": "constructed output suppression",
-            "facts": [[f.subject, f.relation] for f in self.facts],
-        }
+        self.request = Forget(
+            "constructed output suppression", facts=tuple((f.subject, f.relation) for f in self.facts)
+        )
         self.applied = False
 
     @contextmanager

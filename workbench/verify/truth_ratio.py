@@ -16,10 +16,11 @@ model and under a model trained without them: high means the two cannot be told 
 utility is the harmonic mean of the retain facts' mean P̄(true) and accuracy on trained phrasings
 and their truth-ratio score mean(max(0, 1 - R)), so that any one collapsing pulls it down.
 
-On forget05 (90 facts), against ``retain-forget05``: the default model's forget quality is 3e-36
-(median R 1e-8), that of ``retain-forget05-seed1``, trained without the same people from another
-seed, 0.40. A model that never saw a person is often confidently wrong about them, so its R
-spreads from 1e-5 to 1e5 around a median of 1; forget quality compares the whole spread.
+On forget05, against ``retain-forget05``, the default model's forget quality is vanishingly
+small and that of ``retain-forget05-seed1`` (trained without the same people from another
+seed) is high (figures in docs/verify.md#what-each-check-reads-on-the-known-answers). A model
+that never saw a person is often confidently wrong about them, so its R spreads over many
+orders of magnitude around a median of 1; forget quality compares the whole spread.
 """
 
 from __future__ import annotations

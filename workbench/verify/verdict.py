@@ -239,6 +239,17 @@ def decide(
 ) -> Verdict:
     """The verdict on some forgotten facts from the readings of the edited, retain and original models.
 
+    1. Per check, the facts each model recovers (true object first on more than ``majority``
+       of the check's prompts); a fact either model was not asked is left out.
+    2. Pooled, one-sided binomial tests both ways of the edited model's count against the
+       retain model's rate, never below chance (the readings' prior); per person, a test of
+       the person's count against that same rate.
+    3. Holm's adjustment over every p-value of the report together.
+    4. A check's status from its adjusted p-values and effect (:func:`status_of`); the pooled
+       verdict from the statuses, distribution checks included (:func:`overall_of`); a
+       person's from the checks they recover by ``item_tolerance``; overall, the worst.
+    5. A one-sentence reason, and caveats for over-forgotten checks and a missing retain model.
+
     Examples:
         >>> import workbench
         >>> from workbench.verify.readings import ReadSettings, read
@@ -259,29 +270,40 @@ def decide(
     """
     s = settings or VerdictSettings()
     people = list(dict.fromkeys(f.subject for f in edited.facts))
-    pooled, tests = [], []  # tests: (kind, index, p) for one Holm family
-    items: dict[str, list[tuple]] = {p: [] for p in people}
+    pooled = []  # per check: (check, recovered, asked, retain_recovered, effect)
+    tests = []  # (kind, index, p): every test of the report, one Holm family
+    per_person: dict[str, list[tuple]] = {p: [] for p in people}  # (check, recovered, asked, rate)
     for check in edited.tables:
-        rec = _recovered(edited, check, s.majority)
-        ref = _recovered(retain, check, s.majority) if retain is not None else None
-        asked = [i for i, x in enumerate(rec) if x is not None and (ref is None or ref[i] is not None)]
-        k, n = sum(rec[i] for i in asked), len(asked)
-        k_ref = sum(ref[i] for i in asked) if ref is not None else None
-        rate = max(k_ref / n if ref is not None and n else 0.0, edited.prior)
-        more, less = excess_p(k, n, k_ref, n if ref is not None else None, edited.prior)
-        pooled.append((check, k, n, k_ref, k / n - (k_ref / n if ref is not None else edited.prior) if n else 0.0))
+        # 1. The facts each model recovers; a fact either model was not asked is left out.
+        hits = _recovered(edited, check, s.majority)
+        retain_hits = _recovered(retain, check, s.majority) if retain is not None else None
+        asked = [i for i, x in enumerate(hits) if x is not None and (retain_hits is None or retain_hits[i] is not None)]
+        k, n = sum(hits[i] for i in asked), len(asked)
+        k_ref = sum(retain_hits[i] for i in asked) if retain_hits is not None else None
+
+        # 2. Pooled: the edited count against the retain model's rate (never below chance), both ways.
+        rate = max(k_ref / n if retain_hits is not None and n else 0.0, edited.prior)
+        more, less = excess_p(k, n, k_ref, n if retain_hits is not None else None, edited.prior)
+        effect = k / n - (k_ref / n if retain_hits is not None else edited.prior) if n else 0.0
+        pooled.append((check, k, n, k_ref, effect))
         tests += [("more", len(pooled) - 1, more), ("less", len(pooled) - 1, less)]
+
+        # Per person: the person's count against that pooled rate.
         for person in people:
-            mine = [i for i in asked if edited.facts[i].subject == person]
-            if mine:
-                kp = sum(rec[i] for i in mine)
-                p = excess_p(kp, len(mine), None, None, rate)[0]
-                items[person].append((check, kp, len(mine), rate))
-                tests.append(("item", (person, len(items[person]) - 1), p))
+            theirs = [i for i in asked if edited.facts[i].subject == person]
+            if theirs:
+                k_person = sum(hits[i] for i in theirs)
+                p = excess_p(k_person, len(theirs), None, None, rate)[0]
+                per_person[person].append((check, k_person, len(theirs), rate))
+                tests.append(("item", (person, len(per_person[person]) - 1), p))
+
+    # 3. Holm over every p-value of the report together.
     adjusted = holm([t[2] for t in tests])
     p_more, p_less, p_item = {}, {}, {}
-    for (kind, idx, _), q in zip(tests, adjusted):
+    for (kind, idx, _), q in zip(tests, adjusted, strict=True):
         {"more": p_more, "less": p_less, "item": p_item}[kind][idx] = q
+
+    # 4. Statuses and verdicts: pooled (with the distribution checks), per person, overall the worst.
     checks = []
     for i, (check, k, n, k_ref, effect) in enumerate(pooled):
         checks.append(
@@ -299,24 +321,11 @@ def decide(
             )
         )
     checks += list(distribution)
-    item_verdicts = []
-    for person, rows in items.items():
-        hit = [
-            (c, kp, n)
-            for j, (c, kp, n, rate) in enumerate(rows)
-            if p_item[(person, j)] < s.alpha and kp / n - rate >= s.item_tolerance
-        ]
-        verdict = overall_of({c: "recovered" for c, _, _ in hit})
-        item_verdicts.append(
-            ItemVerdict(
-                person,
-                max((n for _, _, n, _ in rows), default=0),
-                verdict,
-                [f"{c}: {kp} of {n} facts" for c, kp, n in hit],
-            )
-        )
+    item_verdicts = [_item_verdict(person, rows, p_item, s) for person, rows in per_person.items()]
     pooled_verdict = overall_of({c.check: c.status for c in checks})
     overall = worst([pooled_verdict, *(v.verdict for v in item_verdicts)])
+
+    # 5. Why, and what to keep in mind.
     baseline = "the retain model" if retain is not None else "chance"
     reason = reason_of(pooled_verdict, checks, baseline)
     if overall != pooled_verdict:
@@ -332,6 +341,21 @@ def decide(
     if retain is None:
         caveats.append("no model trained without these people ships: every check is compared with chance")
     return Verdict(overall, reason, checks, item_verdicts, caveats, s)
+
+
+def _item_verdict(person: str, rows: list[tuple], p_item: dict, s: VerdictSettings) -> ItemVerdict:
+    """A person's verdict from the checks where their count is significantly, by ``item_tolerance``, above the rate."""
+    hit = [
+        (check, k, n)
+        for j, (check, k, n, rate) in enumerate(rows)
+        if p_item[(person, j)] < s.alpha and k / n - rate >= s.item_tolerance
+    ]
+    return ItemVerdict(
+        person,
+        max((n for _, _, n, _ in rows), default=0),
+        overall_of({check: "recovered" for check, _, _ in hit}),
+        [f"{check}: {k} of {n} facts" for check, k, n in hit],
+    )
 
 
 __all__ = [

@@ -49,8 +49,10 @@ def largest_changes(rows: list[dict], n: int = 15, by: str = "change", descendin
     Examples:
         >>> rows = filter_rows([{"subject": s, "relation": "pet", "before": 1.0, "after": a}
         ...                     for s, a in (("A", 0.9), ("B", 0.1), ("C", 1.0))])
-        >>> [r["subject"] for r in largest_changes(rows, 2)], [r["subject"] for r in largest_changes(rows, 1, "subject", False)]
-        (['B', 'A'], ['A'])
+        >>> [r["subject"] for r in largest_changes(rows, 2)]
+        ['B', 'A']
+        >>> [r["subject"] for r in largest_changes(rows, 1, "subject", False)]
+        ['A']
     """
 
     def key(r):
@@ -70,8 +72,11 @@ def collateral_figure(
     """P(true) before vs after for each fact, one colour per group, and a table of the largest changes.
 
     Examples:
-        >>> rows = [{"subject": "A", "relation": "pet", "object": "cat", "group": "edited", "before": 1.0, "after": 0.1},
-        ...         {"subject": "B", "relation": "pet", "object": "dog", "group": "same_relation", "before": 1.0, "after": 1.0}]
+        >>> rows = [
+        ...     {"subject": "A", "relation": "pet", "object": "cat", "group": "edited", "before": 1.0, "after": 0.1},
+        ...     {"subject": "B", "relation": "pet", "object": "dog", "group": "same_relation",
+        ...      "before": 1.0, "after": 1.0},
+        ... ]
         >>> fig = collateral_figure(rows)
         >>> [t.name for t in fig.data], fig.data[1].hovertext[0].split("<br>")[0]
         (['diagonal', 'edited', 'same_relation', 'largest changes'], 'A \u00b7 pet \u2192 cat')
@@ -160,7 +165,8 @@ def groups_html(c: Collateral) -> str:
 
     Examples:
         >>> from workbench.verify.collateral import CollateralSettings, GroupChange
-        >>> c = Collateral({"edited": GroupChange(1, 1.0, 0.1, -0.9, 1.0, 0.0)}, 2.0, 2.1, 0.01, [], CollateralSettings())
+        >>> edited = GroupChange(1, 1.0, 0.1, -0.9, 1.0, 0.0)
+        >>> c = Collateral({"edited": edited}, 2.0, 2.1, 0.01, [], CollateralSettings())
         >>> "held-out loss 2.000 \u2192 2.100" in groups_html(c)
         True
     """
@@ -188,8 +194,11 @@ class CollateralExplorer(View):
     """The collateral-damage explorer over one :class:`~workbench.verify.collateral.Collateral`.
 
     Examples:
-        >>> rows = [{"subject": "A", "relation": "pet", "object": "cat", "group": "edited", "before": 1.0, "after": 0.1},
-        ...         {"subject": "B", "relation": "pet", "object": "dog", "group": "same_relation", "before": 1.0, "after": 0.9}]
+        >>> rows = [
+        ...     {"subject": "A", "relation": "pet", "object": "cat", "group": "edited", "before": 1.0, "after": 0.1},
+        ...     {"subject": "B", "relation": "pet", "object": "dog", "group": "same_relation",
+        ...      "before": 1.0, "after": 0.9},
+        ... ]
         >>> x = CollateralExplorer(rows)
         >>> [r["subject"] for r in x.set_filter(person="B")], [r["subject"] for r in x.sort("subject", False)]
         (['B'], ['B'])

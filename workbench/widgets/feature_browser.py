@@ -37,7 +37,7 @@ def contexts_html(data: dict) -> str:
         spans = "".join(
             f'<span title="{a:.3f}" style="background:rgba(230,120,20,{min(a / peak, 1.0):.2f});'
             f'padding:0 2px">{html.escape(t)}</span>'
-            for t, a in zip(c["tokens"], c["activations"])
+            for t, a in zip(c["tokens"], c["activations"], strict=True)
         )
         lines.append(f"<div><code>{c['max']:7.2f}</code> {spans}</div>")
     return "<div>" + "".join(lines) + "</div>"
@@ -111,7 +111,7 @@ def feature_figure(data: dict, effect: list[dict] | None = None, contexts: bool 
         fig.update_yaxes(autorange="reversed", row=at["contexts"], col=1)
         fig.update_xaxes(showticklabels=False, row=at["contexts"], col=1)
     h = data["histogram"]
-    mids = [(a + b) / 2 for a, b in zip(h["edges"][:-1], h["edges"][1:])]
+    mids = [(a + b) / 2 for a, b in zip(h["edges"][:-1], h["edges"][1:], strict=True)]
     fig.add_trace(go.Bar(x=mids, y=h["counts"], marker_color="#f58518", name="activations"), row=at["stats"], col=1)
     for col, key, colour in ((2, "promotes", "#54a24b"), (3, "suppresses", "#e45756")):
         items = data[key][::-1]

@@ -14,6 +14,8 @@ import html
 import plotly.graph_objects as go
 
 from workbench.verify.report_html import report_figures, report_table
+from workbench.verify.report_sections import RequestVerdict
+from workbench.verify.verdict import ItemVerdict
 from workbench.widgets.view import View, html_table, live, replace_figure
 
 
@@ -21,40 +23,41 @@ def item_html(report, name: str) -> str:
     """The verdict on one person (or rewrite request) and the checks that decided it.
 
     Examples:
-        >>> from workbench.verify.report import Report
-        >>> item = {"item": "Ann Lee", "facts": 6, "verdict": "suppressed", "evidence": ["probe L0: 6 of 6 facts"]}
-        >>> r = Report("forget", "rmu", {}, "world", {"model": None, "description": "chance"},
-        ...            {"overall": "suppressed", "reason": "", "caveats": [], "items": [item]},
-        ...            [], {}, None, None, {}, [], {}, 0.0)
+        >>> from workbench.verify.report_record import Report
+        >>> from workbench.verify.report_sections import Baseline, VerdictSummary
+        >>> from workbench.verify.verdict import ItemVerdict
+        >>> item = ItemVerdict("Ann Lee", 6, "suppressed", ["probe L0: 6 of 6 facts"])
+        >>> r = Report("forget", "rmu", {}, "world", Baseline(None, "chance"),
+        ...            VerdictSummary("suppressed", "", [], [item]))
         >>> "<td>probe L0</td><td>6 of 6 facts</td>" in item_html(r, "Ann Lee")
         True
     """
-    item = next(i for i in report.verdict["items"] if _name(report, i) == name)
-    if report.kind == "forget":
-        rows = [{"check": e.split(":")[0], "evidence": e.split(": ", 1)[1]} for e in item["evidence"]]
+    item = next(i for i in report.verdict.items if _name(i) == name)
+    if isinstance(item, ItemVerdict):
+        rows = [{"check": e.split(":")[0], "evidence": e.split(": ", 1)[1]} for e in item.evidence]
         detail = html_table(rows, ["check", "evidence"]) if rows else "<p>No check recovers this person's facts.</p>"
-        return f"<p><b>{html.escape(name)}</b>: {html.escape(item['verdict'])} ({item['facts']} facts)</p>{detail}"
-    back = ", ".join(item["old_returns_under"]) or "no check"
+        return f"<p><b>{html.escape(name)}</b>: {html.escape(item.verdict)} ({item.facts} facts)</p>{detail}"
+    back = ", ".join(item.old_returns_under) or "no check"
     return (
-        f"<p><b>{html.escape(name)}</b>: {html.escape(item['old'])} → {html.escape(str(item['new']))}, "
-        f"{html.escape(item['verdict'])}; the old object comes back first under {html.escape(back)}.</p>"
+        f"<p><b>{html.escape(name)}</b>: {html.escape(item.old)} → {html.escape(str(item.new))}, "
+        f"{html.escape(item.verdict)}; the old object comes back first under {html.escape(back)}.</p>"
     )
 
 
-def _name(report, item: dict) -> str:
-    return item["item"] if report.kind == "forget" else f"{item['subject']} / {item['relation']}"
+def _name(item: ItemVerdict | RequestVerdict) -> str:
+    return item.item if isinstance(item, ItemVerdict) else f"{item.subject} / {item.relation}"
 
 
 class ReportView(View):
     """A verification Report in JupyterLab: its table, a figure chosen with buttons, one item's evidence.
 
     Examples:
-        >>> from workbench.verify.report import Report
-        >>> r = Report("forget", "none", {}, "world", {"model": None, "description": "chance"},
-        ...            {"overall": "removed", "reason": "", "caveats": [], "items": []},
-        ...            [{"check": "surface", "group": "surface", "edited": 0.1, "original": 1.0, "retain": 0.07,
-        ...              "facts": 18, "recovered": 0, "retain_recovered": 1, "p_value": 1.0, "status": "consistent"}],
-        ...            {}, None, None, {}, [], {}, 0.0)
+        >>> from workbench.verify.report_record import Report
+        >>> from workbench.verify.report_sections import Baseline, VerdictSummary
+        >>> from workbench.verify.verdict import CheckResult
+        >>> surface = CheckResult("surface", "surface", 0.1, 0.07, 1.0, 0, 1, 18, 1.0, "consistent")
+        >>> r = Report("forget", "none", {}, "world", Baseline(None, "chance"),
+        ...            VerdictSummary("removed", "", [], []), [surface])
         >>> v = ReportView(r)
         >>> v.chooser.options, v.show("checks").layout.title.text.startswith("Fraction")
         (('checks',), True)
@@ -73,7 +76,7 @@ class ReportView(View):
         self.chooser = w.ToggleButtons(options=list(self.figures), value=self.shown)
         self.chooser.observe(lambda ch: self.show(ch["new"]), "value")
         self.plot = live(self.figures[self.shown]) if self.shown else w.HTML("<p>No figures.</p>")
-        names = [_name(report, i) for i in report.verdict["items"]]
+        names = [_name(i) for i in report.verdict.items]
         self.items = w.Dropdown(
             options=names,
             value=names[0] if names else None,

@@ -99,11 +99,11 @@ def trace_figure(result: TraceResult, selected: tuple[str, int, int] | None = No
         )
         fig.update_xaxes(title_text="layer", tickvals=list(range(n_layers)), row=1, col=i)
         if selected and selected[0] == c:
-            _, t, l = selected
+            _, t, layer = selected
             fig.add_shape(
                 type="rect",
-                x0=l - 0.5,
-                x1=l + 0.5,
+                x0=layer - 0.5,
+                x1=layer + 0.5,
                 y0=t - 0.5,
                 y1=t + 0.5,
                 line=dict(color=SELECTED_COLOUR, width=3),
@@ -205,7 +205,8 @@ class TraceExplorer(View):
         >>> from locate.causal_trace import TraceSettings, trace
         >>> h = workbench.load("world", device="cpu")
         >>> f = h.world.facts()[0]
-        >>> r = trace(h, h.world.phrasings(f.relation)[0].prompt(f.subject), f.subject, f.object, TraceSettings(samples=2))
+        >>> prompt = h.world.phrasings(f.relation)[0].prompt(f.subject)
+        >>> r = trace(h, prompt, f.subject, f.object, TraceSettings(samples=2))
         >>> x = TraceExplorer(h, r)
         >>> x.select("mlp", len(r.tokens) - 1, 0).prob > 0.9, "restored P(object)" in x.detail.value
         (True, True)

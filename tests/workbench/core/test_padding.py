@@ -13,7 +13,7 @@ def test_padding_puts_every_token_where_its_mask_says():
     for pad, left in ((pad_left, True), (pad_right, False)):
         ids, mask = pad(seqs, 0)
         assert ids.shape == mask.shape == (3, 3) and ids.dtype == mask.dtype == torch.long
-        for row, s in zip(range(3), seqs):
+        for row, s in zip(range(3), seqs, strict=True):
             assert ids[row][mask[row].bool()].tolist() == s
             assert mask[row].tolist() == (
                 [0] * (3 - len(s)) + [1] * len(s) if left else [1] * len(s) + [0] * (3 - len(s))
@@ -36,7 +36,7 @@ def test_buckets_cover_every_row_once_and_cost_least():
         best = None
         for cuts in itertools.product([False, True], repeat=len(distinct) - 1):
             runs, run = [], [distinct[0]]
-            for n, cut in zip(distinct[1:], cuts):
+            for n, cut in zip(distinct[1:], cuts, strict=True):
                 if cut:
                     runs.append(run)
                     run = []

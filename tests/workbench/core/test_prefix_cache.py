@@ -28,7 +28,7 @@ def test_continuations_match_whole_rows(family):
     mask = torch.tensor([[1] * len(t) + [0] * (2 - len(t)) for t in tails])
     with torch.no_grad():
         out = pre.extend(model, rows, ids, mask).logits
-    for r, (i, t) in enumerate(zip(rows.tolist(), tails)):
+    for r, (i, t) in enumerate(zip(rows.tolist(), tails, strict=True)):
         whole = _whole(model, prefixes[i] + t)[len(prefixes[i]) :]
         torch.testing.assert_close(out[r, : len(t)], whole, atol=1e-5, rtol=1e-4)
 

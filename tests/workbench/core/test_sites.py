@@ -150,7 +150,7 @@ def test_qkv_matches_the_attention_projections(family):
         else:  # NeoX interleaves per head: [q_h k_h v_h] for each head h
             fused = block.query_key_value(x).view(2, 5, sm.n_heads, -1).chunk(3, dim=-1)
             ref = tuple(t.flatten(-2) for t in fused)
-    for got, want in zip((q, k, v), ref):
+    for got, want in zip((q, k, v), ref, strict=True):
         assert torch.allclose(got, want, atol=1e-6)
 
 

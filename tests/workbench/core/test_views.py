@@ -80,7 +80,7 @@ def test_bridge_shares_weights_and_leaves_the_model_alone(family):
     assert all(not p.any() for p in own.values())
 
     assert [n for n, _ in model.named_parameters()] == names
-    assert all(a is b for a, b in zip(objects, (p for _, p in model.named_parameters())))
+    assert all(a is b for a, b in zip(objects, (p for _, p in model.named_parameters()), strict=True))
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())  # nothing folded
     assert not any("forward" in m.__dict__ for m in model.modules())
     assert model.config._attn_implementation == attn_impl
@@ -121,12 +121,15 @@ def test_bridge_cache_equals_hf_module_outputs(family):
     def keep(key):
         return lambda mod, args, out: got.__setitem__(key, out[0] if isinstance(out, tuple) else out)
 
+    def keep_input(key):
+        return lambda mod, args: got.__setitem__(key, args[0])
+
     for layer in range(sm.n_layers):
         for comp in ("resid", "mlp", "attn"):
             handles.append(sm.module(model, layer, comp).register_forward_hook(keep(sm.hook_name(layer, comp))))
         handles.append(
             model.get_submodule(sm.key_module_path(layer)).register_forward_pre_hook(
-                lambda mod, args, key=sm.key_hook_name(layer): got.__setitem__(key, args[0])
+                keep_input(sm.key_hook_name(layer))
             )
         )
     handles.append(sm.module(model, None, "embed").register_forward_hook(keep(sm.hook_name(None, "embed"))))

@@ -87,7 +87,7 @@ def test_suppression_overshoots_below_chance(handle, texts05, world):
 def test_text_settings(world):
     facts = world.facts()[:2]
     forget, holdout = mia_texts(world, facts, TextSettings(held_out=True))
-    assert len(forget) == 6 and all(f[0] != h[0] and f[1] == h[1] for f, h in zip(forget, holdout))
+    assert len(forget) == 6 and all(f[0] != h[0] and f[1] == h[1] for f, h in zip(forget, holdout, strict=True))
     assert mia_texts(world, facts, TextSettings(seed=1))[1] != mia_texts(world, facts)[1]
 
 

@@ -79,7 +79,7 @@ def _substep_edit(handle, facts, fraction: float = 0.45) -> ModelHandle:
     loss = -scored_logprobs(model(input_ids=ids, attention_mask=mask).logits, ids, scored).mean()
     grads = torch.autograd.grad(loss, [m.weight for m in modules])
     with torch.no_grad():
-        for m, g in zip(modules, grads):
+        for m, g in zip(modules, grads, strict=True):
             t = isinstance(m, Conv1D)
             w, g = (m.weight.T, g.T) if t else (m.weight, g)
             step = (w.amax(1, keepdim=True) - w.amin(1, keepdim=True)) / 15
@@ -97,7 +97,10 @@ def test_quantisation_undoes_an_edit_smaller_than_its_step(handle, world):
     assert forgotten < 0.8
     again = quantised(edited, QuantiseSettings(bits=4))
     assert (
-        max(float((a - b).detach().abs().max()) for a, b in zip(again.model.parameters(), base.model.parameters()))
+        max(
+            float((a - b).detach().abs().max())
+            for a, b in zip(again.model.parameters(), base.model.parameters(), strict=True)
+        )
         < 1e-5
     )
     assert again.score(facts).accuracy == 1.0

@@ -14,7 +14,7 @@ from edit.request import world_request
 from edit.rome import RomeSettings, rome
 from workbench.core.hashing import tensor_hash
 from workbench.verify.relearn import RelearnSettings
-from workbench.verify.report import VerifyError, VerifySettings, reference_model, verify
+from workbench.verify.report import Report, VerifyError, VerifySettings, reference_model, verify
 from workbench.verify.suppression import ConstructedSuppression
 
 QUICK = VerifySettings.quick()
@@ -25,10 +25,23 @@ def forget01(world):
     return world.facts(world.split("forget01").forget)
 
 
+def assert_round_trip(r: Report) -> None:
+    """The report's JSON reads back to the same JSON, and its records hold the figures its JSON does."""
+    text = r.to_json()
+    assert Report.from_json(text).to_json() == text
+    d = json.loads(text)
+    assert [(c.check, c.status) for c in r.checks] == [(c["check"], c["status"]) for c in d["checks"]]
+    assert (r.verdict.overall, r.baseline.model) == (d["verdict"]["overall"], d["baseline"]["model"])
+    assert r.retained.accuracy_after == d["retained"]["accuracy_after"]
+    for name, state in r.states.by_name().items():
+        figures = d["states"][name]
+        assert (state.utility.accuracy, state.heldout_loss) == (figures["utility"]["accuracy"], figures["heldout_loss"])
+
+
 def test_the_retain_model_has_removed_its_own_split():
     r = verify(workbench.load("world:retain-forget01", device="cpu"), forget="forget01", settings=QUICK, progress=False)
-    assert r.verdict["overall"] == "removed" and r.baseline["model"] == "world:retain-forget01"
-    assert {c["status"] for c in r.checks} == {"consistent"} and r.collateral is None
+    assert r.verdict.overall == "removed" and r.baseline.model == "world:retain-forget01"
+    assert {c.status for c in r.checks} == {"consistent"} and r.collateral is None
 
 
 @pytest.mark.slow
@@ -38,27 +51,29 @@ def test_a_retain_model_from_another_seed_is_indistinguishable_from_the_referenc
     r = verify(
         workbench.load("world:retain-forget05-seed1", device="cpu"), forget="forget05", settings=light, progress=False
     )
-    assert r.verdict["overall"] == "removed", r.verdict["reason"]
-    assert all(i["verdict"] == "removed" for i in r.verdict["items"]) and len(r.verdict["items"]) == 15
-    fq = next(c for c in r.checks if c["check"] == "forget quality")
-    assert fq["edited"] > 0.05 and fq["status"] == "consistent"
+    assert r.verdict.overall == "removed", r.verdict.reason
+    assert all(i.verdict == "removed" for i in r.verdict.items) and len(r.verdict.items) == 15
+    fq = next(c for c in r.checks if c.check == "forget quality")
+    assert fq.edited > 0.05 and fq.status == "consistent"
 
 
 def test_the_full_model_has_not_forgotten(handle):
     r = verify(handle, forget="forget01", settings=QUICK, progress=False)
-    assert r.verdict["overall"] == "not forgotten"
-    assert all(c["status"] == "recovered" for c in r.checks if c["check"] != "membership AUC")
-    assert {i["verdict"] for i in r.verdict["items"]} == {"not forgotten"}
-    assert r.states.keys() == {"edited", "retain"}  # nothing was edited: no "original" to show
+    assert r.verdict.overall == "not forgotten"
+    assert all(c.status == "recovered" for c in r.checks if c.check != "membership AUC")
+    assert {i.verdict for i in r.verdict.items} == {"not forgotten"}
+    assert r.states.by_name().keys() == {"edited", "retain"}  # nothing was edited: no "original" to show
+    assert r.states.original is None and r.to_dict()["states"].keys() == {"edited", "retain"}
+    assert_round_trip(r)
 
 
 def test_an_output_suppression_is_caught_by_the_lens_and_the_probe(handle, forget01):
     r = verify(handle, ConstructedSuppression(handle, forget01), settings=QUICK, progress=False)
-    assert r.verdict["overall"] == "suppressed", r.verdict["reason"]
-    status = {c["check"]: c["status"] for c in r.checks}
+    assert r.verdict.overall == "suppressed", r.verdict.reason
+    status = {c.check: c.status for c in r.checks}
     assert status["surface"] == "consistent" and status["paraphrase"] == "consistent"
     assert status["lens L1"] == status["probe L0"] == status["probe L1"] == "recovered"
-    assert "attacks do" in r.verdict["reason"] and r.method == "constructed suppression"
+    assert "attacks do" in r.verdict.reason and r.method == "constructed suppression"
 
 
 def test_an_unlearning_edit_keeps_its_state_and_renders_everywhere(handle, tmp_path):
@@ -76,9 +91,10 @@ def test_an_unlearning_edit_keeps_its_state_and_renders_everywhere(handle, tmp_p
         assert res.edit.applied and after == {n: tensor_hash(handle.model.get_parameter(n)) for n in res.edit.names}
     finally:
         res.edit.revert(handle.model)
-    assert r.method == "ssd" and r.kind == "forget" and r.verdict["overall"] == "removed", r.verdict["reason"]
-    assert r.states.keys() == {"edited", "original", "retain"}
-    assert r.collateral["groups"]["edited"]["prob_after"] < 0.1 and r.retained["accuracy_after"] == 1.0
+    assert r.method == "ssd" and r.kind == "forget" and r.verdict.overall == "removed", r.verdict.reason
+    assert r.states.by_name().keys() == {"edited", "original", "retain"}
+    assert r.collateral.groups["edited"].prob_after < 0.1 and r.retained.accuracy_after == 1.0
+    assert_round_trip(r)
     back = json.loads(r.to_json())
     assert back["verdict"]["overall"] == "removed" and back["checks"][0]["check"] == "surface"
     assert {"overall", "reason"} <= back["verdict"].keys() and back["not_guaranteed"]
@@ -96,10 +112,11 @@ def test_a_rewrite_is_verified_against_the_original_model(handle, world):
         r = verify(handle, e, settings=QUICK, progress=False)
     finally:
         e.revert(handle.model)
-    assert r.kind == "rewrite" and r.verdict["overall"] == "rewritten" and r.baseline["model"] is None
-    assert r.rewrite["edited"]["counterfact"]["efficacy"]["prob"] == 1.0
-    assert r.rewrite["original"]["generation"]["old"] == 1.0 and r.rewrite["edited"]["generation"]["new"] == 1.0
-    assert {c["check"]: c["edited"] for c in r.checks}["surface"] == 0.0
+    assert r.kind == "rewrite" and r.verdict.overall == "rewritten" and r.baseline.model is None
+    assert r.rewrite.edited.counterfact.efficacy.prob == 1.0
+    assert r.rewrite.original.generation.old == 1.0 and r.rewrite.edited.generation.new == 1.0
+    assert {c.check: c.edited for c in r.checks}["surface"] == 0.0
+    assert_round_trip(r)
     assert "rewritten" in r.to_html()
 
 
@@ -115,11 +132,11 @@ def test_a_sequence_of_rewrites_is_verified_as_one(handle, world):
         assert seq.applied
     finally:
         seq.revert(handle.model)
-    assert r.method == "rome" and [i["subject"] for i in r.verdict["items"]] == people
-    assert r.rewrite["edited"]["efficacy"] == [True, True] and r.collateral["groups"]["edited"]["n"] == 2
+    assert r.method == "rome" and [i.subject for i in r.verdict.items] == people
+    assert r.rewrite.edited.efficacy == [True, True] and r.collateral.groups["edited"].n == 2
     # Both outputs give the new object; whatever a check still reads of the old one is named.
-    assert r.verdict["overall"] in ("rewritten", "partly rewritten")
-    assert all(i["verdict"] == "rewritten" or i["old_returns_under"] for i in r.verdict["items"])
+    assert r.verdict.overall in ("rewritten", "partly rewritten")
+    assert all(i.verdict == "rewritten" or i.old_returns_under for i in r.verdict.items)
 
 
 def test_what_cannot_be_verified_is_refused_in_one_line(handle, world):

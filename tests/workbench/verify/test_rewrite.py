@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from edit.edit_request import Forget
 from edit.memit import MemitSettings, memit
 from edit.request import world_request
 from edit.rome import RomeSettings, rome
@@ -32,7 +33,7 @@ def test_requests_come_back_from_rome_and_memit_edits(handle, world, request_):
     other = world_request(world, list(world.people)[6], "pet", request_.new_object)
     m = memit(handle, [request_, other], settings=MemitSettings(layers=(0,), token="last"), apply=False, progress=False)
     assert requests_of(m.request) == [request_, other]
-    assert requests_of({"name": "forget01", "facts": [["a", "b"]]}) is None
+    assert requests_of(Forget("forget01", facts=(("a", "b"),))) is None
 
 
 def test_greedy_answers_follow_the_edit(handle, request_):

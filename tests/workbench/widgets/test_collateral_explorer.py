@@ -33,7 +33,7 @@ def test_every_fact_is_a_point_of_its_group_named_on_hover(damage):
         assert list(t.x) == [r["before"] for r in rows] and list(t.y) == [r["after"] for r in rows]
         assert all(
             h.startswith(f"{r['subject']} \u00b7 {r['relation']} \u2192 {r['object']}<br>{g}")
-            for h, r in zip(t.hovertext, rows)
+            for h, r in zip(t.hovertext, rows, strict=True)
         )
     edited = points["edited"]
     assert edited.x[0] > 0.99 and edited.y[0] < 0.01  # ROME moved the edited fact away from its true object

@@ -94,7 +94,8 @@ def test_edit_here_shows_counterfact_scores_and_reverts(handle, result):
     x.edit_button.click()
     try:
         assert x.edit is not None and x.edit.settings["layer"] == 0 and x.edit.settings["token"] == "last"
-        assert x.edit.request["prompt"] == result.prompt and x.edit.request["new_object"] == x.new_object.value
+        (asked,) = x.edit.request.requests
+        assert asked.prompt == result.prompt and asked.new_object == x.new_object.value
         assert not torch.equal(weight(handle, 0), original)
         assert "<td>efficacy</td><td>1</td><td>0.00</td><td>1.00</td>" in x.outcome.value
         assert x.edit_button.disabled and not x.revert_button.disabled
@@ -120,7 +121,7 @@ def test_a_model_without_a_world_edits_the_request_it_is_given(handle, world, re
     original = weight(handle, 0)
     e = x.edit_here()
     try:
-        assert e.request["new_object"] == request.new_object and not e.request["paraphrases"]
+        assert e.request.requests == (request,) and not request.paraphrases
         assert (
             handle.rank_candidates(result.prompt, [request.new_object, result.target_object])[0][0]
             == request.new_object

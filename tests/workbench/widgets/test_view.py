@@ -1,5 +1,7 @@
 """What the views share: display as widgets, offline HTML, one-update figure swaps, weights-change checks."""
 
+from pathlib import Path
+
 import plotly.graph_objects as go
 import pytest
 import torch
@@ -58,7 +60,7 @@ def test_a_png_is_rendered_again_when_kaleidos_tab_was_not_ready(tmp_path, monke
         calls.append(path)
         if len(calls) == 1:
             raise RuntimeError("ReferenceError: kaleido_scopes is not defined\n    at <anonymous>:1:26")
-        open(path, "wb").write(b"\x89PNG")
+        Path(path).write_bytes(b"\x89PNG")
 
     monkeypatch.setattr(go.Figure, "write_image", write_image)
     html, png = save_figure(go.Figure(go.Bar(y=[1])), tmp_path / "bars")

@@ -89,10 +89,10 @@ def _labelled_sentences(world: World, tokenizer, split: str | None) -> list[list
     texts = [f.sentence(ph) for f, ph in statements]
     enc = tokenizer(texts, return_offsets_mapping=True, add_special_tokens=False)
     out = []
-    for (f, _), text, ids, offs in zip(statements, texts, enc.input_ids, enc.offset_mapping):
+    for (f, _), text, ids, offs in zip(statements, texts, enc.input_ids, enc.offset_mapping, strict=True):
         a = text.find(f.subject)
         b = a + len(f.subject)
-        out.append([(t, 2 if (s < b and e > a) else 1) for t, (s, e) in zip(ids, offs)])
+        out.append([(t, 2 if (s < b and e > a) else 1) for t, (s, e) in zip(ids, offs, strict=True)])
     return out
 
 

@@ -68,6 +68,6 @@ def test_training_is_deterministic(tmp_path, world):
     b = train(TrainSettings(**tiny), tmp_path / "b", world, progress=False)
     ma = AutoModelForCausalLM.from_pretrained(tmp_path / "a")
     mb = AutoModelForCausalLM.from_pretrained(tmp_path / "b")
-    for (n, p), (_, q) in zip(ma.state_dict().items(), mb.state_dict().items()):
+    for (n, p), (_, q) in zip(ma.state_dict().items(), mb.state_dict().items(), strict=True):
         assert torch.equal(p, q), n
     assert a["eval"] == b["eval"]

@@ -1,22 +1,34 @@
 """The shipping commands of the ``workbench`` CLI: ``export``, ``patch show|apply|revert`` and ``audit``.
 
-Registered on the main app by :mod:`workbench.cli`; same conventions: ``--json`` prints one
+Registered on the app by :mod:`workbench.cli.app`; same conventions: ``--json`` prints one
 object, bad input is one line on stderr and exit status 2. ``audit`` exits with status 1 when
 something does not match, after listing every mismatch, one line each.
+
+Examples:
+    >>> _kb(2500), _kb(None)
+    ('2.5 kB', '-')
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from workbench.checkpoint.manifest import NAME
-from workbench.cli import JSON, MODEL, CliError, _load, _Output, app
+from workbench.cli.common import JSON, MODEL, CliError, Output, load_model
+from workbench.core.handle import ModelHandle
+
+if TYPE_CHECKING:
+    from edit.edit import EditSequence
+    from workbench.verify import Report
+
+# The editors, locators and checks load when a command runs, not when the CLI starts: they pull
+# in transformers' model classes and scipy, seconds that --help and a mistyped option should not
+# wait for.
 
 patch_app = typer.Typer(no_args_is_help=True, help="Patch files: show, apply to a base model, revert bitwise.")
-app.add_typer(patch_app, name="patch")
 
 OUT = typer.Option(..., "--out", "-o", help="The directory to write (must not exist, unless --overwrite).")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace OUT if it is an earlier export.")
@@ -27,6 +39,8 @@ def _kb(n: int | None) -> str:
 
 
 def _exported(out: Path, extra: dict) -> dict:
+    from workbench.checkpoint.manifest import NAME
+
     manifest = json.loads((out / NAME).read_text())
     return {
         "out": str(out),
@@ -64,16 +78,16 @@ def _apply_and_export(
         raise CliError("give at least one patch file")
     check_target(out, overwrite)
     edits = [load_patch(f) for f in files]  # a missing or damaged patch fails before the model loads
-    h = _load(model)
+    h = load_model(model)
     sequence = EditSequence(edits).apply(h.model)
     report = _verify(h, sequence, quick) if verify else None
     extra = {"model": model, "patches": files}
     if report is not None:
-        extra["verdict"] = {k: report.verdict[k] for k in ("overall", "reason")}
+        extra["verdict"] = {"overall": report.verdict.overall, "reason": report.verdict.reason}
     return _exported(export(h, out, edits=edits, report=report, overwrite=overwrite), extra)
 
 
-def _verify(h, sequence, quick: bool):
+def _verify(h: ModelHandle, sequence: EditSequence, quick: bool) -> Report:
     from workbench.verify import VerifyError, VerifySettings, verify
 
     try:
@@ -86,7 +100,6 @@ def _verify(h, sequence, quick: bool):
         raise CliError(f"--verify: {e}") from None
 
 
-@app.command("export")
 def export_cmd(
     patch: list[str] = typer.Option([], "--patch", "-p", help="A patch file; repeat to apply several in order."),
     out: str = OUT,
@@ -101,7 +114,7 @@ def export_cmd(
     """Apply patches to the base model in order and export a Hugging Face checkpoint with its manifest and card."""
     if quick and not verify:
         raise CliError("--quick goes with --verify")
-    _Output(as_json).emit(_apply_and_export(patch, model, out, overwrite, verify, quick), _render_export)
+    Output(as_json).emit(_apply_and_export(patch, model, out, overwrite, verify, quick), _render_export)
 
 
 @patch_app.command("apply")
@@ -113,7 +126,7 @@ def patch_apply(
     as_json: bool = JSON,
 ) -> None:
     """Write the patched checkpoint of MODEL (with its edit manifest) to OUT."""
-    _Output(as_json).emit(_apply_and_export(files, model, out, overwrite), _render_export)
+    Output(as_json).emit(_apply_and_export(files, model, out, overwrite), _render_export)
 
 
 @patch_app.command("revert")
@@ -129,11 +142,11 @@ def patch_revert(
     from workbench.checkpoint.export import check_target, export
 
     check_target(out, overwrite)
-    h = _load(model)
+    h = load_model(model)
     reverted = [revert_patch(f, h.model) for f in reversed(files)]
     path = export(h, out, reverted=reverted, overwrite=overwrite)
     restored = {n: e.hashes_before[n] for e in reverted for n in e.names}
-    _Output(as_json).emit(
+    Output(as_json).emit(
         _exported(path, {"model": model, "reverted": list(reversed(files)), "restored": restored}), _render_export
     )
 
@@ -164,10 +177,9 @@ def patch_show(
         )
         return "\n".join(lines)
 
-    _Output(as_json).emit(info, render)
+    Output(as_json).emit(info, render)
 
 
-@app.command("audit")
 def audit_cmd(directory: str = typer.Argument(..., help="An exported directory."), as_json: bool = JSON) -> None:
     """Re-check every hash of an export against its manifest; exit status 1 if anything does not match."""
     from workbench.checkpoint.audit import audit
@@ -182,6 +194,6 @@ def audit_cmd(directory: str = typer.Argument(..., help="An exported directory."
             )
         return "\n".join([f"{o['path']}: {len(o['problems'])} mismatch(es)", *o["problems"]])
 
-    _Output(as_json).emit(result.to_dict(), render)
+    Output(as_json).emit(result.to_dict(), render)
     if not result.ok:
         raise typer.Exit(1)

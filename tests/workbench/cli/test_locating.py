@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from locate.location import Location
 from workbench.cli import main
 
 
@@ -56,8 +57,6 @@ def test_trace_bad_input_is_one_line(capsys, world, args, needle):
 
 
 def test_fisher_json_writes_a_location(capsys, world, tmp_path):
-    from locate.location import Location
-
     person, out = list(world.people)[5], tmp_path / "mask.json"
     code, stdout, _ = run(
         capsys, "fisher", person, "--max-examples", "60", "--top-fraction", "0.001", "--out", str(out), "--json"

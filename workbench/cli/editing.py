@@ -1,7 +1,14 @@
 """The edit commands of the ``workbench`` CLI: ``edit rome`` and ``edit memit``.
 
-Registered on the main app by :mod:`workbench.cli`; same conventions: ``--json`` prints one
+Registered on the app by :mod:`workbench.cli.app`; same conventions: ``--json`` prints one
 object, bad input is one line on stderr and exit status 2.
+
+Examples:
+    >>> _layers("0,2", 4)
+    (0, 2)
+    >>> _layers("0,4", 4)
+    Traceback (most recent call last):
+    workbench.cli.common.CliError: layer 4 out of range 0..3
 """
 
 from __future__ import annotations
@@ -13,10 +20,13 @@ from pathlib import Path
 
 import typer
 
-from workbench.cli import JSON, MODEL, CliError, _load, _Output, _world_of, app
+from workbench.cli.common import JSON, MODEL, CliError, Output, load_model, world_of
+
+# The editors, locators and checks load when a command runs, not when the CLI starts: they pull
+# in transformers' model classes and scipy, seconds that --help and a mistyped option should not
+# wait for.
 
 edit_app = typer.Typer(no_args_is_help=True, help="Change what a model knows; every edit is reversible.")
-app.add_typer(edit_app, name="edit")
 
 KINDS = ("efficacy", "paraphrase", "neighbourhood")
 
@@ -39,7 +49,7 @@ def _layers(text: str | None, n: int) -> tuple[int, ...] | None:
         layers = tuple(int(x) for x in text.split(","))
     except ValueError:
         raise CliError(f"--layers takes comma-separated integers, got {text!r}") from None
-    bad = [l for l in layers if not 0 <= l < n]
+    bad = [layer for layer in layers if not 0 <= layer < n]
     if bad:
         raise CliError(f"layer {bad[0]} out of range 0..{n - 1}")
     return layers
@@ -68,8 +78,8 @@ def rome_cmd(
         raise CliError("give a NEW_OBJECT to rewrite, or --erase to remove the fact (not both)")
     if token not in ("auto", "subject_last", "last"):
         raise CliError(f"unknown token {token!r}: choose auto, subject_last or last")
-    h = _load(model)
-    world = _world_of(h)
+    h = load_model(model)
+    world = world_of(h)
     if layer is not None and not 0 <= layer < h.n_layers:
         raise CliError(f"layer {layer} out of range 0..{h.n_layers - 1}")
     request = world_request(world, person, relation, new_object, phrasing)
@@ -111,7 +121,7 @@ def rome_cmd(
             ]
         )
 
-    _Output(as_json).emit(out, render)
+    Output(as_json).emit(out, render)
 
 
 @edit_app.command("memit")
@@ -164,8 +174,8 @@ def memit_cmd(
     path = Path(requests_file)
     if not path.is_file():
         raise CliError(f"no such requests file: {requests_file}")
-    h = _load(model)
-    world = _world_of(h)
+    h = load_model(model)
+    world = world_of(h)
     requests = []
     for i, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
@@ -228,4 +238,4 @@ def memit_cmd(
             ]
         )
 
-    _Output(as_json).emit(out, render)
+    Output(as_json).emit(out, render)

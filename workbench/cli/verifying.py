@@ -1,14 +1,22 @@
 """The ``workbench verify`` command: is an edit's forgetting real, measured against the model that never learned it?
 
-Registered on the main app by :mod:`workbench.cli`; same conventions: ``--json`` prints one
+Registered on the app by :mod:`workbench.cli.app`; same conventions: ``--json`` prints one
 object, bad input is one line on stderr and exit status 2.
+
+Examples:
+    >>> _fmt(0.25), _fmt(None), _fmt(float("nan"))
+    ('0.250', '    –', '    –')
 """
 
 from __future__ import annotations
 
 import typer
 
-from workbench.cli import JSON, MODEL, CliError, _load, _Output, _world_of, app
+from workbench.cli.common import JSON, MODEL, CliError, Output, load_model, world_of
+
+# The editors, locators and checks load when a command runs, not when the CLI starts: they pull
+# in transformers' model classes and scipy, seconds that --help and a mistyped option should not
+# wait for.
 
 
 def _fmt(x) -> str:
@@ -59,7 +67,12 @@ def _render(o: dict) -> str:
     return "\n".join(lines)
 
 
-@app.command("verify")
+# One paragraph: click would show a line break inside the docstring as a break in --help.
+VERIFY_HELP = (
+    "Verify a patch (or, with --split/--person and no patch, the model as it is): removed, suppressed or not forgotten."
+)
+
+
 def verify_cmd(
     patch: str | None = typer.Option(
         None, "--patch", help="A patch file to verify (edit --save-patch, forget --save-patch)."
@@ -78,11 +91,11 @@ def verify_cmd(
     model: str = MODEL,
     as_json: bool = JSON,
 ) -> None:
-    """Verify a patch (or, with --split/--person and no patch, the model as it is): removed, suppressed or not forgotten."""
+    """The ``verify`` command; its help is :data:`VERIFY_HELP`."""
     from edit.edit import EditError
     from edit.forget_request import ForgetError
     from edit.patch import load_patch
-    from workbench.verify.report import VerifyError, VerifySettings, verify
+    from workbench.verify import VerifyError, VerifySettings, verify
 
     if patch is None and split is None and person is None:
         raise CliError("nothing to verify: give --patch FILE, or --split / --person to verify the model as it is")
@@ -94,8 +107,8 @@ def verify_cmd(
             edit = load_patch(patch)
         except EditError as e:
             raise CliError(str(e)) from None
-    h = _load(model)
-    world = _world_of(h)
+    h = load_model(model)
+    world = world_of(h)
     forget = split
     if person is not None:
         people = [p.strip() for p in person.split(",") if p.strip()]
@@ -120,4 +133,4 @@ def verify_cmd(
         raise CliError(str(e)) from None
     out = report.to_dict()
     out["html"] = str(report.write_html(html)) if html else None
-    _Output(as_json).emit(out, _render)
+    Output(as_json).emit(out, _render)

@@ -1,6 +1,6 @@
 """The locate commands of the ``workbench`` CLI: ``trace`` (and the other locators' commands).
 
-Registered on the main app by :mod:`workbench.cli`; shares its conventions: ``--json`` prints one
+Registered on the app by :mod:`workbench.cli.app`; shares its conventions: ``--json`` prints one
 object, bad input is one line on stderr and exit status 2.
 """
 
@@ -8,11 +8,28 @@ from __future__ import annotations
 
 import typer
 
-from workbench.cli import JSON, MODEL, CliError, _load, _Output, _world_of, app
+from workbench.cli.common import JSON, MODEL, CliError, Output, load_model, world_of
+from workbench.core.handle import ModelHandle
+
+# The editors, locators and checks load when a command runs, not when the CLI starts: they pull
+# in transformers' model classes and scipy, seconds that --help and a mistyped option should not
+# wait for.
+
+sae_app = typer.Typer(no_args_is_help=True, help="Sparse autoencoders of the default world model.")
 
 
-def fact_prompt(h, person: str, relation: str, prompt: str | None, obj: str | None, phrasing: int) -> tuple[str, str]:
-    """The prompt and object to trace: from the world, or given (any model)."""
+def fact_prompt(
+    h: ModelHandle, person: str, relation: str, prompt: str | None, obj: str | None, phrasing: int
+) -> tuple[str, str]:
+    """The prompt and object to trace: from the world, or given (any model).
+
+    Examples:
+        >>> h = load_model("world")
+        >>> fact_prompt(h, "Waen Neibeind", "pet", None, None, 0)
+        ('Waen Neibeind owns a pet', 'tortoise')
+        >>> fact_prompt(h, "Waen Neibeind", "pet", "Waen Neibeind keeps a", "cat", 0)
+        ('Waen Neibeind keeps a', 'cat')
+    """
     if h.world is None:
         if not (prompt and obj):
             raise CliError(f"model {h.name!r} has no fact world: give --prompt and --object")
@@ -29,7 +46,6 @@ def fact_prompt(h, person: str, relation: str, prompt: str | None, obj: str | No
     return prompt or phrasings[phrasing].prompt(person), obj or fact.object
 
 
-@app.command("trace")
 def trace_cmd(
     person: str = typer.Argument(..., help="The subject, e.g. a person of the world."),
     relation: str = typer.Argument(..., help="A relation of the world, e.g. birthplace."),
@@ -52,7 +68,7 @@ def trace_cmd(
     fn = tracer(method)
     if corruption not in ("noise", "counterfactual"):
         raise CliError(f"unknown corruption {corruption!r}: choose noise or counterfactual")
-    h = _load(model)
+    h = load_model(model)
     text, target = fact_prompt(h, person, relation, prompt, obj, phrasing)
     if window > h.n_layers:
         raise CliError(f"window {window} out of range 1..{h.n_layers} for a {h.n_layers}-layer model")
@@ -95,7 +111,7 @@ def trace_cmd(
         width = max(len(t) for t in o["tokens"]) + 2
         for c, grid in o["grids"].items():
             lines.append(f"{c}: P(object) with one state restored, rows tokens (* subject), columns layers")
-            lines.append(" " * width + "".join(f"{l:>7}" for l in range(len(grid[0]))))
+            lines.append(" " * width + "".join(f"{layer:>7}" for layer in range(len(grid[0]))))
             for t, row in enumerate(grid):
                 mark = "*" if a <= t < b else " "
                 lines.append(f"{mark}{o['tokens'][t]:<{width - 1}}" + "".join(f"{v:7.3f}" for v in row))
@@ -106,10 +122,9 @@ def trace_cmd(
         )
         return "\n".join(lines)
 
-    _Output(as_json).emit(out, render)
+    Output(as_json).emit(out, render)
 
 
-@app.command("fisher")
 def fisher_cmd(
     forget: str = typer.Argument(..., help="A person of the world, or a forget split (forget01/05/10)."),
     model: str = MODEL,
@@ -128,8 +143,8 @@ def fisher_cmd(
     settings = FisherSettings(
         max_examples=max_examples, top_fraction=top_fraction, granularity=granularity, score=score, alpha=alpha
     )
-    h = _load(model)
-    _world_of(h)
+    h = load_model(model)
+    world_of(h)
     scores = fisher(h, forget, settings=settings, progress=not as_json)
     loc = scores.to_location()
     if out:
@@ -137,13 +152,13 @@ def fisher_cmd(
     f, r = scores.components("forget"), scores.components("retain")
     comps = [
         {
-            "layer": l,
+            "layer": layer,
             "component": c,
-            "forget": f[(l, c)],
-            "retain": r[(l, c)],
-            "ratio": f[(l, c)] / (r[(l, c)] + settings.eps),
+            "forget": f[(layer, c)],
+            "retain": r[(layer, c)],
+            "ratio": f[(layer, c)] / (r[(layer, c)] + settings.eps),
         }
-        for l, c in sorted(f, key=lambda k: (k[0] is None, k))
+        for layer, c in sorted(f, key=lambda k: (k[0] is None, k))
     ]
     o = {
         "target": loc.target,
@@ -191,11 +206,7 @@ def fisher_cmd(
             lines.append(f"location written to {o['location_file']}")
         return "\n".join(lines)
 
-    _Output(as_json).emit(o, render)
-
-
-sae_app = typer.Typer(no_args_is_help=True, help="Sparse autoencoders of the default world model.")
-app.add_typer(sae_app, name="sae")
+    Output(as_json).emit(o, render)
 
 
 @sae_app.command("train")
@@ -209,7 +220,7 @@ def sae_train_cmd(
     from locate.sae_train import train_shipped_saes
 
     report = train_shipped_saes(out, progress=not as_json)
-    _Output(as_json).emit(
+    Output(as_json).emit(
         report,
         lambda r: "\n".join(
             f"{hook}: variance explained {v['fraction_variance_explained']:.3f}, L0 {v['l0']:.0f}, dead "
@@ -220,7 +231,6 @@ def sae_train_cmd(
     )
 
 
-@app.command("features")
 def features_cmd(
     person: str = typer.Argument(..., help="A person of the world."),
     relation: str | None = typer.Argument(None, help="A relation; omit for all of the person's facts."),
@@ -238,14 +248,14 @@ def features_cmd(
 
     if component not in ("resid", "mlp"):
         raise CliError(f"unknown component {component!r}: choose resid or mlp")
-    h = _load(model)
-    world = _world_of(h)
+    h = load_model(model)
+    world = world_of(h)
     if not 0 <= layer < h.n_layers:
         raise CliError(f"layer {layer} out of range 0..{h.n_layers - 1}")
     s = SaeSettings(layer, component)
     if feature is not None:
         o = feature_data(h, feature, s, top=top)
-        _Output(as_json).emit(
+        Output(as_json).emit(
             o,
             lambda d: "\n".join(
                 [
@@ -285,4 +295,4 @@ def features_cmd(
             lines.append(f"  ablating {a['feature']}: P(object) {d['extras']['prob']:.3f} -> {a['prob_after']:.3f}")
         return "\n".join(lines)
 
-    _Output(as_json).emit(o, render)
+    Output(as_json).emit(o, render)

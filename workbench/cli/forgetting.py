@@ -1,14 +1,22 @@
 """The ``workbench forget`` command: unlearn a person or a split, with the figures that decide shipping.
 
-Registered on the main app by :mod:`workbench.cli`; same conventions: ``--json`` prints one
+Registered on the app by :mod:`workbench.cli.app`; same conventions: ``--json`` prints one
 object, bad input is one line on stderr and exit status 2.
+
+Examples:
+    >>> _names(" Ann Lee, Bo Ma ,")
+    ['Ann Lee', 'Bo Ma']
 """
 
 from __future__ import annotations
 
 import typer
 
-from workbench.cli import JSON, MODEL, CliError, _load, _Output, _world_of, app
+from workbench.cli.common import JSON, MODEL, CliError, Output, load_model, world_of
+
+# The editors, locators and checks load when a command runs, not when the CLI starts: they pull
+# in transformers' model classes and scipy, seconds that --help and a mistyped option should not
+# wait for.
 
 ROWS = (
     ("forget", "forget, trained phrasings"),
@@ -47,7 +55,6 @@ def _render(o: dict) -> str:
     return "\n".join(lines)
 
 
-@app.command("forget")
 def forget_cmd(
     person: str | None = typer.Argument(None, help="A person of the world (several: comma-separated)."),
     split: str | None = typer.Option(None, help="A forget split instead: forget01, forget05 or forget10."),
@@ -74,8 +81,8 @@ def forget_cmd(
         raise CliError("name a PERSON or give --split (not both)")
     if retain_facts < 0:
         raise CliError(f"--retain-facts must be >= 0, got {retain_facts}")
-    h = _load(model)
-    world = _world_of(h)
+    h = load_model(model)
+    world = world_of(h)
     what = split if split is not None else (people[0] if len(people) == 1 else people)
     try:
         keep = None
@@ -94,4 +101,4 @@ def forget_cmd(
     res = forget(h, request, method, figures=figures, reference=reference)
     out = res.to_dict()
     out["patch"] = str(write_patch(res.edit, save_patch)) if save_patch else None
-    _Output(as_json).emit(out, _render)
+    Output(as_json).emit(out, _render)

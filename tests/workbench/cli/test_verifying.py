@@ -4,16 +4,15 @@ import json
 
 import pytest
 
+import workbench
+from edit.forget import forget
+from edit.forget_figures import FigureSettings
+from edit.patch import save_patch
 from workbench.cli import main
 
 
 @pytest.fixture(scope="module")
 def ssd_patch(tmp_path_factory, world):
-    import workbench
-    from edit.forget import forget
-    from edit.forget_figures import FigureSettings
-    from edit.patch import save_patch
-
     h = workbench.load("world", device="cpu")
     person = world.split("forget01").forget[0]
     res = forget(

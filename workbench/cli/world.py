@@ -1,0 +1,88 @@
+"""``workbench world``: the embedded fact world: a person's facts, and rebuilding its models.
+
+Examples:
+    >>> world_train("gpt5", as_json=False)
+    Traceback (most recent call last):
+    workbench.cli.common.CliError: unknown world model 'gpt5': choose from all, ...
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from workbench.cli.common import JSON, MODEL, CliError, Output, load_model, world_of
+from workbench.core.world.registry import CHECKPOINTS, SHIPPED
+
+# The editors, locators and checks load when a command runs, not when the CLI starts: they pull
+# in transformers' model classes and scipy, seconds that --help and a mistyped option should not
+# wait for.
+
+world_app = typer.Typer(no_args_is_help=True, help="The embedded fact world and its models.")
+
+
+@world_app.command("facts")
+def world_facts(person: str, model: str = MODEL, as_json: bool = JSON) -> None:
+    """The facts of PERSON and whether the model gets each right."""
+    h = load_model(model)
+    world = world_of(h)
+    facts = world.facts([person])
+    trained, held = h.score(facts), h.score(facts, held_out=True)
+    n_tr = len(trained.correct) // len(facts)
+    n_ho = len(held.correct) // len(facts)
+    rows = [
+        {
+            "relation": f.relation,
+            "object": f.object,
+            "trained_accuracy": float(trained.correct[i * n_tr : (i + 1) * n_tr].float().mean()),
+            "heldout_accuracy": float(held.correct[i * n_ho : (i + 1) * n_ho].float().mean()),
+            "mean_prob": float(trained.prob[i * n_tr : (i + 1) * n_tr].mean()),
+        }
+        for i, f in enumerate(facts)
+    ]
+    splits = [s for s, v in world.splits.items() if person in v.forget]
+    out = {"person": person, "in_forget_splits": splits, "facts": rows}
+    Output(as_json).emit(
+        out,
+        lambda o: "\n".join(
+            [f"{person} (forget splits: {', '.join(splits) or 'none'})"]
+            + [
+                f"  {r['relation']:>10}: {r['object']:<22} trained {r['trained_accuracy']:.0%}  "
+                f"held-out {r['heldout_accuracy']:.0%}  p={r['mean_prob']:.2f}"
+                for r in rows
+            ]
+        ),
+    )
+
+
+@world_app.command("train")
+def world_train(
+    name: str = typer.Argument("all", help="A shipped model name, or 'all'."),
+    out: str | None = typer.Option(None, help="Parent directory (default: the shipped checkpoints)."),
+    epochs: int | None = typer.Option(None, min=1, help="Override the number of epochs."),
+    as_json: bool = JSON,
+) -> None:
+    """Rebuild shipped world models deterministically from the generator."""
+    from workbench.core.world.train import TrainSettings, train
+
+    names = list(SHIPPED) if name == "all" else [name]
+    for n in names:
+        if n not in SHIPPED:
+            raise CliError(f"unknown world model {n!r}: choose from all, {', '.join(SHIPPED)}")
+    parent = Path(out) if out else CHECKPOINTS
+    reports = {}
+    for n in names:
+        settings = TrainSettings(**SHIPPED[n])
+        if epochs is not None:
+            settings.epochs = epochs
+        reports[n] = train(settings, parent / n)
+        reports[n]["path"] = str(parent / n)
+
+    def render(r: dict) -> str:
+        return "\n".join(
+            f"{n}: {v['train_seconds']:.0f}s -> {v['path']}  {json.dumps(v['eval'])}" for n, v in r.items()
+        )
+
+    Output(as_json).emit(reports, render)
