@@ -66,3 +66,14 @@ def test_no_module_imports_a_private_name_from_another():
                         if a.name.startswith("_")
                     ]
     assert not offenders, offenders
+
+
+def test_no_module_is_loaded_by_a_name_in_a_string():
+    # Registries and lazy names hold functions or import statements that grep and editors follow.
+    found = [
+        str(path.relative_to(ROOT))
+        for package in ("workbench", "locate", "edit")
+        for path in (ROOT / package).rglob("*.py")
+        if "import_module(" in path.read_text() or "__import__(" in path.read_text()
+    ]
+    assert not found, found

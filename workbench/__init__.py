@@ -15,25 +15,9 @@ Examples:
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
-# Each public name and the module that defines it, loaded when first asked for (PEP 562).
-_EXPORTS = {
-    "ModelHandle": "workbench.core.handle",
-    "ModelLoadError": "workbench.core.handle",
-    "load": "workbench.core.handle",
-    "EncodingError": "workbench.core.tokens",
-    "Fact": "workbench.core.world.facts",
-    "World": "workbench.core.world.facts",
-    "make_world": "workbench.core.world.facts",
-    "ExportError": "workbench.checkpoint.export",
-    "export": "workbench.checkpoint.export",
-    "Audit": "workbench.checkpoint.audit",
-    "AuditError": "workbench.checkpoint.audit",
-    "audit": "workbench.checkpoint.audit",
-}
-_SUBPACKAGES = {"checkpoint", "cli", "core", "verify", "widgets"}
+_SUBPACKAGES = ("checkpoint", "cli", "core", "verify", "widgets")
 
 __all__ = [
     "Audit",
@@ -59,15 +43,33 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    elif name in _SUBPACKAGES:
-        value = importlib.import_module(f"{__name__}.{name}")
+    # Loaded on first use (PEP 562); each branch names its module, for readers and editors to follow.
+    if name in ("ModelHandle", "ModelLoadError", "load"):
+        from workbench.core import handle as module
+    elif name == "EncodingError":
+        from workbench.core import tokens as module
+    elif name in ("Fact", "World", "make_world"):
+        from workbench.core.world import facts as module
+    elif name in ("ExportError", "export"):
+        from workbench.checkpoint import export as module
+    elif name in ("Audit", "AuditError", "audit"):
+        from workbench.checkpoint import audit as module
+    elif name == "checkpoint":
+        import workbench.checkpoint as module
+    elif name == "cli":
+        import workbench.cli as module
+    elif name == "core":
+        import workbench.core as module
+    elif name == "verify":
+        import workbench.verify as module
+    elif name == "widgets":
+        import workbench.widgets as module
     else:
         raise AttributeError(f"module 'workbench' has no attribute {name!r}")
+    value = module if name in _SUBPACKAGES else getattr(module, name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS) | _SUBPACKAGES)
+    return sorted({*globals(), *__all__, *_SUBPACKAGES})
