@@ -32,7 +32,7 @@ class TraceSettings:
     Args:
         noise: Gaussian noise std, as a multiple of the std of all entries of the token embedding
             matrix (ROME: 3x the std of subject-token embeddings over a corpus; the matrix-wide std
-            needs no corpus; on the world model it is 0.184 against 0.174 over the name tokens).
+            needs no corpus and comes close to the name tokens' own: see docs/locate.md#noise-scale).
         samples: Noise samples; probabilities are averaged over them (ROME: 10).
         window: Consecutive layers restored together for "mlp" and "attn", centred as in ROME
             (layers l - window // 2 .. l + ceil(window / 2) - 1, clipped). "resid" always restores
