@@ -7,6 +7,7 @@ import torch
 
 import workbench
 from edit.edit import Delta, Edit, EditError, EditSequence
+from edit.memit import MemitSettings, memit
 from edit.patch import describe_patch, load_patch, revert_patch, save_patch
 from edit.request import world_request
 from edit.rome import RomeSettings, rome
@@ -143,3 +144,16 @@ def test_the_request_is_written_as_before_and_read_back_as_its_record(fresh, tmp
     again = json.loads(save_patch(back, tmp_path / "again.patch").read_text())
     assert json.dumps(again["request"]) == json.dumps(manifest["request"])
     assert describe_patch(path)["request"] == manifest["request"]
+
+
+def test_a_one_request_memit_edit_saves_and_loads(fresh, tmp_path):
+    # Its deltas are one column wide, with the long stride that a byte view refuses.
+    w = fresh.world
+    p = list(w.people)[5]
+    new = next(c for c in w.relation("pet").candidates if c != w.fact(p, "pet").object)
+    e = memit(fresh, [world_request(w, p, "pet", new)], settings=MemitSettings(layers=(0,), token="last"), apply=False)
+    assert any(d.rank == 1 for d in e.deltas.values())
+    back = load_patch(save_patch(e, tmp_path / "one.patch"))
+    assert {n: tensor_hash(d.tensor()) for n, d in back.deltas.items()} == {
+        n: tensor_hash(d.tensor()) for n, d in e.deltas.items()
+    }
