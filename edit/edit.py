@@ -140,6 +140,10 @@ class Edit:
         if self.applied:
             raise EditError(f"{self.method} edit is already applied; revert it first")
         params = _params(model, self.names)
+        # An edit made here records its base on first apply; one that names a base must name all of it.
+        unnamed = [n for n in self.names if n not in self.hashes_before]
+        if self.hashes_before and unnamed:
+            raise EditError(f"{self.method} edit names no base hash for {', '.join(unnamed)}; nothing was written")
         for name in self.names:
             if self.hashes_before and tensor_hash(params[name]) != self.hashes_before[name]:
                 raise EditError(f"{name} differs from the weights this {self.method} edit was made on")

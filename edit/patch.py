@@ -101,8 +101,10 @@ def _base_tensors(edit: Edit, base: nn.Module | None) -> dict[str, Tensor] | Non
 def save_patch(edit: Edit, path: str | Path, base: nn.Module | None = None) -> Path:
     """Write ``edit`` to ``path.safetensors`` and ``path.json``; returns the JSON path.
 
-    The patch can be reverted from the file alone when the edit is applied or ``base`` (the
-    model before the edit) is given; otherwise it reverts only where it was applied.
+    Every patch names the hash of each tensor it touches before the edit, so that it applies to
+    those weights only: the edit must be applied, have been applied, or come with ``base``. The
+    patch can be reverted from the file alone when the edit is applied or ``base`` (the model
+    before the edit) is given; otherwise it reverts only where it was applied.
 
     Examples:
         >>> import tempfile, os
@@ -121,10 +123,21 @@ def save_patch(edit: Edit, path: str | Path, base: nn.Module | None = None) -> P
         edit: The edit to write.
         path: Where; ``.json`` / ``.safetensors`` suffixes are added.
         base: The model the edit was made on, still unedited (only needed for an edit that is
-            not applied, to store its exact revert data).
+            not applied, to name its base and store its exact revert data).
+
+    Raises:
+        EditError: an edit that names no base (never applied and no ``base``), or a ``base``
+            other than the weights the edit was made on; nothing is written.
     """
     tensors_path, manifest_path = _paths(path)
     originals = _base_tensors(edit, base)
+    unnamed = [n for n in edit.names if n not in edit.hashes_before]
+    if originals is None and unnamed:
+        # A patch that cannot name its base could be applied to any model: refuse to write one.
+        raise EditError(
+            f"the {edit.method} edit names no base for {', '.join(unnamed)}: apply it first or pass base= "
+            "(the model it was made on); nothing was written"
+        )
     hashes_before = dict(edit.hashes_before)
     hashes_after = dict(edit.hashes_after)
     tensors, deltas = {}, {}
@@ -183,6 +196,14 @@ def _edit(manifest: dict, t: dict[str, Tensor]) -> Edit:
         name: Delta(**{p: t[f"{name}::{p}"] for p in meta["sha256"]}) for name, meta in manifest["deltas"].items()
     }
     loc = Location.from_dict(manifest["location"]) if manifest["location"] else None
+    # The base check is the patch's promise: every tensor it touches names the hash it was made on.
+    before = manifest["hashes_before"]
+    unnamed = sorted(n for n in deltas if not isinstance(before, dict) or not _is_sha256(before.get(n)))
+    if unnamed:
+        raise EditError(
+            f"the patch names no base hash for {', '.join(unnamed)}: it cannot be checked against a model, "
+            "so it is refused"
+        )
     return Edit(
         manifest["method"],
         request_from_dict(manifest["request"]),
@@ -195,6 +216,10 @@ def _edit(manifest: dict, t: dict[str, Tensor]) -> Edit:
     )
 
 
+def _is_sha256(x: object) -> bool:
+    return isinstance(x, str) and len(x) == 64 and all(c in "0123456789abcdef" for c in x)
+
+
 def load_patch(path: str | Path) -> Edit:
     """Read a patch written by :func:`save_patch` (not applied).
 
@@ -202,12 +227,14 @@ def load_patch(path: str | Path) -> Edit:
         >>> import tempfile, os
         >>> from edit.edit_request import Note
         >>> p = os.path.join(tempfile.mkdtemp(), "b.patch")
-        >>> _ = save_patch(Edit("demo", Note(), {"w": Delta(dense=torch.ones(2))}), p)
+        >>> m = nn.Linear(2, 1, bias=False)
+        >>> _ = save_patch(Edit("demo", Note(), {"weight": Delta(dense=torch.ones(1, 2))}), p, base=m)
         >>> load_patch(p).applied, load_patch(p + ".json").names
-        (False, ['w'])
+        (False, ['weight'])
 
     Raises:
-        EditError: missing files, another format, or tensors that do not match the manifest.
+        EditError: missing files, another format, tensors that do not match the manifest, or a
+            patch that does not name the base hash of every tensor it touches.
     """
     return _edit(*_read(path))
 
@@ -276,8 +303,10 @@ def describe_patch(path: str | Path) -> dict:
         >>> import tempfile, os
         >>> from edit.edit_request import Note
         >>> p = os.path.join(tempfile.mkdtemp(), "d.patch")
+        >>> m = nn.Module()
+        >>> m.w = nn.Parameter(torch.zeros(4, 3))
         >>> e = Edit("demo", Note({"note": "x"}), {"w": Delta(left=torch.ones(4, 1), right=torch.ones(3, 1))})
-        >>> _ = save_patch(e, p)
+        >>> _ = save_patch(e.apply(m).revert(m), p)  # made on m, but neither applied nor given m now
         >>> info = describe_patch(p)
         >>> info["method"], info["tensors"][0]["shape"], info["tensors"][0]["rank"], info["revertible_from_file"]
         ('demo', [4, 3], 1, False)

@@ -112,7 +112,11 @@ def test_patches_compose_in_order_and_revert_last_first(fresh, tmp_path):
 
 def test_revert_data_from_a_base_and_old_patches(fresh, tmp_path):
     e = _nudge(0.2, 3)
-    save_patch(e, tmp_path / "n")  # neither applied nor given its base: no revert data
+    with pytest.raises(EditError, match="names no base"):  # never applied, no base: it names no base
+        save_patch(e, tmp_path / "n")
+    assert not list(tmp_path.iterdir())
+    e.apply(fresh.model).revert(fresh.model)
+    save_patch(e, tmp_path / "n")  # its base is named, but neither applied nor given: no revert data
     assert not describe_patch(tmp_path / "n")["revertible_from_file"]
     manifest = json.loads((tmp_path / "n.json").read_text())
     manifest["format"] = "knowledge-workbench/patch/1"
@@ -157,3 +161,27 @@ def test_a_one_request_memit_edit_saves_and_loads(fresh, tmp_path):
     assert {n: tensor_hash(d.tensor()) for n, d in back.deltas.items()} == {
         n: tensor_hash(d.tensor()) for n, d in e.deltas.items()
     }
+
+
+@pytest.mark.parametrize("keep", [0, 1], ids=["no base hashes", "some base hashes"])
+def test_a_patch_that_does_not_name_its_whole_base_is_refused(fresh, tmp_path, keep):
+    e = _edit(fresh)
+    e.deltas["transformer.wte.weight"] = Delta(dense=torch.zeros_like(fresh.model.transformer.wte.weight))
+    manifest_path = save_patch(e, tmp_path / "p.patch", base=fresh.model)
+    manifest = json.loads(manifest_path.read_text())
+    assert len(manifest["hashes_before"]) == 2
+    manifest["hashes_before"] = dict(list(manifest["hashes_before"].items())[:keep])
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(EditError, match="names no base hash"):
+        load_patch(tmp_path / "p.patch")
+
+
+def test_an_edit_that_names_part_of_its_base_writes_nothing(fresh):
+    e = _edit(fresh)
+    name = e.names[0]
+    e.deltas["transformer.wte.weight"] = Delta(dense=torch.ones_like(fresh.model.transformer.wte.weight))
+    e.hashes_before = {name: tensor_hash(fresh.model.get_parameter(name))}
+    before = _hashes(fresh.model)
+    with pytest.raises(EditError, match="names no base hash for transformer.wte.weight"):
+        e.apply(fresh.model)
+    assert _hashes(fresh.model) == before

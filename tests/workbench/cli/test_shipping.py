@@ -128,3 +128,16 @@ def test_verify_needs_patches_that_name_world_facts(capsys, patches, tmp_path):
     code, _, err = run(capsys, "export", "--patch", patches[0], "--out", tmp_path / "v", "--verify")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--verify:" in err and "world facts" in err
     assert not (tmp_path / "v").exists()
+
+
+def test_a_patch_with_its_base_hashes_removed_applies_to_no_model(capsys, patches, tmp_path):
+    # Emptied, it would have skipped the base check and applied to another model.
+    manifest = json.loads(patches[0].with_name("p1.json").read_text())
+    manifest["hashes_before"] = {}
+    (tmp_path / "p.json").write_text(json.dumps(manifest))
+    (tmp_path / "p.safetensors").write_bytes(patches[0].with_name("p1.safetensors").read_bytes())
+    code, out, err = run(
+        capsys, "patch", "apply", tmp_path / "p", "-m", "world:retain-forget05", "--out", tmp_path / "o"
+    )
+    assert code == 2 and "names no base hash" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
