@@ -65,6 +65,9 @@ def _manifest(directory: Path) -> dict:
 def _tensors(directory: Path, manifest: dict) -> tuple[list[str], int]:
     problems = []
     weights = tensor_hashes(directory)
+    for f in manifest["weight_files"]:
+        if _inside(directory, f) is None:
+            problems.append(f"weights {f!r}: leaves the export directory (not read)")
     for f in sorted(set(manifest["weight_files"]) - set(weights)):
         problems.append(f"weights {f}: missing")
     on_disk = {}
@@ -85,18 +88,38 @@ def _tensors(directory: Path, manifest: dict) -> tuple[list[str], int]:
     return problems, len(on_disk)
 
 
+def _inside(directory: Path, name: object) -> Path | None:
+    """The export's file ``name``, or None where the name or a link on its way leaves the directory.
+
+    Examples:
+        >>> import tempfile
+        >>> d = Path(tempfile.mkdtemp())
+        >>> _inside(d, "README.md") == d / "README.md", _inside(d, "../../etc/passwd"), _inside(d, "/etc/passwd")
+        (True, None, None)
+    """
+    if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+        return None
+    root, path = directory.resolve(), directory / name
+    resolved = path.resolve()
+    return path if resolved == root or root in resolved.parents else None
+
+
 def _files(directory: Path, manifest: dict) -> list[str]:
     problems = []
     for name, sha in manifest["files"].items():
-        path = directory / name
-        if not path.is_file():
+        path = _inside(directory, name)
+        if path is None:
+            problems.append(f"file {name!r}: leaves the export directory (not read)")
+        elif not path.is_file():
             problems.append(f"file {name}: missing")
         elif file_sha256(path) != sha:
             problems.append(f"file {name}: sha256 differs from the manifest")
     known = set(manifest["files"]) | set(manifest["weight_files"]) | {NAME}
     for path in sorted(directory.rglob("*")):
         rel = path.relative_to(directory).as_posix()
-        if (path.is_file() or path.is_symlink()) and rel not in known:
+        if path.is_symlink() and _inside(directory, rel) is None:
+            problems.append(f"file {rel}: a link that leaves the export directory (not read)")
+        elif (path.is_file() or path.is_symlink()) and rel not in known:
             problems.append(f"file {rel}: not recorded in the manifest")
     return problems
 

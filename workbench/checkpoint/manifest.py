@@ -178,7 +178,8 @@ def versions() -> dict[str, str]:
 
 
 def tensor_hashes(directory: str | Path) -> dict[str, dict[str, str]]:
-    """``{file: {tensor: sha256}}`` for every ``*.safetensors`` file in ``directory`` (nothing else is read).
+    """``{file: {tensor: sha256}}`` for every ``*.safetensors`` file in ``directory`` (nothing else is read;
+    a link that leads out of the directory is passed over).
 
     Examples:
         >>> import tempfile, torch
@@ -192,7 +193,10 @@ def tensor_hashes(directory: str | Path) -> dict[str, dict[str, str]]:
     from safetensors import safe_open
 
     out = {}
+    root = Path(directory).resolve()
     for path in sorted(Path(directory).glob("*.safetensors")):
+        if path.resolve().parent != root:  # a link out of the directory is not the export's to read
+            continue
         with safe_open(str(path), framework="pt") as f:
             names = f.keys()  # a safe_open file is not iterable: keys() lists its tensors
             out[path.name] = {k: tensor_hash(f.get_tensor(k)) for k in names}

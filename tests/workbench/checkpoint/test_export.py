@@ -227,3 +227,35 @@ def test_audit_names_every_mismatch(exported, tmp_path):
     assert "file extra.bin: not recorded in the manifest" in problems
     assert "edit 1 (rome): hash chain link differs (the edit's record or order changed)" in problems
     assert len(problems) == 4  # the chain head no longer matches either
+
+
+def test_audit_reads_nothing_outside_the_export(exported, tmp_path, monkeypatch):
+    _, out, _, _ = exported
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not the export's")
+    (copy / "link.safetensors").symlink_to(tmp_path / "elsewhere.safetensors")
+    save_file({"w": torch.zeros(1)}, tmp_path / "elsewhere.safetensors")
+    (copy / "notes").symlink_to(secret)
+    m = json.loads((copy / NAME).read_text())
+    m["files"]["../secret.txt"] = "0" * 64
+    m["files"][str(secret)] = "0" * 64
+    m["weight_files"].append("../elsewhere.safetensors")
+    (copy / NAME).write_text(json.dumps(m))
+    opened = []
+    real_open = open
+
+    def spy(path, *args, **kwargs):
+        opened.append(str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", spy)
+    problems = audit(copy).problems
+    monkeypatch.undo()
+    assert "file '../secret.txt': leaves the export directory (not read)" in problems
+    assert f"file {str(secret)!r}: leaves the export directory (not read)" in problems
+    assert "weights '../elsewhere.safetensors': leaves the export directory (not read)" in problems
+    assert "file link.safetensors: a link that leaves the export directory (not read)" in problems
+    assert "file notes: a link that leaves the export directory (not read)" in problems
+    assert not [p for p in opened if "secret" in p or "elsewhere" in p]
