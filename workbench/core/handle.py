@@ -20,7 +20,7 @@ from torch import Tensor
 
 from workbench.core import metrics
 from workbench.core.sites import SiteMap, site_map
-from workbench.core.tokens import encode_object, encode_prompts, subject_span
+from workbench.core.tokens import EncodingError, encode_object, encode_prompts, subject_span
 from workbench.core.views import hooked_view, nnsight_view
 from workbench.core.world.facts import Fact, World
 from workbench.core.world.registry import load_world, resolve_world_model
@@ -86,18 +86,42 @@ class ModelHandle:
 
     # -- tokens ----------------------------------------------------------------------
     def encode(self, prompt: str) -> Int[Tensor, "1 t"]:
-        return torch.tensor(encode_prompts(self.tokenizer, [prompt]), device=self.device)
+        ids = encode_prompts(self.tokenizer, [prompt])[0]
+        self._check_fits(len(ids), "the prompt")
+        return torch.tensor([ids], device=self.device)
 
     def tokens(self, prompt: str) -> list[str]:
-        return self.tokenizer.convert_ids_to_tokens(encode_prompts(self.tokenizer, [prompt])[0])
+        ids = encode_prompts(self.tokenizer, [prompt])[0]
+        self._check_fits(len(ids), "the prompt")
+        return self.tokenizer.convert_ids_to_tokens(ids)
+
+    def _check_fits(self, n_tokens: int, what: str) -> None:
+        """EncodingError, before any forward pass, for a text longer than the model's context."""
+        limit = self.sites.context_length
+        if limit is not None and n_tokens > limit:
+            raise EncodingError(f"{what} is {n_tokens} tokens long; model {self.name!r} reads at most {limit}")
 
     def subject_span(self, prompt: str, subject: str) -> tuple[int, int]:
         """Token span [start, end) of the subject in the prompt; EncodingError if absent."""
         return subject_span(self.tokenizer, prompt, subject)
 
     def encode_fact(self, prompt: str, obj: str) -> tuple[list[int], list[int]]:
-        """Token ids of the prompt and of the object that follows it."""
-        return encode_prompts(self.tokenizer, [prompt])[0], encode_object(self.tokenizer, prompt, obj)
+        """Token ids of the prompt and of the object that follows it.
+
+        Examples:
+            >>> h = load("world")
+            >>> f = h.world.facts()[0]
+            >>> prompt = h.world.phrasings(f.relation)[0].prompt(f.subject)
+            >>> len(h.encode_fact(prompt, f.object)[1])
+            1
+            >>> h.encode_fact("It is well known that " * 30 + prompt, f.object)  # doctest: +IGNORE_EXCEPTION_DETAIL
+            Traceback (most recent call last):
+            EncodingError: the prompt with its object is 160 tokens long; model 'world' reads at most 128
+        """
+        ids, obj_ids = encode_prompts(self.tokenizer, [prompt])[0], encode_object(self.tokenizer, prompt, obj)
+        # Scoring feeds the prompt and every object token but the last.
+        self._check_fits(len(ids) + len(obj_ids) - 1, "the prompt with its object")
+        return ids, obj_ids
 
     # -- queries ---------------------------------------------------------------------
     def object_prob(self, prompt: str, obj: str) -> float:

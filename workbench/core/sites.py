@@ -116,6 +116,8 @@ class SiteMap:
     unembed_path: str = "lm_head"
     # Filled by site_map() from the model itself, so param_names() always matches named_parameters().
     all_param_names: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    # The longest sequence the position embeddings cover (None where the config does not say).
+    context_length: int | None = field(default=None, compare=False)
 
     @property
     def _layout(self) -> _Layout:
@@ -348,4 +350,6 @@ def site_map(model: nn.Module) -> SiteMap:
         model.config.num_attention_heads,
         next((p for p in lay.unembed if p in modules), lay.unembed[0]),
         tuple(n for n, _ in model.named_parameters()),
+        # GPT-2's n_positions answers to this name too (transformers' attribute map).
+        context_length=getattr(model.config, "max_position_embeddings", None),
     )

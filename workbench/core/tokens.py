@@ -10,7 +10,8 @@ class EncodingError(ValueError):
 def _check_known(tokenizer, text: str, ids: list[int]) -> None:
     unk = tokenizer.unk_token_id
     if unk is not None and unk in ids:
-        bad = [w for w in text.split() if tokenizer.unk_token_id in tokenizer(w, add_special_tokens=False).input_ids]
+        words = dict.fromkeys(text.split())  # each unknown word named once, in order
+        bad = [w for w in words if tokenizer.unk_token_id in tokenizer(w, add_special_tokens=False).input_ids]
         raise EncodingError(f"the tokenizer cannot encode {', '.join(map(repr, bad)) or repr(text)}")
 
 

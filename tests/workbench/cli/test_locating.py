@@ -113,3 +113,10 @@ def test_features_bad_input_is_one_line(capsys, world, args, needle):
     code, out, err = run(capsys, *args, "--json")
     assert code == 2, err
     assert needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_trace_refuses_a_prompt_longer_than_the_context(capsys, world):
+    fact = world.facts()[0]
+    prompt = "It is well known that " * 30 + world.phrasings(fact.relation)[0].prompt(fact.subject)
+    code, out, err = run(capsys, "trace", fact.subject, fact.relation, "--prompt", prompt, "--json")
+    assert code == 2 and "reads at most 128" in err and len(err.strip().splitlines()) == 1

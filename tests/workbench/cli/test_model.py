@@ -26,3 +26,11 @@ def test_ask_json_names_true_object_first(capsys, world):
     o = json.loads(out)
     assert (o["person"], o["relation"], o["true_object"]) == (fact.subject, fact.relation, fact.object)
     assert o["top_candidates"][0]["object"] == fact.object and len(o["top_tokens"]) == 3
+
+
+def test_a_prompt_longer_than_the_context_is_refused_in_one_line(capsys, world):
+    fact = world.facts()[0]
+    prompt = "It is well known that " * 30 + world.phrasings(fact.relation)[0].prompt(fact.subject)
+    code, out, err = run(capsys, "ask", prompt, "--json")
+    assert code == 2 and "reads at most 128" in err and len(err.strip().splitlines()) == 1
+    assert "reads at most 128" in json.loads(out)["error"]

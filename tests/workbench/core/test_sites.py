@@ -50,6 +50,8 @@ IDS = torch.tensor([[0, 5, 17, 42, 8, 99, 3], [0, 11, 12, 13, 14, 15, 16]])
 def test_detects_family_and_sizes(family):
     sm = site_map(tiny_model(family))
     assert (sm.family, sm.n_layers, sm.d_model, sm.d_mlp, sm.n_heads) == (family, 3, 32, D_MLP[family], 4)
+    model = tiny_model(family)
+    assert sm.context_length == model.config.max_position_embeddings and sm.context_length > 0
 
 
 @pytest.mark.parametrize("family", FAMILIES)
