@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from torch import Tensor, nn
 from edit.edit import Delta, Edit, EditError
 from edit.edit_request import request_from_dict
 from locate.location import Location
+from workbench.core.files import write_atomically
 from workbench.core.hashing import tensor_hash
 
 FORMAT = "knowledge-workbench/patch/2"
@@ -41,6 +44,32 @@ def _paths(path: str | Path) -> tuple[Path, Path]:
     p = Path(path)
     stem = p.with_suffix("") if p.suffix in (".json", ".safetensors") else p
     return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
+
+
+def check_patch_target(path: str | Path, overwrite: bool = False) -> tuple[Path, Path]:
+    """The two files a patch at ``path`` would be, refused before any work if they cannot be written.
+
+    Examples:
+        >>> import tempfile
+        >>> d = Path(tempfile.mkdtemp())
+        >>> [p.name for p in check_patch_target(d / "x.patch")]
+        ['x.patch.safetensors', 'x.patch.json']
+        >>> check_patch_target(d)  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        EditError: ... is a directory: name the patch file inside it (e.g. .../edit.patch)
+
+    Raises:
+        EditError: ``path`` is a directory, its folder does not exist, or a patch is already there
+            and ``overwrite`` is not set.
+    """
+    if Path(path).is_dir():
+        raise EditError(f"{path} is a directory: name the patch file inside it (e.g. {Path(path) / 'edit.patch'})")
+    tensors_path, manifest_path = _paths(path)
+    if not manifest_path.parent.is_dir():
+        raise EditError(f"cannot write a patch at {path}: no folder {manifest_path.parent}")
+    if not overwrite and (tensors_path.exists() or manifest_path.exists()):
+        raise EditError(f"a patch already exists at {manifest_path}; pass overwrite=True (--force) to replace it")
+    return tensors_path, manifest_path
 
 
 def _plus(w: Tensor, d: Tensor) -> Tensor:
@@ -98,7 +127,7 @@ def _base_tensors(edit: Edit, base: nn.Module | None) -> dict[str, Tensor] | Non
     return out
 
 
-def save_patch(edit: Edit, path: str | Path, base: nn.Module | None = None) -> Path:
+def save_patch(edit: Edit, path: str | Path, base: nn.Module | None = None, overwrite: bool = False) -> Path:
     """Write ``edit`` to ``path.safetensors`` and ``path.json``; returns the JSON path.
 
     Every patch names the hash of each tensor it touches before the edit, so that it applies to
@@ -124,12 +153,14 @@ def save_patch(edit: Edit, path: str | Path, base: nn.Module | None = None) -> P
         path: Where; ``.json`` / ``.safetensors`` suffixes are added.
         base: The model the edit was made on, still unedited (only needed for an edit that is
             not applied, to name its base and store its exact revert data).
+        overwrite: Replace a patch already at ``path`` (otherwise it is refused).
 
     Raises:
-        EditError: an edit that names no base (never applied and no ``base``), or a ``base``
-            other than the weights the edit was made on; nothing is written.
+        EditError: an edit that names no base (never applied and no ``base``), a ``base`` other
+            than the weights the edit was made on, or a target :func:`check_patch_target`
+            refuses; nothing is written.
     """
-    tensors_path, manifest_path = _paths(path)
+    tensors_path, manifest_path = check_patch_target(path, overwrite)
     originals = _base_tensors(edit, base)
     unnamed = [n for n in edit.names if n not in edit.hashes_before]
     if originals is None and unnamed:
@@ -158,7 +189,17 @@ def save_patch(edit: Edit, path: str | Path, base: nn.Module | None = None) -> P
             hashes_after[name] = after
             tensors[f"{name}::restore"] = blob = _correction(w, new, full)
             deltas[name]["restore"] = tensor_hash(blob)
-    save_file(tensors, str(tensors_path))
+    # Both files go to temporaries first and are renamed when whole: a patch interrupted while it
+    # is written leaves no half file, and the manifest, renamed last, names the tensors' hash.
+    fd, tensors_tmp = tempfile.mkstemp(dir=tensors_path.parent, prefix=f".{tensors_path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tensors_tmp)
+        tensors_sha256 = hashlib.sha256(Path(tensors_tmp).read_bytes()).hexdigest()
+        os.replace(tensors_tmp, tensors_path)
+    finally:
+        if os.path.exists(tensors_tmp):
+            os.unlink(tensors_tmp)
     manifest = {
         "format": FORMAT,
         "method": edit.method,
@@ -169,10 +210,10 @@ def save_patch(edit: Edit, path: str | Path, base: nn.Module | None = None) -> P
         "hashes_before": hashes_before,
         "hashes_after": hashes_after,
         "deltas": deltas,
-        "tensors_sha256": hashlib.sha256(tensors_path.read_bytes()).hexdigest(),
+        "tensors_sha256": tensors_sha256,
     }
-    manifest_path.write_text(json.dumps(manifest, indent=1, default=str))
-    return manifest_path
+    text = json.dumps(manifest, indent=1, default=str)
+    return write_atomically(manifest_path, lambda tmp: Path(tmp).write_text(text))
 
 
 def _read(path: str | Path) -> tuple[dict, dict[str, Tensor]]:

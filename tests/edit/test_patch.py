@@ -185,3 +185,27 @@ def test_an_edit_that_names_part_of_its_base_writes_nothing(fresh):
     with pytest.raises(EditError, match="names no base hash for transformer.wte.weight"):
         e.apply(fresh.model)
     assert _hashes(fresh.model) == before
+
+
+def test_a_patch_is_not_overwritten_unless_asked_and_is_written_whole(fresh, tmp_path, monkeypatch):
+    e = _edit(fresh).apply(fresh.model)
+    first = save_patch(e, tmp_path / "x.patch")
+    kept = first.read_bytes(), first.with_suffix(".safetensors").read_bytes()
+    with pytest.raises(EditError, match="already exists"):
+        save_patch(e, tmp_path / "x.patch")
+    with pytest.raises(EditError, match="is a directory"):
+        save_patch(e, tmp_path)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("edit.patch.save_file", killed)
+    with pytest.raises(KeyboardInterrupt):
+        save_patch(e, tmp_path / "x.patch", overwrite=True)
+    # The old patch is whole and nothing half-written lies beside it.
+    assert (first.read_bytes(), first.with_suffix(".safetensors").read_bytes()) == kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.patch.json", "x.patch.safetensors"]
+    monkeypatch.undo()
+    assert save_patch(e, tmp_path / "x.patch", overwrite=True) == first
+    assert load_patch(first).names == e.names
+    e.revert(fresh.model)

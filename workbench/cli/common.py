@@ -24,6 +24,7 @@ from workbench.core.world.facts import World
 
 MODEL = typer.Option("world", "--model", "-m", help="world[:variant], a model directory, or a hub id.")
 JSON = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
+FORCE = typer.Option(False, "--force", help="Replace a patch file that is already at --save-patch.")
 
 
 class CliError(Exception):

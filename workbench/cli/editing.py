@@ -20,7 +20,7 @@ from pathlib import Path
 
 import typer
 
-from workbench.cli.common import JSON, MODEL, CliError, Output, load_model, world_of
+from workbench.cli.common import FORCE, JSON, MODEL, CliError, Output, load_model, world_of
 
 # The editors, locators and checks load when a command runs, not when the CLI starts: they pull
 # in transformers' model classes and scipy, seconds that --help and a mistyped option should not
@@ -65,11 +65,13 @@ def rome_cmd(
     token: str = typer.Option("auto", help="Key position: auto | subject_last | last."),
     phrasing: int = typer.Option(0, help="Which trained phrasing is the edit prompt."),
     save_patch: str | None = typer.Option(None, "--save-patch", help="Write the edit as a patch file."),
+    force: bool = FORCE,
     model: str = MODEL,
     as_json: bool = JSON,
 ) -> None:
     """Rewrite (or erase) PERSON's RELATION with one rank-one update; scores before and after."""
     from edit.counterfact import score_requests
+    from edit.patch import check_patch_target
     from edit.patch import save_patch as write_patch
     from edit.request import world_request
     from edit.rome import RomeSettings, rome
@@ -78,6 +80,8 @@ def rome_cmd(
         raise CliError("give a NEW_OBJECT to rewrite, or --erase to remove the fact (not both)")
     if token not in ("auto", "subject_last", "last"):
         raise CliError(f"unknown token {token!r}: choose auto, subject_last or last")
+    if save_patch:  # a patch that could not be written would lose the work: refuse it first
+        check_patch_target(save_patch, force)
     h = load_model(model)
     world = world_of(h)
     if layer is not None and not 0 <= layer < h.n_layers:
@@ -90,7 +94,7 @@ def rome_cmd(
     seconds = time.perf_counter() - t0
     after = score_requests(h, [request])
     top = h.rank_candidates(request.prompt, list(request.candidates))[:3]
-    patch = str(write_patch(e, save_patch)) if save_patch else None
+    patch = str(write_patch(e, save_patch, overwrite=force)) if save_patch else None
     out = {
         "request": request.to_dict(),
         "layer": e.settings["layer"],
@@ -153,6 +157,7 @@ def memit_cmd(
         "every context's key (helps on wide layers).",
     ),
     save_patch: str | None = typer.Option(None, "--save-patch", help="Write the edit as a patch file."),
+    force: bool = FORCE,
     model: str = MODEL,
     as_json: bool = JSON,
 ) -> None:
@@ -161,6 +166,7 @@ def memit_cmd(
     from edit.memit import KEYS, MemitSettings, memit_site
     from edit.memit_batches import memit_batches
     from edit.null_space import NullSpace
+    from edit.patch import check_patch_target
     from edit.patch import save_patch as write_patch
     from edit.request import world_request
     from edit.values import statistics_position
@@ -174,6 +180,8 @@ def memit_cmd(
     path = Path(requests_file)
     if not path.is_file():
         raise CliError(f"no such requests file: {requests_file}")
+    if save_patch:  # a patch that could not be written would lose the work: refuse it first
+        check_patch_target(save_patch, force)
     h = load_model(model)
     world = world_of(h)
     requests = []
@@ -206,7 +214,7 @@ def memit_cmd(
     e = memit_batches(h, requests, batch_size or len(requests), settings, location, null_space=ns)
     seconds = time.perf_counter() - t0
     after = score_requests(h, requests)
-    patch = str(write_patch(e, save_patch)) if save_patch else None
+    patch = str(write_patch(e, save_patch, overwrite=force)) if save_patch else None
     out = {
         "requests": len(requests),
         "layers": e.settings["layers"],

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import typer
 
-from workbench.cli.common import JSON, MODEL, CliError, Output, load_model, world_of
+from workbench.cli.common import FORCE, JSON, MODEL, CliError, Output, load_model, world_of
 
 # The editors, locators and checks load when a command runs, not when the CLI starts: they pull
 # in transformers' model classes and scipy, seconds that --help and a mistyped option should not
@@ -63,6 +63,7 @@ def forget_cmd(
     retain_facts: int = typer.Option(300, help="Retained facts scored (0: all of them)."),
     reference: bool = typer.Option(True, help="Score the split's retain model beside the result."),
     save_patch: str | None = typer.Option(None, "--save-patch", help="Write the edit as a patch file."),
+    force: bool = FORCE,
     model: str = MODEL,
     as_json: bool = JSON,
 ) -> None:
@@ -71,6 +72,7 @@ def forget_cmd(
     from edit.forget import method as find_method
     from edit.forget_figures import FigureSettings
     from edit.forget_request import ForgetError, forget_request
+    from edit.patch import check_patch_target
     from edit.patch import save_patch as write_patch
 
     find_method(method)  # an unknown method fails before the model loads
@@ -81,6 +83,8 @@ def forget_cmd(
         raise CliError("name a PERSON or give --split (not both)")
     if retain_facts < 0:
         raise CliError(f"--retain-facts must be >= 0, got {retain_facts}")
+    if save_patch:  # a patch that could not be written would lose the work: refuse it first
+        check_patch_target(save_patch, force)
     h = load_model(model)
     world = world_of(h)
     what = split if split is not None else (people[0] if len(people) == 1 else people)
@@ -100,5 +104,5 @@ def forget_cmd(
     figures = FigureSettings(retain_facts=retain_facts or None, neighbour_facts=retain_facts or None)
     res = forget(h, request, method, figures=figures, reference=reference)
     out = res.to_dict()
-    out["patch"] = str(write_patch(res.edit, save_patch)) if save_patch else None
+    out["patch"] = str(write_patch(res.edit, save_patch, overwrite=force)) if save_patch else None
     Output(as_json).emit(out, _render)

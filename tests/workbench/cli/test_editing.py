@@ -158,3 +158,19 @@ def test_memit_bad_lines(capsys, world, tmp_path):
     f.write_text("not json\n")
     code, _, err = run(capsys, "edit", "memit", "--requests", str(f))
     assert code == 2 and "r.jsonl:1: not JSON" in err
+
+
+def test_an_existing_patch_or_a_folder_is_refused_before_any_work(capsys, world, tmp_path, monkeypatch):
+    person = list(world.people)[12]
+    new = _new(world, person, "pet")
+    (tmp_path / "p.json").write_text("{}")
+    loaded = []
+    monkeypatch.setattr("workbench.cli.editing.load_model", lambda m: loaded.append(m))
+    for target, needle in ((tmp_path / "p", "already exists"), (tmp_path, "is a directory")):
+        code, _, err = run(capsys, "edit", "rome", person, "pet", new, "--save-patch", str(target))
+        assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
+    assert not loaded and (tmp_path / "p.json").read_text() == "{}"
+    monkeypatch.undo()
+    code, out, err = run(capsys, "edit", "rome", person, "pet", new, "--save-patch", str(tmp_path / "p"), "--force")
+    assert code == 0, err
+    assert load_patch(tmp_path / "p").method == "rome"
