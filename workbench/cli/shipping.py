@@ -78,6 +78,7 @@ def _apply_and_export(
         raise CliError("give at least one patch file")
     check_target(out, overwrite)
     edits = [load_patch(f) for f in files]  # a missing or damaged patch fails before the model loads
+    _refuse_if_tampered(model)
     h = load_model(model)
     sequence = EditSequence(edits).apply(h.model)
     report = _verify(h, sequence, quick) if verify else None
@@ -117,6 +118,21 @@ def export_cmd(
     Output(as_json).emit(_apply_and_export(patch, model, out, overwrite, verify, quick), _render_export)
 
 
+def _refuse_if_tampered(model: str) -> None:
+    """An export given as the model is audited first: building on weights that fail it would launder them."""
+    from workbench.checkpoint.audit import audit
+    from workbench.checkpoint.manifest import NAME
+
+    if not (Path(model) / NAME).is_file():
+        return  # a shipped or plain checkpoint: there is no record to check it against
+    result = audit(model)
+    if not result.ok:
+        raise CliError(
+            f"{model} fails its audit ({len(result.problems)} problem(s), first: {result.problems[0]}); "
+            f"refusing to build on it (see: workbench audit {model})"
+        )
+
+
 @patch_app.command("apply")
 def patch_apply(
     files: list[str] = typer.Argument(..., help="Patch files, applied in the order given."),
@@ -142,6 +158,7 @@ def patch_revert(
     from workbench.checkpoint.export import check_target, export
 
     check_target(out, overwrite)
+    _refuse_if_tampered(model)
     h = load_model(model)
     reverted = [revert_patch(f, h.model) for f in reversed(files)]
     path = export(h, out, reverted=reverted, overwrite=overwrite)

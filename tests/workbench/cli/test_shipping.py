@@ -141,3 +141,18 @@ def test_a_patch_with_its_base_hashes_removed_applies_to_no_model(capsys, patche
     )
     assert code == 2 and "names no base hash" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_revert_and_apply_refuse_an_export_that_fails_its_audit(capsys, patches, tmp_path):
+    code, _, err = run(capsys, "patch", "apply", patches[0], "--out", tmp_path / "a")
+    assert code == 0, err
+    weights = load_file(tmp_path / "a" / "model.safetensors")
+    weights["transformer.wpe.weight"][3, 4] += 1e-3  # a flipped value the revert would carry along
+    save_file(weights, tmp_path / "a" / "model.safetensors", metadata={"format": "pt"})
+    for args in (
+        ["patch", "revert", patches[0], "--model", tmp_path / "a", "--out", tmp_path / "r"],
+        ["patch", "apply", patches[1], "--model", tmp_path / "a", "--out", tmp_path / "r"],
+    ):
+        code, _, err = run(capsys, *args)
+        assert code == 2 and "fails its audit" in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "r").exists()
