@@ -13,7 +13,17 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from workbench.checkpoint.manifest import FORMAT, GENESIS, NAME, chain, file_sha256, replay, tensor_hashes
+from workbench.checkpoint.manifest import (
+    FORMAT,
+    GENESIS,
+    NAME,
+    READABLE,
+    chain,
+    file_sha256,
+    replay,
+    seal,
+    tensor_hashes,
+)
 
 
 class AuditError(ValueError):
@@ -56,7 +66,7 @@ def _manifest(directory: Path) -> dict:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise AuditError(f"{path} is not JSON: {e}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") not in READABLE:
         fmt = manifest.get("format") if isinstance(manifest, dict) else None
         raise AuditError(f"{path} is not an export manifest (format {fmt!r})")
     return manifest
@@ -134,7 +144,12 @@ def _edits(manifest: dict) -> list[str]:
             )
             break  # every later link depends on this one
     links = chain(edits)
-    if manifest.get("chain_head") != (links[-1] if links else GENESIS):
+    # The head over the edits as recorded, linked afresh: a changed record moves it too.
+    relinked = {**manifest, "edits": [{**r, "link": ln} for r, ln in zip(edits, links, strict=True)]}
+    if manifest["format"] == FORMAT:
+        if manifest.get("chain_head") != seal(relinked):
+            problems.append("chain head: differs from the hash over the edits, base, tensors and files recorded")
+    elif manifest.get("chain_head") != (links[-1] if links else GENESIS):
         problems.append("chain head: differs from the hash chain over the recorded edits")
     first, last, breaks = replay(edits, reverted)
     problems += breaks

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workbench.checkpoint.manifest import NAME, build, edit_record, file_sha256, plain, replay, tensor_hashes
+from workbench.checkpoint.manifest import NAME, build, edit_record, file_sha256, plain, replay, seal, tensor_hashes
 from workbench.checkpoint.model_card import model_card
 from workbench.core.hashing import tensor_hash
 
@@ -145,6 +145,7 @@ def _write(
         for p in sorted(tmp.rglob("*"))
         if p.is_file() and p.name not in weights
     }
+    manifest["chain_head"] = seal(manifest)  # over the files too, now that they are written
     # Written last: a directory without its manifest is never taken for an export.
     (tmp / NAME).write_text(json.dumps(manifest, indent=1))
     return manifest

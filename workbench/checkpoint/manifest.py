@@ -21,10 +21,14 @@ from workbench.core.hashing import tensor_hash
 if TYPE_CHECKING:
     from edit.edit import Edit
 
-FORMAT = "knowledge-workbench/export/1"
+FORMAT = "knowledge-workbench/export/2"
+# Format 1's chain head covered the edits only; its exports are still audited by that rule.
+READABLE = ("knowledge-workbench/export/1", FORMAT)
 NAME = "edit_manifest.json"
-# The link before the first edit; a model exported without edits has this as its chain head.
+# The link before the first edit.
 GENESIS = "0" * 64
+# What the chain head commits to besides the edits: everything else the manifest records.
+SEALED = ("format", "base", "reverted", "tensors", "weight_files", "files", "report", "versions")
 
 
 def canonical(obj: Any) -> str:
@@ -132,6 +136,21 @@ def chain(records: Sequence[dict]) -> list[str]:
     return links
 
 
+def seal(manifest: dict) -> str:
+    """The chain head: the edits' last link, chained once more over everything else the manifest records.
+
+    Every tensor and file hash, the base record, the reverted edits and the report record are
+    under it, so a head kept elsewhere tells any later change to the manifest.
+
+    Examples:
+        >>> m = build({"name": "tiny"}, [], {"model.safetensors": {"w": "c" * 64}}, {})
+        >>> m["chain_head"] == seal(m), seal({**m, "tensors": {"w": "d" * 64}}) == seal(m)
+        (True, False)
+    """
+    last = manifest["edits"][-1]["link"] if manifest["edits"] else GENESIS
+    return link(last, {k: manifest.get(k) for k in SEALED})
+
+
 def replay(edits: Sequence[dict], reverted: Sequence[dict] = ()) -> tuple[dict, dict, list[str]]:
     """Follow each touched tensor's hash through the reverted patches, then the edits (records, in order).
 
@@ -215,8 +234,8 @@ def build(
 
     Examples:
         >>> m = build({"name": "tiny"}, [], {"model.safetensors": {"w": "c" * 64}}, {"config.json": "d" * 64})
-        >>> m["format"], m["chain_head"] == GENESIS, m["tensors"]["w"] == "c" * 64, m["weight_files"]
-        ('knowledge-workbench/export/1', True, True, ['model.safetensors'])
+        >>> m["format"], m["chain_head"] == seal(m), m["tensors"]["w"] == "c" * 64, m["weight_files"]
+        ('knowledge-workbench/export/2', True, True, ['model.safetensors'])
 
     Args:
         base: Identity of the model the edits were made on (name, source, config, touched hashes).
@@ -229,11 +248,11 @@ def build(
     records = [edit_record(e) for e in edits]
     for r, ln in zip(records, chain(records), strict=True):
         r["link"] = ln
-    return {
+    manifest = {
         "format": FORMAT,
         "base": plain(base),
         "edits": records,
-        "chain_head": records[-1]["link"] if records else GENESIS,
+        "chain_head": None,
         "reverted": [edit_record(e) for e in reverted],
         "tensors": {k: v for f in sorted(weights) for k, v in sorted(weights[f].items())},
         "weight_files": sorted(weights),
@@ -241,3 +260,5 @@ def build(
         "report": plain(report),
         "versions": versions(),
     }
+    manifest["chain_head"] = seal(manifest)
+    return manifest

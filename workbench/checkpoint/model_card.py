@@ -166,8 +166,9 @@ def model_card(manifest: dict, report: dict | None = None) -> str:
         "## Checking this directory",
         "",
         "`workbench audit <this directory>` recomputes the hash of every tensor and file and the hash chain "
-        f"of the edits against `edit_manifest.json`. Chain head: `{manifest['chain_head']}`. Keep a copy of it "
-        "elsewhere: whoever can rewrite the manifest can rewrite its hashes too.",
+        "of the edits against `edit_manifest.json`. The manifest's `chain_head` (which `workbench audit` "
+        "prints) commits to every tensor, every file, this card included, the base and every edit. Keep a "
+        "copy of it elsewhere: whoever can rewrite the manifest can rewrite its hashes too.",
         "",
     ]
     return FRONT_MATTER + "\n".join(lines)

@@ -16,7 +16,7 @@ from edit.request import world_request
 from edit.rome import RomeSettings, rome
 from workbench.checkpoint.audit import audit
 from workbench.checkpoint.export import ExportError, export
-from workbench.checkpoint.manifest import GENESIS, NAME, edit_record, link
+from workbench.checkpoint.manifest import GENESIS, NAME, edit_record, file_sha256, link, seal
 from workbench.core.hashing import tensor_hash
 
 MLP = "transformer.h.1.mlp.c_proj.weight"
@@ -93,7 +93,7 @@ def test_manifest_records_base_edits_tensors_chain_and_versions(exported, handle
     d = e.deltas[e.names[0]]
     assert r["deltas"][e.names[0]]["sha256"] == {"left": tensor_hash(d.left), "right": tensor_hash(d.right)}
     assert r["hashes_before"] == e.hashes_before and r["hashes_after"] == e.hashes_after
-    assert r["link"] == m["chain_head"] == link(GENESIS, edit_record(e))
+    assert r["link"] == link(GENESIS, edit_record(e)) and m["chain_head"] == seal(m)
     on_disk = load_file(out / "model.safetensors")
     assert m["tensors"] == {n: tensor_hash(t) for n, t in on_disk.items()}
     assert m["tensors"][e.names[0]] == e.hashes_after[e.names[0]]
@@ -259,3 +259,27 @@ def test_audit_reads_nothing_outside_the_export(exported, tmp_path, monkeypatch)
     assert "file link.safetensors: a link that leaves the export directory (not read)" in problems
     assert "file notes: a link that leaves the export directory (not read)" in problems
     assert not [p for p in opened if "secret" in p or "elsewhere" in p]
+
+
+@pytest.mark.parametrize("change", ["unedited tensor", "base name", "file", "report"])
+def test_the_chain_head_commits_to_every_hash_and_the_base(exported, tmp_path, change):
+    _, out, _, _ = exported
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    m = json.loads((copy / NAME).read_text())
+    if change == "unedited tensor":  # zeroed, and its new hash written into the manifest
+        tensors = load_file(copy / "model.safetensors")
+        tensors["transformer.wpe.weight"].zero_()
+        save_file(tensors, copy / "model.safetensors", metadata={"format": "pt"})
+        m["tensors"]["transformer.wpe.weight"] = tensor_hash(tensors["transformer.wpe.weight"])
+    elif change == "base name":
+        m["base"]["name"] = "another model"
+    elif change == "file":
+        (copy / "config.json").write_text((copy / "config.json").read_text() + " ")
+        m["files"]["config.json"] = file_sha256(copy / "config.json")
+    else:
+        m["report"] = None
+    (copy / NAME).write_text(json.dumps(m))
+    assert audit(copy).problems == [
+        "chain head: differs from the hash over the edits, base, tensors and files recorded"
+    ]
