@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -185,8 +186,9 @@ def key_statistics(
     key = f"{weights_hash(handle.model, sites, layer)}-L{layer}-n{samples}-t{text_hash}-{position}"
     path = cache_dir() / "covariance" / f"{key}.safetensors"
     if use_cache and path.exists():
-        cached = load_file(path)
-        return KeyStats(cached["second_moment"], cached["mean"], int(cached["count"]), layer, key)
+        cached = _read_entry(path, sites.d_mlp)
+        if cached is not None:
+            return KeyStats(*cached, layer, key)
 
     # Not cached: stream the text through the model, summing k k^T over the chosen tokens.
     outer_sum, key_sum, count = _stream_key_sums(handle, layer, texts, samples, batch_size, position, progress)
@@ -201,6 +203,29 @@ def key_statistics(
             ),
         )
     return stats
+
+
+class CacheWarning(UserWarning):
+    """A damaged cache entry was found and is being rebuilt."""
+
+
+def _read_entry(path: Path, d_key: int) -> tuple[Tensor, Tensor, int] | None:
+    """A cache entry's (second moment, mean, count), or None, with one warning, if it is damaged.
+
+    A truncated, mis-shaped or non-finite entry would make every edit at its layer fail (or give
+    non-finite weights) for a reason that names neither the cache nor the file: it is rebuilt.
+    """
+    try:
+        cached = load_file(path)
+        second, mean, count = cached["second_moment"], cached["mean"], int(cached["count"])
+        if tuple(second.shape) != (d_key, d_key) or tuple(mean.shape) != (d_key,) or count <= 0:
+            raise ValueError(f"shapes {tuple(second.shape)}, {tuple(mean.shape)} and count {count}")
+        if not (torch.isfinite(second).all() and torch.isfinite(mean).all()):
+            raise ValueError("non-finite values")
+    except Exception as e:  # noqa: BLE001 - whatever is wrong with the file, the answer is to rebuild it
+        warnings.warn(f"key statistics cache entry {path} is damaged ({e}); rebuilding it", CacheWarning, stacklevel=3)
+        return None
+    return second, mean, count
 
 
 @torch.no_grad()

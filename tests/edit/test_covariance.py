@@ -2,10 +2,11 @@
 
 import pytest
 import torch
+from safetensors.torch import save_file
 from tiny_models import tiny_handle
 
 import workbench
-from edit.covariance import default_samples, key_statistics
+from edit.covariance import CacheWarning, default_samples, key_statistics
 
 
 @pytest.fixture(autouse=True)
@@ -100,3 +101,27 @@ def test_last_position_takes_one_key_per_text(fresh):
     assert key_statistics(fresh, 0, position="last", samples=300, progress=False).count >= 300
     with pytest.raises(ValueError, match="unknown position"):
         key_statistics(fresh, 0, texts, position="first")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "nan", "wrong shape"])
+def test_a_damaged_cache_entry_is_named_and_rebuilt(fresh, private_cache, damage):
+    texts = fresh.world.training_sentences()[:20]
+    good = key_statistics(fresh, 1, texts, samples=10**9, progress=False)
+    (entry,) = (private_cache / "covariance").iterdir()
+    if damage == "truncated":
+        entry.write_bytes(entry.read_bytes()[:100])
+    elif damage == "empty":
+        entry.write_bytes(b"")
+    elif damage == "nan":
+        save_file(
+            {"second_moment": good.second_moment * float("nan"), "mean": good.mean, "count": torch.tensor(1)}, entry
+        )
+    else:
+        save_file(
+            {"second_moment": good.second_moment[:3, :3].contiguous(), "mean": good.mean, "count": torch.tensor(1)},
+            entry,
+        )
+    with pytest.warns(CacheWarning, match=f"cache entry {entry} is damaged"):
+        again = key_statistics(fresh, 1, texts, samples=10**9, progress=False)
+    assert torch.equal(again.second_moment, good.second_moment) and again.count == good.count
+    assert torch.equal(key_statistics(fresh, 1, texts, samples=10**9, progress=False).mean, good.mean)
