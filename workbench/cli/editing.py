@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -53,6 +54,65 @@ def _layers(text: str | None, n: int) -> tuple[int, ...] | None:
     if bad:
         raise CliError(f"layer {bad[0]} out of range 0..{n - 1}")
     return layers
+
+
+REQUEST_FIELDS = {"person": str, "relation": str, "new_object": str, "erase": bool}
+
+
+def request_rows(text: str, source: str = "requests") -> list[tuple[int, dict]]:
+    """The (line number, request) rows of a JSONL requests file, each checked strictly.
+
+    Every line is an object with a ``person``, a ``relation`` and either a ``new_object`` or
+    ``"erase": true``; nothing else. Two lines that ask different things of one fact are
+    refused; a line that repeats another exactly is dropped, with one warning.
+
+    Examples:
+        >>> request_rows('{"person": "Ann", "relation": "pet", "new_object": "cat"}')
+        [(1, {'person': 'Ann', 'relation': 'pet', 'new_object': 'cat'})]
+        >>> request_rows('{"person": "Ann", "relation": "pet", "erase": "no"}')
+        Traceback (most recent call last):
+        workbench.cli.common.CliError: requests:1: "erase" must be true or false, not 'no'
+    """
+    rows, seen = [], {}
+    duplicates = 0
+    for i, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise CliError(f"{source}:{i}: not JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise CliError(f"{source}:{i}: expected a JSON object, got {type(row).__name__}")
+        unknown = sorted(set(row) - set(REQUEST_FIELDS))
+        if unknown:
+            raise CliError(f"{source}:{i}: unknown field {unknown[0]!r} (expected {', '.join(REQUEST_FIELDS)})")
+        for field, kind in REQUEST_FIELDS.items():
+            if field in row and not isinstance(row[field], kind):
+                want = "true or false" if kind is bool else "a string"
+                raise CliError(f'{source}:{i}: "{field}" must be {want}, not {row[field]!r}')
+        for field in ("person", "relation"):
+            if field not in row:
+                raise CliError(f"{source}:{i}: missing field {field!r}")
+        if row.get("erase", False) == ("new_object" in row):
+            raise CliError(f'{source}:{i}: give a "new_object" or "erase": true (one of them)')
+        if not row.get("erase", True):
+            row = {k: v for k, v in row.items() if k != "erase"}
+        fact, asked = (row["person"], row["relation"]), row.get("new_object")
+        if fact in seen:
+            first, before = seen[fact]
+            if before != asked:
+                now, then = ("erase" if x is None else repr(x) for x in (asked, before))
+                raise CliError(f"{source}:{i}: asks {now} of {fact[0]}'s {fact[1]}, line {first} asked {then}")
+            duplicates += 1
+            continue
+        seen[fact] = (i, asked)
+        rows.append((i, row))
+    if not rows:
+        raise CliError(f"{source} holds no requests")
+    if duplicates:
+        warnings.warn(f"{source}: {duplicates} repeated request line(s) dropped", stacklevel=2)
+    return rows
 
 
 @edit_app.command("rome")
@@ -182,25 +242,15 @@ def memit_cmd(
         raise CliError(f"no such requests file: {requests_file}")
     if save_patch:  # a patch that could not be written would lose the work: refuse it first
         check_patch_target(save_patch, force)
+    rows = request_rows(path.read_text(), requests_file)  # the whole file is checked before the model loads
     h = load_model(model)
     world = world_of(h)
     requests = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
+    for i, row in rows:
         try:
-            row = json.loads(line)
-            requests.append(
-                world_request(world, row["person"], row["relation"], None if row.get("erase") else row["new_object"])
-            )
-        except json.JSONDecodeError as e:
-            raise CliError(f"{requests_file}:{i}: not JSON ({e.msg})") from None
-        except KeyError as e:
-            raise CliError(f"{requests_file}:{i}: missing field {e.args[0]!r}") from None
+            requests.append(world_request(world, row["person"], row["relation"], row.get("new_object")))
         except ValueError as e:
             raise CliError(f"{requests_file}:{i}: {e}") from None
-    if not requests:
-        raise CliError(f"{requests_file} holds no requests")
     settings = MemitSettings(layers=_layers(layers, h.n_layers), mom2_weight=mom2_weight, keys=keys)
     before = score_requests(h, requests)
     t0 = time.perf_counter()

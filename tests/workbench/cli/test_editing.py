@@ -174,3 +174,54 @@ def test_an_existing_patch_or_a_folder_is_refused_before_any_work(capsys, world,
     code, out, err = run(capsys, "edit", "rome", person, "pet", new, "--save-patch", str(tmp_path / "p"), "--force")
     assert code == 0, err
     assert load_patch(tmp_path / "p").method == "rome"
+
+
+ANN = {"person": "@0", "relation": "pet"}
+
+
+@pytest.mark.parametrize(
+    "lines, needle",
+    [
+        (["[1, 2, 3]"], "expected a JSON object, got list"),
+        (['"str"'], "expected a JSON object, got str"),
+        (["{not json"], "not JSON"),
+        ([{**ANN, "erase": "no"}], "\"erase\" must be true or false, not 'no'"),
+        ([{**ANN, "erase": 1}], '"erase" must be true or false, not 1'),
+        ([{**ANN, "new_object": 3}], '"new_object" must be a string, not 3'),
+        ([{**ANN, "person": ["x"], "new_object": "@new"}], '"person" must be a string'),
+        ([{**ANN, "new_object": "@new", "erase": True}], 'give a "new_object" or "erase": true'),
+        ([ANN], 'give a "new_object" or "erase": true'),
+        ([{"relation": "pet", "erase": True}], "missing field 'person'"),
+        ([{**ANN, "new_object": "@new", "why": "x"}], "unknown field 'why'"),
+        ([{**ANN, "new_object": "@new"}, {**ANN, "erase": True}], ":2: asks erase of"),
+        ([], "holds no requests"),
+    ],
+)
+def test_a_malformed_requests_file_is_refused_before_the_model_loads(
+    capsys, world, tmp_path, monkeypatch, lines, needle
+):
+    person = list(world.people)[0]
+    new = _new(world, person, "pet")
+
+    def filled(x):
+        if isinstance(x, str):
+            return x
+        return json.dumps({k: person if v == "@0" else new if v == "@new" else v for k, v in x.items()})
+
+    f = tmp_path / "r.jsonl"
+    f.write_text("\n".join(filled(x) for x in lines) + "\n")
+    loaded = []
+    monkeypatch.setattr("workbench.cli.editing.load_model", lambda m: loaded.append(m))
+    code, _, err = run(capsys, "edit", "memit", "--requests", str(f))
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    assert not loaded
+
+
+def test_repeated_request_lines_are_made_once(capsys, world, tmp_path):
+    person = list(world.people)[20]
+    line = json.dumps({"person": person, "relation": "pet", "new_object": _new(world, person, "pet")})
+    f = tmp_path / "r.jsonl"
+    f.write_text("\n".join([line] * 50) + "\n")
+    code, out, err = run(capsys, "edit", "memit", "--requests", str(f), "--layers", "0", "--json")
+    assert code == 0, err
+    assert "49 repeated request line(s) dropped" in err and json.loads(out)["requests"] == 1
