@@ -8,6 +8,7 @@ and never rewrite them: no layer-norm folding reaches the edit or export path.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import random
 from dataclasses import dataclass, field
@@ -237,19 +238,71 @@ def load(
     looks_like_path = str(path).startswith((".", "/", "~")) or str(path).count("/") > 1
     if not local and (looks_like_path or Path(path).exists()):
         raise ModelLoadError(f"cannot load model {name_or_path!r}: no such model directory")
+    if local:
+        _check_model_dir(Path(path), name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        # safetensors only: a pickle can run code when it is read.
         model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code
+            path, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code, use_safetensors=True
         )
-    except (OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelLoadError(f"cannot load model {name_or_path!r}: {first}") from None
+    except Exception as e:  # noqa: BLE001 - a damaged file fails in many ways; each is a model that cannot load
+        message = " ".join(str(e).split()) or type(e).__name__
+        raise ModelLoadError(f"cannot load model {name_or_path!r}: {message}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.to(device).eval()
-    world = load_world(path) if local else None
+    try:
+        world = load_world(path) if local else None
+    except ValueError as e:
+        raise ModelLoadError(f"cannot load model {name_or_path!r}: {e}") from None
     return ModelHandle(model=model, tokenizer=tokenizer, name=name_or_path, source=str(path), world=world)
+
+
+def _check_model_dir(directory: Path, name: str) -> None:
+    """Refuse, in one line, a directory that is not a loadable model, before transformers reads it."""
+    if not (directory / "config.json").is_file():
+        raise ModelLoadError(f"cannot load model {name!r}: {directory} holds no config.json (not a model directory)")
+    if not any(directory.glob("*.safetensors")):
+        pickles = sorted(p.name for p in directory.glob("*.bin"))
+        if pickles:
+            raise ModelLoadError(
+                f"cannot load model {name!r}: its weights are pickles ({pickles[0]}), which can run code when "
+                "read; only safetensors are loaded (convert them with transformers' save_pretrained)"
+            )
+        raise ModelLoadError(f"cannot load model {name!r}: {directory} holds no *.safetensors weights")
+    for weights in sorted(directory.glob("*.safetensors")):
+        problem = _safetensors_problem(weights)
+        if problem:
+            raise ModelLoadError(f"cannot load model {name!r}: {weights} {problem}")
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """What is wrong with a safetensors file's layout (header length, header, data size), or None.
+
+    Examples:
+        >>> import tempfile
+        >>> p = Path(tempfile.mkdtemp()) / "w.safetensors"
+        >>> _ = p.write_bytes(b"")
+        >>> _safetensors_problem(p)
+        'is empty or truncated (no header)'
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return "is empty or truncated (no header)"
+        n = int.from_bytes(head, "little")
+        if n > size - 8:
+            return "is truncated (its header runs past the end of the file)"
+        try:
+            header = json.loads(f.read(n))
+            end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            return "has a damaged header (not a safetensors file)"
+    if 8 + n + end > size:
+        return f"is truncated ({size} bytes where its header needs {8 + n + end})"
+    return None
 
 
 @functools.lru_cache(maxsize=4)

@@ -1,10 +1,14 @@
 """The model handle on the real default model: loading, tokens, queries, errors."""
 
+import re
+import shutil
+
 import pytest
 import torch
 
 import workbench
 from workbench import EncodingError, ModelLoadError
+from workbench.core.world.registry import resolve_world_model
 
 
 def test_info_describes_model_and_world(handle):
@@ -110,3 +114,41 @@ def test_any_local_hf_directory_loads_the_same_way(tmp_path, family):
     assert len(h.top_tokens("It is well known that", k=3)) == 3
     with pytest.raises(ValueError, match="has no fact world"):
         h.heldout_loss()
+
+
+def _broken(tmp_path, damage):
+    """A copy of the shipped model directory, damaged one way."""
+    d = tmp_path / damage.replace(" ", "_")
+    shutil.copytree(resolve_world_model("world"), d, ignore=shutil.ignore_patterns("saes"))
+    weights = d / "model.safetensors"
+    if damage == "no config":
+        (d / "config.json").unlink()
+    elif damage == "pickle only":
+        weights.rename(d / "pytorch_model.bin")
+    elif damage == "empty weights":
+        weights.write_bytes(b"")
+    elif damage == "truncated weights":
+        weights.write_bytes(weights.read_bytes()[:-1000])
+    elif damage == "damaged header":
+        data = bytearray(weights.read_bytes())
+        data[8:16] = b"\xff" * 8
+        weights.write_bytes(bytes(data))
+    elif damage == "malformed world":
+        (d / "world.json").write_text("{not json")
+    return d
+
+
+@pytest.mark.parametrize(
+    "damage, needle",
+    [
+        ("no config", "holds no config.json"),
+        ("pickle only", "weights are pickles (pytorch_model.bin)"),
+        ("empty weights", "model.safetensors is empty or truncated"),
+        ("truncated weights", "model.safetensors is truncated"),
+        ("damaged header", "model.safetensors has a damaged header"),
+        ("malformed world", "world.json"),
+    ],
+)
+def test_a_damaged_model_directory_is_refused_naming_the_file(tmp_path, damage, needle):
+    with pytest.raises(ModelLoadError, match=re.escape(needle)):
+        workbench.load(str(_broken(tmp_path, damage)), device="cpu")

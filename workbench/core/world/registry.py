@@ -49,8 +49,11 @@ def load_world(model_dir: str | Path) -> World | None:
     path = Path(model_dir) / "world.json"
     if not path.exists():
         return None
-    stored = json.loads(path.read_text())
-    world = make_world(seed=stored["seed"], n_people=len(stored["people"]))
+    try:
+        stored = json.loads(path.read_text())
+        world = make_world(seed=stored["seed"], n_people=len(stored["people"]))
+    except (ValueError, TypeError, KeyError) as e:  # not JSON, or not the fields a world has
+        raise ValueError(f"{path} is not a world description ({' '.join(str(e).split())})") from None
     if json.loads(world.to_json()) != stored:
         raise ValueError(f"{path} does not match the world generated from seed {stored['seed']}")
     return world
