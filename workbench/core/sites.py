@@ -320,8 +320,9 @@ def site_map(model: nn.Module) -> SiteMap:
     Examples:
         >>> from transformers import AutoModelForCausalLM, LlamaConfig
         >>> cfg = LlamaConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=4)
-        >>> site_map(AutoModelForCausalLM.from_config(cfg))
-        SiteMap(family='llama', n_layers=2, d_model=32, d_mlp=64, n_heads=4, unembed_path='lm_head')
+        >>> site_map(AutoModelForCausalLM.from_config(cfg))  # doctest: +NORMALIZE_WHITESPACE
+        SiteMap(family='llama', n_layers=2, d_model=32, d_mlp=64, n_heads=4, unembed_path='lm_head',
+                context_length=2048)
 
     Raises:
         UnsupportedArchitecture: for any other model type or module tree.
