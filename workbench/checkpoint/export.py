@@ -151,6 +151,33 @@ def _write(
     return manifest
 
 
+def _remove_abandoned(out: Path) -> None:
+    """Remove the hidden folders of earlier exports to ``out`` whose process is gone (killed mid-write)."""
+    for stale in out.parent.glob(f".{out.name}.*.partial"):
+        pid = stale.name[len(out.name) + 2 :].split("-", 1)[0]
+        if not pid.isdigit() or not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive, and not ours to judge
+        return True
+    return True
+
+
+def _readable(directory: Path) -> None:
+    """Give the files the permissions the user's umask gives new files (some writers leave 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in directory.rglob("*"):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+    directory.chmod(0o777 & ~umask)
+
+
 def export(
     model: ModelHandle,
     out_dir: str | Path,
@@ -215,10 +242,12 @@ def export(
         "checked_against_checkpoint": checked,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{secrets.token_hex(4)}.partial")
+    _remove_abandoned(out)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
     tmp.mkdir()
     try:
         _write(h, tmp, edits, reverted, base, rep, state)
+        _readable(tmp)
         if out.exists():
             old = out.with_name(f".{out.name}.{secrets.token_hex(4)}.old")
             os.replace(out, old)

@@ -87,6 +87,8 @@ def _run(args: list[str]) -> int:
     try:
         # Without standalone mode click returns a command's typer.Exit status instead of raising it.
         code = app(args=args, prog_name="workbench", standalone_mode=False)
+        if code == 130:  # what click makes of Ctrl-C without standalone mode: say why, as for an Abort
+            print("workbench: interrupted", file=sys.stderr)
         return code if isinstance(code, int) else 0
     except typer.Exit as e:
         return e.exit_code

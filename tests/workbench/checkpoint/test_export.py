@@ -2,7 +2,10 @@
 
 import errno
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -283,3 +286,17 @@ def test_the_chain_head_commits_to_every_hash_and_the_base(exported, tmp_path, c
     assert audit(copy).problems == [
         "chain head: differs from the hash over the edits, base, tensors and files recorded"
     ]
+
+
+def test_a_killed_exports_folder_is_cleared_and_files_are_readable(handle, tmp_path):
+    # What a SIGKILL mid-write leaves: a hidden folder of a process that no longer exists.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    abandoned = tmp_path / f".out.{int(dead.stdout)}-0a0b0c0d.partial"
+    abandoned.mkdir()
+    (abandoned / "model.safetensors").write_bytes(b"half")
+    out = export(handle, tmp_path / "out")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert all(p.stat().st_mode & 0o777 == 0o666 & ~umask for p in out.iterdir())

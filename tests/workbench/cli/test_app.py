@@ -53,3 +53,12 @@ def test_python_dash_m_has_every_command(module):
     commands = ("info", "ask", "demo", "export", "audit", "forget", "trace", "fisher", "features", "verify")
     for command in (*commands, "world", "edit", "patch", "sae"):
         assert f" {command} " in out.stdout, command
+
+
+def test_ctrl_c_says_interrupted_and_exits_130(capsys, monkeypatch):
+    def interrupted(model):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("workbench.cli.model.load_model", interrupted)
+    code, out, err = run(capsys, "info")
+    assert code == 130 and err.strip().splitlines()[-1] == "workbench: interrupted" and out.strip() == ""
