@@ -227,16 +227,52 @@ def _read(path: str | Path) -> tuple[dict, dict[str, Tensor]]:
     if not isinstance(manifest, dict) or manifest.get("format") not in READABLE:
         fmt = manifest.get("format") if isinstance(manifest, dict) else None
         raise EditError(f"{manifest_path} is not a workbench patch (format {fmt!r})")
+    _check_fields(manifest, manifest_path)
     if hashlib.sha256(tensors_path.read_bytes()).hexdigest() != manifest["tensors_sha256"]:
         raise EditError(f"{tensors_path} does not match its manifest (changed after it was written)")
     return manifest, load_file(str(tensors_path))
 
 
+# Each field a patch manifest must hold, and what it must be.
+FIELDS = {
+    "method": str,
+    "request": dict,
+    "settings": dict,
+    "metrics": dict,
+    "location": (dict, type(None)),
+    "hashes_before": dict,
+    "deltas": dict,
+    "tensors_sha256": str,
+}
+PARTS = {"dense", "left", "right", "restore"}
+
+
+def _check_fields(manifest: dict, path: Path) -> None:
+    """Refuse, naming the field, a manifest whose fields are missing or of the wrong kind."""
+    for field, kind in FIELDS.items():
+        if field not in manifest:
+            raise EditError(f"{path} is damaged: it has no {field!r} field")
+        if not isinstance(manifest[field], kind):
+            raise EditError(f"{path} is damaged: {field!r} is a {type(manifest[field]).__name__}")
+    if not isinstance(manifest.get("hashes_after", {}), dict | type(None)):
+        raise EditError(f"{path} is damaged: 'hashes_after' is a {type(manifest['hashes_after']).__name__}")
+    for name, meta in manifest["deltas"].items():
+        parts = meta.get("sha256") if isinstance(meta, dict) else None
+        if not isinstance(parts, dict) or not parts or not set(parts) <= PARTS - {"restore"}:
+            raise EditError(f"{path} is damaged: the delta of {name!r} names no parts (dense, or left and right)")
+
+
 def _edit(manifest: dict, t: dict[str, Tensor]) -> Edit:
+    missing = [f"{n}::{p}" for n, meta in manifest["deltas"].items() for p in meta["sha256"] if f"{n}::{p}" not in t]
+    if missing:
+        raise EditError(f"the patch's tensors file lacks {missing[0]}, which its manifest names")
     deltas = {
         name: Delta(**{p: t[f"{name}::{p}"] for p in meta["sha256"]}) for name, meta in manifest["deltas"].items()
     }
-    loc = Location.from_dict(manifest["location"]) if manifest["location"] else None
+    try:
+        loc = Location.from_dict(manifest["location"]) if manifest["location"] else None
+    except ValueError as e:
+        raise EditError(f"the patch's location is damaged: {e}") from None
     # The base check is the patch's promise: every tensor it touches names the hash it was made on.
     before = manifest["hashes_before"]
     unnamed = sorted(n for n in deltas if not isinstance(before, dict) or not _is_sha256(before.get(n)))

@@ -209,3 +209,32 @@ def test_a_patch_is_not_overwritten_unless_asked_and_is_written_whole(fresh, tmp
     assert save_patch(e, tmp_path / "x.patch", overwrite=True) == first
     assert load_patch(first).names == e.names
     e.revert(fresh.model)
+
+
+BAD_VALUES = [None, 3, "text", [], {}, [1, 2], {"x": 1}]
+
+
+def test_every_damaged_manifest_field_is_a_one_line_refusal(fresh, tmp_path):
+    e = _edit(fresh).apply(fresh.model)
+    good = json.loads(save_patch(e, tmp_path / "g.patch").read_text())
+    e.revert(fresh.model)
+    tensors = (tmp_path / "g.patch.safetensors").read_bytes()
+    name = e.names[0]
+    damaged = [{k: v for k, v in good.items() if k != field} for field in good if field not in ("format",)]
+    damaged += [{**good, field: bad} for field in good if field != "format" for bad in BAD_VALUES]
+    damaged += [{**good, "deltas": {name: bad}} for bad in BAD_VALUES]
+    damaged += [{**good, "deltas": {name: {**good["deltas"][name], "sha256": {"middle": "0" * 64}}}}]
+    damaged += [{**good, "deltas": {"other.weight": good["deltas"][name]}}]
+    loaded = []
+    for i, manifest in enumerate(damaged):
+        (tmp_path / f"d{i}.json").write_text(json.dumps(manifest))
+        (tmp_path / f"d{i}.safetensors").write_bytes(tensors)
+        try:
+            load_patch(tmp_path / f"d{i}").apply(fresh.model).revert(fresh.model)
+        except EditError as err:
+            assert "\n" not in str(err)
+        else:
+            loaded.append({k: v for k, v in manifest.items() if good.get(k) != v} or set(good) - set(manifest))
+    # What may load: descriptions that change nothing the patch does or checks.
+    described = {"method", "request", "settings", "metrics", "location", "hashes_after"}
+    assert all(set(x) <= described for x in loaded), loaded
