@@ -14,8 +14,10 @@ Examples:
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import typer
 
@@ -85,3 +87,21 @@ def format_probs(rows: list[tuple[str, float]]) -> str:
             5.00%  Rome
     """
     return "\n".join(f"  {p:7.2%}  {t}" for t, p in rows)
+
+
+def check_output_file(path: str, option: str) -> None:
+    """Refuse, before any work, a file the command could not write at the end of it.
+
+    Examples:
+        >>> check_output_file("/no/such/folder/report.html", "--html")
+        Traceback (most recent call last):
+        workbench.cli.common.CliError: --html: no folder /no/such/folder to write report.html in
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise CliError(f"{option}: {path} is a directory; name a file")
+    folder = target.parent
+    if not folder.is_dir():
+        raise CliError(f"{option}: no folder {folder} to write {target.name} in")
+    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise CliError(f"{option}: {path} cannot be written (permission denied)")

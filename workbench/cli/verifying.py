@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import typer
 
-from workbench.cli.common import JSON, MODEL, CliError, Output, load_model, world_of
+from workbench.cli.common import JSON, MODEL, CliError, Output, check_output_file, load_model, world_of
+from workbench.core.handle import ModelLoadError, resolve_model
 
 # The editors, locators and checks load when a command runs, not when the CLI starts: they pull
 # in transformers' model classes and scipy, seconds that --help and a mistyped option should not
@@ -101,6 +102,14 @@ def verify_cmd(
         raise CliError("nothing to verify: give --patch FILE, or --split / --person to verify the model as it is")
     if split is not None and person is not None:
         raise CliError("give --split or --person, not both")
+    # Everything that could fail at the end is checked before minutes of work.
+    if html:
+        check_output_file(html, "--html")
+    if reference not in ("auto", "none"):
+        try:
+            resolve_model(reference)
+        except ModelLoadError as e:
+            raise CliError(f"--reference: {e}") from None
     edit = None
     if patch is not None:
         try:

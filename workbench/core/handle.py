@@ -221,25 +221,13 @@ def load(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     name_or_path = os.fspath(name_or_path)
-    # "world" and "world:<variant>" name shipped models; a directory that happens to be called
-    # "world..." is a directory.
-    shipped = (name_or_path == "world" or name_or_path.startswith("world:")) and not Path(name_or_path).is_dir()
-    try:
-        path = resolve_world_model(name_or_path) if shipped else name_or_path
-    except KeyError as e:
-        raise ModelLoadError(e.args[0]) from None
+    path, local = resolve_model(name_or_path)
     if isinstance(dtype, str):
         try:
             dtype = getattr(torch, dtype)
         except AttributeError:
             raise ModelLoadError(f"unknown dtype {dtype!r}") from None
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    local = Path(path).is_dir()
-    looks_like_path = str(path).startswith((".", "/", "~")) or str(path).count("/") > 1
-    if not local and (looks_like_path or Path(path).exists()):
-        raise ModelLoadError(f"cannot load model {name_or_path!r}: no such model directory")
-    if local:
-        _check_model_dir(Path(path), name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         # safetensors only: a pickle can run code when it is read.
@@ -257,6 +245,40 @@ def load(
     except ValueError as e:
         raise ModelLoadError(f"cannot load model {name_or_path!r}: {e}") from None
     return ModelHandle(model=model, tokenizer=tokenizer, name=name_or_path, source=str(path), world=world)
+
+
+def resolve_model(name_or_path: str | os.PathLike) -> tuple[str, bool]:
+    """Where a model name points, and whether that is a local directory, checked without loading it.
+
+    Every check :func:`load` makes before reading weights, so a command can refuse a bad model
+    name before minutes of other work.
+
+    Examples:
+        >>> resolve_model("world")[1], resolve_model("gpt2")
+        (True, ('gpt2', False))
+        >>> resolve_model("world:nope")  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        ModelLoadError: unknown world model 'nope'; ...
+
+    Raises:
+        ModelLoadError: an unknown world model, a path that is not there, or a directory that
+            is not a loadable model.
+    """
+    name_or_path = os.fspath(name_or_path)
+    # "world" and "world:<variant>" name shipped models; a directory that happens to be called
+    # "world..." is a directory.
+    shipped = (name_or_path == "world" or name_or_path.startswith("world:")) and not Path(name_or_path).is_dir()
+    try:
+        path = str(resolve_world_model(name_or_path)) if shipped else name_or_path
+    except KeyError as e:
+        raise ModelLoadError(e.args[0]) from None
+    local = Path(path).is_dir()
+    looks_like_path = path.startswith((".", "/", "~")) or path.count("/") > 1
+    if not local and (looks_like_path or Path(path).exists()):
+        raise ModelLoadError(f"cannot load model {name_or_path!r}: no such model directory")
+    if local:
+        _check_model_dir(Path(path), name_or_path)
+    return path, local
 
 
 def _check_model_dir(directory: Path, name: str) -> None:

@@ -73,3 +73,22 @@ def test_export_with_verify_ships_the_report_and_the_card_states_the_verdict(ssd
 def test_export_verify_refusals(ssd_patch, capsys, tmp_path):
     assert main(["export", "--patch", ssd_patch[0], "--out", str(tmp_path / "x"), "--quick"]) == 2
     assert "--quick goes with --verify" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--reference", "world:nope"], "--reference: unknown world model 'world:nope'"),
+        (["--reference", "/no/such/model"], "--reference: cannot load model '/no/such/model'"),
+        (["--html", "/no/such/folder/r.html"], "--html: no folder /no/such/folder"),
+        (["--html", "@tmp"], "is a directory; name a file"),
+    ],
+)
+def test_bad_outputs_and_references_are_refused_before_any_work(capsys, tmp_path, monkeypatch, args, needle):
+    loaded = []
+    monkeypatch.setattr("workbench.cli.verifying.load_model", lambda m: loaded.append(m))
+    args = [str(tmp_path) if a == "@tmp" else a for a in args]
+    code = main(["verify", "--split", "forget01", *args])
+    _, err = capsys.readouterr()
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    assert not loaded
