@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -191,15 +189,13 @@ def save_patch(edit: Edit, path: str | Path, base: nn.Module | None = None, over
             deltas[name]["restore"] = tensor_hash(blob)
     # Both files go to temporaries first and are renamed when whole: a patch interrupted while it
     # is written leaves no half file, and the manifest, renamed last, names the tensors' hash.
-    fd, tensors_tmp = tempfile.mkstemp(dir=tensors_path.parent, prefix=f".{tensors_path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tensors_tmp)
-        tensors_sha256 = hashlib.sha256(Path(tensors_tmp).read_bytes()).hexdigest()
-        os.replace(tensors_tmp, tensors_path)
-    finally:
-        if os.path.exists(tensors_tmp):
-            os.unlink(tensors_tmp)
+    digest = []  # the hash of the bytes written, taken from the temporary before it is renamed
+
+    def write_tensors(tmp: str) -> None:
+        save_file(tensors, tmp)
+        digest.append(hashlib.sha256(Path(tmp).read_bytes()).hexdigest())
+
+    write_atomically(tensors_path, write_tensors)
     manifest = {
         "format": FORMAT,
         "method": edit.method,
@@ -210,7 +206,7 @@ def save_patch(edit: Edit, path: str | Path, base: nn.Module | None = None, over
         "hashes_before": hashes_before,
         "hashes_after": hashes_after,
         "deltas": deltas,
-        "tensors_sha256": tensors_sha256,
+        "tensors_sha256": digest[0],
     }
     text = json.dumps(manifest, indent=1, default=str)
     return write_atomically(manifest_path, lambda tmp: Path(tmp).write_text(text))
