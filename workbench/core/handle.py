@@ -285,7 +285,8 @@ def _check_model_dir(directory: Path, name: str) -> None:
     """Refuse, in one line, a directory that is not a loadable model, before transformers reads it."""
     if not (directory / "config.json").is_file():
         raise ModelLoadError(f"cannot load model {name!r}: {directory} holds no config.json (not a model directory)")
-    if not any(directory.glob("*.safetensors")):
+    weight_files = sorted(directory.glob("*.safetensors"))
+    if not weight_files:
         pickles = sorted(p.name for p in directory.glob("*.bin"))
         if pickles:
             raise ModelLoadError(
@@ -293,7 +294,7 @@ def _check_model_dir(directory: Path, name: str) -> None:
                 "read; only safetensors are loaded (convert them with transformers' save_pretrained)"
             )
         raise ModelLoadError(f"cannot load model {name!r}: {directory} holds no *.safetensors weights")
-    for weights in sorted(directory.glob("*.safetensors")):
+    for weights in weight_files:
         problem = _safetensors_problem(weights)
         if problem:
             raise ModelLoadError(f"cannot load model {name!r}: {weights} {problem}")
