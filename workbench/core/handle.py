@@ -19,7 +19,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from workbench.core import metrics
+from workbench.core import hub, metrics
 from workbench.core.sites import SiteMap, site_map
 from workbench.core.tokens import EncodingError, encode_object, encode_prompts, subject_span
 from workbench.core.views import hooked_view, nnsight_view
@@ -254,15 +254,18 @@ def resolve_model(name_or_path: str | os.PathLike) -> tuple[str, bool]:
     name before minutes of other work.
 
     Examples:
-        >>> resolve_model("world")[1], resolve_model("gpt2")
-        (True, ('gpt2', False))
+        >>> resolve_model("world")[1]
+        True
         >>> resolve_model("world:nope")  # doctest: +IGNORE_EXCEPTION_DETAIL
         Traceback (most recent call last):
         ModelLoadError: unknown world model 'nope'; ...
 
+    A hub id resolves to its snapshot in the local Hugging Face cache; one that is not cached
+    is refused at once when ``HF_HUB_OFFLINE`` is set or the hub cannot be reached.
+
     Raises:
-        ModelLoadError: an unknown world model, a path that is not there, or a directory that
-            is not a loadable model.
+        ModelLoadError: an unknown world model, a path that is not there, a directory that
+            is not a loadable model, or a hub id that is neither cached nor reachable.
     """
     name_or_path = os.fspath(name_or_path)
     # "world" and "world:<variant>" name shipped models; a directory that happens to be called
@@ -276,6 +279,17 @@ def resolve_model(name_or_path: str | os.PathLike) -> tuple[str, bool]:
     looks_like_path = path.startswith((".", "/", "~")) or path.count("/") > 1
     if not local and (looks_like_path or Path(path).exists()):
         raise ModelLoadError(f"cannot load model {name_or_path!r}: no such model directory")
+    if not local:
+        # A hub id: load a cached snapshot as the directory it is, or refuse now rather than
+        # after transformers' minute of retries.
+        try:
+            snapshot = hub.cached_snapshot(path) if hub.is_repo_id(path) else None
+            if snapshot is not None and any(snapshot.glob("*.safetensors")):
+                path, local = str(snapshot), True
+            else:
+                hub.check_fetchable(path)
+        except hub.HubError as e:
+            raise ModelLoadError(f"cannot load model {name_or_path!r}: {e}") from None
     if local:
         _check_model_dir(Path(path), name_or_path)
     return path, local
