@@ -23,18 +23,16 @@ import zlib
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save_file
 from torch import Tensor, nn
 
 from edit.edit import Delta, Edit, EditError
 from edit.edit_request import request_from_dict
+from edit.patch_format import FORMAT, check_manifest, check_tensors
 from locate.location import Location
 from workbench.core.files import write_atomically
 from workbench.core.hashing import tensor_hash
 
-FORMAT = "knowledge-workbench/patch/2"
-# Format 1 had no revert data: such patches load and apply, but revert only where they were applied.
-READABLE = ("knowledge-workbench/patch/1", FORMAT)
 _INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
@@ -213,55 +211,29 @@ def save_patch(edit: Edit, path: str | Path, base: nn.Module | None = None, over
 
 
 def _read(path: str | Path) -> tuple[dict, dict[str, Tensor]]:
+    """The manifest and tensors of a patch, every claim of the one checked against the other."""
     tensors_path, manifest_path = _paths(path)
     if not manifest_path.exists() or not tensors_path.exists():
         raise EditError(f"no patch at {path}: expected {manifest_path.name} and {tensors_path.name}")
+    if not manifest_path.is_file() or not tensors_path.is_file():
+        raise EditError(f"no patch at {path}: {manifest_path.name} and {tensors_path.name} must be files")
     try:
         manifest = json.loads(manifest_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise EditError(f"{manifest_path} is not JSON: {e}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") not in READABLE:
-        fmt = manifest.get("format") if isinstance(manifest, dict) else None
-        raise EditError(f"{manifest_path} is not a workbench patch (format {fmt!r})")
-    _check_fields(manifest, manifest_path)
-    if hashlib.sha256(tensors_path.read_bytes()).hexdigest() != manifest["tensors_sha256"]:
+    check_manifest(manifest, manifest_path)
+    data = tensors_path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != manifest["tensors_sha256"]:
         raise EditError(f"{tensors_path} does not match its manifest (changed after it was written)")
-    return manifest, load_file(str(tensors_path))
-
-
-# Each field a patch manifest must hold, and what it must be.
-FIELDS = {
-    "method": str,
-    "request": dict,
-    "settings": dict,
-    "metrics": dict,
-    "location": (dict, type(None)),
-    "hashes_before": dict,
-    "deltas": dict,
-    "tensors_sha256": str,
-}
-PARTS = {"dense", "left", "right", "restore"}
-
-
-def _check_fields(manifest: dict, path: Path) -> None:
-    """Refuse, naming the field, a manifest whose fields are missing or of the wrong kind."""
-    for field, kind in FIELDS.items():
-        if field not in manifest:
-            raise EditError(f"{path} is damaged: it has no {field!r} field")
-        if not isinstance(manifest[field], kind):
-            raise EditError(f"{path} is damaged: {field!r} is a {type(manifest[field]).__name__}")
-    if not isinstance(manifest.get("hashes_after", {}), dict | type(None)):
-        raise EditError(f"{path} is damaged: 'hashes_after' is a {type(manifest['hashes_after']).__name__}")
-    for name, meta in manifest["deltas"].items():
-        parts = meta.get("sha256") if isinstance(meta, dict) else None
-        if not isinstance(parts, dict) or not parts or not set(parts) <= PARTS - {"restore"}:
-            raise EditError(f"{path} is damaged: the delta of {name!r} names no parts (dense, or left and right)")
+    try:
+        tensors = load(data)
+    except Exception as e:  # noqa: BLE001 - safetensors reports a damaged file in several ways
+        raise EditError(f"{tensors_path} is not a readable safetensors file ({' '.join(str(e).split())})") from None
+    check_tensors(manifest, tensors, tensors_path)
+    return manifest, tensors
 
 
 def _edit(manifest: dict, t: dict[str, Tensor]) -> Edit:
-    missing = [f"{n}::{p}" for n, meta in manifest["deltas"].items() for p in meta["sha256"] if f"{n}::{p}" not in t]
-    if missing:
-        raise EditError(f"the patch's tensors file lacks {missing[0]}, which its manifest names")
     deltas = {
         name: Delta(**{p: t[f"{name}::{p}"] for p in meta["sha256"]}) for name, meta in manifest["deltas"].items()
     }
@@ -269,17 +241,13 @@ def _edit(manifest: dict, t: dict[str, Tensor]) -> Edit:
         loc = Location.from_dict(manifest["location"]) if manifest["location"] else None
     except ValueError as e:
         raise EditError(f"the patch's location is damaged: {e}") from None
-    # The base check is the patch's promise: every tensor it touches names the hash it was made on.
-    before = manifest["hashes_before"]
-    unnamed = sorted(n for n in deltas if not isinstance(before, dict) or not _is_sha256(before.get(n)))
-    if unnamed:
-        raise EditError(
-            f"the patch names no base hash for {', '.join(unnamed)}: it cannot be checked against a model, "
-            "so it is refused"
-        )
+    try:
+        request = request_from_dict(manifest["request"])
+    except (ValueError, TypeError, KeyError) as e:
+        raise EditError(f"the patch's request is damaged: {e}") from None
     return Edit(
         manifest["method"],
-        request_from_dict(manifest["request"]),
+        request,
         deltas,
         loc,
         manifest["settings"],
@@ -287,10 +255,6 @@ def _edit(manifest: dict, t: dict[str, Tensor]) -> Edit:
         hashes_before=manifest["hashes_before"],
         hashes_after=manifest.get("hashes_after") or {},
     )
-
-
-def _is_sha256(x: object) -> bool:
-    return isinstance(x, str) and len(x) == 64 and all(c in "0123456789abcdef" for c in x)
 
 
 def load_patch(path: str | Path) -> Edit:
