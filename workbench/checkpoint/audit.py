@@ -20,6 +20,7 @@ from workbench.checkpoint.manifest import (
     READABLE,
     chain,
     file_sha256,
+    manifest_text,
     replay,
     seal,
     tensor_hashes,
@@ -74,12 +75,13 @@ def _manifest(directory: Path) -> dict:
 
 def _tensors(directory: Path, manifest: dict) -> tuple[list[str], int]:
     problems = []
-    weights = tensor_hashes(directory)
+    weights = tensor_hashes(directory, unreadable=problems)
     for f in manifest["weight_files"]:
         if _inside(directory, f) is None:
             problems.append(f"weights {f!r}: leaves the export directory (not read)")
     for f in sorted(set(manifest["weight_files"]) - set(weights)):
-        problems.append(f"weights {f}: missing")
+        if not (directory / f).is_file():
+            problems.append(f"weights {f}: missing")
     on_disk = {}
     for f in sorted(weights):
         if f not in manifest["weight_files"]:
@@ -160,7 +162,9 @@ def _edits(manifest: dict) -> list[str]:
     for n, (label, sha) in sorted(last.items()):
         if n in manifest["tensors"] and manifest["tensors"][n] != sha:
             problems.append(f"tensor {n}: the manifest's hash is not what {label} left")
-        if n not in manifest["tensors"]:
+        # A tensor checkpoints keep under another name (GPT-NeoX's lm_head as embed_out) is
+        # found by its content, as export matched it.
+        if n not in manifest["tensors"] and sha not in set(manifest["tensors"].values()):
             problems.append(f"tensor {n}: touched by {label} but not in the exported weights")
     return problems
 
@@ -189,6 +193,8 @@ def audit(out_dir: str | Path) -> Audit:
     try:
         tensor_problems, n_tensors = _tensors(directory, manifest)
         problems = tensor_problems + _files(directory, manifest) + _edits(manifest)
+        if (directory / NAME).read_text() != manifest_text(manifest):
+            problems.append(f"file {NAME}: its bytes are not as export wrote them (edited by hand?)")
     except (KeyError, TypeError, AttributeError) as e:
         raise AuditError(f"{directory / NAME} is malformed ({type(e).__name__}: {e})") from None
     return Audit(

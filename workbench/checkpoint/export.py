@@ -19,7 +19,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workbench.checkpoint.manifest import NAME, build, edit_record, file_sha256, plain, replay, seal, tensor_hashes
+from workbench.checkpoint.manifest import (
+    NAME,
+    build,
+    edit_record,
+    file_sha256,
+    manifest_text,
+    plain,
+    replay,
+    seal,
+    tensor_hashes,
+)
 from workbench.checkpoint.model_card import model_card
 from workbench.core.hashing import tensor_hash
 
@@ -47,7 +57,11 @@ def check_target(out_dir: str | Path, overwrite: bool = False) -> None:
     """
     out = Path(out_dir)
     if not (out.exists() or out.is_symlink()):
+        if not out.parent.is_dir():
+            raise ExportError(f"no folder {out.parent} to write the export {out.name} in")
         return
+    if not out.is_dir() and not out.is_symlink():
+        raise ExportError(f"{out} is a file, not an export folder; name a new folder")
     if not overwrite:
         raise ExportError(f"{out} already exists; pass overwrite=True (--overwrite) to replace it")
     if out.is_symlink() or not out.is_dir() or (any(out.iterdir()) and not (out / NAME).is_file()):
@@ -90,11 +104,25 @@ def _check_base(source: str, sd: dict, state: dict[str, str], first: dict[str, s
 
     src = Path(source)
     files = sorted(src.glob("*.safetensors")) if src.is_dir() else []
+    file_names = set()
+    for path in files:
+        with safe_open(str(path), framework="pt") as f:
+            file_names |= set(f.keys())
+    # Tensors the checkpoint holds under another name (see checkpoint_names): matched by content,
+    # as they were or as the edits found them.
+    unnamed = {state[n] for n in sd if n not in file_names} | {first[n] for n in first if n not in file_names}
+    dtype = next((t.dtype for t in sd.values() if t.is_floating_point()), None)
     for path in files:
         with safe_open(str(path), framework="pt") as f:
             names = f.keys()  # a safe_open file is not iterable: keys() lists its tensors
             for n in names:
                 if n not in sd:
+                    t = f.get_tensor(n)
+                    if tensor_hash(t.to(dtype) if t.is_floating_point() else t) not in unnamed:
+                        raise ExportError(
+                            f"{n} of the base checkpoint at {src} is none of the model's tensors "
+                            f"(weights processed for analysis, or an edit not passed to export)"
+                        )
                     continue
                 # A model loaded in another dtype is a cast of the checkpoint: compare in its dtype.
                 was = tensor_hash(f.get_tensor(n).to(sd[n].dtype))
@@ -106,6 +134,42 @@ def _check_base(source: str, sd: dict, state: dict[str, str], first: dict[str, s
                         f"(weights processed for analysis, or an edit not passed to export)"
                     )
     return bool(files)
+
+
+def checkpoint_names(written: dict[str, str], state: dict[str, str]) -> dict[str, str]:
+    """``{model tensor: name in the checkpoint}``: which written tensor is which of the model's.
+
+    transformers may save a tensor under another name than the model's state dict gives it
+    (GPT-NeoX's ``lm_head.weight`` is written as ``embed_out.weight``, the name older
+    checkpoints use) and leaves out tied copies. A written name that is not the model's is
+    matched by content: it must be bitwise one of the model's tensors that no other name took.
+
+    Examples:
+        >>> checkpoint_names({"embed_out.weight": "b", "w": "a"}, {"w": "a", "lm_head.weight": "b"})
+        {'w': 'w', 'lm_head.weight': 'embed_out.weight'}
+        >>> checkpoint_names({"w": "c"}, {"w": "a"})
+        Traceback (most recent call last):
+        workbench.checkpoint.export.ExportError: the written w is not the model's tensor
+
+    Raises:
+        ExportError: a written tensor that is none of the model's.
+    """
+    names = {}
+    for n, sha in written.items():
+        if n in state:
+            if state[n] != sha:
+                raise ExportError(f"the written {n} is not the model's tensor")
+            names[n] = n
+    free = {}  # content hash -> the model's names that no written name has taken
+    for n, sha in state.items():
+        if n not in names:
+            free.setdefault(sha, []).append(n)
+    for n, sha in written.items():
+        if n not in state:
+            if not free.get(sha):
+                raise ExportError(f"the written {n} is not the model's tensor")
+            names[free[sha].pop(0)] = n
+    return names
 
 
 def _write(
@@ -132,22 +196,18 @@ def _write(
         meta = {"files": REPORT_FILES, "verdict": report[0].get("verdict")}
     weights = tensor_hashes(tmp)
     written = {n: sha for tensors in weights.values() for n, sha in tensors.items()}
-    for n, sha in written.items():
-        if state.get(n) != sha:
-            raise ExportError(f"the written {n} is not the model's tensor")
-    missing = sorted({n for e in [*edits, *reverted] for n in e.names} - written.keys())
+    saved_as = checkpoint_names(written, state)
+    missing = sorted({n for e in [*edits, *reverted] for n in e.names} - saved_as.keys())
     if missing:
         raise ExportError(f"{missing[0]}, changed by an edit, is not among the tensors the checkpoint holds")
     manifest = build(base, edits, weights, {}, meta, reverted)
     (tmp / "README.md").write_text(model_card(manifest, report[0] if report else None))
-    manifest["files"] = {
-        p.relative_to(tmp).as_posix(): file_sha256(p)
-        for p in sorted(tmp.rglob("*"))
-        if p.is_file() and p.name not in weights
-    }
+    # Every file, the weights too: their tensors are hashed one by one, but a header's metadata
+    # and padding are bytes of the export as well.
+    manifest["files"] = {p.relative_to(tmp).as_posix(): file_sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
     manifest["chain_head"] = seal(manifest)  # over the files too, now that they are written
     # Written last: a directory without its manifest is never taken for an export.
-    (tmp / NAME).write_text(json.dumps(manifest, indent=1))
+    (tmp / NAME).write_text(manifest_text(manifest))
     return manifest
 
 

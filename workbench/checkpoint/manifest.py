@@ -136,6 +136,19 @@ def chain(records: Sequence[dict]) -> list[str]:
     return links
 
 
+def manifest_text(manifest: dict) -> str:
+    """The manifest as export writes it: the one text audit accepts for its content.
+
+    JSON ignores whitespace and key order, so without a fixed form a manifest's bytes could be
+    changed without changing what it says; audit compares the file with this text.
+
+    Examples:
+        >>> manifest_text({"format": "x", "edits": []}).splitlines()
+        ['{', ' "format": "x",', ' "edits": []', '}']
+    """
+    return json.dumps(manifest, indent=1)
+
+
 def seal(manifest: dict) -> str:
     """The chain head: the edits' last link, chained once more over everything else the manifest records.
 
@@ -196,9 +209,12 @@ def versions() -> dict[str, str]:
     return out
 
 
-def tensor_hashes(directory: str | Path) -> dict[str, dict[str, str]]:
+def tensor_hashes(directory: str | Path, unreadable: list[str] | None = None) -> dict[str, dict[str, str]]:
     """``{file: {tensor: sha256}}`` for every ``*.safetensors`` file in ``directory`` (nothing else is read;
     a link that leads out of the directory is passed over).
+
+    A file safetensors cannot read raises, unless ``unreadable`` is given: then a line naming it
+    goes there and the file is left out.
 
     Examples:
         >>> import tempfile, torch
@@ -216,9 +232,14 @@ def tensor_hashes(directory: str | Path) -> dict[str, dict[str, str]]:
     for path in sorted(Path(directory).glob("*.safetensors")):
         if path.resolve().parent != root:  # a link out of the directory is not the export's to read
             continue
-        with safe_open(str(path), framework="pt") as f:
-            names = f.keys()  # a safe_open file is not iterable: keys() lists its tensors
-            out[path.name] = {k: tensor_hash(f.get_tensor(k)) for k in names}
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                names = f.keys()  # a safe_open file is not iterable: keys() lists its tensors
+                out[path.name] = {k: tensor_hash(f.get_tensor(k)) for k in names}
+        except Exception as e:  # noqa: BLE001 - safetensors reports a damaged file in several ways
+            if unreadable is None:
+                raise
+            unreadable.append(f"weights {path.name}: unreadable ({' '.join(str(e).split())})")
     return out
 
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from tiny_models import tiny_handle
+from tiny_models import save_tiny_byte_model, tiny_handle
 from transformers import AutoModelForCausalLM
 
 import workbench
@@ -19,7 +19,7 @@ from edit.request import world_request
 from edit.rome import RomeSettings, rome
 from workbench.checkpoint.audit import audit
 from workbench.checkpoint.export import ExportError, export
-from workbench.checkpoint.manifest import GENESIS, NAME, edit_record, file_sha256, link, seal
+from workbench.checkpoint.manifest import GENESIS, NAME, edit_record, file_sha256, link, manifest_text, seal
 from workbench.core.hashing import tensor_hash
 
 MLP = "transformer.h.1.mlp.c_proj.weight"
@@ -224,12 +224,13 @@ def test_audit_names_every_mismatch(exported, tmp_path):
     (copy / "extra.bin").write_bytes(b"\0")
     m = json.loads((copy / NAME).read_text())
     m["edits"][0]["request"]["new_object"] = "something else"
-    (copy / NAME).write_text(json.dumps(m))
+    (copy / NAME).write_text(manifest_text(m))
     problems = audit(copy).problems
     assert any(p.startswith("tensor transformer.h.2.mlp.c_fc.bias: sha256 ") for p in problems)
     assert "file extra.bin: not recorded in the manifest" in problems
     assert "edit 1 (rome): hash chain link differs (the edit's record or order changed)" in problems
-    assert len(problems) == 4  # the chain head no longer matches either
+    assert "file model.safetensors: sha256 differs from the manifest" in problems
+    assert len(problems) == 5  # the chain head no longer matches either
 
 
 def test_audit_reads_nothing_outside_the_export(exported, tmp_path, monkeypatch):
@@ -245,7 +246,7 @@ def test_audit_reads_nothing_outside_the_export(exported, tmp_path, monkeypatch)
     m["files"]["../secret.txt"] = "0" * 64
     m["files"][str(secret)] = "0" * 64
     m["weight_files"].append("../elsewhere.safetensors")
-    (copy / NAME).write_text(json.dumps(m))
+    (copy / NAME).write_text(manifest_text(m))
     opened = []
     real_open = open
 
@@ -270,11 +271,12 @@ def test_the_chain_head_commits_to_every_hash_and_the_base(exported, tmp_path, c
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     m = json.loads((copy / NAME).read_text())
-    if change == "unedited tensor":  # zeroed, and its new hash written into the manifest
+    if change == "unedited tensor":  # zeroed, and its new hashes written into the manifest
         tensors = load_file(copy / "model.safetensors")
         tensors["transformer.wpe.weight"].zero_()
         save_file(tensors, copy / "model.safetensors", metadata={"format": "pt"})
         m["tensors"]["transformer.wpe.weight"] = tensor_hash(tensors["transformer.wpe.weight"])
+        m["files"]["model.safetensors"] = file_sha256(copy / "model.safetensors")
     elif change == "base name":
         m["base"]["name"] = "another model"
     elif change == "file":
@@ -282,7 +284,7 @@ def test_the_chain_head_commits_to_every_hash_and_the_base(exported, tmp_path, c
         m["files"]["config.json"] = file_sha256(copy / "config.json")
     else:
         m["report"] = None
-    (copy / NAME).write_text(json.dumps(m))
+    (copy / NAME).write_text(manifest_text(m))
     assert audit(copy).problems == [
         "chain head: differs from the hash over the edits, base, tensors and files recorded"
     ]
@@ -300,3 +302,31 @@ def test_a_killed_exports_folder_is_cleared_and_files_are_readable(handle, tmp_p
     os.umask(umask)
     assert (out / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
     assert all(p.stat().st_mode & 0o777 == 0o666 & ~umask for p in out.iterdir())
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "gpt_neox"])
+def test_each_family_round_trips_an_edit_checked_against_its_saved_base(family, tmp_path):
+    # Loaded from a directory, so the base check reads the checkpoint; GPT-NeoX saves its output
+    # embedding under another name (embed_out) than its state dict's (lm_head), tied GPT-2 not at all.
+    save_tiny_byte_model(tmp_path / "base", family)
+    h = workbench.load(tmp_path / "base", device="cpu")
+    mlp = h.sites.mlp_out_path(0) + ".weight"
+    rows, cols = dict(h.model.named_parameters())[mlp].shape
+    out_name = next(n for n, p in h.model.named_parameters() if p is h.model.get_output_embeddings().weight)
+    vocab, width = h.model.get_output_embeddings().weight.shape
+    edits = [
+        Edit("hand", {"note": "mlp"}, {mlp: Delta(left=torch.ones(rows, 1), right=torch.full((cols, 1), 0.01))}),
+        Edit("hand", {"note": "out"}, {out_name: Delta(left=torch.ones(vocab, 1), right=torch.full((width, 1), 0.01))}),
+    ]
+    for e in edits:
+        e.apply(h.model)
+    out = export(h, tmp_path / "edited", edits=edits)
+    back = AutoModelForCausalLM.from_pretrained(out, local_files_only=True)
+    texts = ["the cat sat on a mat", "Paris is the capital of France"]
+    assert torch.equal(_logits(back, h.tokenizer, texts), _logits(h.model, h.tokenizer, texts))
+    m = json.loads((out / NAME).read_text())
+    assert m["base"]["checked_against_checkpoint"] is True and audit(out).ok
+    with torch.no_grad():  # a change no edit explains is refused, whatever name it is saved under
+        h.model.get_output_embeddings().weight[0, 0] += 1.0
+    with pytest.raises(ExportError, match="not the model's tensor|does not hash to what"):
+        export(h, tmp_path / "again", edits=edits)

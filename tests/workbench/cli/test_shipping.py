@@ -56,8 +56,9 @@ def test_export_then_audit_and_a_tampered_tensor(capsys, patches, tmp_path):
     save_file(weights, tmp_path / "e" / "model.safetensors", metadata={"format": "pt"})
     code, out, _ = run(capsys, "audit", tmp_path / "e")
     lines = out.strip().splitlines()
-    assert code == 1 and lines[0].endswith("1 mismatch(es)"), out
-    assert lines[1].startswith("tensor transformer.wpe.weight: sha256 ") and len(lines) == 2
+    assert code == 1 and lines[0].endswith("2 mismatch(es)"), out
+    assert lines[1].startswith("tensor transformer.wpe.weight: sha256 ")
+    assert lines[2] == "file model.safetensors: sha256 differs from the manifest" and len(lines) == 3
 
 
 def test_patch_show(capsys, patches):
