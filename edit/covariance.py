@@ -228,6 +228,35 @@ def _read_entry(path: Path, d_key: int) -> tuple[Tensor, Tensor, int] | None:
     return second, mean, count
 
 
+# Keys are read in windows of at most this many tokens even where a model reads more: memory
+# grows with the square of a window's length, and statistics need tokens, not long contexts.
+LONGEST_WINDOW = 1024
+
+
+def token_windows(tokenizer, texts: list[str], context: int, position: str) -> list[list[int]]:
+    """The texts' token ids cut to what the model reads: windows of at most ``context`` tokens.
+
+    A document longer than the model's context is read window by window when every token's key
+    counts (``position="all"``), and only its last window when the key at the last token does:
+    never padded to the longest text, never past the positions the model has.
+
+    Examples:
+        >>> from workbench.core.handle import load
+        >>> tok = load("world").tokenizer
+        >>> [len(w) for w in token_windows(tok, ["It is well known that " * 30], 128, "all")]
+        [128, 23]
+        >>> [len(w) for w in token_windows(tok, ["It is well known that " * 30], 128, "last")]
+        [128]
+    """
+    out = []
+    for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]:
+        if position == "last":
+            out.append(ids[-context:])
+        else:
+            out.extend(ids[i : i + context] for i in range(0, len(ids), context))
+    return [w for w in out if w]
+
+
 @torch.no_grad()
 def _stream_key_sums(
     handle, layer: int, texts: list[str], samples: int, batch_size: int, position: str, progress: bool
@@ -258,11 +287,17 @@ def _stream_key_sums(
     hook = module.register_forward_pre_hook(accumulate)
     tok = handle.tokenizer
     bar = tqdm(total=samples, desc=f"key statistics, layer {layer}", unit="tok", disable=not progress, leave=False)
+    window = min(sites.context_length or LONGEST_WINDOW, LONGEST_WINDOW)
+    windows = token_windows(tok, [texts[i] for i in order], window, position)
     try:
-        for start in range(0, len(order), batch_size):
-            batch = [texts[i] for i in order[start : start + batch_size]]
+        for start in range(0, len(windows), batch_size):
             # Right padding whatever the tokenizer's default: positions then count from 0 in every row.
-            enc = tok(batch, return_tensors="pt", padding=True, padding_side="right")
+            enc = tok.pad(
+                {"input_ids": windows[start : start + batch_size]},
+                padding=True,
+                padding_side="right",
+                return_tensors="pt",
+            )
             batch_mask[:] = [enc["attention_mask"]]
             before = count
             handle.model(

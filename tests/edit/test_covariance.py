@@ -125,3 +125,17 @@ def test_a_damaged_cache_entry_is_named_and_rebuilt(fresh, private_cache, damage
         again = key_statistics(fresh, 1, texts, samples=10**9, progress=False)
     assert torch.equal(again.second_moment, good.second_moment) and again.count == good.count
     assert torch.equal(key_statistics(fresh, 1, texts, samples=10**9, progress=False).mean, good.mean)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "gpt_neox", "llama"])
+def test_a_document_longer_than_the_context_is_read_window_by_window(family, tmp_path):
+    from tiny_models import save_tiny_byte_model
+
+    save_tiny_byte_model(tmp_path / "m", family)  # 256 positions, one token per byte
+    h = workbench.load(tmp_path / "m", device="cpu")
+    doc = "the quick brown fox jumps over the lazy dog. " * 135  # 6,075 bytes: 24 windows
+    n_tokens = len(h.tokenizer(doc)["input_ids"])
+    every = key_statistics(h, 0, texts=[doc], samples=10**6, position="all", use_cache=False, progress=False)
+    last = key_statistics(h, 0, texts=[doc], samples=10**6, position="last", use_cache=False, progress=False)
+    assert every.count == n_tokens and last.count == 1
+    assert torch.isfinite(every.second_moment).all()
