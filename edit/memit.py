@@ -15,6 +15,7 @@ A layer whose keys have d_mlp dimensions can meet at most d_mlp arbitrary target
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -79,6 +80,14 @@ class MemitSettings:
     samples: int | None = None
     values: ValueSettings = field(default_factory=lambda: ValueSettings(reference="resid"))
     seed: int = 0
+
+    def __post_init__(self):
+        if not math.isfinite(self.mom2_weight) or self.mom2_weight < 0:
+            raise EditError(f"mom2_weight must be a finite number >= 0, got {self.mom2_weight}")
+        if self.keys not in KEYS:
+            raise EditError(f"keys must be {' or '.join(map(repr, KEYS))}, got {self.keys!r}")
+        if self.layers is not None and (not self.layers or len(set(self.layers)) != len(self.layers)):
+            raise EditError(f"layers must name each layer once, got {self.layers}")
 
 
 def memit(

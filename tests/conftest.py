@@ -4,6 +4,13 @@ import os
 
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
+
+# Property tests: the same examples on every CI run; HYPOTHESIS_PROFILE=thorough searches wider.
+_QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True, suppress_health_check=_QUIET)
+settings.register_profile("thorough", max_examples=1000, deadline=None, suppress_health_check=_QUIET)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # No test may reach the network; transformers and the hub honour these.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -14,8 +14,10 @@ Examples:
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
+from pathlib import Path
 
 import typer
 from transformers.utils import logging as hf_logging
@@ -62,9 +64,21 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     with warnings.catch_warnings():  # restores the caller's warning display afterwards
-        # The workbench's own warnings (an edit too large for its layer, ...) as one line each.
-        warnings.showwarning = lambda message, *_: print(f"workbench: warning: {message}", file=sys.stderr)
+        # The workbench's own warnings (an edit too large for its layer, ...) as one line each;
+        # the libraries' (deprecations and the like) are for their developers, not for this output.
+        warnings.showwarning = _show_own_warning
         return _run(args)
+
+
+# The project's packages, side by side wherever it is installed.
+_OWN_PACKAGES = ("workbench", "edit", "locate")
+_OWN_FOLDERS = tuple(str(Path(__file__).resolve().parents[2] / p) + os.sep for p in _OWN_PACKAGES)
+
+
+def _show_own_warning(message, category, filename, *_) -> None:
+    own_category = category.__module__.split(".")[0] in _OWN_PACKAGES
+    if own_category or str(Path(filename).resolve()).startswith(_OWN_FOLDERS):
+        print(f"workbench: warning: {message}", file=sys.stderr)
 
 
 def one_line(e: BaseException) -> str:

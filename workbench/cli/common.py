@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import typer
 
@@ -26,6 +28,8 @@ from workbench.core.world.facts import World
 
 MODEL = typer.Option("world", "--model", "-m", help="world[:variant], a model directory, or a hub id.")
 JSON = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
+T = TypeVar("T")
+
 FORCE = typer.Option(False, "--force", help="Replace a patch file that is already at --save-patch.")
 
 
@@ -105,3 +109,62 @@ def check_output_file(path: str, option: str) -> None:
         raise CliError(f"{option}: no folder {folder} to write {target.name} in")
     if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
         raise CliError(f"{option}: {path} cannot be written (permission denied)")
+
+
+def build_settings(cls: type[T], **values) -> T:
+    """``cls(**values)``, its refusal of a value turned into a :class:`CliError` naming the option.
+
+    Settings dataclasses check their fields and name them as Python does (``top_fraction``);
+    on the command line the same value is ``--top-fraction``. Build settings with this before
+    the model loads, so a bad value costs nothing.
+
+    Examples:
+        >>> from locate.fisher import FisherSettings
+        >>> build_settings(FisherSettings, top_fraction=1.5)
+        Traceback (most recent call last):
+        workbench.cli.common.CliError: --top-fraction must be in (0, 1] or None, got 1.5
+    """
+    try:
+        return cls(**values)
+    except ValueError as e:
+        message = str(e)
+        for field in values:
+            message = re.sub(rf"(?<![\w-]){field}\b", "--" + field.replace("_", "-"), message)
+        raise CliError(message) from None
+
+
+def read_text(path: str, option: str) -> str:
+    """The UTF-8 text of the file an option names, or a :class:`CliError` naming the file.
+
+    Examples:
+        >>> read_text("/no/such.jsonl", "--requests")
+        Traceback (most recent call last):
+        workbench.cli.common.CliError: --requests: no such file /no/such.jsonl
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CliError(f"{option}: no such file {path}" if not p.exists() else f"{option}: {path} is not a file")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise CliError(f"{option}: {path} is not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise CliError(f"{option}: {path} cannot be read ({e.strerror})") from None
+
+
+def check_new_folder(path: str, option: str) -> None:
+    """Refuse, before any work, a folder to create whose parent is missing or that is a file.
+
+    Examples:
+        >>> check_new_folder("/no/such/parent/out", "--out")
+        Traceback (most recent call last):
+        workbench.cli.common.CliError: --out: no folder /no/such/parent to create out in
+    """
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise CliError(f"{option}: {path} is a file, not a folder")
+    if not target.exists():
+        if not target.parent.is_dir():
+            raise CliError(f"{option}: no folder {target.parent} to create {target.name} in")
+        if not os.access(target.parent, os.W_OK):
+            raise CliError(f"{option}: {target.parent} cannot be written (permission denied)")

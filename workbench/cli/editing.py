@@ -4,11 +4,11 @@ Registered on the app by :mod:`workbench.cli.app`; same conventions: ``--json`` 
 object, bad input is one line on stderr and exit status 2.
 
 Examples:
-    >>> _layers("0,2", 4)
+    >>> _layers("0,2")
     (0, 2)
-    >>> _layers("0,4", 4)
+    >>> _layers("0,2,0")
     Traceback (most recent call last):
-    workbench.cli.common.CliError: layer 4 out of range 0..3
+    workbench.cli.common.CliError: --layers names layer 0 more than once
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import typer
 
-from workbench.cli.common import FORCE, JSON, MODEL, CliError, Output, load_model, world_of
+from workbench.cli.common import FORCE, JSON, MODEL, CliError, Output, build_settings, load_model, read_text, world_of
 
 # The editors, locators and checks load when a command runs, not when the CLI starts: they pull
 # in transformers' model classes and scipy, seconds that --help and a mistyped option should not
@@ -43,17 +43,26 @@ def _render_scores(before: dict, after: dict) -> list[str]:
     return lines
 
 
-def _layers(text: str | None, n: int) -> tuple[int, ...] | None:
+def _layers(text: str | None) -> tuple[int, ...] | None:
+    """The layers ``--layers`` names, each once, checked as far as they can be without the model."""
     if text is None:
         return None
     try:
         layers = tuple(int(x) for x in text.split(","))
     except ValueError:
         raise CliError(f"--layers takes comma-separated integers, got {text!r}") from None
-    bad = [layer for layer in layers if not 0 <= layer < n]
+    repeated = sorted({layer for layer in layers if layers.count(layer) > 1})
+    if repeated:
+        raise CliError(f"--layers names layer {repeated[0]} more than once")
+    if min(layers) < 0:
+        raise CliError(f"--layers: layer {min(layers)} is negative")
+    return layers
+
+
+def _check_layers(layers: tuple[int, ...] | None, n: int) -> None:
+    bad = [layer for layer in layers or () if not 0 <= layer < n]
     if bad:
         raise CliError(f"layer {bad[0]} out of range 0..{n - 1}")
-    return layers
 
 
 REQUEST_FIELDS = {"person": str, "relation": str, "new_object": str, "erase": bool}
@@ -237,13 +246,15 @@ def memit_cmd(
         raise CliError(f"--batch-size must be at least 1, got {batch_size}")
     if alphaedit and not null_space:
         raise CliError("--alphaedit chooses the null-space mode's solve: give --null-space too")
-    path = Path(requests_file)
-    if not path.is_file():
+    if not Path(requests_file).exists():
         raise CliError(f"no such requests file: {requests_file}")
+    settings = build_settings(MemitSettings, layers=_layers(layers), mom2_weight=mom2_weight, keys=keys)
     if save_patch:  # a patch that could not be written would lose the work: refuse it first
         check_patch_target(save_patch, force)
-    rows = request_rows(path.read_text(), requests_file)  # the whole file is checked before the model loads
+    # The whole file is checked before the model loads.
+    rows = request_rows(read_text(requests_file, "--requests"), requests_file)
     h = load_model(model)
+    _check_layers(settings.layers, h.n_layers)
     world = world_of(h)
     requests = []
     for i, row in rows:
@@ -251,7 +262,6 @@ def memit_cmd(
             requests.append(world_request(world, row["person"], row["relation"], row.get("new_object")))
         except ValueError as e:
             raise CliError(f"{requests_file}:{i}: {e}") from None
-    settings = MemitSettings(layers=_layers(layers, h.n_layers), mom2_weight=mom2_weight, keys=keys)
     before = score_requests(h, requests)
     t0 = time.perf_counter()
     where, role, location = memit_site(h, requests[0], None, settings)

@@ -6,10 +6,21 @@ object, bad input is one line on stderr and exit status 2.
 
 from __future__ import annotations
 
+import os
+
 import typer
 
-from workbench.cli.common import JSON, MODEL, CliError, Output, load_model, world_of
-from workbench.core.handle import ModelHandle
+from workbench.cli.common import (
+    JSON,
+    MODEL,
+    CliError,
+    Output,
+    build_settings,
+    check_output_file,
+    load_model,
+    world_of,
+)
+from workbench.core.handle import ModelHandle, ModelLoadError, resolve_model
 
 # The editors, locators and checks load when a command runs, not when the CLI starts: they pull
 # in transformers' model classes and scipy, seconds that --help and a mistyped option should not
@@ -140,9 +151,16 @@ def fisher_cmd(
     """Which parameters does FORGET lean on, compared with everything else? A Fisher parameter mask."""
     from locate.fisher import FisherSettings, fisher
 
-    settings = FisherSettings(
-        max_examples=max_examples, top_fraction=top_fraction, granularity=granularity, score=score, alpha=alpha
+    settings = build_settings(
+        FisherSettings,
+        max_examples=max_examples,
+        top_fraction=top_fraction,
+        granularity=granularity,
+        score=score,
+        alpha=alpha,
     )
+    if out:  # the Location is written at the end: refuse a place it cannot go before the work
+        check_output_file(out, "--out")
     h = load_model(model)
     world_of(h)
     scores = fisher(h, forget, settings=settings, progress=not as_json)
@@ -219,6 +237,13 @@ def sae_train_cmd(
     """Rebuild the shipped SAEs with sae-lens, offline, and report their reconstruction quality."""
     from locate.sae_train import train_shipped_saes
 
+    if out is not None:  # training takes minutes: a folder it cannot use is refused first
+        try:
+            resolve_model(out)
+        except ModelLoadError as e:
+            raise CliError(f"--out must be a model directory: {e}") from None
+        if not os.access(out, os.W_OK):
+            raise CliError(f"--out: {out} cannot be written (permission denied)")
     report = train_shipped_saes(out, progress=not as_json)
     Output(as_json).emit(
         report,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import typer
 
-from workbench.cli.common import JSON, MODEL, Output, format_probs, load_model
+from workbench.cli.common import JSON, MODEL, CliError, Output, format_probs, load_model
 
 
 def info(model: str = MODEL, as_json: bool = JSON) -> None:
@@ -29,6 +29,8 @@ def ask(
     as_json: bool = JSON,
 ) -> None:
     """Top next tokens for PROMPT, and for world prompts the top candidates of its relation."""
+    if not prompt.strip():
+        raise CliError("PROMPT is empty: give the text to continue")
     h = load_model(model)
     h.encode(prompt)  # fails early, with the unknown words named, if the prompt cannot be encoded
     out: dict = {"prompt": prompt, "top_tokens": [{"token": t, "prob": p} for t, p in h.top_tokens(prompt, k)]}

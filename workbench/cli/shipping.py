@@ -156,8 +156,13 @@ def patch_revert(
     """Revert patches (last first) from a patched checkpoint, bitwise back to the base, and write it to OUT."""
     from edit.patch import revert_patch
     from workbench.checkpoint.export import check_target, export
+    from workbench.checkpoint.manifest import NAME
 
     check_target(out, overwrite)
+    if not (Path(model) / NAME).is_file():
+        # Without the export's record there is nothing to audit the weights against, and a
+        # revert of weights no one can vouch for would vouch for them.
+        raise CliError(f"--model {model} is not an export (no {NAME}): revert reads what export or patch apply wrote")
     _refuse_if_tampered(model)
     h = load_model(model)
     reverted = [revert_patch(f, h.model) for f in reversed(files)]

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import typer
 
-from workbench.cli.common import JSON, MODEL, CliError, Output, load_model, world_of
+from workbench.cli.common import (
+    JSON,
+    MODEL,
+    CliError,
+    Output,
+    check_new_folder,
+    load_model,
+    world_of,
+)
 from workbench.core.world.registry import CHECKPOINTS, SHIPPED
 
 # The editors, locators and checks load when a command runs, not when the CLI starts: they pull
@@ -71,6 +79,8 @@ def world_train(
     for n in names:
         if n not in SHIPPED:
             raise CliError(f"unknown world model {n!r}: choose from all, {', '.join(SHIPPED)}")
+    if out:  # training takes minutes: a place the models cannot go is refused first
+        check_new_folder(out, "--out")
     parent = Path(out) if out else CHECKPOINTS
     reports = {}
     for n in names:

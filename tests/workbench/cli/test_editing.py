@@ -3,6 +3,8 @@
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from edit.patch import load_patch
 from workbench.cli import main
@@ -225,3 +227,29 @@ def test_repeated_request_lines_are_made_once(capsys, world, tmp_path):
     code, out, err = run(capsys, "edit", "memit", "--requests", str(f), "--layers", "0", "--json")
     assert code == 0, err
     assert "49 repeated request line(s) dropped" in err and json.loads(out)["requests"] == 1
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=8,
+)
+FIELD_VALUES = st.one_of(JSON_VALUES, st.sampled_from(["pet", "cat", "Ada Quill"]))
+ROWS = st.dictionaries(st.sampled_from(["person", "relation", "new_object", "erase", "extra"]), FIELD_VALUES)
+LINES = st.lists(st.one_of(ROWS.map(json.dumps), JSON_VALUES.map(json.dumps), st.text(max_size=20)), max_size=6)
+
+
+@given(lines=LINES)
+def test_any_requests_file_gives_checked_rows_or_one_line(lines):
+    from workbench.cli.common import CliError
+    from workbench.cli.editing import request_rows
+
+    try:
+        rows = request_rows("\n".join(lines), "r.jsonl")
+    except CliError as e:
+        assert "\n" not in str(e) and str(e).startswith("r.jsonl")
+        return
+    for _, row in rows:
+        assert isinstance(row["person"], str) and isinstance(row["relation"], str)
+        assert isinstance(row.get("new_object"), str) != (row.get("erase") is True)
+        assert set(row) <= {"person", "relation", "new_object", "erase"}

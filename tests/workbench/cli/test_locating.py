@@ -74,8 +74,8 @@ def test_fisher_json_writes_a_location(capsys, world, tmp_path):
     "args, needle",
     [
         (["fisher", "Nobody Here"], "unknown split or person 'Nobody Here'"),
-        (["fisher", "forget05", "--top-fraction", "2"], "top_fraction must be in (0, 1]"),
-        (["fisher", "forget05", "--granularity", "atoms"], "unknown granularity 'atoms'"),
+        (["fisher", "forget05", "--top-fraction", "2"], "--top-fraction must be in (0, 1]"),
+        (["fisher", "forget05", "--granularity", "atoms"], "unknown --granularity 'atoms'"),
     ],
 )
 def test_fisher_bad_input_is_one_line(capsys, args, needle):
