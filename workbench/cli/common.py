@@ -27,6 +27,9 @@ from workbench.core.handle import ModelHandle, load
 from workbench.core.world.facts import World
 
 MODEL = typer.Option("world", "--model", "-m", help="world[:variant], a model directory, or a hub id.")
+DTYPE = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: float32).")
+DEVICE = typer.Option(None, "--device", help="cpu, cuda, cuda:1, mps (default: cuda when present).")
+DTYPES = ("float32", "bfloat16", "float16")
 JSON = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
 T = TypeVar("T")
 
@@ -57,8 +60,8 @@ class Output:
         print(json.dumps(payload) if self.as_json else render(payload))
 
 
-def load_model(model: str) -> ModelHandle:
-    """The model that ``--model`` names: ``world[:variant]``, a model directory or a hub id.
+def load_model(model: str, dtype: str | None = None, device: str | None = None) -> ModelHandle:
+    """The model that ``--model`` names (``world[:variant]``, a directory or a hub id), in ``--dtype`` on ``--device``.
 
     Examples:
         >>> load_model("world").name
@@ -67,7 +70,32 @@ def load_model(model: str) -> ModelHandle:
         Traceback (most recent call last):
         workbench.core.handle.ModelLoadError: unknown world model 'world:nope': choose from world, ...
     """
-    return load(model)
+    if dtype is not None and dtype not in DTYPES:
+        raise CliError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if device is not None:
+        check_device(device)
+    return load(model, device=device, dtype=dtype)
+
+
+def check_device(device: str) -> None:
+    """Refuse a ``--device`` torch cannot parse or this machine does not have.
+
+    Examples:
+        >>> check_device("cpu")
+        >>> check_device("gpu")
+        Traceback (most recent call last):
+        workbench.cli.common.CliError: --device 'gpu' is not a device (cpu, cuda, cuda:1, mps)
+    """
+    import torch
+
+    try:
+        d = torch.device(device)
+    except RuntimeError:
+        raise CliError(f"--device {device!r} is not a device (cpu, cuda, cuda:1, mps)") from None
+    if d.type == "cuda" and (not torch.cuda.is_available() or (d.index or 0) >= torch.cuda.device_count()):
+        raise CliError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if d.type == "mps" and not torch.backends.mps.is_available():
+        raise CliError(f"--device {device}: MPS is not available here")
 
 
 def world_of(h: ModelHandle) -> World:
@@ -168,3 +196,19 @@ def check_new_folder(path: str, option: str) -> None:
             raise CliError(f"{option}: no folder {target.parent} to create {target.name} in")
         if not os.access(target.parent, os.W_OK):
             raise CliError(f"{option}: {target.parent} cannot be written (permission denied)")
+
+
+def read_texts_option(path: str, option: str) -> list[str]:
+    """The texts a file or folder option names (see :func:`workbench.core.data_files.read_texts`).
+
+    Examples:
+        >>> read_texts_option("/no/such.jsonl", "--stats-text")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        workbench.cli.common.CliError: --stats-text: ...
+    """
+    from workbench.core.data_files import DataFileError, read_texts
+
+    try:
+        return read_texts(path)
+    except DataFileError as e:
+        raise CliError(f"{option}: {e}") from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from workbench.cli.common import JSON, MODEL, Output, format_probs, load_model, world_of
+from workbench.cli.common import DEVICE, DTYPE, JSON, MODEL, Output, format_probs, load_model, world_of
 from workbench.core.hashing import tensor_hash
 
 # The editors, locators and checks load when a command runs, not when the CLI starts: they pull
@@ -17,7 +17,7 @@ from workbench.core.hashing import tensor_hash
 # wait for.
 
 
-def demo(model: str = MODEL, as_json: bool = JSON) -> None:
+def demo(model: str = MODEL, dtype: str | None = DTYPE, device: str | None = DEVICE, as_json: bool = JSON) -> None:
     """Load the world model, pick a fact, show what it predicts and where the fact lives, and summarise."""
     from edit.counterfact import score_requests
     from edit.request import world_request
@@ -25,7 +25,7 @@ def demo(model: str = MODEL, as_json: bool = JSON) -> None:
     from locate.causal_trace import TraceSettings, trace
 
     t0 = time.perf_counter()
-    h = load_model(model)
+    h = load_model(model, dtype, device)
     world = world_of(h)
     fact = world.fact(list(world.people)[7], "employer")
     prompt = world.phrasings(fact.relation, held_out=True)[0].prompt(fact.subject)

@@ -21,7 +21,20 @@ from pathlib import Path
 
 import typer
 
-from workbench.cli.common import FORCE, JSON, MODEL, CliError, Output, build_settings, load_model, read_text, world_of
+from workbench.cli.common import (
+    DEVICE,
+    DTYPE,
+    FORCE,
+    JSON,
+    MODEL,
+    CliError,
+    Output,
+    build_settings,
+    load_model,
+    read_text,
+    read_texts_option,
+    world_of,
+)
 
 # The editors, locators and checks load when a command runs, not when the CLI starts: they pull
 # in transformers' model classes and scipy, seconds that --help and a mistyped option should not
@@ -36,11 +49,24 @@ def _render_scores(before: dict, after: dict) -> list[str]:
     lines = ["                 by probability     among candidates"]
     for k in KINDS:
         b, a = before[k], after[k]
+        if not a["n"]:  # a request without paraphrases or neighbours has nothing to show there
+            lines.append(f"  {k:<13} (no prompts)")
+            continue
         lines.append(
             f"  {k:<13} {b['prob']:6.1%} -> {a['prob']:6.1%}    {b['accuracy']:6.1%} -> {a['accuracy']:6.1%}"
             f"   ({a['n']} prompts)"
         )
     return lines
+
+
+def _world_form(text: str) -> bool:
+    """Whether a requests file holds world requests: its first record names a "person"."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    try:
+        record = json.loads(first)
+    except json.JSONDecodeError:
+        return not first.lstrip().startswith("[")  # a bad line is reported by the strict world reader
+    return isinstance(record, dict) and "person" in record or not isinstance(record, dict | list)
 
 
 def _layers(text: str | None) -> tuple[int, ...] | None:
@@ -126,43 +152,78 @@ def request_rows(text: str, source: str = "requests") -> list[tuple[int, dict]]:
 
 @edit_app.command("rome")
 def rome_cmd(
-    person: str = typer.Argument(..., help="A person of the world."),
-    relation: str = typer.Argument(..., help="A relation of the world, e.g. birthplace."),
+    person: str | None = typer.Argument(None, help="A person of the world (or --request, or --subject)."),
+    relation: str | None = typer.Argument(None, help="A relation of the world, e.g. birthplace."),
     new_object: str | None = typer.Argument(None, help="The new object (omit with --erase)."),
+    request_file: str | None = typer.Option(
+        None, "--request", help="A request file: CounterFact or zsRE JSON, or JSONL (its first record, or --case)."
+    ),
+    case: int | None = typer.Option(None, "--case", help="With --request: the CounterFact case_id, else the index."),
+    subject: str | None = typer.Option(None, "--subject", help="The subject of --prompt (a request of your own)."),
+    prompt: str | None = typer.Option(None, "--prompt", help='With --subject: e.g. "{} plays the sport of".'),
+    target_new: str | None = typer.Option(None, "--target-new", help="With --subject: the new object."),
+    target_true: str | None = typer.Option(
+        None, "--target-true", help="With --subject: the object now (default: the model's own answer)."
+    ),
     erase: bool = typer.Option(False, "--erase", help="Remove the fact instead of rewriting it."),
     layer: int | None = typer.Option(None, help="MLP layer (default: where a causal trace points)."),
     token: str = typer.Option("auto", help="Key position: auto | subject_last | last."),
     phrasing: int = typer.Option(0, help="Which trained phrasing is the edit prompt."),
+    stats_text: str | None = typer.Option(
+        None, "--stats-text", help="Text for the key statistics on a model without a world (.txt, folder, JSONL)."
+    ),
     save_patch: str | None = typer.Option(None, "--save-patch", help="Write the edit as a patch file."),
     force: bool = FORCE,
     model: str = MODEL,
+    dtype: str | None = DTYPE,
+    device: str | None = DEVICE,
     as_json: bool = JSON,
 ) -> None:
-    """Rewrite (or erase) PERSON's RELATION with one rank-one update; scores before and after."""
+    """Rewrite (or erase) one fact with one rank-one update; scores before and after."""
     from edit.counterfact import score_requests
     from edit.patch import check_patch_target
     from edit.patch import save_patch as write_patch
-    from edit.request import world_request
     from edit.rome import RomeSettings, rome
+    from workbench.cli.edit_sources import check_one_source, edit_request, key_texts
 
-    if erase == (new_object is not None):
+    source = check_one_source(person, request_file, subject, prompt)
+    if source == "world" and relation is None:
+        raise CliError("give PERSON and RELATION (or --request FILE, or --subject with --prompt)")
+    if source == "world" and erase == (new_object is not None):
         raise CliError("give a NEW_OBJECT to rewrite, or --erase to remove the fact (not both)")
+    if source == "fields" and erase == (target_new is not None):
+        raise CliError("give --target-new to rewrite, or --erase to remove the fact (not both)")
+    if source == "file" and (erase or new_object is not None):
+        raise CliError("--request names what to do: no NEW_OBJECT or --erase with it")
+    if source != "file" and case is not None:
+        raise CliError("--case goes with --request")
     if token not in ("auto", "subject_last", "last"):
         raise CliError(f"unknown token {token!r}: choose auto, subject_last or last")
+    own_texts = read_texts_option(stats_text, "--stats-text") if stats_text is not None else None
     if save_patch:  # a patch that could not be written would lose the work: refuse it first
         check_patch_target(save_patch, force)
-    h = load_model(model)
-    world = world_of(h)
+    h = load_model(model, dtype, device)
     if layer is not None and not 0 <= layer < h.n_layers:
         raise CliError(f"layer {layer} out of range 0..{h.n_layers - 1}")
-    request = world_request(world, person, relation, new_object, phrasing)
-    request.check(h.tokenizer)
+    request = edit_request(
+        h,
+        source,
+        world_fact=(person, relation, new_object, phrasing),
+        request_file=request_file,
+        case=case,
+        subject=subject,
+        prompt=prompt,
+        target_new=target_new,
+        target_true=target_true,
+    )
+    texts = key_texts(h, own_texts, [request])
     before = score_requests(h, [request])
     t0 = time.perf_counter()
-    e = rome(h, request, settings=RomeSettings(layer=layer, token=token))
+    e = rome(h, request, settings=RomeSettings(layer=layer, token=token), texts=texts)
     seconds = time.perf_counter() - t0
     after = score_requests(h, [request])
-    top = h.rank_candidates(request.prompt, list(request.candidates))[:3]
+    candidates = request.candidates or tuple(dict.fromkeys([request.true_object, request.target]))
+    top = h.rank_candidates(request.prompt, list(candidates))[:3]
     patch = str(write_patch(e, save_patch, overwrite=force)) if save_patch else None
     out = {
         "request": request.to_dict(),
@@ -177,10 +238,11 @@ def rome_cmd(
     }
 
     def render(o: dict) -> str:
+        fact = f"{request.subject} / {request.relation}" if request.relation else repr(request.prompt)
         what = (
-            f"erase {relation} of {person} ({request.true_object})"
-            if erase
-            else f"{person} / {relation}: {request.true_object} -> {new_object}"
+            f"erase {fact} ({request.true_object})"
+            if request.erase
+            else f"{fact}: {request.true_object} -> {request.new_object}"
         )
         return "\n".join(
             [
@@ -200,7 +262,12 @@ def rome_cmd(
 @edit_app.command("memit")
 def memit_cmd(
     requests_file: str = typer.Option(
-        ..., "--requests", help="JSONL: {person, relation, new_object} or {person, relation, erase: true} per line."
+        ...,
+        "--requests",
+        help="CounterFact or zsRE JSON, plain JSONL, or world JSONL ({person, relation, new_object | erase: true}).",
+    ),
+    stats_text: str | None = typer.Option(
+        None, "--stats-text", help="Text for the key statistics on a model without a world (.txt, folder, JSONL)."
     ),
     layers: str | None = typer.Option(None, help="Comma-separated MLP layers (default: from a trace)."),
     mom2_weight: float = typer.Option(10.0, help="lambda: weight of the preserved keys."),
@@ -228,6 +295,8 @@ def memit_cmd(
     save_patch: str | None = typer.Option(None, "--save-patch", help="Write the edit as a patch file."),
     force: bool = FORCE,
     model: str = MODEL,
+    dtype: str | None = DTYPE,
+    device: str | None = DEVICE,
     as_json: bool = JSON,
 ) -> None:
     """Make many edits at once (MEMIT), or batch after batch; scores of all of them before and after."""
@@ -238,7 +307,9 @@ def memit_cmd(
     from edit.patch import check_patch_target
     from edit.patch import save_patch as write_patch
     from edit.request import world_request
+    from edit.request_files import read_requests
     from edit.values import statistics_position
+    from workbench.cli.edit_sources import key_texts
 
     if keys not in KEYS:
         raise CliError(f"--keys must be {' or '.join(map(repr, KEYS))}, got {keys!r}")
@@ -251,27 +322,39 @@ def memit_cmd(
     settings = build_settings(MemitSettings, layers=_layers(layers), mom2_weight=mom2_weight, keys=keys)
     if save_patch:  # a patch that could not be written would lose the work: refuse it first
         check_patch_target(save_patch, force)
-    # The whole file is checked before the model loads.
-    rows = request_rows(read_text(requests_file, "--requests"), requests_file)
-    h = load_model(model)
+    own_texts = read_texts_option(stats_text, "--stats-text") if stats_text is not None else None
+    text = read_text(requests_file, "--requests")
+    # World requests ({person, relation, ...}) are checked whole before the model loads; the
+    # other formats (CounterFact, zsRE, plain) by their reader, which needs no model either.
+    rows = request_rows(text, requests_file) if _world_form(text) else None
+    others = None if rows is not None else read_requests(requests_file)
+    h = load_model(model, dtype, device)
     _check_layers(settings.layers, h.n_layers)
-    world = world_of(h)
-    requests = []
-    for i, row in rows:
-        try:
-            requests.append(world_request(world, row["person"], row["relation"], row.get("new_object")))
-        except ValueError as e:
-            raise CliError(f"{requests_file}:{i}: {e}") from None
+    if rows is not None:
+        world = world_of(h)
+        requests = []
+        for i, row in rows:
+            try:
+                requests.append(world_request(world, row["person"], row["relation"], row.get("new_object")))
+            except ValueError as e:
+                raise CliError(f"{requests_file}:{i}: {e}") from None
+    else:
+        requests = read_requests(requests_file, world=h.world) if h.world is not None else others
+    for r in requests:
+        r.check(h.tokenizer)
+    texts = key_texts(h, own_texts, requests)
     before = score_requests(h, requests)
     t0 = time.perf_counter()
     where, role, location = memit_site(h, requests[0], None, settings)
     settings = replace(settings, layers=where, token=role)
     ns = (
-        NullSpace.for_layers(h, list(where), position=statistics_position(role), keep_statistics=not alphaedit)
+        NullSpace.for_layers(
+            h, list(where), texts=texts, position=statistics_position(role), keep_statistics=not alphaedit
+        )
         if null_space
         else None
     )
-    e = memit_batches(h, requests, batch_size or len(requests), settings, location, null_space=ns)
+    e = memit_batches(h, requests, batch_size or len(requests), settings, location, null_space=ns, texts=texts)
     seconds = time.perf_counter() - t0
     after = score_requests(h, requests)
     patch = str(write_patch(e, save_patch, overwrite=force)) if save_patch else None

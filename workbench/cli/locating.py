@@ -11,6 +11,8 @@ import os
 import typer
 
 from workbench.cli.common import (
+    DEVICE,
+    DTYPE,
     JSON,
     MODEL,
     CliError,
@@ -30,20 +32,23 @@ sae_app = typer.Typer(no_args_is_help=True, help="Sparse autoencoders of the def
 
 
 def fact_prompt(
-    h: ModelHandle, person: str, relation: str, prompt: str | None, obj: str | None, phrasing: int
+    h: ModelHandle, person: str, relation: str | None, prompt: str | None, obj: str | None, phrasing: int
 ) -> tuple[str, str]:
-    """The prompt and object to trace: from the world, or given (any model).
+    """The prompt and object to trace: a world fact's, or the ones given (any model, any prompt).
 
     Examples:
         >>> h = load_model("world")
         >>> fact_prompt(h, "Waen Neibeind", "pet", None, None, 0)
         ('Waen Neibeind owns a pet', 'tortoise')
-        >>> fact_prompt(h, "Waen Neibeind", "pet", "Waen Neibeind keeps a", "cat", 0)
+        >>> fact_prompt(h, "Waen Neibeind", None, "Waen Neibeind keeps a", "cat", 0)
         ('Waen Neibeind keeps a', 'cat')
     """
-    if h.world is None:
+    if relation is None or h.world is None:
         if not (prompt and obj):
-            raise CliError(f"model {h.name!r} has no fact world: give --prompt and --object")
+            where = f"model {h.name!r} has no fact world" if h.world is None else "without a RELATION"
+            raise CliError(f"{where}: give --prompt and --object (and the subject)")
+        if person not in prompt:
+            raise CliError(f"the subject {person!r} does not occur in --prompt {prompt!r}")
         return prompt, obj
     world = h.world
     if person not in world.people:
@@ -58,11 +63,14 @@ def fact_prompt(
 
 
 def trace_cmd(
-    person: str = typer.Argument(..., help="The subject, e.g. a person of the world."),
-    relation: str = typer.Argument(..., help="A relation of the world, e.g. birthplace."),
+    person: str | None = typer.Argument(None, help="The subject, e.g. a person of the world (or --subject)."),
+    relation: str | None = typer.Argument(None, help="A relation of the world, e.g. birthplace."),
+    subject: str | None = typer.Option(None, help="The subject of --prompt (instead of PERSON)."),
     method: str = typer.Option("causal", help="causal | attribution | nnsight | reference."),
     model: str = MODEL,
-    prompt: str | None = typer.Option(None, help="Trace this prompt instead (must contain PERSON)."),
+    dtype: str | None = DTYPE,
+    device: str | None = DEVICE,
+    prompt: str | None = typer.Option(None, help="Trace this prompt instead (must contain the subject)."),
     obj: str | None = typer.Option(None, "--object", help="Object to measure (default: the world's)."),
     phrasing: int = typer.Option(0, help="Which of the relation's phrasings (world models)."),
     samples: int = typer.Option(10, min=1, help="Noise samples."),
@@ -79,7 +87,12 @@ def trace_cmd(
     fn = tracer(method)
     if corruption not in ("noise", "counterfactual"):
         raise CliError(f"unknown corruption {corruption!r}: choose noise or counterfactual")
-    h = load_model(model)
+    if (person is None) == (subject is None):
+        raise CliError("name the subject once: PERSON, or --subject with --prompt")
+    person = person if person is not None else subject
+    if relation is None and not (prompt and obj):
+        raise CliError("give a RELATION, or --prompt and --object to trace a prompt of your own")
+    h = load_model(model, dtype, device)
     text, target = fact_prompt(h, person, relation, prompt, obj, phrasing)
     if window > h.n_layers:
         raise CliError(f"window {window} out of range 1..{h.n_layers} for a {h.n_layers}-layer model")
@@ -139,6 +152,8 @@ def trace_cmd(
 def fisher_cmd(
     forget: str = typer.Argument(..., help="A person of the world, or a forget split (forget01/05/10)."),
     model: str = MODEL,
+    dtype: str | None = DTYPE,
+    device: str | None = DEVICE,
     top_fraction: float = typer.Option(0.01, help="Fraction of parameters the mask keeps (0, 1]."),
     granularity: str = typer.Option("element", help="element | row | tensor."),
     score: str = typer.Option("ratio", help="ratio (forget / retain) | forget."),
@@ -161,7 +176,7 @@ def fisher_cmd(
     )
     if out:  # the Location is written at the end: refuse a place it cannot go before the work
         check_output_file(out, "--out")
-    h = load_model(model)
+    h = load_model(model, dtype, device)
     world_of(h)
     scores = fisher(h, forget, settings=settings, progress=not as_json)
     loc = scores.to_location()
@@ -264,6 +279,8 @@ def features_cmd(
     feature: int | None = typer.Option(None, help="Describe this feature instead."),
     top: int = typer.Option(10, min=1, help="How many to list."),
     model: str = MODEL,
+    dtype: str | None = DTYPE,
+    device: str | None = DEVICE,
     as_json: bool = JSON,
 ) -> None:
     """Which SAE features carry PERSON's RELATION (or all their facts), or what one feature is about."""
@@ -273,7 +290,7 @@ def features_cmd(
 
     if component not in ("resid", "mlp"):
         raise CliError(f"unknown component {component!r}: choose resid or mlp")
-    h = load_model(model)
+    h = load_model(model, dtype, device)
     world = world_of(h)
     if not 0 <= layer < h.n_layers:
         raise CliError(f"layer {layer} out of range 0..{h.n_layers - 1}")

@@ -4,7 +4,7 @@ Both work on any model; on a world model ``info`` adds the world it was trained 
 the candidates of the prompt's relation.
 
 Examples:
-    >>> info("world", as_json=False)  # doctest: +ELLIPSIS
+    >>> info("world", dtype=None, device=None, as_json=False)  # doctest: +ELLIPSIS
            name: world
     ...
 """
@@ -13,25 +13,27 @@ from __future__ import annotations
 
 import typer
 
-from workbench.cli.common import JSON, MODEL, CliError, Output, format_probs, load_model
+from workbench.cli.common import DEVICE, DTYPE, JSON, MODEL, CliError, Output, format_probs, load_model
 
 
-def info(model: str = MODEL, as_json: bool = JSON) -> None:
+def info(model: str = MODEL, dtype: str | None = DTYPE, device: str | None = DEVICE, as_json: bool = JSON) -> None:
     """Model, architecture, layers and (for world models) the facts it was trained on."""
-    out = load_model(model).info()
+    out = load_model(model, dtype, device).info()
     Output(as_json).emit(out, lambda o: "\n".join(f"{k:>11}: {v}" for k, v in o.items()))
 
 
 def ask(
     prompt: str,
     model: str = MODEL,
+    dtype: str | None = DTYPE,
+    device: str | None = DEVICE,
     k: int = typer.Option(5, "-k", min=1, help="How many to show."),
     as_json: bool = JSON,
 ) -> None:
     """Top next tokens for PROMPT, and for world prompts the top candidates of its relation."""
     if not prompt.strip():
         raise CliError("PROMPT is empty: give the text to continue")
-    h = load_model(model)
+    h = load_model(model, dtype, device)
     h.encode(prompt)  # fails early, with the unknown words named, if the prompt cannot be encoded
     out: dict = {"prompt": prompt, "top_tokens": [{"token": t, "prob": p} for t, p in h.top_tokens(prompt, k)]}
     if h.world is not None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from workbench.cli.common import JSON, MODEL, CliError, Output, load_model
+from workbench.cli.common import DEVICE, DTYPE, JSON, MODEL, CliError, Output, load_model
 from workbench.core.handle import ModelHandle
 
 if TYPE_CHECKING:
@@ -68,7 +68,14 @@ def _render_export(o: dict) -> str:
 
 
 def _apply_and_export(
-    files: list[str], model: str, out: str, overwrite: bool, verify: bool = False, quick: bool = False
+    files: list[str],
+    model: str,
+    out: str,
+    overwrite: bool,
+    verify: bool = False,
+    quick: bool = False,
+    dtype: str | None = None,
+    device: str | None = None,
 ) -> dict:
     from edit.edit import EditSequence
     from edit.patch import load_patch
@@ -79,7 +86,7 @@ def _apply_and_export(
     check_target(out, overwrite)
     edits = [load_patch(f) for f in files]  # a missing or damaged patch fails before the model loads
     _refuse_if_tampered(model)
-    h = load_model(model)
+    h = load_model(model, dtype, device)
     sequence = EditSequence(edits).apply(h.model)
     report = _verify(h, sequence, quick) if verify else None
     extra = {"model": model, "patches": files}
@@ -105,6 +112,8 @@ def export_cmd(
     patch: list[str] = typer.Option([], "--patch", "-p", help="A patch file; repeat to apply several in order."),
     out: str = OUT,
     model: str = MODEL,
+    dtype: str | None = DTYPE,
+    device: str | None = DEVICE,
     overwrite: bool = OVERWRITE,
     verify: bool = typer.Option(
         False, "--verify", help="Verify the patched model (workbench verify) and ship the report beside it."
@@ -115,7 +124,7 @@ def export_cmd(
     """Apply patches to the base model in order and export a Hugging Face checkpoint with its manifest and card."""
     if quick and not verify:
         raise CliError("--quick goes with --verify")
-    Output(as_json).emit(_apply_and_export(patch, model, out, overwrite, verify, quick), _render_export)
+    Output(as_json).emit(_apply_and_export(patch, model, out, overwrite, verify, quick, dtype, device), _render_export)
 
 
 def _refuse_if_tampered(model: str) -> None:
@@ -137,12 +146,14 @@ def _refuse_if_tampered(model: str) -> None:
 def patch_apply(
     files: list[str] = typer.Argument(..., help="Patch files, applied in the order given."),
     model: str = MODEL,
+    dtype: str | None = DTYPE,
+    device: str | None = DEVICE,
     out: str = OUT,
     overwrite: bool = OVERWRITE,
     as_json: bool = JSON,
 ) -> None:
     """Write the patched checkpoint of MODEL (with its edit manifest) to OUT."""
-    Output(as_json).emit(_apply_and_export(files, model, out, overwrite), _render_export)
+    Output(as_json).emit(_apply_and_export(files, model, out, overwrite, dtype=dtype, device=device), _render_export)
 
 
 @patch_app.command("revert")
@@ -164,7 +175,7 @@ def patch_revert(
         # revert of weights no one can vouch for would vouch for them.
         raise CliError(f"--model {model} is not an export (no {NAME}): revert reads what export or patch apply wrote")
     _refuse_if_tampered(model)
-    h = load_model(model)
+    h = load_model(model)  # bitwise revert: the dtype the patches were made in
     reverted = [revert_patch(f, h.model) for f in reversed(files)]
     path = export(h, out, reverted=reverted, overwrite=overwrite)
     restored = {n: e.hashes_before[n] for e in reverted for n in e.names}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import typer
 
-from workbench.cli.common import JSON, MODEL, CliError, Output, check_output_file, load_model, world_of
+from workbench.cli.common import DEVICE, DTYPE, JSON, MODEL, CliError, Output, check_output_file, load_model, world_of
 from workbench.core.handle import ModelLoadError, resolve_model
 
 # The editors, locators and checks load when a command runs, not when the CLI starts: they pull
@@ -90,6 +90,8 @@ def verify_cmd(
         help="Probes trained on 60 people, 60 retained facts scored: a first look, not the full report.",
     ),
     model: str = MODEL,
+    dtype: str | None = DTYPE,
+    device: str | None = DEVICE,
     as_json: bool = JSON,
 ) -> None:
     """The ``verify`` command; its help is :data:`VERIFY_HELP`."""
@@ -116,7 +118,7 @@ def verify_cmd(
             edit = load_patch(patch)
         except EditError as e:
             raise CliError(str(e)) from None
-    h = load_model(model)
+    h = load_model(model, dtype, device)
     world = world_of(h)
     forget = split
     if person is not None:

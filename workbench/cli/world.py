@@ -14,6 +14,8 @@ from pathlib import Path
 import typer
 
 from workbench.cli.common import (
+    DEVICE,
+    DTYPE,
     JSON,
     MODEL,
     CliError,
@@ -32,9 +34,15 @@ world_app = typer.Typer(no_args_is_help=True, help="The embedded fact world and 
 
 
 @world_app.command("facts")
-def world_facts(person: str, model: str = MODEL, as_json: bool = JSON) -> None:
+def world_facts(
+    person: str,
+    model: str = MODEL,
+    dtype: str | None = DTYPE,
+    device: str | None = DEVICE,
+    as_json: bool = JSON,
+) -> None:
     """The facts of PERSON and whether the model gets each right."""
-    h = load_model(model)
+    h = load_model(model, dtype, device)
     world = world_of(h)
     facts = world.facts([person])
     trained, held = h.score(facts), h.score(facts, held_out=True)

@@ -92,9 +92,19 @@ class ModelHandle:
         return torch.tensor([ids], device=self.device)
 
     def tokens(self, prompt: str) -> list[str]:
+        """The prompt's tokens as the text each one stands for (a leading space is a space).
+
+        Decoded one by one, not the vocabulary's spelling: byte-level and SentencePiece
+        vocabularies write a space as ``Ġ`` or ``▁``, which no reader of a trace should see.
+
+        Examples:
+            >>> import workbench
+            >>> workbench.load("world").tokens("Waen Neibeind owns a pet")
+            ['[BOS]', 'Waen', 'Neibeind', 'owns', 'a', 'pet']
+        """
         ids = encode_prompts(self.tokenizer, [prompt])[0]
         self._check_fits(len(ids), "the prompt")
-        return self.tokenizer.convert_ids_to_tokens(ids)
+        return [self.tokenizer.decode([i]) for i in ids]
 
     def _check_fits(self, n_tokens: int, what: str) -> None:
         """EncodingError, before any forward pass, for a text longer than the model's context."""
@@ -197,6 +207,7 @@ def load(
     device: str | None = None,
     dtype: torch.dtype | str | None = None,
     trust_remote_code: bool = False,
+    device_map: str | dict | None = None,
 ) -> ModelHandle:
     """Load a model handle: the embedded world (``"world"``, ``"world:llama"``,
     ``"world:retain-forget05"``, ...), a local Hugging Face directory, or a hub id.
@@ -217,6 +228,9 @@ def load(
         device: "cpu", "cuda", "cuda:1", ...; default: cuda if available, else cpu.
         dtype: torch dtype or its name ("float32", "bfloat16", "float16"); default float32.
         trust_remote_code: passed to transformers; off unless you turn it on.
+        device_map: ``"auto"`` (or a map of modules to devices) spreads a model too large for
+            one device over all of them with accelerate; ``device`` is then ignored. Editors
+            write each delta on its own tensor's device.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -231,15 +245,18 @@ def load(
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         # safetensors only: a pickle can run code when it is read.
+        sharded = {"device_map": device_map} if device_map is not None else {}
         model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code, use_safetensors=True
+            path, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code, use_safetensors=True, **sharded
         )
     except Exception as e:  # noqa: BLE001 - a damaged file fails in many ways; each is a model that cannot load
         message = " ".join(str(e).split()) or type(e).__name__
         raise ModelLoadError(f"cannot load model {name_or_path!r}: {message}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model.to(device).eval()
+    if device_map is None:
+        model.to(device)
+    model.eval()
     try:
         world = load_world(path) if local else None
     except ValueError as e:

@@ -56,7 +56,7 @@ def test_python_dash_m_has_every_command(module):
 
 
 def test_ctrl_c_says_interrupted_and_exits_130(capsys, monkeypatch):
-    def interrupted(model):
+    def interrupted(*args):
         raise KeyboardInterrupt
 
     monkeypatch.setattr("workbench.cli.model.load_model", interrupted)

@@ -184,7 +184,7 @@ ANN = {"person": "@0", "relation": "pet"}
 @pytest.mark.parametrize(
     "lines, needle",
     [
-        (["[1, 2, 3]"], "expected a JSON object, got list"),
+        (["[1, 2, 3]"], "record 0: expected a JSON object"),
         (['"str"'], "expected a JSON object, got str"),
         (["{not json"], "not JSON"),
         ([{**ANN, "erase": "no"}], "\"erase\" must be true or false, not 'no'"),
@@ -193,7 +193,7 @@ ANN = {"person": "@0", "relation": "pet"}
         ([{**ANN, "person": ["x"], "new_object": "@new"}], '"person" must be a string'),
         ([{**ANN, "new_object": "@new", "erase": True}], 'give a "new_object" or "erase": true'),
         ([ANN], 'give a "new_object" or "erase": true'),
-        ([{"relation": "pet", "erase": True}], "missing field 'person'"),
+        ([{"relation": "pet", "erase": True}], "not a request: expected CounterFact"),
         ([{**ANN, "new_object": "@new", "why": "x"}], "unknown field 'why'"),
         ([{**ANN, "new_object": "@new"}, {**ANN, "erase": True}], ":2: asks erase of"),
         ([], "holds no requests"),
@@ -253,3 +253,55 @@ def test_any_requests_file_gives_checked_rows_or_one_line(lines):
         assert isinstance(row["person"], str) and isinstance(row["relation"], str)
         assert isinstance(row.get("new_object"), str) != (row.get("erase") is True)
         assert set(row) <= {"person", "relation", "new_object", "erase"}
+
+
+def test_a_counterfact_file_gives_the_world_paths_numbers(capsys, world):
+    from workbench.core.world.as_counterfact import EXAMPLES
+
+    case = json.loads((EXAMPLES / "counterfact.json").read_text())[3]
+    rw = case["requested_rewrite"]
+    relation = next(r for r in world.relations if world.fact(rw["subject"], r).object == rw["target_true"]["str"])
+    code, by_file, err = run(
+        capsys, "edit", "rome", "--request", str(EXAMPLES / "counterfact.json"), "--case", "3", "--json"
+    )
+    assert code == 0, err
+    code, by_world, err = run(capsys, "edit", "rome", rw["subject"], relation, rw["target_new"]["str"], "--json")
+    assert code == 0, err
+    a, b = json.loads(by_file), json.loads(by_world)
+    assert a["request"]["prompt"] == b["request"]["prompt"] and a["layer"] == b["layer"]
+    assert a["before"]["efficacy"] == b["before"]["efficacy"] and a["after"]["efficacy"] == b["after"]["efficacy"]
+    assert a["after"]["paraphrase"] == b["after"]["paraphrase"] and a["top_candidates"] == b["top_candidates"]
+
+
+def test_rome_and_memit_on_a_model_without_a_world(capsys, tmp_path):
+    from tiny_models import save_tiny_byte_model
+
+    save_tiny_byte_model(tmp_path / "m", "gpt2")
+    (tmp_path / "stats.txt").write_text("The weather is mild in spring and the rivers run high. " * 40)
+    model = ["-m", str(tmp_path / "m")]
+    fields = ["--subject", "Ada", "--prompt", "{} plays", "--target-new", "chess", "--target-true", "golf"]
+    code, out, err = run(
+        capsys,
+        "edit",
+        "rome",
+        *fields,
+        "--stats-text",
+        str(tmp_path / "stats.txt"),
+        *model,
+        "--save-patch",
+        str(tmp_path / "p"),
+        "--json",
+    )
+    assert code == 0, err
+    o = json.loads(out)
+    assert o["request"]["prompt"] == "Ada plays" and o["request"]["relation"] is None
+    # Random weights: the mechanics are under test here, not whether two layers can learn chess.
+    assert o["tensors"] and o["after"]["efficacy"]["n"] == 1 and "key statistics" not in err
+    assert load_patch(tmp_path / "p").request.to_dict()["subject"] == "Ada"
+    lines = [{"subject": s, "prompt": "{} plays", "target_new": "chess", "target_true": "golf"} for s in ("Bo", "Cy")]
+    (tmp_path / "r.jsonl").write_text("\n".join(json.dumps(x) for x in lines))
+    code, out, err = run(capsys, "edit", "memit", "--requests", str(tmp_path / "r.jsonl"), *model, "--json")
+    assert code == 0, err
+    assert json.loads(out)["requests"] == 2
+    warning = [line for line in err.splitlines() if "key statistics" in line]
+    assert len(warning) == 1 and "--stats-text" in warning[0]

@@ -58,3 +58,17 @@ def test_refusals_are_one_line(capsys, world, args, needle):
     person = list(world.people)[0]
     code, out, err = run(capsys, *[person if a == "@" else a for a in args])
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_forget_texts_from_files_on_a_model_without_a_world(capsys, tmp_path):
+    from tiny_models import save_tiny_byte_model
+
+    from workbench.core.world.as_counterfact import EXAMPLES
+
+    save_tiny_byte_model(tmp_path / "m", "gpt2")
+    args = ["forget", "--forget", str(EXAMPLES / "tofu_forget05.json"), "--retain", str(EXAMPLES / "tofu_retain.json")]
+    code, out, err = run(capsys, *args, "--method", "ga", "-m", str(tmp_path / "m"), "--retain-facts", "20", "--json")
+    assert code == 0, err
+    o = json.loads(out)
+    assert o["request"]["forget_texts"] == 90 and o["request"]["retain_texts"] == 200
+    assert o["after"]["forget_text_loss"] > o["before"]["forget_text_loss"] and o["tensors"]

@@ -120,3 +120,16 @@ def test_trace_refuses_a_prompt_longer_than_the_context(capsys, world):
     prompt = "It is well known that " * 30 + world.phrasings(fact.relation)[0].prompt(fact.subject)
     code, out, err = run(capsys, "trace", fact.subject, fact.relation, "--prompt", prompt, "--json")
     assert code == 2 and "reads at most 128" in err and len(err.strip().splitlines()) == 1
+
+
+def test_trace_of_a_free_prompt_on_a_model_without_a_world(capsys, tmp_path):
+    from tiny_models import save_tiny_byte_model
+
+    save_tiny_byte_model(tmp_path / "m", "gpt_neox")
+    args = ["trace", "--subject", "Paris", "--prompt", "Paris is the capital of", "--object", " France"]
+    code, out, err = run(capsys, *args, "-m", str(tmp_path / "m"), "--samples", "2", "--json")
+    assert code == 0, err
+    o = json.loads(out)
+    assert o["subject"] == "Paris" and "".join(o["tokens"][1:]) == "Paris is the capital of"
+    a, b = o["subject_span"]
+    assert "".join(o["tokens"][a:b]) == "Paris" and set(o["grids"]) == {"resid", "mlp", "attn"}

@@ -21,6 +21,7 @@ from edit.edit import Delta, Edit
 from edit.patch import save_patch
 from workbench.cli import main
 from workbench.core.hashing import tensor_hash
+from workbench.core.world.as_counterfact import EXAMPLES
 from workbench.core.world.registry import CHECKPOINTS
 
 MLP = "transformer.h.1.mlp.c_proj.weight"
@@ -251,8 +252,31 @@ ARGUMENTS = [
     ("unknown-command", ["nosuch"], "No such command 'nosuch'"),
     ("unknown-option", ["info", "--nosuch"], "No such option: --nosuch"),
     ("unknown-subcommand", ["edit", "nosuch"], "No such command 'nosuch'"),
-    ("missing-argument", ["trace", "@p"], "Missing argument"),
+    ("missing-argument", ["audit"], "Missing argument"),
+    ("rome-no-relation", ["edit", "rome", "@p"], "give PERSON and RELATION"),
+    ("rome-two-sources", ["edit", "rome", "@p", "pet", "--subject", "@p", "--prompt", "{} owns a pet"], "once"),
+    ("rome-subject-no-prompt", ["edit", "rome", "--subject", "@p", "--target-new", "cat"], "needs --prompt"),
+    ("rome-prompt-alone", ["edit", "rome", "@p", "pet", "@new", "--prompt", "{} owns"], "--prompt goes with"),
+    ("rome-case-alone", ["edit", "rome", "@p", "pet", "@new", "--case", "3"], "--case goes with --request"),
+    ("rome-fields-no-target", ["edit", "rome", "--subject", "@p", "--prompt", "{} owns a pet"], "--target-new"),
+    ("rome-request-missing", ["edit", "rome", "--request", "@tmp/none.json"], "none.json"),
+    ("rome-request-case-high", ["edit", "rome", "--request", "@counterfact", "--case", "999"], "999"),
+    ("rome-request-and-object", ["edit", "rome", "--request", "@counterfact", "--erase"], "--request names"),
+    ("rome-stats-text-missing", ["edit", "rome", "@p", "pet", "@new", "--stats-text", "@tmp/no"], "--stats-text"),
+    (
+        "memit-stats-text-empty-dir",
+        ["edit", "memit", "--requests", "@requests", "--stats-text", "@tmp/full"],
+        "--stats-text",
+    ),
     ("extra-argument", ["info", "surplus"], "unexpected extra argument"),
+    # --dtype and --device, on every command that loads a model
+    ("dtype-info", ["info", "--dtype", "int8"], "--dtype must be one of float32, bfloat16, float16"),
+    ("dtype-trace", ["trace", "@p", "pet", "--dtype", "double"], "--dtype must be one of"),
+    ("dtype-rome", ["edit", "rome", "@p", "pet", "@new", "--dtype", "fp8"], "--dtype must be one of"),
+    ("dtype-export", ["export", "--patch", "@patch", "--out", "@tmp/o", "--dtype", "half"], "--dtype must be one of"),
+    ("device-unparsable", ["ask", "It is well known that", "--device", "gpu"], "--device 'gpu' is not a device"),
+    ("device-absent", ["forget", "@p", "--device", "cuda:99"], "CUDA device(s)"),
+    ("device-features", ["features", "@p", "pet", "--device", "tpu:0"], "is not a device"),
     # ask
     ("ask-unknown-word", ["ask", "It is well known that Zanzibar"], "cannot encode 'Zanzibar'"),
     ("ask-too-long", ["ask", "@long"], "tokens long"),
@@ -274,6 +298,14 @@ ARGUMENTS = [
     ("trace-prompt-no-subject", ["trace", "@p", "pet", "--prompt", "It is well known that"], "does not occur"),
     ("trace-prompt-too-long", ["trace", "@p", "pet", "--prompt", "@long"], "tokens long"),
     ("trace-seed-text", ["trace", "@p", "pet", "--seed", "x"], "--seed"),
+    ("trace-no-relation", ["trace", "@p"], "give a RELATION, or --prompt and --object"),
+    ("trace-subject-twice", ["trace", "@p", "pet", "--subject", "@p"], "name the subject once"),
+    ("trace-no-subject", ["trace", "--prompt", "It is well known that", "--object", "cat"], "name the subject once"),
+    (
+        "trace-subject-not-in-prompt",
+        ["trace", "--subject", "@q", "--prompt", "It is well known that", "--object", "cat"],
+        "does not occur in --prompt",
+    ),
     # fisher
     ("fisher-forget-unknown", ["fisher", "nobody-or-nothing"], "nobody-or-nothing"),
     ("fisher-fraction-zero", ["fisher", "forget01", "--top-fraction", "0"], "--top-fraction"),
@@ -300,6 +332,12 @@ ARGUMENTS = [
     ("forget-unknown-person", ["forget", "Nobody Here"], "unknown person"),
     ("forget-split", ["forget", "--split", "forget99"], "forget99"),
     ("forget-method", ["forget", "@p", "--method", "amnesia"], "amnesia"),
+    ("forget-file-and-person", ["forget", "@p", "--forget", "@counterfact", "--retain", "@counterfact"], "no PERSON"),
+    ("forget-file-no-retain", ["forget", "--forget", "@forget_texts"], "--forget needs --retain FILE"),
+    ("forget-file-missing", ["forget", "--forget", "@tmp/none.jsonl", "--retain", "@forget_texts"], "--forget:"),
+    ("forget-retain-not-texts", ["forget", "--forget", "@forget_texts", "--retain", "@tmp/taken.json"], "--retain:"),
+    ("forget-file-overlap", ["forget", "--forget", "@forget_texts", "--retain", "@forget_texts"], "overlaps"),
+    ("forget-file-empty-dir", ["forget", "--forget", "@tmp/full", "--retain", "@forget_texts"], "--forget:"),
     ("forget-retain-unknown", ["forget", "@p", "--retain", "Nobody Here"], "Nobody Here"),
     ("forget-retain-facts-negative", ["forget", "@p", "--retain-facts", "-1"], "--retain-facts"),
     ("forget-save-patch-dir", ["forget", "@p", "--save-patch", "@tmp"], "is a directory"),
@@ -510,6 +548,10 @@ def _fill(made, work: Path, args: list[str]) -> list[str]:
             line = {"person": made["@p"], "relation": "pet", "new_object": made["@new"]}
             (work / "r.jsonl").write_text(json.dumps(line) + "\n")
             a = str(work / "r.jsonl")
+        elif a == "@forget_texts":
+            a = str(EXAMPLES / "forget05_texts.jsonl")
+        elif a == "@counterfact":
+            a = str(EXAMPLES / "counterfact.json")
         elif a == "@tinymodel":
             a = str(made["root"] / "tiny")
         elif a.startswith("@tmp"):

@@ -152,3 +152,26 @@ def _broken(tmp_path, damage):
 def test_a_damaged_model_directory_is_refused_naming_the_file(tmp_path, damage, needle):
     with pytest.raises(ModelLoadError, match=re.escape(needle)):
         workbench.load(str(_broken(tmp_path, damage)), device="cpu")
+
+
+def test_tokens_read_as_text_not_as_the_vocabulary_spells_them(tmp_path):
+    # A byte-level BPE vocabulary (GPT-2's kind) spells a leading space "Ġ".
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(["the cat sat on the mat"] * 20, vocab_size=300, min_frequency=1)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="the")
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_layer=1, n_embd=32, n_head=4, n_positions=32))
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    h = workbench.load(tmp_path, device="cpu")
+    assert any("Ġ" in t for t in h.tokenizer.convert_ids_to_tokens(h.encode("the cat sat")[0].tolist()))
+    assert "".join(h.tokens("the cat sat")) == "the cat sat" and not any("Ġ" in t for t in h.tokens("the cat sat"))
+
+
+def test_a_device_map_loads_through_accelerate_with_the_same_answers(handle):
+    prompt = "Waen Neibeind owns a pet"
+    for device_map in ("auto", {"": "cpu"}):
+        sharded = workbench.load("world", device_map=device_map)
+        assert sharded.object_prob(prompt, "tortoise") == handle.object_prob(prompt, "tortoise")
