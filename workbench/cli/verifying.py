@@ -13,6 +13,7 @@ from __future__ import annotations
 import typer
 
 from workbench.cli.common import DEVICE, DTYPE, JSON, MODEL, CliError, Output, check_output_file, load_model, world_of
+from workbench.cli.verifying_texts import verify_files
 from workbench.core.handle import ModelLoadError, resolve_model
 
 # The editors, locators and checks load when a command runs, not when the CLI starts: they pull
@@ -71,6 +72,7 @@ def _render(o: dict) -> str:
 # One paragraph: click would show a line break inside the docstring as a break in --help.
 VERIFY_HELP = (
     "Verify a patch (or, with --split/--person and no patch, the model as it is): removed, suppressed or not forgotten."
+    " On any model, --forget FILE --retain FILE verifies forgetting of those texts or TOFU pairs against --reference."
 )
 
 
@@ -82,6 +84,13 @@ def verify_cmd(
         None, help="What should be forgotten: a split (forget01, forget05, forget10); default: what the patch says."
     ),
     person: str | None = typer.Option(None, help="Or a person (several: comma-separated)."),
+    forget_file: str | None = typer.Option(
+        None, "--forget", help="Or texts / TOFU question-answer pairs (.json, .jsonl, .txt, a folder) to be forgotten."
+    ),
+    retain_file: str | None = typer.Option(None, "--retain", help="With --forget: texts or pairs to keep."),
+    choices_file: str | None = typer.Option(
+        None, "--choices", help="With --forget: multiple-choice questions about the forget set (WMDP style)."
+    ),
     reference: str = typer.Option("auto", help="Retain model to compare with: auto, a model name, or none."),
     html: str | None = typer.Option(None, "--html", help="Also write the standalone HTML report here."),
     quick: bool = typer.Option(
@@ -100,6 +109,17 @@ def verify_cmd(
     from edit.patch import load_patch
     from workbench.verify import VerifyError, VerifySettings, verify
 
+    if forget_file is not None or retain_file is not None or choices_file is not None:
+        if forget_file is None:
+            raise CliError("--retain and --choices go with --forget FILE: the texts whose forgetting is verified")
+        if split is not None or person is not None or html:
+            raise CliError("--forget names what was forgotten: no --split, --person or --html with it")
+        try:
+            edit = load_patch(patch) if patch is not None else None
+        except EditError as e:
+            raise CliError(str(e)) from None
+        verify_files(forget_file, retain_file, choices_file, edit, reference, quick, model, dtype, device, as_json)
+        return
     if patch is None and split is None and person is None:
         raise CliError("nothing to verify: give --patch FILE, or --split / --person to verify the model as it is")
     if split is not None and person is not None:
