@@ -181,8 +181,9 @@ def gradient_unlearn(
             original_acc = _accuracy(model, retain_check, pad, handle.device)
             floor = s.floor * original_acc
             checks.append([0, original_acc, _accuracy(model, forget_check, pad, handle.device)])
-            # The weights of the last check that passed: what the run rolls back to.
-            kept, kept_step = {n: originals[n].clone() for n in names}, 0
+            # The masked elements of the last check that passed: what the run rolls back to (the
+            # rest never moves, so a whole copy of every tensor would hold nothing more).
+            kept, kept_step = {n: originals[n][masks[n]] for n in names}, 0
             optimiser = torch.optim.Adam(params, lr=s.lr)
             forget_batches = example_batches(forget, s.batch_size, pad, s.seed, handle.device)
             retain_batches = example_batches(retain, s.batch_size, pad, s.seed + 1, handle.device)
@@ -199,9 +200,9 @@ def gradient_unlearn(
                     raise EditError(
                         f"{s.method} loss became {float(loss.detach())} at step {step}; the model is unchanged"
                     )
-                grads = torch.autograd.grad(loss, params)
-                for p, g, n in zip(params, grads, names, strict=True):
-                    p.grad = g * masks[n]
+                # Masked in place: a second gradient of every tensor is another model's worth.
+                for p, g, n in zip(params, torch.autograd.grad(loss, params), names, strict=True):
+                    p.grad = g.mul_(masks[n])
                 optimiser.step()
                 optimiser.zero_grad(set_to_none=True)
                 with torch.no_grad():
@@ -219,11 +220,11 @@ def gradient_unlearn(
                 if retain_acc < floor:
                     stopped = "retain floor"
                     break
-                kept, kept_step = {n: p.detach().clone() for n, p in zip(names, params, strict=True)}, step
+                kept, kept_step = {n: p.detach()[masks[n]] for n, p in zip(names, params, strict=True)}, step
 
             # 5. The Edit holds the kept weights' difference; the model goes back as it was.
             with torch.no_grad():
-                deltas = {n: Delta(dense=(kept[n] - originals[n]).cpu()) for n in names}
+                deltas = {n: Delta(dense=_masked_delta(kept[n], originals[n], masks[n])) for n in names}
                 if not all(torch.isfinite(d.dense).all() for d in deltas.values()):
                     raise EditError(f"{s.method} produced non-finite weights; the model is unchanged")
                 for p, n in zip(params, names, strict=True):
@@ -244,6 +245,13 @@ def gradient_unlearn(
     }
     edit = Edit(s.method, Forget.of(request), deltas, location, asdict(s), metrics, hashes_before=hashes)
     return edit.apply(model) if apply else edit
+
+
+def _masked_delta(kept: Tensor, original: Tensor, mask: Tensor) -> Tensor:
+    """The dense change from ``original`` to the tensor whose masked elements are ``kept``; zero elsewhere."""
+    delta = torch.zeros_like(original)
+    delta[mask] = kept - original[mask]
+    return delta.cpu()
 
 
 def _fisher_location(handle, request: ForgetRequest, s: GradientSettings) -> Location:

@@ -30,7 +30,9 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 from tqdm.auto import tqdm
 
+from locate.fisher_settings import FisherError, FisherSettings, chunk_size
 from locate.location import Location, Site, component_totals, neuron_totals, parameter_sites, unit_totals
+from locate.top_k import top_k_mask
 from workbench.core.examples import Datum, ExampleError, encode_examples, pad_examples
 from workbench.core.sites import SiteMap
 from workbench.core.world.facts import Fact, World
@@ -38,66 +40,8 @@ from workbench.core.world.facts import Fact, World
 Scores = dict[str, Tensor]
 Which = Literal["forget", "retain", "ratio"]
 GRID_ROWS = ("attn", "mlp", "resid")
-_CHOICES = {"granularity": ("element", "row", "tensor"), "score": ("ratio", "forget"), "params": ("blocks", "all")}
 # Below this many chunks a progress bar is more noise than help.
 _QUIET_CHUNKS = 4
-
-
-class FisherError(ValueError):
-    """Bad Fisher input: unknown person or split, empty data, settings out of range."""
-
-
-@dataclass(frozen=True)
-class FisherSettings:
-    """Settings of a Fisher locator: what to score, and how much of it to keep.
-
-    Examples:
-        >>> FisherSettings().alpha, FisherSettings(top_fraction=0.05).granularity
-        (10.0, 'element')
-        >>> FisherSettings(top_fraction=1.5)  # doctest: +IGNORE_EXCEPTION_DETAIL
-        Traceback (most recent call last):
-        FisherError: top_fraction must be in (0, 1] or None, got 1.5
-
-    Args:
-        batch_size: Examples per vmapped chunk of per-example gradients; memory grows with it
-            (one parameter-sized gradient per example). On CPU 16 to 64 run about equally fast.
-        max_examples: At most this many examples per set, drawn with ``seed``; None keeps all.
-        top_fraction: Fraction of the candidates (elements, units or tensors, by ``granularity``)
-            that the Location keeps, best first; None keeps all.
-        granularity: "element" (a sparse element mask per tensor), "row" (units along
-            :func:`~locate.location.unit_axis`: MLP neurons, output features) or "tensor".
-        score: How candidates are ranked: "ratio" (forget / (retain + eps), the Selective
-            Synaptic Dampening criterion) or "forget" (forget importance alone).
-        alpha: Selective Synaptic Dampening's threshold: a parameter is selected where
-            forget > alpha x retain (Foster et al. use 10).
-        eps: Added to the retain Fisher in every ratio, so that parameters which hardly move
-            either way do not rank first (on the world model the median element's Fisher is
-            about 1e-12 to 1e-11, the largest about 1e-5).
-        seed: Seed of the example draw when ``max_examples`` cuts a set.
-        params: "blocks" (every parameter inside the transformer blocks: attention, MLP, norms)
-            or "all" (also embeddings, final norm and an untied unembedding).
-    """
-
-    batch_size: int = 32
-    max_examples: int | None = None
-    top_fraction: float | None = 0.01
-    granularity: Literal["element", "row", "tensor"] = "element"
-    score: Literal["ratio", "forget"] = "ratio"
-    alpha: float = 10.0
-    eps: float = 1e-12
-    seed: int = 0
-    params: Literal["blocks", "all"] = "blocks"
-
-    def __post_init__(self):
-        if self.top_fraction is not None and not 0 < self.top_fraction <= 1:
-            raise FisherError(f"top_fraction must be in (0, 1] or None, got {self.top_fraction}")
-        for name, allowed in _CHOICES.items():
-            if getattr(self, name) not in allowed:
-                raise FisherError(f"unknown {name} {getattr(self, name)!r}; expected one of {allowed}")
-        if self.batch_size < 1 or (self.max_examples is not None and self.max_examples < 1):
-            raise FisherError("batch_size and max_examples must be >= 1")
-        if self.alpha < 0 or not self.eps > 0:
-            raise FisherError(f"alpha must be >= 0 and eps > 0, got alpha={self.alpha}, eps={self.eps}")
 
 
 # -- data -------------------------------------------------------------------------------------
@@ -179,11 +123,17 @@ def _per_example_mode(model: nn.Module) -> Iterator[None]:
 
 
 def _diagonal(
-    handle, examples: list[tuple[list[int], list[int]]], names: list[str], batch_size: int, progress: bool, desc: str
+    handle,
+    examples: list[tuple[list[int], list[int]]],
+    names: list[str],
+    batch_size: int | None,
+    progress: bool,
+    desc: str,
 ) -> Scores:
     model = handle.model
     params = dict(model.named_parameters())
     theta = {n: params[n].detach() for n in names}
+    batch_size = chunk_size(list(theta.values()), batch_size)
     sums = {n: torch.zeros(p.shape, dtype=torch.float32, device=p.device) for n, p in theta.items()}
     pad = handle.tokenizer.pad_token_id or 0
     # Similar lengths share a chunk, so little of each chunk is padding.
@@ -196,11 +146,17 @@ def _diagonal(
         for chunk in tqdm(chunks, desc=desc, disable=not progress or len(chunks) <= _QUIET_CHUNKS):
             ids, _, scored = pad_examples([examples[i] for i in chunk], pad)
             grads = per_example(theta, ids.to(handle.device), scored.to(handle.device))
-            for n, g in grads.items():
-                # addcmul over the chunk adds the squares without materialising them (docs/locate.md#fisher-scores).
-                for one in g.float():
+            for n in names:
+                # addcmul over the chunk adds the squares without materialising them (docs/locate.md#fisher-scores);
+                # each tensor's gradients go as soon as they are summed, so a chunk's peak is its gradients once.
+                g = grads.pop(n)
+                for one in g:
+                    one = one.float()  # one example at a time: a half-precision chunk is never copied whole
                     sums[n].addcmul_(one, one)
-    return {n: (s / len(examples)).cpu() for n, s in sums.items()}
+                del g
+            del grads
+    # In place: the sums become the means, with no second copy of them.
+    return {n: s.div_(len(examples)).cpu() for n, s in sums.items()}
 
 
 def fisher_diagonal(
@@ -384,21 +340,24 @@ class FisherScores:
         s = settings or self.settings
         names = list(self.forget)
         f_c = _candidates(self.forget, s.granularity, self.sites)
-        flat_score = torch.cat([f_c[n].flatten().double() for n in names])
-        if s.score == "ratio":
-            r_c = _candidates(self._need_retain(), s.granularity, self.sites)
-            flat_score = flat_score / (torch.cat([r_c[n].flatten().double() for n in names]) + s.eps)
-        # How many elements each candidate covers.
-        size = torch.cat([torch.full((f_c[n].numel(),), self.forget[n].numel() // f_c[n].numel()) for n in names])
-        n = len(flat_score)
+        r_c = _candidates(self._need_retain(), s.granularity, self.sites) if s.score == "ratio" else None
+        n = sum(f_c[name].numel() for name in names)
+        # Filled a tensor at a time: on a 124M model every whole-model temporary is another GB.
+        flat_score, start = torch.empty(n, dtype=torch.float64), 0
+        for name in names:
+            part = flat_score[start : start + f_c[name].numel()]
+            part.copy_(f_c[name].flatten())
+            if r_c is not None:
+                part.div_(r_c[name].flatten().double() + s.eps)
+            start += len(part)
         k = n if s.top_fraction is None else max(1, math.ceil(s.top_fraction * n))
-        order = torch.sort(flat_score, descending=True, stable=True).indices[:k]
-        keep = torch.zeros(n, dtype=torch.bool)
-        keep[order] = True
-        where, sites, masks, start = parameter_sites(self.sites), [], {}, 0
+        keep, threshold = top_k_mask(flat_score, k)
+        where, sites, masks, start, elements = parameter_sites(self.sites), [], {}, 0, 0
         for name in names:
             stop = start + f_c[name].numel()
             chosen = keep[start:stop].nonzero().flatten()
+            # How many elements each candidate covers.
+            elements += len(chosen) * (self.forget[name].numel() // f_c[name].numel())
             layer, comp = where.get(name, (None, None))
             if s.granularity == "row":
                 sites += [
@@ -423,9 +382,9 @@ class FisherScores:
             "grid_rows": list(GRID_ROWS),
             "candidates": n,
             "selected": k,
-            "threshold": float(flat_score[order[-1]]),
-            "elements": int(size[order].sum()),
-            "total_elements": int(size.sum()),
+            "threshold": threshold,
+            "elements": elements,
+            "total_elements": sum(t.numel() for t in self.forget.values()),
             "examples": {"forget": self.n_forget, "retain": self.n_retain},
         }
         if self.retain is not None:
