@@ -277,6 +277,8 @@ def _stream_key_sums(
             mask = torch.zeros_like(mask)
             mask[torch.arange(len(last), device=mask.device), last] = True
         keys = args[0].detach()[mask].to(torch.float64)  # real tokens only
+        if outer_sum.device != keys.device:  # summed where the layer runs (a GPU, or a shard's)
+            outer_sum, key_sum = outer_sum.to(keys.device), key_sum.to(keys.device)
         outer_sum += keys.T @ keys
         key_sum += keys.sum(0)
         count += keys.shape[0]
@@ -309,4 +311,4 @@ def _stream_key_sums(
     finally:
         hook.remove()
         bar.close()
-    return outer_sum, key_sum, count
+    return outer_sum.cpu(), key_sum.cpu(), count

@@ -241,12 +241,16 @@ def heldout_loss(model, tokenizer, texts: list[str], ignore: list[str] | None = 
     """
     ids = encode_prompts(tokenizer, texts)
     scored = _scored_tokens(tokenizer, texts, ignore)
+    # A text longer than the model reads is scored window by window (each window's first token
+    # unscored, as a text's is), never past the positions the model has.
+    width = _window(model)
+    ids, scored = _windows(ids, width), _windows(scored, width)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     total, count = 0.0, 0
     dev = _device(model)
-    for start in range(0, len(ids), batch_size):
-        x, mask = pad_right(ids[start : start + batch_size], pad)
-        keep_rows, _ = pad_right(scored[start : start + batch_size], 0)
+    for start, stop in _batches([len(x) for x in ids], batch_size):
+        x, mask = pad_right(ids[start:stop], pad)
+        keep_rows, _ = pad_right(scored[start:stop], 0)
         mask = mask * keep_rows
         x, mask = x.to(dev), mask.to(dev)
         logits = model(input_ids=x, attention_mask=mask).logits.float()
@@ -255,3 +259,41 @@ def heldout_loss(model, tokenizer, texts: list[str], ignore: list[str] | None = 
         total += float(nll[keep].sum())
         count += int(keep.sum())
     return total / max(count, 1)
+
+
+# Windows of at most this many tokens even where a model reads more, and at most this many
+# tokens in one batch: the logits of a batch are tokens x vocabulary floats.
+LONGEST_WINDOW = 1024
+BATCH_TOKENS = 16384
+
+
+def _window(model) -> int:
+    config = getattr(model, "config", None)
+    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    return min(limit or LONGEST_WINDOW, LONGEST_WINDOW)
+
+
+def _windows(rows: list[list[int]], width: int) -> list[list[int]]:
+    """Each row cut into consecutive pieces of at most ``width`` items, in order."""
+    return [row[i : i + width] for row in rows for i in range(0, max(len(row), 1), width)]
+
+
+def _batches(lengths: list[int], batch_size: int) -> list[tuple[int, int]]:
+    """(start, stop) of consecutive rows: at most ``batch_size`` rows and about BATCH_TOKENS padded tokens.
+
+    Examples:
+        >>> _batches([10] * 5, batch_size=2)
+        [(0, 2), (2, 4), (4, 5)]
+        >>> _batches([1024] * 40, batch_size=256)[:2]
+        [(0, 16), (16, 32)]
+    """
+    out, start, longest = [], 0, 0
+    for i, n in enumerate(lengths):
+        longest_with = max(longest, n)
+        if i > start and (i - start >= batch_size or (i - start + 1) * longest_with > BATCH_TOKENS):
+            out.append((start, i))
+            start, longest_with = i, n
+        longest = longest_with
+    if lengths:
+        out.append((start, len(lengths)))
+    return out

@@ -58,3 +58,15 @@ def test_heldout_loss_skips_names_and_is_low_on_known_people(handle, world):
             ignore=[f.subject for f, _ in world.heldout_statements()],
         )
     )
+
+
+def test_a_text_longer_than_the_context_is_scored_window_by_window(tmp_path):
+    from tiny_models import save_tiny_byte_model
+
+    import workbench
+
+    save_tiny_byte_model(tmp_path / "m", "gpt2")  # 256 positions, one token per byte
+    h = workbench.load(tmp_path / "m", device="cpu")
+    piece = "the quick brown fox jumps over the lazy dog. " * 5  # 225 bytes: with BOS, one window
+    long = heldout_loss(h.model, h.tokenizer, [piece * 26])  # about 5,850 tokens: 23 windows
+    assert math.isfinite(long) and abs(long - heldout_loss(h.model, h.tokenizer, [piece])) < 0.05
