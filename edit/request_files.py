@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from edit.request import Request, RequestError, world_request
+from workbench.core.data_files import DataFileError, json_records
 
 # MEND's zsRE marks its locality questions as coming from Natural Questions.
 NQ_PREFIX = "nq question: "
@@ -204,41 +205,12 @@ def read_records(path: str | Path) -> list[tuple[str, dict]]:
         >>> _ = p.write_bytes(b"\\xff")
         >>> read_records(p)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
-        edit.request.RequestError: .../r.jsonl: not UTF-8 text (byte 0)
+        edit.request.RequestError: .../r.jsonl: not UTF-8 text (byte 0xff at offset 0)
     """
-    p = Path(path)
-    if not p.is_file():
-        raise RequestError(f"{path}: no such file" if not p.exists() else f"{path}: not a file")
     try:
-        text = p.read_bytes().decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as e:
-        raise RequestError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        raise RequestError(f"{path}: cannot be read ({e.strerror})") from None
-    if not text.strip():
-        raise RequestError(f"{path}: empty file: expected a JSON list of requests or one JSON object per line")
-    if text.lstrip().startswith("["):
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise RequestError(f"{path}:{e.lineno}: not JSON ({e.msg})") from None
-        if not records:
-            raise RequestError(f"{path}: an empty list: expected at least one request")
-        return [(f"{path}: record {i}", r) for i, r in enumerate(records)]
-    rows = []
-    for i, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append((f"{path}:{i}", json.loads(line)))
-        except json.JSONDecodeError as e:
-            if not rows:  # one record written over several lines
-                try:
-                    return [(f"{path}: record 0", json.loads(text))]
-                except json.JSONDecodeError:
-                    pass
-            raise RequestError(f"{path}:{i}: not JSON ({e.msg})") from None
-    return rows
+        return json_records(path, "a JSON list of requests or one JSON object per line")
+    except DataFileError as e:
+        raise RequestError(str(e)) from None
 
 
 # -- the formats ---------------------------------------------------------------------

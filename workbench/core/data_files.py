@@ -176,21 +176,44 @@ def _document(p: Path) -> str:
     return text
 
 
+def json_records(path: str | os.PathLike, expected: str) -> list[tuple[str, object]]:
+    """(where, value) of every record of a JSON list, one JSON object, or JSON Lines.
+
+    ``where`` names the record for messages: ``FILE:LINE`` in JSON Lines (always so for a
+    ``.jsonl`` file), ``FILE: record N`` (counted from 0, as ``jq '.[N]'`` counts) in a list. Every request, forget-set and choice
+    file is read through here, so all of them fail the same way.
+
+    Examples:
+        >>> import tempfile
+        >>> p = Path(tempfile.mkdtemp()) / "r.jsonl"
+        >>> _ = p.write_text('{"a": 1}\\n\\n{"b": 2}\\n')
+        >>> [(w.rsplit("/", 1)[1], r) for w, r in json_records(p, "records")]
+        [('r.jsonl:1', {'a': 1}), ('r.jsonl:3', {'b': 2})]
+
+    Raises:
+        DataFileError: no such file, not UTF-8, empty, not JSON, or no records.
+    """
+    p = Path(path)
+    text = _read(p)
+    if not text.strip():
+        raise DataFileError(f"{p}: empty: expected {expected}")
+    if text.lstrip().startswith("[") and p.suffix.lower() != ".jsonl":
+        whole = _whole(p, text)
+        items = [(f"{p}: record {i}", r) for i, r in enumerate(whole)]
+    else:
+        items = _lines(p, text)
+        if items is None:  # one pretty-printed object spans lines
+            items = [(f"{p}: record 0", _whole(p, text))]
+    if not items:
+        raise DataFileError(f"{p}: no records: expected {expected}")
+    return items
+
+
 def _read_records(p: Path, convert: Callable[[str, dict], T], expected: str) -> list[T]:
     """Each record converted, where the records are a JSON list, one JSON object, or JSON Lines."""
     if p.suffix.lower() not in RECORD_SUFFIXES and not p.is_dir():
         raise DataFileError(f"{p}: unsupported file type {p.suffix!r}: expected .json or .jsonl of {expected}")
-    text = _read(p)
-    if not text.strip():
-        raise DataFileError(f"{p}: empty: expected {expected}")
-    if p.suffix.lower() == ".json" and text.lstrip().startswith("["):
-        items = [(f"{p}: record {i}", r) for i, r in enumerate(_whole(p, text), 1)]
-    else:
-        items = _lines(p, text)
-        if items is None:  # one pretty-printed object spans lines
-            items = [(f"{p}: record 1", _whole(p, text))]
-    if not items:
-        raise DataFileError(f"{p}: no records: expected {expected}")
+    items = json_records(p, expected)
     out = []
     for where, record in items:
         if not isinstance(record, dict):

@@ -184,7 +184,7 @@ ANN = {"person": "@0", "relation": "pet"}
 @pytest.mark.parametrize(
     "lines, needle",
     [
-        (["[1, 2, 3]"], "record 0: expected a JSON object"),
+        (["[1, 2, 3]"], "r.jsonl:1: expected a JSON object, got [1, 2, 3]"),
         (['"str"'], "expected a JSON object, got str"),
         (["{not json"], "not JSON"),
         ([{**ANN, "erase": "no"}], "\"erase\" must be true or false, not 'no'"),

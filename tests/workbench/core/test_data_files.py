@@ -73,12 +73,12 @@ MALFORMED = [
     (read_texts, "a.jsonl", '{"text": 3}\n', "a.jsonl:1: expected a non-empty string 'text' (got 3)"),
     (read_texts, "a.jsonl", '{"text": "  "}\n', "a.jsonl:1: expected a non-empty string 'text'"),
     (read_texts, "a.jsonl", '["a list"]\n', "a.jsonl:1: expected a JSON object, got list"),
-    (read_texts, "a.json", '[{"text": "ok"}, "bare"]', "a.json: record 2: expected a JSON object, got str"),
+    (read_texts, "a.json", '[{"text": "ok"}, "bare"]', "a.json: record 1: expected a JSON object, got str"),
     (
         read_texts,
         "a.json",
         '[{"text": "ok"}, {"question": "Q?"}]',
-        "a.json: record 2: expected a non-empty string 'answer' (missing)",
+        "a.json: record 1: expected a non-empty string 'answer' (missing)",
     ),
     (
         read_qa,
@@ -90,13 +90,13 @@ MALFORMED = [
         read_qa,
         "a.json",
         '[{"question": "Q?", "answer": "A", "perturbed_answer": [1]}]',
-        "a.json: record 1: expected 'perturbed_answer'",
+        "a.json: record 0: expected 'perturbed_answer'",
     ),
     (
         read_qa,
         "a.json",
         '[{"question": "Q?", "answer": "A", "paraphrased_answer": 7}]',
-        "a.json: record 1: expected a non-empty string 'paraphrased_answer'",
+        "a.json: record 0: expected a non-empty string 'paraphrased_answer'",
     ),
     (read_qa, "a.txt", "Q? A.", "a.txt: unsupported file type '.txt'"),
     (
