@@ -20,6 +20,7 @@ from workbench.cli.common import (
     build_settings,
     check_output_file,
     load_model,
+    read_texts_option,
     world_of,
 )
 from workbench.core.handle import ModelHandle, ModelLoadError, resolve_model
@@ -150,7 +151,12 @@ def trace_cmd(
 
 
 def fisher_cmd(
-    forget: str = typer.Argument(..., help="A person of the world, or a forget split (forget01/05/10)."),
+    forget: str = typer.Argument(
+        ..., help="A person of the world, a forget split (forget01/05/10), or with --retain a file of texts."
+    ),
+    retain: str | None = typer.Option(
+        None, "--retain", help="Any model: FORGET and this are files of texts (JSONL {text}, TOFU QA, .txt, folder)."
+    ),
     model: str = MODEL,
     dtype: str | None = DTYPE,
     device: str | None = DEVICE,
@@ -176,9 +182,12 @@ def fisher_cmd(
     )
     if out:  # the Location is written at the end: refuse a place it cannot go before the work
         check_output_file(out, "--out")
+    texts = (read_texts_option(forget, "FORGET"), read_texts_option(retain, "--retain")) if retain else None
     h = load_model(model, dtype, device)
-    world_of(h)
-    scores = fisher(h, forget, settings=settings, progress=not as_json)
+    if texts is None:
+        world_of(h)
+    data = (forget,) if texts is None else texts
+    scores = fisher(h, *data, settings=settings, progress=not as_json)
     loc = scores.to_location()
     if out:
         loc.save(out)

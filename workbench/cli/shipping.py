@@ -48,7 +48,7 @@ def _exported(out: Path, extra: dict) -> dict:
         "edits": [{"method": e["method"], "tensors": e["tensors"]} for e in manifest["edits"]],
         "tensors": len(manifest["tensors"]),
         "chain_head": manifest["chain_head"],
-        "files": sorted([*manifest["files"], *manifest["weight_files"], NAME]),
+        "files": sorted({*manifest["files"], *manifest["weight_files"], NAME}),
     }
 
 

@@ -317,6 +317,8 @@ ARGUMENTS = [
     ("fisher-max-examples-zero", ["fisher", "forget01", "--max-examples", "0"], "--max-examples"),
     ("fisher-out-in-missing-dir", ["fisher", "forget01", "--out", "@tmp/no/such/dir/loc.json"], "--out"),
     ("fisher-out-a-dir", ["fisher", "forget01", "--out", "@tmp"], "--out"),
+    ("fisher-retain-missing", ["fisher", "@forget_texts", "--retain", "@tmp/none.jsonl"], "--retain:"),
+    ("fisher-forget-not-a-file", ["fisher", "forget01", "--retain", "@forget_texts"], "FORGET:"),
     # features
     ("features-unknown-person", ["features", "Nobody Here", "pet"], "unknown person"),
     ("features-unknown-relation", ["features", "@p", "hobby"], "hobby"),

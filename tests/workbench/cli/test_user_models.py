@@ -70,6 +70,9 @@ def test_the_whole_loop_on_a_users_model(capsys, user_model):
     )
     assert "".join(trace["tokens"][1:]) == "Ada plays" and not any("Ġ" in t for t in trace["tokens"])
 
+    fisher = run(capsys, "fisher", root / "tofu_forget05.json", "--retain", root / "tofu_retain.json", *m, "--json")
+    assert fisher["examples"] == {"forget": 8, "retain": 8} or fisher["selected_elements"] > 0
+
     fields = ["--subject", "Ada", "--prompt", "{} plays", "--target-new", " chess", "--target-true", " golf"]
     stats = ["--stats-text", root / "stats.txt"]
     rome = run(capsys, "edit", "rome", *fields, *stats, *m, "--save-patch", root / "rome", "--force", "--json")
