@@ -180,8 +180,9 @@ def json_records(path: str | os.PathLike, expected: str) -> list[tuple[str, obje
     """(where, value) of every record of a JSON list, one JSON object, or JSON Lines.
 
     ``where`` names the record for messages: ``FILE:LINE`` in JSON Lines (always so for a
-    ``.jsonl`` file), ``FILE: record N`` (counted from 0, as ``jq '.[N]'`` counts) in a list. Every request, forget-set and choice
-    file is read through here, so all of them fail the same way.
+    ``.jsonl`` file), ``FILE: record N`` (counted from 0, as ``jq '.[N]'`` counts) in a list.
+    Every request, forget-set and choice file is read through here, so all of them fail the
+    same way.
 
     Examples:
         >>> import tempfile
