@@ -293,7 +293,9 @@ def test_rome_and_memit_on_a_model_without_a_world(capsys, tmp_path):
         "--json",
     )
     assert code == 0, err
-    o = json.loads(out)
+    # Strict JSON: no paraphrases means no paraphrase score, written null, never NaN.
+    o = json.loads(out, parse_constant=lambda c: pytest.fail(f"{c} in --json output"))
+    assert o["after"]["paraphrase"] == {"prob": None, "accuracy": None, "n": 0}
     assert o["request"]["prompt"] == "Ada plays" and o["request"]["relation"] is None
     # Random weights: the mechanics are under test here, not whether two layers can learn chess.
     assert o["tensors"] and o["after"]["efficacy"]["n"] == 1 and "key statistics" not in err
