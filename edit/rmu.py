@@ -140,7 +140,9 @@ def rmu(
     pad = handle.tokenizer.pad_token_id or 0
     gen = torch.Generator().manual_seed(s.seed)
     u = torch.randn(sites.d_model, generator=gen)
-    u = (u / u.norm()).to(handle.device)
+    # On a sharded model (device_map) the block and each edited tensor may sit on their own
+    # devices: the direction goes where the block's states are, each frozen copy beside its tensor.
+    u = (u / u.norm()).to(next(block.parameters()).device)
     hashes = {n: tensor_hash(model.get_parameter(n)) for n in names}
     params = [model.get_parameter(n) for n in names]
     losses: list[list[float]] = []
@@ -148,7 +150,7 @@ def rmu(
     model.eval()  # no dropout: the same settings must give the same weights
     try:
         with restored_on_failure(model, names) as originals:
-            frozen = {n: t.to(handle.device) for n, t in originals.items()}
+            frozen = {n: t.to(model.get_parameter(n).device) for n, t in originals.items()}
             scale = _mean_norm(model, block, forget, pad, handle.device)
             c = s.steering_coefficient * scale
             optimiser = torch.optim.AdamW(params, lr=s.lr, weight_decay=0.0)

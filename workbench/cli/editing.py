@@ -59,6 +59,37 @@ def _render_scores(before: dict, after: dict) -> list[str]:
     return lines
 
 
+def _distinct(requests: list, source: str) -> list:
+    """The requests with exact repeats dropped (with a warning); different asks of one prompt refused.
+
+    Examples:
+        >>> from edit.request import Request
+        >>> a, b = Request("Ann", "Ann plays", "golf", "chess"), Request("Ann", "Ann plays", "golf", "tennis")
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True):
+        ...     len(_distinct([a, a], "r.json"))
+        1
+        >>> _distinct([a, b], "r.json")
+        Traceback (most recent call last):
+        workbench.cli.common.CliError: r.json: requests 0 and 1 ask 'chess' and 'tennis' of 'Ann plays'
+    """
+    seen: dict[str, tuple[int, object]] = {}
+    out, repeats = [], 0
+    for i, r in enumerate(requests):
+        if r.prompt in seen:
+            first, before = seen[r.prompt]
+            if before.new_object != r.new_object or before.true_object != r.true_object:
+                now, then = ("erase" if x is None else repr(x) for x in (r.new_object, before.new_object))
+                raise CliError(f"{source}: requests {first} and {i} ask {then} and {now} of {r.prompt!r}")
+            repeats += 1
+            continue
+        seen[r.prompt] = (i, r)
+        out.append(r)
+    if repeats:
+        warnings.warn(f"{source}: {repeats} repeated request(s) dropped", stacklevel=2)
+    return out
+
+
 def _world_form(text: str) -> bool:
     """Whether a requests file holds world requests: its first record names a "person"."""
     first = next((line for line in text.splitlines() if line.strip()), "")
@@ -340,6 +371,7 @@ def memit_cmd(
                 raise CliError(f"{requests_file}:{i}: {e}") from None
     else:
         requests = read_requests(requests_file, world=h.world) if h.world is not None else others
+        requests = _distinct(requests, requests_file)
     for r in requests:
         r.check(h.tokenizer)
     texts = key_texts(h, own_texts, requests)

@@ -243,6 +243,13 @@ REQUEST_LINES = {
         ":3: expected a JSON object",
     ),
     "blank-lines-only": (["", "   ", ""], "holds no requests"),
+    "plain-conflict": (
+        [
+            {"subject": "@p", "prompt": "{} owns a pet", "target_true": "@same", "target_new": "@new"},
+            {"subject": "@p", "prompt": "{} owns a pet", "target_true": "@same", "target_new": "@new2"},
+        ],
+        "requests 0 and 1 ask",
+    ),
     "not-utf8": ([b"\xff\xfe{\x00"], "is not UTF-8 text"),
 }
 
