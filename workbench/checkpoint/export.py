@@ -31,6 +31,7 @@ from workbench.checkpoint.manifest import (
     tensor_hashes,
 )
 from workbench.checkpoint.model_card import model_card
+from workbench.core.files import current_umask
 from workbench.core.hashing import tensor_hash
 
 if TYPE_CHECKING:
@@ -231,8 +232,7 @@ def _alive(pid: int) -> bool:
 
 def _readable(directory: Path) -> None:
     """Give the files the permissions the user's umask gives new files (some writers leave 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
+    umask = current_umask()
     for path in directory.rglob("*"):
         path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
     directory.chmod(0o777 & ~umask)

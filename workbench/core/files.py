@@ -25,8 +25,22 @@ def write_atomically(path: str | Path, write: Callable[[str], None]) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        # mkstemp makes the file 0600; what is written should read like any new file of the user's.
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def current_umask() -> int:
+    """The process's umask (reading it means setting it, so it is set straight back).
+
+    Examples:
+        >>> 0 <= current_umask() <= 0o777
+        True
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
