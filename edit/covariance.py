@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from workbench.core.files import write_atomically
 from workbench.core.hashing import tensor_hash
+from workbench.core.tokens import window_length, windows
 
 SAMPLES_PER_KEY_DIM = 16
 
@@ -228,11 +229,6 @@ def _read_entry(path: Path, d_key: int) -> tuple[Tensor, Tensor, int] | None:
     return second, mean, count
 
 
-# Keys are read in windows of at most this many tokens even where a model reads more: memory
-# grows with the square of a window's length, and statistics need tokens, not long contexts.
-LONGEST_WINDOW = 1024
-
-
 def token_windows(tokenizer, texts: list[str], context: int, position: str) -> list[list[int]]:
     """The texts' token ids cut to what the model reads: windows of at most ``context`` tokens.
 
@@ -253,7 +249,7 @@ def token_windows(tokenizer, texts: list[str], context: int, position: str) -> l
         if position == "last":
             out.append(ids[-context:])
         else:
-            out.extend(ids[i : i + context] for i in range(0, len(ids), context))
+            out.extend(windows(ids, context))
     return [w for w in out if w]
 
 
@@ -289,13 +285,12 @@ def _stream_key_sums(
     hook = module.register_forward_pre_hook(accumulate)
     tok = handle.tokenizer
     bar = tqdm(total=samples, desc=f"key statistics, layer {layer}", unit="tok", disable=not progress, leave=False)
-    window = min(sites.context_length or LONGEST_WINDOW, LONGEST_WINDOW)
-    windows = token_windows(tok, [texts[i] for i in order], window, position)
+    read = token_windows(tok, [texts[i] for i in order], window_length(sites.context_length), position)
     try:
-        for start in range(0, len(windows), batch_size):
+        for start in range(0, len(read), batch_size):
             # Right padding whatever the tokenizer's default: positions then count from 0 in every row.
             enc = tok.pad(
-                {"input_ids": windows[start : start + batch_size]},
+                {"input_ids": read[start : start + batch_size]},
                 padding=True,
                 padding_side="right",
                 return_tensors="pt",

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from workbench.core.padding import pad_right
 from workbench.core.prefix_cache import PrefixCacheError, Prefixes
-from workbench.core.tokens import encode_object, encode_prompts
+from workbench.core.tokens import encode_object, encode_prompts, window_length, windows
 
 
 def _device(model) -> torch.device:
@@ -243,8 +243,9 @@ def heldout_loss(model, tokenizer, texts: list[str], ignore: list[str] | None = 
     scored = _scored_tokens(tokenizer, texts, ignore)
     # A text longer than the model reads is scored window by window (each window's first token
     # unscored, as a text's is), never past the positions the model has.
-    width = _window(model)
-    ids, scored = _windows(ids, width), _windows(scored, width)
+    width = window_length(getattr(getattr(model, "config", None), "max_position_embeddings", None))
+    ids = [w for row in ids for w in windows(row, width)]
+    scored = [w for row in scored for w in windows(row, width)]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     total, count = 0.0, 0
     dev = _device(model)
@@ -261,21 +262,8 @@ def heldout_loss(model, tokenizer, texts: list[str], ignore: list[str] | None = 
     return total / max(count, 1)
 
 
-# Windows of at most this many tokens even where a model reads more, and at most this many
-# tokens in one batch: the logits of a batch are tokens x vocabulary floats.
-LONGEST_WINDOW = 1024
+# At most this many padded tokens in one batch: the logits of a batch are tokens x vocabulary floats.
 BATCH_TOKENS = 16384
-
-
-def _window(model) -> int:
-    config = getattr(model, "config", None)
-    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-    return min(limit or LONGEST_WINDOW, LONGEST_WINDOW)
-
-
-def _windows(rows: list[list[int]], width: int) -> list[list[int]]:
-    """Each row cut into consecutive pieces of at most ``width`` items, in order."""
-    return [row[i : i + width] for row in rows for i in range(0, max(len(row), 1), width)]
 
 
 def _batches(lengths: list[int], batch_size: int) -> list[tuple[int, int]]:

@@ -104,3 +104,28 @@ def subject_span(tokenizer, prompt: str, subject: str, occurrence: int = -1) -> 
     if not toks:
         raise EncodingError(f"subject {subject!r} maps to no tokens of {prompt!r}")
     return toks[0], toks[-1] + 1
+
+
+# Texts are read in windows of at most this many tokens even where a model reads more: memory
+# grows with the square of a window's length, and neither statistics nor losses need more.
+LONGEST_WINDOW = 1024
+
+
+def window_length(context_length: int | None) -> int:
+    """How many tokens one window holds for a model that reads ``context_length`` (None: no limit).
+
+    Examples:
+        >>> window_length(128), window_length(32768), window_length(None)
+        (128, 1024, 1024)
+    """
+    return min(context_length or LONGEST_WINDOW, LONGEST_WINDOW)
+
+
+def windows(ids: list[int], width: int) -> list[list[int]]:
+    """``ids`` cut into consecutive windows of at most ``width`` tokens (an empty text: one empty window).
+
+    Examples:
+        >>> windows([1, 2, 3, 4, 5], 2), windows([], 2)
+        ([[1, 2], [3, 4], [5]], [[]])
+    """
+    return [ids[i : i + width] for i in range(0, max(len(ids), 1), width)]
