@@ -45,6 +45,11 @@ edit_app = typer.Typer(no_args_is_help=True, help="Change what a model knows; ev
 KINDS = ("efficacy", "paraphrase", "neighbourhood")
 
 
+STATS_TEXT = typer.Option(
+    None, "--stats-text", help="Text for the key statistics on a model without a world (.txt, folder, JSONL)."
+)
+
+
 def _render_scores(before: dict, after: dict) -> list[str]:
     lines = ["                 by probability     among candidates"]
     for k in KINDS:
@@ -200,9 +205,7 @@ def rome_cmd(
     layer: int | None = typer.Option(None, help="MLP layer (default: where a causal trace points)."),
     token: str = typer.Option("auto", help="Key position: auto | subject_last | last."),
     phrasing: int = typer.Option(0, help="Which trained phrasing is the edit prompt."),
-    stats_text: str | None = typer.Option(
-        None, "--stats-text", help="Text for the key statistics on a model without a world (.txt, folder, JSONL)."
-    ),
+    stats_text: str | None = STATS_TEXT,
     save_patch: str | None = typer.Option(None, "--save-patch", help="Write the edit as a patch file."),
     force: bool = FORCE,
     model: str = MODEL,
@@ -297,9 +300,7 @@ def memit_cmd(
         "--requests",
         help="CounterFact or zsRE JSON, plain JSONL, or world JSONL ({person, relation, new_object | erase: true}).",
     ),
-    stats_text: str | None = typer.Option(
-        None, "--stats-text", help="Text for the key statistics on a model without a world (.txt, folder, JSONL)."
-    ),
+    stats_text: str | None = STATS_TEXT,
     layers: str | None = typer.Option(None, help="Comma-separated MLP layers (default: from a trace)."),
     mom2_weight: float = typer.Option(10.0, help="lambda: weight of the preserved keys."),
     batch_size: int | None = typer.Option(
