@@ -143,8 +143,6 @@ def memit(
         EditError: layers out of range, a Location without an MLP site, no requests.
     """
     settings = settings or MemitSettings()
-    if settings.keys not in KEYS:
-        raise EditError(f"keys must be {' or '.join(map(repr, KEYS))}, got {settings.keys!r}")
     check_requests(handle, requests, texts, "memit")
     t0 = time.perf_counter()
     layers, role, location = memit_site(handle, requests[0], location, settings)

@@ -333,7 +333,7 @@ def memit_cmd(
 ) -> None:
     """Make many edits at once (MEMIT), or batch after batch; scores of all of them before and after."""
     from edit.counterfact import score_requests
-    from edit.memit import KEYS, MemitSettings, memit_site
+    from edit.memit import MemitSettings, memit_site
     from edit.memit_batches import memit_batches
     from edit.null_space import NullSpace
     from edit.patch import check_patch_target
@@ -343,8 +343,6 @@ def memit_cmd(
     from edit.values import statistics_position
     from workbench.cli.edit_sources import key_texts
 
-    if keys not in KEYS:
-        raise CliError(f"--keys must be {' or '.join(map(repr, KEYS))}, got {keys!r}")
     if batch_size is not None and batch_size < 1:
         raise CliError(f"--batch-size must be at least 1, got {batch_size}")
     if alphaedit and not null_space:
