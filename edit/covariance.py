@@ -14,6 +14,7 @@ nearly the same edits. The default is 16 x d_key tokens, capped by the text avai
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import warnings
@@ -29,7 +30,7 @@ from tqdm.auto import tqdm
 
 from workbench.core.files import write_atomically
 from workbench.core.hashing import tensor_hash
-from workbench.core.tokens import window_length, windows
+from workbench.core.tokens import token_batches, window_length, windows
 
 SAMPLES_PER_KEY_DIM = 16
 
@@ -206,6 +207,10 @@ def key_statistics(
     return stats
 
 
+class _KeysRead(Exception):
+    """Raised by the key hook once a batch's keys are summed, to stop the forward pass there."""
+
+
 class CacheWarning(UserWarning):
     """A damaged cache entry was found and is being rebuilt."""
 
@@ -278,6 +283,8 @@ def _stream_key_sums(
         outer_sum += keys.T @ keys
         key_sum += keys.sum(0)
         count += keys.shape[0]
+        # The blocks above this layer cannot change its keys: running them would be wasted work.
+        raise _KeysRead
 
     # Shuffle deterministically: world sentences come grouped by person and relation.
     order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(0)).tolist()
@@ -287,19 +294,21 @@ def _stream_key_sums(
     bar = tqdm(total=samples, desc=f"key statistics, layer {layer}", unit="tok", disable=not progress, leave=False)
     read = token_windows(tok, [texts[i] for i in order], window_length(sites.context_length), position)
     try:
-        for start in range(0, len(read), batch_size):
+        # Batches of about BATCH_TOKENS tokens: 64 windows of 1,024 would hold gigabytes of activations.
+        for start, stop in token_batches([len(w) for w in read], batch_size):
             # Right padding whatever the tokenizer's default: positions then count from 0 in every row.
             enc = tok.pad(
-                {"input_ids": read[start : start + batch_size]},
+                {"input_ids": read[start:stop]},
                 padding=True,
                 padding_side="right",
                 return_tensors="pt",
             )
             batch_mask[:] = [enc["attention_mask"]]
             before = count
-            handle.model(
-                input_ids=enc["input_ids"].to(handle.device), attention_mask=enc["attention_mask"].to(handle.device)
-            )
+            with contextlib.suppress(_KeysRead):
+                handle.model(
+                    input_ids=enc["input_ids"].to(handle.device), attention_mask=enc["attention_mask"].to(handle.device)
+                )
             bar.update(count - before)
             if count >= samples:
                 break

@@ -139,3 +139,27 @@ def test_a_document_longer_than_the_context_is_read_window_by_window(family, tmp
     last = key_statistics(h, 0, texts=[doc], samples=10**6, position="last", use_cache=False, progress=False)
     assert every.count == n_tokens and last.count == 1
     assert torch.isfinite(every.second_moment).all()
+
+
+def test_the_forward_stops_at_the_edited_layer_and_batches_hold_a_token_budget(fresh, monkeypatch):
+    import edit.covariance as covariance
+
+    monkeypatch.setattr(covariance, "token_batches", _recording(covariance.token_batches, seen := []))
+    above = []
+    block = fresh.sites.module(fresh.model, 1, "resid")
+    hook = block.register_forward_hook(lambda *a: above.append(1))
+    try:
+        stats = key_statistics(fresh, 0, fresh.world.training_sentences()[:50], samples=10**9, progress=False)
+    finally:
+        hook.remove()
+    assert stats.count > 0 and above == []  # keys of layer 0 never need block 1
+    assert seen and all(n <= 64 for n in seen)
+
+
+def _recording(fn, seen):
+    def wrapped(lengths, batch_size):
+        out = fn(lengths, batch_size)
+        seen.extend(stop - start for start, stop in out)
+        return out
+
+    return wrapped

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from workbench.core.padding import pad_right
 from workbench.core.prefix_cache import PrefixCacheError, Prefixes
-from workbench.core.tokens import encode_object, encode_prompts, window_length, windows
+from workbench.core.tokens import encode_object, encode_prompts, token_batches, window_length, windows
 
 
 def _device(model) -> torch.device:
@@ -249,7 +249,7 @@ def heldout_loss(model, tokenizer, texts: list[str], ignore: list[str] | None = 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     total, count = 0.0, 0
     dev = _device(model)
-    for start, stop in _batches([len(x) for x in ids], batch_size):
+    for start, stop in token_batches([len(x) for x in ids], batch_size):
         x, mask = pad_right(ids[start:stop], pad)
         keep_rows, _ = pad_right(scored[start:stop], 0)
         mask = mask * keep_rows
@@ -260,28 +260,3 @@ def heldout_loss(model, tokenizer, texts: list[str], ignore: list[str] | None = 
         total += float(nll[keep].sum())
         count += int(keep.sum())
     return total / max(count, 1)
-
-
-# At most this many padded tokens in one batch: the logits of a batch are tokens x vocabulary floats.
-BATCH_TOKENS = 16384
-
-
-def _batches(lengths: list[int], batch_size: int) -> list[tuple[int, int]]:
-    """(start, stop) of consecutive rows: at most ``batch_size`` rows and about BATCH_TOKENS padded tokens.
-
-    Examples:
-        >>> _batches([10] * 5, batch_size=2)
-        [(0, 2), (2, 4), (4, 5)]
-        >>> _batches([1024] * 40, batch_size=256)[:2]
-        [(0, 16), (16, 32)]
-    """
-    out, start, longest = [], 0, 0
-    for i, n in enumerate(lengths):
-        longest_with = max(longest, n)
-        if i > start and (i - start >= batch_size or (i - start + 1) * longest_with > BATCH_TOKENS):
-            out.append((start, i))
-            start, longest_with = i, n
-        longest = longest_with
-    if lengths:
-        out.append((start, len(lengths)))
-    return out

@@ -129,3 +129,28 @@ def windows(ids: list[int], width: int) -> list[list[int]]:
         ([[1, 2], [3, 4], [5]], [[]])
     """
     return [ids[i : i + width] for i in range(0, max(len(ids), 1), width)]
+
+
+# At most this many padded tokens in one batch: the logits of a batch are tokens x vocabulary floats.
+BATCH_TOKENS = 16384
+
+
+def token_batches(lengths: list[int], batch_size: int) -> list[tuple[int, int]]:
+    """(start, stop) of consecutive rows: at most ``batch_size`` rows and about BATCH_TOKENS padded tokens.
+
+    Examples:
+        >>> token_batches([10] * 5, batch_size=2)
+        [(0, 2), (2, 4), (4, 5)]
+        >>> token_batches([1024] * 40, batch_size=256)[:2]
+        [(0, 16), (16, 32)]
+    """
+    out, start, longest = [], 0, 0
+    for i, n in enumerate(lengths):
+        longest_with = max(longest, n)
+        if i > start and (i - start >= batch_size or (i - start + 1) * longest_with > BATCH_TOKENS):
+            out.append((start, i))
+            start, longest_with = i, n
+        longest = longest_with
+    if lengths:
+        out.append((start, len(lengths)))
+    return out
