@@ -43,6 +43,7 @@ from edit.sae_bake import (
 )
 from locate.location import Location, Site
 from locate.sae_train import SaeSettings
+from locate.text_features import locate_text_features
 from workbench.core.hashing import tensor_hash
 from workbench.core.padding import pad_right
 from workbench.core.tokens import encode_prompts
@@ -139,6 +140,12 @@ class AblationSettings:
             larger brings the baked form closer to the runtime one on the forget prompts, at
             some cost on the retain prompts (figures in docs/forget.md#sae-feature-ablation).
         seed: Seed of the retain sample and the bake's corpus sample.
+        saes: A folder of SAEs to read ``sae`` from (as ``workbench sae train --out`` writes it);
+            default the model directory's ``saes/``.
+
+    A request of texts (a model of one's own, no fact world) takes the features that carry the
+    forget texts' log-likelihood more, per token, than a sample of ``retain_facts`` retain texts
+    (:func:`locate.text_features.locate_text_features`), at most ``features_per_person``.
     """
 
     sae: SaeSettings = field(default_factory=lambda: SaeSettings(0, "mlp"))
@@ -154,6 +161,7 @@ class AblationSettings:
     bake_texts: int = 4000
     forget_weight: float = 10.0
     seed: int = 0
+    saes: str | None = None
 
 
 def _fact_prompts(world, facts, phrasings: int | None) -> tuple[list[str], list[str], list[int]]:
@@ -178,9 +186,11 @@ def choose_features(handle, request: ForgetRequest, settings: AblationSettings |
     """
     s = settings or AblationSettings()
     world = handle.world
+    if not request.forget and request.forget_texts:
+        return _choose_for_texts(handle, request, s)
     if not request.forget or world is None:
         raise AblationError("choosing SAE features needs world facts to forget; pass a Location of features instead")
-    sae = sae_for(handle, s.sae)
+    sae = sae_for(handle, s.sae, s.saes)
     prompts, objects, owner = _fact_prompts(world, request.forget, s.phrasings)
     attr = feature_attribution(handle, sae, s.sae, prompts, objects).clamp(min=0)
     per_phrasing = len(prompts) / len(request.forget)
@@ -209,6 +219,21 @@ def choose_features(handle, request: ForgetRequest, settings: AblationSettings |
             "retain_sample": len(retain),
         },
     )
+
+
+def _choose_for_texts(handle, request: ForgetRequest, s: AblationSettings) -> Location:
+    if not request.retain_texts:
+        raise AblationError("choosing SAE features for forget texts needs retain texts to compare them with")
+    retain = subsample(request.retain_texts, s.retain_facts, s.seed)
+    found = locate_text_features(
+        handle, list(request.forget_texts), retain, s.sae, sae_for(handle, s.sae, s.saes), top=s.features_per_person
+    )
+    sites = found.sites[: s.max_features]
+    if not sites:
+        raise AblationError("no SAE feature carries the forget texts more than the retain texts: nothing to ablate")
+    settings = {k: v for k, v in asdict(s).items() if not k.startswith(("bake", "forget_w"))}
+    extras = {**found.extras, "retain_sample": len(retain)}
+    return Location("sae_ablation", settings, request.to_dict(), sites, extras=extras)
 
 
 def ablation_from(location: Location, settings: AblationSettings | None = None) -> Ablation:
@@ -276,7 +301,7 @@ def sae_ablate(
     if location is None:
         location = choose_features(handle, request, s)
     ablation = ablation_from(location, s)
-    sae = sae_of(handle, ablation)
+    sae = sae_of(handle, ablation, s.saes)
     t_choose = time.perf_counter() - t0
     texts, weights = bake_texts(handle, request, s)
     fit = bake(

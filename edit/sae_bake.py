@@ -33,8 +33,10 @@ from tqdm.auto import tqdm
 
 from edit.edit import EditError
 from locate.sae_splice import SaeError, load_sae
-from locate.sae_train import SaeSettings, sae_dir
+from locate.sae_train import SaeSettings, text_windows
 from workbench.core.metrics import FactScores
+from workbench.core.padding import pad_right
+from workbench.core.tokens import token_batches
 
 Mode = Literal["zero", "clamp_negative"]
 
@@ -85,27 +87,32 @@ class Ablation:
         return cls(SaeSettings(**d["sae"]), tuple(d["features"]), d["mode"], d["value"])
 
 
-def sae_for(handle, settings: SaeSettings):
-    """The SAE shipped with ``handle``'s model at ``settings``' site (loaded once per process).
+def sae_for(handle, settings: SaeSettings, saes: str | None = None):
+    """The SAE at ``settings``' site of ``handle``'s model (loaded once per process).
+
+    Read from the model directory's ``saes/`` folder, or from ``saes``: a folder of SAEs as
+    ``workbench sae train --out`` writes it.
 
     Examples:
         >>> import workbench
         >>> sae_for(workbench.load("world"), SaeSettings(2, "resid")).cfg.d_sae
         512
     """
-    path = sae_dir(settings, handle.source)
-    if not (path / "cfg.json").exists():
-        shipped = sorted(p.parent.name for p in (Path(handle.source) / "saes").glob("*/cfg.json"))
+    folder = Path(saes) if saes is not None else Path(handle.source) / "saes"
+    if not (folder / settings.hook_name() / "cfg.json").exists():
+        found = sorted(p.parent.name for p in folder.glob("*/cfg.json"))
         raise AblationError(
-            f"no SAE at {settings.hook_name()} for {handle.name!r}; shipped: {', '.join(shipped) or 'none'}"
+            f"no SAE at {settings.hook_name()} for {handle.name!r} (found: {', '.join(found) or 'none'}); train one "
+            f"with `workbench sae train --model DIR --texts FILE --layer {settings.layer} "
+            f"--component {settings.component}`"
         )
-    return _load(handle.source, settings)
+    return _load(str(folder), settings)
 
 
 @lru_cache(maxsize=8)
-def _load(source: str, settings: SaeSettings):
+def _load(folder: str, settings: SaeSettings):
     try:
-        sae = load_sae(settings, source)
+        sae = load_sae(settings, saes=folder)
     except SaeError as e:
         raise AblationError(str(e)) from None
     for p in sae.parameters():
@@ -113,9 +120,9 @@ def _load(source: str, settings: SaeSettings):
     return sae
 
 
-def sae_of(handle, ablation: Ablation):
-    """The SAE an ablation runs on, its features checked against the SAE's size."""
-    sae = sae_for(handle, ablation.sae)
+def sae_of(handle, ablation: Ablation, saes: str | None = None):
+    """The SAE an ablation runs on (from ``saes`` as in :func:`sae_for`), its features checked against its size."""
+    sae = sae_for(handle, ablation.sae, saes)
     bad = [i for i in ablation.features if not 0 <= i < sae.cfg.d_sae]
     if bad:
         raise AblationError(f"feature {bad[0]} out of range 0..{sae.cfg.d_sae - 1} of {ablation.hook_name}")
@@ -277,6 +284,10 @@ def bake(
     ch = torch.zeros(k, d_key, dtype=torch.float64)
     cc = torch.zeros(k, k, dtype=torch.float64)
     seen = {"tokens": 0, "weight": 0.0}
+    # A text longer than the model reads is fitted window by window, each with the text's weight.
+    per_text = text_windows(handle, texts)
+    rows = [w for ws in per_text for w in ws]
+    row_weights = [wt for ws, wt in zip(per_text, weights, strict=True) for _ in ws]
     now: dict = {}
 
     def grab_key(module, args):
@@ -301,13 +312,12 @@ def bake(
         sites.module(model, site.layer, site.component).register_forward_hook(grab_site),
     ]
     try:
-        for start in tqdm(range(0, len(texts), batch_size), desc="bake", disable=not progress, leave=False):
-            enc = handle.tokenizer(
-                texts[start : start + batch_size], return_tensors="pt", padding=True, padding_side="right"
-            )
-            now["mask"] = enc["attention_mask"].bool().to(handle.device)
-            now["w"] = torch.tensor(weights[start : start + batch_size], device=handle.device)
-            model(input_ids=enc["input_ids"].to(handle.device), attention_mask=enc["attention_mask"].to(handle.device))
+        batches = token_batches([len(r) for r in rows], batch_size)
+        for start, stop in tqdm(batches, desc="bake", disable=not progress, leave=False):
+            ids, mask = pad_right(rows[start:stop], handle.tokenizer.pad_token_id or 0)
+            now["mask"] = mask.bool().to(handle.device)
+            now["w"] = torch.tensor(row_weights[start:stop], device=handle.device)
+            model(input_ids=ids.to(handle.device), attention_mask=mask.to(handle.device))
     finally:
         for hk in hooks:
             hk.remove()

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from locate.location import Location, Site
-from locate.sae_splice import intervene, load_sae, object_prob_with
+from locate.sae_splice import intervene, load_sae, object_prob_with, splice_hook
 from locate.sae_train import SaeSettings
 
 
@@ -122,15 +122,74 @@ def locate_features(
     )
 
 
+@torch.no_grad()
+def locate_prompt_features(
+    handle,
+    prompt: str,
+    subject: str,
+    sae_settings: SaeSettings | None = None,
+    settings: FeatureSettings | None = None,
+    sae=None,
+) -> Location:
+    """SAE features most active where ``prompt`` reads ``subject`` and at its last token (no object needed).
+
+    With no object there is nothing to attribute to: features are ranked by their largest
+    activation over the subject's tokens and the last token, the positions a fact is read at.
+
+    Examples:
+        >>> import workbench
+        >>> h = workbench.load("world", device="cpu")
+        >>> fs = FeatureSettings(top=3)
+        >>> loc = locate_prompt_features(h, "Waen Neibeind owns a pet", "Waen Neibeind", settings=fs)
+        >>> loc.method, len(loc.sites), loc.sites[0].score >= loc.sites[1].score > 0
+        ('sae_features', 3, True)
+
+    Args:
+        handle, sae_settings, settings, sae: As for :func:`locate_features`.
+        prompt, subject: The prompt and the subject it contains.
+    """
+    s, fs = sae_settings or SaeSettings(), settings or FeatureSettings()
+    sae = sae if sae is not None else load_sae(s)
+    span = handle.subject_span(prompt, subject)
+    record: dict = {}
+    handle.hooked.run_with_hooks(handle.encode(prompt), fwd_hooks=[(s.hook_name(), splice_hook(sae, record=record))])
+    acts = record["features"][0].float().cpu()  # [token, d_sae]
+    n = len(acts)
+    positions = list(range(*span)) + ([n - 1] if n - 1 >= span[1] else [])
+    best = acts[positions].max(0).values
+    order = [i for i in best.argsort(descending=True)[: fs.top].tolist() if best[i] > 0]
+    sites = [Site("feature", s.layer, s.component, feature=i, score=float(best[i])) for i in order]
+    firing = {
+        str(t): [
+            {"feature": int(i), "activation": float(acts[t, i])}
+            for i in acts[t].argsort(descending=True)[: fs.firing]
+            if acts[t, i] > 0
+        ]
+        for t in positions
+    }
+    return Location(
+        "sae_features",
+        {**asdict(fs), "sae": asdict(s)},
+        {"prompt": prompt, "subject": subject},
+        sites,
+        tokens=handle.tokens(prompt),
+        extras={"subject_span": list(span), "firing": firing, "ranked_by": "max activation"},
+    )
+
+
 def locate_person_features(
-    handle, person: str, sae_settings: SaeSettings | None = None, settings: FeatureSettings | None = None
+    handle,
+    person: str,
+    sae_settings: SaeSettings | None = None,
+    settings: FeatureSettings | None = None,
+    sae=None,
 ) -> Location:
     """Features carrying a person's facts: attributions summed over every fact (first trained phrasing)."""
     world = handle.world
     if world is None or person not in world.people:
         raise ValueError(f"unknown person {person!r}: not in the world")
     s, fs = sae_settings or SaeSettings(), settings or FeatureSettings()
-    sae = load_sae(s)
+    sae = sae if sae is not None else load_sae(s)
     total, per_fact = None, {}
     for f in world.facts([person]):
         prompt = world.phrasings(f.relation)[0].prompt(person)
@@ -149,4 +208,4 @@ def locate_person_features(
     )
 
 
-__all__ = ["FeatureSettings", "intervene", "locate_features", "locate_person_features"]
+__all__ = ["FeatureSettings", "intervene", "locate_features", "locate_person_features", "locate_prompt_features"]

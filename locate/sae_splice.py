@@ -21,17 +21,27 @@ class SaeError(ValueError):
     """No SAE where one was asked for, or a feature index out of range."""
 
 
-def load_sae(settings: SaeSettings | None = None, model_dir: str | Path | None = None):
+def load_sae(settings: SaeSettings | None = None, model_dir: str | Path | None = None, saes: str | Path | None = None):
     """An SAE from disk with sae-lens' own loader: a shipped one by default.
 
     Examples:
         >>> sae = load_sae(SaeSettings(0, "mlp"))
         >>> sae.cfg.d_in, sae.cfg.d_sae
         (128, 512)
+        >>> load_sae(SaeSettings(0, "mlp"), saes="/no/saes")
+        Traceback (most recent call last):
+        locate.sae_splice.SaeError: no SAE at /no/saes/blocks.0.hook_mlp_out: train one with `workbench sae train`
+
+    Args:
+        settings: Which SAE (its layer and component).
+        model_dir: The model directory whose ``saes/`` folder holds it (default: the shipped model's).
+        saes: A folder of SAEs to read instead, one ``<hook name>/`` folder each (as
+            ``workbench sae train --out`` writes).
     """
     from sae_lens import SAE
 
-    path = sae_dir(settings or SaeSettings(), model_dir)
+    s = settings or SaeSettings()
+    path = Path(saes) / s.hook_name() if saes is not None else sae_dir(s, model_dir)
     if not (path / "cfg.json").exists():
         raise SaeError(f"no SAE at {path}: train one with `workbench sae train`")
     return SAE.load_from_disk(path)

@@ -24,6 +24,8 @@ from torch import Tensor
 
 from workbench.core.handle import load
 from workbench.core.metrics import heldout_loss
+from workbench.core.padding import pad_right
+from workbench.core.tokens import token_batches, window_length, windows
 from workbench.core.world.registry import CHECKPOINTS
 
 
@@ -77,7 +79,9 @@ def sae_dir(settings: SaeSettings, model_dir: str | Path | None = None) -> Path:
 
 @torch.no_grad()
 def activations(handle, hook_name: str, texts: list[str], batch_size: int = 256) -> Float[Tensor, "token d"]:
-    """Every real token's activation at ``hook_name`` over ``texts`` (padding dropped).
+    """Every real token's activation at ``hook_name`` over ``texts`` (padding dropped), in order.
+
+    A text longer than the model reads is read in consecutive windows (:func:`text_windows`).
 
     Examples:
         >>> import workbench
@@ -85,16 +89,36 @@ def activations(handle, hook_name: str, texts: list[str], batch_size: int = 256)
         >>> activations(h, "blocks.0.hook_resid_post", h.world.training_sentences()[:3]).shape[1]
         128
     """
+    return window_activations(handle, hook_name, [w for ws in text_windows(handle, texts) for w in ws], batch_size)
+
+
+def text_windows(handle, texts: list[str]) -> list[list[list[int]]]:
+    """Each text's token ids cut into windows the model can read (one window for a short text).
+
+    Examples:
+        >>> import workbench
+        >>> h = workbench.load("world", device="cpu")
+        >>> [len(w) for w in text_windows(h, ["a b c " * 100])[0]]
+        [128, 128, 45]
+    """
+    width = window_length(handle.sites.context_length)
+    return [[w for w in windows(ids, width) if w] for ids in handle.tokenizer(list(texts)).input_ids]
+
+
+@torch.no_grad()
+def window_activations(
+    handle, hook_name: str, rows: list[list[int]], batch_size: int = 256
+) -> Float[Tensor, "token d"]:
+    """Every token's activation at ``hook_name`` over windows of token ids, in order."""
     out = []
-    for i in range(0, len(texts), batch_size):
-        enc = handle.tokenizer(texts[i : i + batch_size], return_tensors="pt", padding=True, padding_side="right")
+    pad = handle.tokenizer.pad_token_id or 0
+    for start, stop in token_batches([len(r) for r in rows], batch_size):
+        ids, mask = pad_right(rows[start:stop], pad)
         _, cache = handle.hooked.run_with_cache(
-            enc["input_ids"].to(handle.device),
-            attention_mask=enc["attention_mask"].to(handle.device),
-            names_filter=lambda n: n == hook_name,
+            ids.to(handle.device), attention_mask=mask.to(handle.device), names_filter=lambda n: n == hook_name
         )
-        out.append(cache[hook_name][enc["attention_mask"].bool().to(handle.device)].float().cpu())
-    return torch.cat(out)
+        out.append(cache[hook_name][mask.bool().to(handle.device)].float().cpu())
+    return torch.cat(out) if out else torch.zeros(0, handle.sites.d_model)
 
 
 def _batches(acts: Tensor, batch_size: int, seed: int) -> Iterator[Tensor]:
@@ -133,6 +157,10 @@ def train_sae(handle, settings: SaeSettings | None = None, texts: list[str] | No
             raise ValueError(f"model {handle.name!r} has no fact world: pass texts to train an SAE on")
         texts = handle.world.training_sentences()
     acts = activations(handle, s.hook_name(), texts)
+    if len(acts) < s.k:
+        raise ValueError(f"{len(acts)} token(s) of text to train on; an SAE with k={s.k} needs more")
+    # A corpus smaller than a batch would never fill one: the batch shrinks to the corpus.
+    batch = min(s.batch_size, len(acts), s.samples)
     state = torch.random.get_rng_state()
     torch.manual_seed(s.seed)
     try:
@@ -148,12 +176,12 @@ def train_sae(handle, settings: SaeSettings | None = None, texts: list[str] | No
                 normalize_activations="expected_average_only_in",
             )
         )
-        steps = s.samples // s.batch_size
+        steps = s.samples // batch
         # A feature silent for 200 steps (200k vectors, one pass over the corpus) counts as dead
         # and gets the auxiliary loss that revives it.
         cfg = SAETrainerConfig(
             total_training_samples=s.samples,
-            train_batch_size_samples=s.batch_size,
+            train_batch_size_samples=batch,
             lr=s.lr,
             lr_end=s.lr / 10,
             lr_decay_steps=max(1, steps // 5),
@@ -161,7 +189,7 @@ def train_sae(handle, settings: SaeSettings | None = None, texts: list[str] | No
             dead_feature_window=200,
             logger=LoggingConfig(log_to_wandb=False),
         )
-        trainer = SAETrainer(cfg, sae, _batches(acts, s.batch_size, s.seed))
+        trainer = SAETrainer(cfg, sae, _batches(acts, batch, s.seed))
         if not progress:
             import sae_lens.training.sae_trainer as st
 
@@ -263,4 +291,43 @@ def train_shipped_saes(model_dir: str | Path | None = None, progress: bool = Tru
         sae.save_model(sae_dir(s, model_dir))
         report[s.hook_name()] = {"settings": asdict(s), "train_seconds": seconds, **evaluate_sae(h, sae, s)}
     (model_dir / "saes" / "report.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def train_text_sae(handle, settings: SaeSettings, texts: list[str], out: str | Path, progress: bool = True) -> dict:
+    """Train one SAE on ``handle``'s activations over ``texts``; write it and its quality report under ``out``.
+
+    Any model, any text: the SAE goes to ``<out>/<hook name>/`` (sae-lens format, where
+    :func:`locate.sae_splice.load_sae` looks) and its report into ``<out>/report.json`` beside the
+    others'. From ten texts on, every tenth is held out of training and the quality is measured
+    on those; with fewer, on the training text itself (``evaluated_on`` says which).
+
+    Examples:
+        >>> import tempfile, workbench
+        >>> h = workbench.load("world", device="cpu")
+        >>> s = SaeSettings(d_sae=32, k=4, samples=2048, batch_size=256)
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     r = train_text_sae(h, s, h.world.training_sentences()[:50], d, progress=False)
+        ...     sorted(p.name for p in Path(d).iterdir())
+        ['blocks.0.hook_resid_post', 'report.json']
+        >>> r["evaluated_on"], r["texts"]
+        ('held-out texts', {'train': 45, 'evaluated': 5})
+    """
+    held = texts[9::10] if len(texts) >= 10 else []
+    train = [t for i, t in enumerate(texts) if i % 10 != 9] if held else list(texts)
+    t0 = time.perf_counter()
+    sae = train_sae(handle, settings, train, progress=progress)
+    seconds = time.perf_counter() - t0
+    out = Path(out)
+    sae.save_model(out / settings.hook_name())
+    report = {
+        "settings": asdict(settings),
+        "train_seconds": seconds,
+        "evaluated_on": "held-out texts" if held else "training text",
+        "texts": {"train": len(train), "evaluated": len(held or train)},
+        **evaluate_sae(handle, sae, settings, held or train),
+    }
+    path = out / "report.json"
+    before = json.loads(path.read_text()) if path.is_file() else {}
+    path.write_text(json.dumps({**before, settings.hook_name(): report}, indent=1))
     return report

@@ -10,7 +10,8 @@ The package sits on top of everything else and imports only downwards:
   the output, loading a model and its world);
 * one module per command group: :mod:`~workbench.cli.model` (``info``, ``ask``),
   :mod:`~workbench.cli.world` (``world facts|train``), :mod:`~workbench.cli.demo` (``demo``),
-  :mod:`~workbench.cli.locating` (``trace``, ``fisher``, ``features``, ``sae train``),
+  :mod:`~workbench.cli.locating` (``trace``, ``fisher``), :mod:`~workbench.cli.features`
+  (``features``, ``sae train``),
   :mod:`~workbench.cli.editing` (``edit rome|memit``), :mod:`~workbench.cli.forgetting`
   (``forget``), :mod:`~workbench.cli.verifying` (``verify``) and :mod:`~workbench.cli.shipping`
   (``export``, ``patch show|apply|revert``, ``audit``).

@@ -22,7 +22,7 @@ from pathlib import Path
 import typer
 from transformers.utils import logging as hf_logging
 
-from workbench.cli import demo, editing, forgetting, locating, model, shipping, verifying, world
+from workbench.cli import demo, editing, features, forgetting, locating, model, shipping, verifying, world
 from workbench.cli.common import CliError
 from workbench.core.handle import ModelLoadError
 from workbench.core.tokens import EncodingError
@@ -44,8 +44,8 @@ app.command("audit")(shipping.audit_cmd)
 app.command("forget")(forgetting.forget_cmd)
 app.command("trace")(locating.trace_cmd)
 app.command("fisher")(locating.fisher_cmd)
-app.add_typer(locating.sae_app, name="sae")
-app.command("features")(locating.features_cmd)
+app.add_typer(features.sae_app, name="sae")
+app.command("features")(features.features_cmd)
 app.command("verify", help=verifying.VERIFY_HELP)(verifying.verify_cmd)
 
 # What the entry point reports as bad input (exit status 2); anything else is an internal error.

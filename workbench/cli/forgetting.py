@@ -26,6 +26,7 @@ from workbench.cli.common import (
     read_texts_option,
     world_of,
 )
+from workbench.cli.features import check_sae, sae_folder
 
 # The editors, locators and checks load when a command runs, not when the CLI starts: they pull
 # in transformers' model classes and scipy, seconds that --help and a mistyped option should not
@@ -86,6 +87,9 @@ def forget_cmd(
     retain_facts: int = typer.Option(300, help="Retained facts scored (0: all of them)."),
     reference: bool = typer.Option(True, help="Score the split's retain model beside the result."),
     save_patch: str | None = typer.Option(None, "--save-patch", help="Write the edit as a patch file."),
+    sae: str | None = typer.Option(
+        None, "--sae", help="With --method ablate: a folder of SAEs (as `sae train --out` writes; default the model's)."
+    ),
     force: bool = FORCE,
     model: str = MODEL,
     dtype: str | None = DTYPE,
@@ -117,6 +121,13 @@ def forget_cmd(
         raise CliError(f"--retain-facts must be >= 0, got {retain_facts}")
     if save_patch:  # a patch that could not be written would lose the work: refuse it first
         check_patch_target(save_patch, force)
+    overrides = {}
+    if sae is not None and method != "ablate":
+        raise CliError("--sae goes with --method ablate (the SAE whose features are ablated)")
+    if method == "ablate":  # the SAE it ablates on (layer 0's MLP output) must be there
+        site = find_method(method).make_settings().sae
+        check_sae(sae_folder(model, sae), model, site.layer, site.component)
+        overrides = {"saes": sae} if sae is not None else {}
     h = load_model(model, dtype, device)
     if texts is not None:
         try:
@@ -124,7 +135,7 @@ def forget_cmd(
         except ForgetError as e:
             raise CliError(str(e)) from None
         figures = FigureSettings(retain_facts=retain_facts or None, neighbour_facts=retain_facts or None)
-        res = forget(h, request, method, figures=figures, reference=False)
+        res = forget(h, request, method, figures=figures, reference=False, **overrides)
         out = res.to_dict()
         out["patch"] = str(write_patch(res.edit, save_patch, overwrite=force)) if save_patch else None
         Output(as_json).emit(out, _render)
@@ -145,7 +156,7 @@ def forget_cmd(
     except KeyError as e:
         raise CliError(str(e.args[0])) from None
     figures = FigureSettings(retain_facts=retain_facts or None, neighbour_facts=retain_facts or None)
-    res = forget(h, request, method, figures=figures, reference=reference)
+    res = forget(h, request, method, figures=figures, reference=reference, **overrides)
     out = res.to_dict()
     out["patch"] = str(write_patch(res.edit, save_patch, overwrite=force)) if save_patch else None
     Output(as_json).emit(out, _render)

@@ -1,12 +1,10 @@
-"""The locate commands of the ``workbench`` CLI: ``trace`` (and the other locators' commands).
+"""The locate commands of the ``workbench`` CLI: ``trace`` and ``fisher`` (SAEs: :mod:`workbench.cli.features`).
 
 Registered on the app by :mod:`workbench.cli.app`; shares its conventions: ``--json`` prints one
 object, bad input is one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
-
-import os
 
 import typer
 
@@ -23,13 +21,11 @@ from workbench.cli.common import (
     read_texts_option,
     world_of,
 )
-from workbench.core.handle import ModelHandle, ModelLoadError, resolve_model
+from workbench.core.handle import ModelHandle
 
 # The editors, locators and checks load when a command runs, not when the CLI starts: they pull
 # in transformers' model classes and scipy, seconds that --help and a mistyped option should not
 # wait for.
-
-sae_app = typer.Typer(no_args_is_help=True, help="Sparse autoencoders of the default world model.")
 
 
 def fact_prompt(
@@ -246,104 +242,6 @@ def fisher_cmd(
         ]
         if o["location_file"]:
             lines.append(f"location written to {o['location_file']}")
-        return "\n".join(lines)
-
-    Output(as_json).emit(o, render)
-
-
-@sae_app.command("train")
-def sae_train_cmd(
-    out: str | None = typer.Option(
-        None, help="Model directory whose saes/ to write (default: the shipped default model)."
-    ),
-    as_json: bool = JSON,
-) -> None:
-    """Rebuild the shipped SAEs with sae-lens, offline, and report their reconstruction quality."""
-    from locate.sae_train import train_shipped_saes
-
-    if out is not None:  # training takes minutes: a folder it cannot use is refused first
-        try:
-            resolve_model(out)
-        except ModelLoadError as e:
-            raise CliError(f"--out must be a model directory: {e}") from None
-        if not os.access(out, os.W_OK):
-            raise CliError(f"--out: {out} cannot be written (permission denied)")
-    report = train_shipped_saes(out, progress=not as_json)
-    Output(as_json).emit(
-        report,
-        lambda r: "\n".join(
-            f"{hook}: variance explained {v['fraction_variance_explained']:.3f}, L0 {v['l0']:.0f}, dead "
-            f"{v['dead_fraction']:.0%}, loss {v['loss_clean']:.3f} clean / {v['loss_spliced']:.3f} spliced / "
-            f"{v['loss_zero_ablated']:.3f} zeroed, {v['train_seconds']:.0f}s"
-            for hook, v in r.items()
-        ),
-    )
-
-
-def features_cmd(
-    person: str = typer.Argument(..., help="A person of the world."),
-    relation: str | None = typer.Argument(None, help="A relation; omit for all of the person's facts."),
-    layer: int = typer.Option(0, help="Layer of the SAE."),
-    component: str = typer.Option("resid", help="resid | mlp."),
-    feature: int | None = typer.Option(None, help="Describe this feature instead."),
-    top: int = typer.Option(10, min=1, help="How many to list."),
-    model: str = MODEL,
-    dtype: str | None = DTYPE,
-    device: str | None = DEVICE,
-    as_json: bool = JSON,
-) -> None:
-    """Which SAE features carry PERSON's RELATION (or all their facts), or what one feature is about."""
-    from locate.feature_data import feature_data
-    from locate.features import FeatureSettings, locate_features, locate_person_features
-    from locate.sae_train import SaeSettings
-
-    if component not in ("resid", "mlp"):
-        raise CliError(f"unknown component {component!r}: choose resid or mlp")
-    h = load_model(model, dtype, device)
-    world = world_of(h)
-    if not 0 <= layer < h.n_layers:
-        raise CliError(f"layer {layer} out of range 0..{h.n_layers - 1}")
-    s = SaeSettings(layer, component)
-    if feature is not None:
-        o = feature_data(h, feature, s, top=top)
-        Output(as_json).emit(
-            o,
-            lambda d: "\n".join(
-                [
-                    f"feature {feature} of {d['sae']}: fires on {d['fires_on_fraction']:.1%} of tokens",
-                    "top contexts:",
-                    *(f"  {c['max']:6.2f}  {c['text']}" for c in d["top_contexts"]),
-                    "promotes: " + ", ".join(t["token"] for t in d["promotes"]),
-                    "suppresses: " + ", ".join(t["token"] for t in d["suppresses"]),
-                    "people: " + ", ".join(d["people"]),
-                ]
-            ),
-        )
-        return
-    if person not in world.people:
-        raise CliError(f"unknown person {person!r}: not in the world")
-    fs = FeatureSettings(top=top)
-    if relation is None:
-        loc = locate_person_features(h, person, s, fs)
-    else:
-        if relation not in world.relations:
-            raise CliError(f"unknown relation {relation!r}: choose from {', '.join(world.relations)}")
-        f = world.fact(person, relation)
-        loc = locate_features(h, world.phrasings(relation)[0].prompt(person), person, f.object, s, fs)
-    o = {
-        "target": loc.target,
-        "sae": s.hook_name(),
-        "features": [{"feature": x.feature, "attribution": x.score} for x in loc.sites],
-        "extras": loc.extras,
-    }
-
-    def render(d: dict) -> str:
-        lines = [
-            f"features of {d['sae']} carrying " + ", ".join(f"{k}={v}" for k, v in d["target"].items()),
-            *(f"  {x['feature']:5d}  attribution to log-odds {x['attribution']:+.3f}" for x in d["features"]),
-        ]
-        for a in d["extras"].get("ablation", []):
-            lines.append(f"  ablating {a['feature']}: P(object) {d['extras']['prob']:.3f} -> {a['prob_after']:.3f}")
         return "\n".join(lines)
 
     Output(as_json).emit(o, render)
