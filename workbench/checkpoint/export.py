@@ -17,7 +17,7 @@ import secrets
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from workbench.checkpoint.manifest import (
     NAME,
@@ -30,9 +30,10 @@ from workbench.checkpoint.manifest import (
     seal,
     tensor_hashes,
 )
-from workbench.checkpoint.model_card import model_card
+from workbench.checkpoint.model_card import model_card, report_verdict
 from workbench.core.files import current_umask
 from workbench.core.hashing import tensor_hash
+from workbench.core.strict_json import strict_json
 
 if TYPE_CHECKING:
     from edit.edit import Edit
@@ -43,6 +44,29 @@ REPORT_FILES = {"json": "verification.json", "html": "verification.html"}
 
 class ExportError(ValueError):
     """An export that would not be what it claims: edits not applied, unexplained weights, an existing target."""
+
+
+@runtime_checkable
+class VerificationReport(Protocol):
+    """What export ships of a verification: a verdict, the report's JSON and its standalone HTML page.
+
+    A world :class:`~workbench.verify.report_record.Report` (``verdict`` a record) and a
+    :class:`~workbench.verify.text_report.TextReport` (``verdict`` a word) are both one; their
+    JSON shares ``"kind"``, ``"verdict"`` (the word) and ``"reason"``.
+
+    Examples:
+        >>> from workbench.verify.text_report import TextReport
+        >>> isinstance(TextReport("m", None, "undecided", "no reference"), VerificationReport)
+        True
+        >>> isinstance(object(), VerificationReport)
+        False
+    """
+
+    verdict: Any
+
+    def to_dict(self) -> dict: ...
+
+    def to_html(self) -> str: ...
 
 
 def check_target(out_dir: str | Path, overwrite: bool = False) -> None:
@@ -70,16 +94,18 @@ def check_target(out_dir: str | Path, overwrite: bool = False) -> None:
 
 
 def _report(report: Any) -> tuple[dict, str] | None:
+    """The report's JSON (strict: NaN and infinities as null, which every parser reads) and its page."""
     if report is None:
         return None
-    if not (callable(getattr(report, "to_dict", None)) and callable(getattr(report, "to_html", None))):
+    if not isinstance(report, VerificationReport):
         raise ExportError(
-            f"report must be a verification Report (with to_dict() and to_html()), not {type(report).__name__}"
+            "report must be a verification Report or TextReport (a verdict, to_dict() and to_html()), "
+            f"not {type(report).__name__}"
         )
     d, html = report.to_dict(), report.to_html()
     if not isinstance(d, dict) or not isinstance(html, str):
         raise ExportError("report.to_dict() must give a dict and report.to_html() a str")
-    return plain(d), html
+    return strict_json(plain(d)), html
 
 
 def _check_edits(model, edits: Sequence[Edit], reverted: Sequence[Edit], state: dict[str, str]) -> dict[str, str]:
@@ -192,9 +218,9 @@ def _write(
             (tmp / "world.json").write_text(h.world.to_json())
     meta = None
     if report is not None:
-        (tmp / REPORT_FILES["json"]).write_text(json.dumps(report[0], indent=1))
+        (tmp / REPORT_FILES["json"]).write_text(json.dumps(report[0], indent=1, allow_nan=False))
         (tmp / REPORT_FILES["html"]).write_text(report[1])
-        meta = {"files": REPORT_FILES, "verdict": report[0].get("verdict")}
+        meta = {"files": REPORT_FILES, "kind": report[0].get("kind"), "verdict": report_verdict(report[0])[0]}
     weights = tensor_hashes(tmp)
     written = {n: sha for tensors in weights.values() for n, sha in tensors.items()}
     saved_as = checkpoint_names(written, state)
@@ -273,8 +299,9 @@ def export(
         model: The :class:`~workbench.core.handle.ModelHandle` whose weights are written.
         out_dir: The directory to create.
         edits: Every edit applied to the model since it was loaded, in the order applied.
-        report: A verification Report (``to_dict()``, ``to_html()``); without one the model card
-            says that no verification was run.
+        report: A verification report (:class:`VerificationReport`: a world ``Report`` or a
+            ``TextReport``); its JSON is written strict (no NaN). Without one the model card says
+            that no verification was run.
         overwrite: Replace ``out_dir`` if it is an earlier export.
         reverted: Patches reverted from the loaded weights (:func:`edit.patch.revert_patch`),
             in the order they were reverted; recorded, and their tensors explained.

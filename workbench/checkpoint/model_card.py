@@ -15,6 +15,19 @@ NO_REPORT_LIMITS = (
     "that the rest of the model's knowledge and fluency are unharmed",
     "that removed information cannot be recovered (by fine-tuning, probing or clever prompts)",
 )
+# A report on a user's own files says what it cannot conclude; these hold for any such report.
+TEXT_LIMITS = (
+    "that a stronger attack (longer fine-tuning, other quantisers, white-box extraction) recovers nothing "
+    "the listed checks miss",
+    "that knowledge outside the forget and retain files is unharmed: only the retain set was measured",
+)
+REWRITE_LIMIT = "that facts beyond the requests' own neighbourhood prompts are unharmed: only those were measured"
+REPORT_KINDS = {
+    "forget": "forgetting of world facts",
+    "rewrite": "rewriting of world facts",
+    "forget texts": "forgetting of a forget set of texts or question-answer pairs",
+    "rewrite requests": "rewriting of facts given as requests, from their own prompts",
+}
 
 
 def describe_request(request: EditRequest | dict) -> str:
@@ -55,6 +68,21 @@ def describe_request(request: EditRequest | dict) -> str:
     return "asked for " + (text if len(text) <= 200 else text[:200] + "...")
 
 
+def report_verdict(report: dict) -> tuple[str, str]:
+    """The verdict and its reason from a verification report's JSON, of any kind.
+
+    Examples:
+        >>> report_verdict({"kind": "forget texts", "verdict": "undecided", "reason": "no reference model"})
+        ('undecided', 'no reference model')
+        >>> report_verdict({"verdict": {"overall": "removed", "reason": "no check recovers them"}})
+        ('removed', 'no check recovers them')
+    """
+    v = report.get("verdict")
+    if isinstance(v, dict):  # world reports written before the verdict became one word held its details there
+        return str(v.get("overall", "unknown")), str(v.get("reason", ""))
+    return str(v or "unknown"), str(report.get("reason") or "")
+
+
 def _num(v) -> str:
     return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
@@ -91,24 +119,42 @@ def _verification(report: dict | None, files: dict) -> list[str]:
             "that it generalises, or that the rest of the model is unharmed; read the list of changes above "
             "as what was requested, not as a measured result."
         ]
-    verdict, base, kept = report.get("verdict") or {}, report.get("baseline") or {}, report.get("retained") or {}
+    verdict, reason = report_verdict(report)
+    base, kept, kind = report.get("baseline") or {}, report.get("retained") or {}, report.get("kind")
+    if kind == "forget texts":
+        ref = report.get("reference")
+        base = {
+            "model": ref or "no reference model",
+            "description": "trained without the forget set" if ref else "no verdict without one",
+        }
     lines = [
-        f"**Verdict: {verdict.get('overall', 'unknown')}.** {verdict.get('reason', '')}".rstrip(),
+        f"**Verdict: {verdict}.** {reason}".rstrip(),
+        "",
+        f"Report kind: {REPORT_KINDS.get(kind, kind or 'unknown')}.",
         "",
         f"Compared with: {base.get('model') or 'no baseline model'}"
         + (f" ({base['description']})" if base.get("description") else "")
         + ".",
     ]
+    if kind == "rewrite requests":
+        return (
+            lines[:-1]
+            + [f"Compared with: the model before the edit ({NO_NEW_FACT_MODEL})."]
+            + _rewrite_lines(report, files)
+        )
     checks = report.get("checks") or []
     if checks:
         meaning = {
             "forget": "the fraction of prompts on which the forgotten (true) object still ranks first, "
             "except forget quality (a KS p-value) and membership AUC",
             "rewrite": "the fraction of prompts on which the old object still ranks first",
-        }.get(report.get("kind"))
+            "forget texts": "the fraction of forget items the model still answers, "
+            "except forget quality (a KS p-value) and membership AUC",
+        }.get(kind)
         if meaning:
             lines += ["", f"Each check asks about the edited facts another way; its figure is {meaning}."]
-        lines += ["", "| check | edited | original | retain | status |", "|---|---|---|---|---|"]
+        other = "reference" if kind == "forget texts" else "retain"
+        lines += ["", f"| check | edited | original | {other} | status |", "|---|---|---|---|---|"]
         lines += [
             f"| {c.get('check')} | {_num(c.get('edited'))} | {_num(c.get('original'))} | "
             f"{_num(c.get('retain'))} | {c.get('status')} |"
@@ -121,6 +167,42 @@ def _verification(report: dict | None, files: dict) -> list[str]:
             f"{_num(kept.get('accuracy_after'))} after; held-out loss {_num(kept.get('heldout_loss_before'))} "
             f"before, {_num(kept.get('heldout_loss_after'))} after.",
         ]
+    states = report.get("states") or {}
+    if kind == "forget texts" and states.get("edited"):
+        before, after = states.get("original") or {}, states["edited"]
+        lines += [
+            "",
+            f"Retain set: answer probability {_num(before.get('retain_answer_probability'))} before, "
+            f"{_num(after.get('retain_answer_probability'))} after; model utility "
+            f"{_num(before.get('model_utility'))} before, {_num(after.get('model_utility'))} after.",
+        ]
+    caveats = report.get("caveats") or []
+    if caveats:
+        lines += ["", "Caveats:", *(f"- {c}" for c in caveats)]
+    lines += ["", "The full report: " + ", ".join(f"`{f}`" for f in files.values()) + "."]
+    return lines
+
+
+NO_NEW_FACT_MODEL = "no model was trained on the new facts"
+
+
+def _rewrite_lines(report: dict, files: dict) -> list[str]:
+    """The CounterFact scores before and after and the checks under which old objects return, as card lines."""
+    states = report.get("states") or {}
+    lines = []
+    if states.get("edited") and states.get("original"):
+        lines += ["", "| score | edited | original |", "|---|---|---|"]
+        for k in ("efficacy", "paraphrase", "neighbourhood"):
+            after, before = (states[s].get("counterfact", {}).get(k, {}) for s in ("edited", "original"))
+            if after.get("n"):
+                lines.append(f"| {k} | {_num(after.get('prob'))} | {_num(before.get('prob'))} |")
+    checks = report.get("checks") or {}
+    if checks:
+        lines += ["", "Fraction of requests whose old object still outranks the new one under each check:", ""]
+        lines += [f"- {c}: {_num((v or {}).get('old_returns'))}" for c, v in checks.items()]
+    caveats = report.get("caveats") or []
+    if caveats:
+        lines += ["", "Caveats:", *(f"- {c}" for c in caveats)]
     lines += ["", "The full report: " + ", ".join(f"`{f}`" for f in files.values()) + "."]
     return lines
 
@@ -136,11 +218,16 @@ def model_card(manifest: dict, report: dict | None = None) -> str:
 
     Args:
         manifest: The export's manifest (:func:`workbench.checkpoint.manifest.build`).
-        report: ``Report.to_dict()`` of the verification, or None if none was run.
+        report: ``to_dict()`` of the verification report (a world ``Report`` or a ``TextReport``),
+            or None if none was run.
     """
     base = manifest["base"]
     n = len(manifest["edits"])
     limits = list((report or {}).get("not_guaranteed") or ([] if report else NO_REPORT_LIMITS))
+    if (report or {}).get("kind") == "forget texts":
+        limits = [*report.get("cannot_conclude", []), *TEXT_LIMITS]
+    if (report or {}).get("kind") == "rewrite requests":
+        limits = [*report.get("cannot_conclude", []), TEXT_LIMITS[0], REWRITE_LIMIT]
     limits.append("the hashes show which weights these are and how they were made, not what the model knows")
     files = (manifest.get("report") or {}).get("files") or {}
     lines = [

@@ -14,7 +14,6 @@ Examples:
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from typing import TypeVar
 import typer
 
 from workbench.core.handle import ModelHandle, load
+from workbench.core.strict_json import strict_json
 from workbench.core.world.facts import World
 
 MODEL = typer.Option("world", "--model", "-m", help="world[:variant], a model directory, or a hub id.")
@@ -59,23 +59,6 @@ class Output:
 
     def emit(self, payload: dict, render: Callable[[dict], str]) -> None:
         print(json.dumps(strict_json(payload), allow_nan=False) if self.as_json else render(payload))
-
-
-def strict_json(value):
-    """``value`` with every NaN or infinite float as None: JSON has no such numbers, and strict
-    parsers (jq, JavaScript's JSON.parse) refuse Python's ``NaN``.
-
-    Examples:
-        >>> strict_json({"prob": float("nan"), "n": [1.0, float("inf")], "ok": True})
-        {'prob': None, 'n': [1.0, None], 'ok': True}
-    """
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: strict_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [strict_json(v) for v in value]
-    return value
 
 
 def load_model(model: str, dtype: str | None = None, device: str | None = None) -> ModelHandle:

@@ -18,11 +18,14 @@ from typing import TYPE_CHECKING
 import typer
 
 from workbench.cli.common import DEVICE, DTYPE, JSON, MODEL, CliError, Output, load_model
+from workbench.cli.verifying_texts import TextInputs, read_text_inputs, verify_text_inputs
 from workbench.core.handle import ModelHandle
 
 if TYPE_CHECKING:
     from edit.edit import EditSequence
     from workbench.verify import Report
+    from workbench.verify.rewrite_texts import RewriteTextReport
+    from workbench.verify.text_report import TextReport
 
 # The editors, locators and checks load when a command runs, not when the CLI starts: they pull
 # in transformers' model classes and scipy, seconds that --help and a mistyped option should not
@@ -63,7 +66,7 @@ def _render_export(o: dict) -> str:
         f"chain head {o['chain_head']} (check with: workbench audit {o['out']})",
     ]
     if o.get("verdict"):
-        lines.append(f"verified: {o['verdict']['overall']}; {o['verdict']['reason']}")
+        lines.append(f"verified ({o['report_kind']}): {o['verdict']}; {o['reason']}")
     return "\n".join(lines)
 
 
@@ -76,10 +79,17 @@ def _apply_and_export(
     quick: bool = False,
     dtype: str | None = None,
     device: str | None = None,
+    texts: TextInputs | None = None,
 ) -> dict:
+    """Apply the patches to ``model`` and export it; with ``verify``, its report beside it.
+
+    ``texts`` (read by :func:`~workbench.cli.verifying_texts.read_text_inputs`) verifies
+    forgetting from files on any model; without them, ``verify`` asks the model's fact world.
+    """
     from edit.edit import EditSequence
     from edit.patch import load_patch
     from workbench.checkpoint.export import check_target, export
+    from workbench.verify.rewrite import requests_of
 
     if not files:
         raise CliError("give at least one patch file")
@@ -87,12 +97,33 @@ def _apply_and_export(
     edits = [load_patch(f) for f in files]  # a missing or damaged patch fails before the model loads
     _refuse_if_tampered(model)
     h = load_model(model, dtype, device)
+    rewrites = verify and texts is None and h.world is None and len(edits) == 1 and requests_of(edits[0].request)
+    if verify and texts is None and h.world is None and not rewrites:
+        raise CliError(
+            f"--verify: model {h.name!r} has no fact world; verify its forgetting from files with "
+            "--forget FILE --retain FILE [--reference MODEL] (a single rewrite patch verifies from its requests)"
+        )
     sequence = EditSequence(edits).apply(h.model)
-    report = _verify(h, sequence, quick) if verify else None
+    report: Report | TextReport | RewriteTextReport | None = None
+    if rewrites:
+        report = _verify_rewrite(h, edits[0])
+    elif verify:
+        report = verify_text_inputs(h, texts, sequence, quick, dtype, device) if texts else _verify(h, sequence, quick)
     extra = {"model": model, "patches": files}
     if report is not None:
-        extra["verdict"] = {"overall": report.verdict.overall, "reason": report.verdict.reason}
+        d = report.to_dict()
+        extra.update(report_kind=d["kind"], verdict=d["verdict"], reason=d["reason"])
     return _exported(export(h, out, edits=edits, report=report, overwrite=overwrite), extra)
+
+
+def _verify_rewrite(h: ModelHandle, edit) -> RewriteTextReport:
+    from workbench.verify import VerifyError
+    from workbench.verify.rewrite_texts import verify_rewrite_texts
+
+    try:
+        return verify_rewrite_texts(h, edit)
+    except VerifyError as e:
+        raise CliError(f"--verify: {e}") from None
 
 
 def _verify(h: ModelHandle, sequence: EditSequence, quick: bool) -> Report:
@@ -119,12 +150,31 @@ def export_cmd(
         False, "--verify", help="Verify the patched model (workbench verify) and ship the report beside it."
     ),
     quick: bool = typer.Option(False, "--quick", help="With --verify: the quick report."),
+    forget_file: str | None = typer.Option(
+        None,
+        "--forget",
+        help="With --verify, on any model: the texts or TOFU question-answer pairs forgotten (as verify --forget).",
+    ),
+    retain_file: str | None = typer.Option(None, "--retain", help="With --forget: texts or pairs to keep."),
+    reference: str | None = typer.Option(
+        None, "--reference", help="With --forget: a model trained without the forget set (none: no verdict)."
+    ),
     as_json: bool = JSON,
 ) -> None:
     """Apply patches to the base model in order and export a Hugging Face checkpoint with its manifest and card."""
     if quick and not verify:
         raise CliError("--quick goes with --verify")
-    Output(as_json).emit(_apply_and_export(patch, model, out, overwrite, verify, quick, dtype, device), _render_export)
+    named = [o for o, v in (("--forget", forget_file), ("--retain", retain_file), ("--reference", reference)) if v]
+    go = f"{' and '.join(named)} {'goes' if len(named) == 1 else 'go'} with"
+    if named and not verify:
+        raise CliError(f"{go} --verify (the forgetting to verify and ship beside the export)")
+    if named and forget_file is None:
+        raise CliError(f"{go} --forget FILE: the texts whose forgetting is verified")
+    # Every file the verification reads is checked before the model loads and the patches apply.
+    texts = read_text_inputs(forget_file, retain_file, None, reference) if forget_file is not None else None
+    Output(as_json).emit(
+        _apply_and_export(patch, model, out, overwrite, verify, quick, dtype, device, texts), _render_export
+    )
 
 
 def _refuse_if_tampered(model: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import typer
 
 from workbench.cli.common import DEVICE, DTYPE, JSON, MODEL, CliError, Output, check_output_file, load_model, world_of
+from workbench.cli.verifying_rewrites import verify_rewrite_patch
 from workbench.cli.verifying_texts import verify_files
 from workbench.core.handle import ModelLoadError, resolve_model
 
@@ -28,7 +29,7 @@ def _fmt(x) -> str:
 def _render(o: dict) -> str:
     from workbench.verify.report_html import counts_text
 
-    v = o["verdict"]
+    v = o["verdict_details"]
     lines = [
         f"{o['kind']} by {o['method']} on {o['model']}: {v['overall'].upper()}",
         f"  {v['reason']}",
@@ -112,13 +113,15 @@ def verify_cmd(
     if forget_file is not None or retain_file is not None or choices_file is not None:
         if forget_file is None:
             raise CliError("--retain and --choices go with --forget FILE: the texts whose forgetting is verified")
-        if split is not None or person is not None or html:
-            raise CliError("--forget names what was forgotten: no --split, --person or --html with it")
+        if split is not None or person is not None:
+            raise CliError("--forget names what was forgotten: no --split or --person with it")
         try:
             edit = load_patch(patch) if patch is not None else None
         except EditError as e:
             raise CliError(str(e)) from None
-        verify_files(forget_file, retain_file, choices_file, edit, reference, quick, model, dtype, device, as_json)
+        verify_files(
+            forget_file, retain_file, choices_file, edit, reference, quick, model, dtype, device, as_json, html
+        )
         return
     if patch is None and split is None and person is None:
         raise CliError("nothing to verify: give --patch FILE, or --split / --person to verify the model as it is")
@@ -139,6 +142,10 @@ def verify_cmd(
         except EditError as e:
             raise CliError(str(e)) from None
     h = load_model(model, dtype, device)
+    if h.world is None and edit is not None and split is None and person is None:
+        # No world to ask: a rewrite is verified from its requests' own prompts.
+        verify_rewrite_patch(h, edit, as_json, html)
+        return
     world = world_of(h)
     forget = split
     if person is not None:

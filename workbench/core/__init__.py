@@ -11,6 +11,7 @@
   work (shared prefixes, unedited blocks);
 * :mod:`~workbench.core.views`: TransformerLens' bridge and nnsight over the handle's weights;
 * :mod:`~workbench.core.hashing`, :mod:`~workbench.core.files`: tensor hashes and atomic files;
+* :mod:`~workbench.core.strict_json`: JSON without NaN, which strict parsers refuse;
 * :mod:`~workbench.core.world`: the embedded fact world and its shipped models.
 
 See ``docs/design.md`` for the layers above.

@@ -6,7 +6,8 @@ naming the file and the line or record):
 - texts: JSON Lines or a JSON list of ``{"text": ...}`` records, TOFU question-answer records
   (read as their :attr:`QA.text`), a plain ``.txt``/``.md`` file (one document), or a folder
   (one document per ``*.txt``/``*.md`` file, sorted by name);
-- TOFU question-answer pairs: ``{"question", "answer", "paraphrased_answer"?, "perturbed_answer"?}``;
+- TOFU question-answer pairs: ``{"question", "answer", "paraphrased_answer"?, "perturbed_answer"?,
+  "paraphrased_question"?}``;
 - WMDP-style multiple choice: ``{"question", "choices": [...], "answer"}``, the answer a 0-based
   index or a letter ("A" is the first choice).
 
@@ -49,12 +50,15 @@ class QA:
         paraphrased_answer: The answer said another way (TOFU's truth ratio compares it with
             the perturbed answers); None where there is none.
         perturbed_answers: Wrong answers of the same form.
+        paraphrased_question: The question asked another way (TOFU's perturbed files carry
+            one); None where there is none.
     """
 
     question: str
     answer: str
     paraphrased_answer: str | None = None
     perturbed_answers: tuple[str, ...] = ()
+    paraphrased_question: str | None = None
 
     @property
     def text(self) -> str:
@@ -68,6 +72,8 @@ class QA:
             out["paraphrased_answer"] = self.paraphrased_answer
         if self.perturbed_answers:
             out["perturbed_answer"] = list(self.perturbed_answers)
+        if self.paraphrased_question is not None:
+            out["paraphrased_question"] = self.paraphrased_question
         return out
 
 
@@ -128,8 +134,8 @@ def read_qa(path: str | os.PathLike) -> list[QA]:
         >>> import tempfile
         >>> p = Path(tempfile.mkdtemp()) / "forget.json"
         >>> _ = p.write_text('[{"question": "Q?", "answer": "A.", "perturbed_answer": ["B.", "C."]}]')
-        >>> read_qa(p)
-        [QA(question='Q?', answer='A.', paraphrased_answer=None, perturbed_answers=('B.', 'C.'))]
+        >>> [(q.question, q.answer, q.perturbed_answers, q.paraphrased_question) for q in read_qa(p)]
+        [('Q?', 'A.', ('B.', 'C.'), None)]
 
     Raises:
         DataFileError: as :func:`read_texts`, and a record without a non-empty ``question`` and
@@ -285,6 +291,7 @@ def _qa(where: str, record: dict) -> QA:
         _string(where, record, "answer"),
         _string(where, record, "paraphrased_answer", required=False),
         tuple(perturbed),
+        _string(where, record, "paraphrased_question", required=False),
     )
 
 

@@ -23,7 +23,7 @@ COLOURS = {
     "not rewritten": "#c0392b",
 }
 STATES = (("edited", "#c0392b"), ("original", "#7f8c8d"), ("retain", "#1a7f37"))
-_STYLE = """<style>
+STYLE = """<style>
 .wb-report{font-family:system-ui,sans-serif;font-size:13px;max-width:1100px}
 .wb-report table{border-collapse:collapse;margin:6px 0 14px}
 .wb-report th,.wb-report td{border-bottom:1px solid #ddd;padding:3px 8px;text-align:right}
@@ -34,7 +34,13 @@ _STYLE = """<style>
 </style>"""
 
 
-def _num(x) -> str:
+def format_number(x) -> str:
+    """A figure for a table cell: three decimals (three significant digits when tiny), a dash for none.
+
+    Examples:
+        >>> format_number(0.25), format_number(0.00012), format_number(None), format_number(float("nan"))
+        ('0.250', '0.00012', '–', '–')
+    """
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
     if isinstance(x, float):
@@ -42,20 +48,32 @@ def _num(x) -> str:
     return html.escape(str(x))
 
 
-def _table(head: list[str], rows: list[list]) -> str:
+def html_table(head: list[str], rows: list[list]) -> str:
+    """An HTML table: the head's names escaped, every cell a figure (:func:`format_number`) or :class:`Raw` markup.
+
+    Examples:
+        >>> html_table(["edited"], [[0.5]])
+        '<table><thead><tr><th>edited</th></tr></thead><tbody><tr><td>0.500</td></tr></tbody></table>'
+    """
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     body = "".join(
-        "<tr>" + "".join(f"<td>{c if isinstance(c, _Raw) else _num(c)}</td>" for c in r) + "</tr>" for r in rows
+        "<tr>" + "".join(f"<td>{c if isinstance(c, Raw) else format_number(c)}</td>" for c in r) + "</tr>" for r in rows
     )
     return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
 
-class _Raw(str):
+class Raw(str):
     """Markup that goes into a cell as it is."""
 
 
-def _status(s: str) -> _Raw:
-    return _Raw(f'<span class="wb-status-{html.escape(s.replace(" ", "-"))}">{html.escape(s)}</span>')
+def status_cell(s: str) -> Raw:
+    """A check's status as a cell, coloured by its class (``wb-status-recovered`` ...).
+
+    Examples:
+        >>> status_cell("over-forgotten")
+        '<span class="wb-status-over-forgotten">over-forgotten</span>'
+    """
+    return Raw(f'<span class="wb-status-{html.escape(s.replace(" ", "-"))}">{html.escape(s)}</span>')
 
 
 def report_table(report, max_items: int = 20) -> str:
@@ -70,11 +88,10 @@ def report_table(report, max_items: int = 20) -> str:
         True
     """
     v = report.verdict
-    colour = COLOURS.get(v.overall, "#555")
     out = [
-        _STYLE,
+        STYLE,
         '<div class="wb-report">',
-        f'<p><span class="wb-verdict" style="background:{colour}">{html.escape(v.overall)}</span> '
+        f"<p>{verdict_badge(v.overall)} "
         f"{html.escape(report.kind)} by <b>{html.escape(report.method)}</b> on {html.escape(report.model)}: "
         f"{html.escape(v.reason)}</p>",
         f"<p>Baseline: {html.escape(report.baseline.description)}.</p>",
@@ -84,10 +101,10 @@ def report_table(report, max_items: int = 20) -> str:
     if report.kind == "forget":
         head = ["check", "kind", "edited", "original", "retain model", "facts recovered", "p (Holm)", "status"]
         rows = [
-            [c.check, c.group, c.edited, c.original, c.retain, counts_text(c), c.p_value, _status(c.status)]
+            [c.check, c.group, c.edited, c.original, c.retain, counts_text(c), c.p_value, status_cell(c.status)]
             for c in report.checks
         ]
-        items = [[i.item, i.facts, _status(i.verdict), "; ".join(i.evidence) or "–"] for i in v.items]
+        items = [[i.item, i.facts, status_cell(i.verdict), "; ".join(i.evidence) or "–"] for i in v.items]
         item_head = ["person", "facts", "verdict", "evidence"]
     else:
         head = [
@@ -100,29 +117,29 @@ def report_table(report, max_items: int = 20) -> str:
             "status",
         ]
         rows = [
-            [c.check, c.group, c.edited, c.original, c.new_first, c.old_mean_rank, _status(c.status)]
+            [c.check, c.group, c.edited, c.original, c.new_first, c.old_mean_rank, status_cell(c.status)]
             for c in report.checks
         ]
         items = [
             [
                 f"{i.subject} / {i.relation}",
                 f"{i.old} → {i.new}",
-                _status(i.verdict),
+                status_cell(i.verdict),
                 ", ".join(i.old_returns_under) or "–",
             ]
             for i in v.items
         ]
         item_head = ["fact", "rewrite", "verdict", "old object returns under"]
-    out.append(_table(head, rows))
+    out.append(html_table(head, rows))
     if items:
         more = f"<p>… and {len(items) - max_items} more (see the JSON).</p>" if len(items) > max_items else ""
-        out.append(_table(item_head, items[:max_items]) + more)
+        out.append(html_table(item_head, items[:max_items]) + more)
     if report.rewrite:
         out.append(_rewrite_table(report.rewrite))
     if report.retained:
         r = report.retained
         out.append(
-            _table(
+            html_table(
                 ["retained performance", "before", "after", "retain model"],
                 [
                     ["accuracy on retained facts", r.accuracy_before, r.accuracy_after, r.accuracy_retain_model],
@@ -134,7 +151,7 @@ def report_table(report, max_items: int = 20) -> str:
     st = report.states.by_name()
     if st:
         out.append(
-            _table(
+            html_table(
                 ["membership inference AUC", *st],
                 [
                     ["Min-K%++ (the verdict's)", *(x.mia_auc for x in st.values())],
@@ -145,7 +162,7 @@ def report_table(report, max_items: int = 20) -> str:
     if report.collateral:
         g = report.collateral.groups
         out.append(
-            _table(
+            html_table(
                 ["collateral group", "facts", "mean P before", "after", "accuracy before", "after"],
                 [
                     [k, x.n, x.prob_before, x.prob_after, x.accuracy_before, x.accuracy_after]
@@ -153,7 +170,7 @@ def report_table(report, max_items: int = 20) -> str:
                     if x.n
                 ],
             )
-            + f"<p>Next-token KL on other people's prompts: {_num(report.collateral.kl)} nats.</p>"
+            + f"<p>Next-token KL on other people's prompts: {format_number(report.collateral.kl)} nats.</p>"
         )
     if report.not_guaranteed:
         out.append(
@@ -163,6 +180,17 @@ def report_table(report, max_items: int = 20) -> str:
         )
     out.append("</div>")
     return "".join(out)
+
+
+def verdict_badge(verdict: str) -> str:
+    """The verdict as a coloured label: green removed or rewritten, orange suppressed, red not forgotten, grey else.
+
+    Examples:
+        >>> verdict_badge("removed")
+        '<span class="wb-verdict" style="background:#1a7f37">removed</span>'
+    """
+    colour = COLOURS.get(verdict, "#555")
+    return f'<span class="wb-verdict" style="background:{colour}">{html.escape(verdict)}</span>'
 
 
 def counts_text(c: CheckResult | dict) -> str:
@@ -193,7 +221,7 @@ def _rewrite_table(rw: RewriteFigures) -> str:
             continue
         cf, g = s.counterfact, s.generation
         rows.append([state, cf.efficacy.prob, cf.paraphrase.prob, cf.neighbourhood.prob, s.old_mass, g.new, g.old])
-    return _table(
+    return html_table(
         ["model", "efficacy", "paraphrase", "neighbourhood", "P(old object)", "greedy: new", "greedy: old"], rows
     )
 
@@ -288,14 +316,39 @@ def report_page(report) -> str:
     """A standalone HTML page: the table, then every figure; plotly.js inlined once, the JSON embedded."""
     figs = report_figures(report)
     parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figs.values())]
-    data = report.to_json(indent=None).replace("</", "<\\/")
+    return html_page(
+        f"Verification: {report.method} on {report.model}",
+        report_table(report, max_items=1000) + "".join(parts),
+        report.to_json(indent=None),
+    )
+
+
+def html_page(title: str, body: str, data: str) -> str:
+    """A standalone page: ``body`` as it is, then ``data`` (JSON text) in ``<script id="report">``.
+
+    Examples:
+        >>> page = html_page("Verification", "<p>removed</p>", '{"verdict": "removed"}')
+        >>> page.startswith("<!DOCTYPE html>"), '<script type="application/json" id="report">{"verdict"' in page
+        (True, True)
+    """
+    data = data.replace("</", "<\\/")  # a "</script>" inside the JSON must not end the element
     return (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-        f"<title>Verification: {html.escape(report.method)} on {html.escape(report.model)}</title></head><body>"
-        + report_table(report, max_items=1000)
-        + "".join(parts)
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
+        + body
         + f'<script type="application/json" id="report">{data}</script></body></html>'
     )
 
 
-__all__ = ["counts_text", "report_figures", "report_page", "report_table"]
+__all__ = [
+    "STYLE",
+    "Raw",
+    "counts_text",
+    "format_number",
+    "html_page",
+    "html_table",
+    "report_figures",
+    "report_page",
+    "report_table",
+    "status_cell",
+    "verdict_badge",
+]

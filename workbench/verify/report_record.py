@@ -36,13 +36,15 @@ class Report:
 
     Each section is a record of :mod:`~workbench.verify.report_sections`, read by attribute
     (``report.states.edited.utility.accuracy``); :meth:`to_dict` and :meth:`to_json` give the
-    report's JSON, which :meth:`from_dict` and :meth:`from_json` read back.
+    report's JSON, which :meth:`from_dict` and :meth:`from_json` read back. As in every report's
+    JSON (:class:`~workbench.verify.text_report.TextReport`'s too), ``"verdict"`` is the one word
+    and ``"reason"`` its sentence; ``"verdict_details"`` holds the caveats, items and tolerances.
 
     Examples:
         >>> r = Report("forget", "none", {}, "world", Baseline(None, "chance"),
         ...            VerdictSummary("removed", "no check recovers them", [], []))
-        >>> r.verdict.overall, Report.from_json(r.to_json()) == r
-        ('removed', True)
+        >>> r.verdict.overall, Report.from_json(r.to_json()) == r, r.to_dict()["verdict"]
+        ('removed', True, 'removed')
 
     Attributes:
         kind: "forget" or "rewrite".
@@ -87,7 +89,9 @@ class Report:
             "request": copy.deepcopy(self.request),
             "model": self.model,
             "baseline": self.baseline.to_dict(),
-            "verdict": self.verdict.to_dict(),
+            "verdict": self.verdict.overall,
+            "reason": self.verdict.reason,
+            "verdict_details": self.verdict.to_dict(),
             "checks": [asdict(c) for c in self.checks],
             "states": self.states.to_dict(),
             "rewrite": None if self.rewrite is None else self.rewrite.to_dict(),
@@ -110,7 +114,8 @@ class Report:
             dict(d["request"]),
             d["model"],
             Baseline.from_dict(d["baseline"]),
-            VerdictSummary.from_dict(d["verdict"]),
+            # Reports written before the verdict became one word held its details under "verdict".
+            VerdictSummary.from_dict(d["verdict_details"] if "verdict_details" in d else d["verdict"]),
             [check_from_dict(c) for c in d["checks"]],
             States.from_dict(d["states"]),
             None if d["rewrite"] is None else RewriteFigures.from_dict(d["rewrite"]),

@@ -9,7 +9,9 @@ original and a reference model trained without the forget set, with no fact worl
 * answer ranking and truth ratio, where an item has perturbed answers: whether the answer (its
   paraphrase where one is given, as TOFU asks) is likelier per token than every perturbed one,
   and R = geometric mean of P̄(perturbed) / P̄(answer) (:func:`~workbench.verify.truth_ratio.ratios_of`);
-* multiple-choice accuracy: the right choice the likeliest continuation of its question.
+* multiple-choice accuracy: the right choice the likeliest continuation of its question;
+* the same greedy answers to the paraphrased questions, where items have them, and from
+  round-to-nearest quantised copies (:mod:`~workbench.verify.quantise`).
 
 A plain text (no question) is split in two at its middle word: the first half is the question,
 the rest the answer, so that greedy continuation measures verbatim memorisation as MUSE does.
@@ -28,8 +30,10 @@ from torch import Tensor
 
 from workbench.core.data_files import QA, Choice
 from workbench.core.metrics import sequence_logprobs
+from workbench.core.sites import UnsupportedArchitecture
 from workbench.core.tokens import encode_objects, encode_prompts
 from workbench.verify.candidates import CandidateTable
+from workbench.verify.quantise import QuantiseSettings, quantised
 from workbench.verify.rewrite import greedy_continuations
 from workbench.verify.truth_ratio import ratios_of
 
@@ -41,8 +45,8 @@ def as_items(data: Sequence[QA] | Sequence[str]) -> list[QA]:
     """Question-answer pairs as they are; a plain text split at its middle word (at most 48 words a side).
 
     Examples:
-        >>> as_items(["Ada was born in Paris ."])
-        [QA(question='Ada was born', answer='in Paris .', paraphrased_answer=None, perturbed_answers=())]
+        >>> [(q.question, q.answer) for q in as_items(["Ada was born in Paris ."])]
+        [('Ada was born', 'in Paris .')]
         >>> as_items([QA("Q?", "A.")])[0].answer
         'A.'
     """
@@ -231,8 +235,10 @@ class AnswerReadings:
     truth_ratios: list[float]
 
 
-def read_answers(handle, items: Sequence[QA], max_new_tokens: int = 32, batch_size: int = 64) -> AnswerReadings:
-    """Every reading of :class:`AnswerReadings` of one model state.
+def read_answers(
+    handle, items: Sequence[QA], max_new_tokens: int = 32, batch_size: int = 64, ranking: bool = True
+) -> AnswerReadings:
+    """Every reading of :class:`AnswerReadings` of one model state; without ``ranking``, no answer ranking.
 
     Examples:
         >>> import workbench
@@ -241,7 +247,8 @@ def read_answers(handle, items: Sequence[QA], max_new_tokens: int = 32, batch_si
         >>> r.recall, r.ranked_first, r.truth_ratios[0] < 0.01
         ([1.0], [True], True)
     """
-    table = answer_table(handle, items, batch_size)
+    # The perturbed answers' ranking costs a continuation each: the attacks' copies count greedy answers only.
+    table = answer_table(handle, items, batch_size) if ranking else None
     answers = greedy_answers(handle, items, max_new_tokens, batch_size)
     ranked = [] if table is None else (table.normalised.argmax(1) == 0).tolist()
     return AnswerReadings(
@@ -253,6 +260,43 @@ def read_answers(handle, items: Sequence[QA], max_new_tokens: int = 32, batch_si
     )
 
 
+def paraphrased(items: Sequence[QA]) -> list[QA]:
+    """The items that have a paraphrased question, asked it instead (without perturbed answers).
+
+    Examples:
+        >>> [(q.question, q.answer) for q in paraphrased([QA("Q?", "A.", None, ("C.",), "Q again?"), QA("R?", "B.")])]
+        [('Q again?', 'A.')]
+    """
+    return [QA(i.paraphrased_question, i.answer) for i in items if i.paraphrased_question]
+
+
+def quantised_answers(
+    handle, items: Sequence[QA], bits: Sequence[int], max_new_tokens: int = 32, batch_size: int = 64
+) -> tuple[dict[str, AnswerReadings], list[str]]:
+    """Per bit width, the readings of a round-to-nearest copy (one copy at a time); and why any was not run.
+
+    Examples:
+        >>> import workbench
+        >>> h = workbench.load("world")
+        >>> out, notes = quantised_answers(h, [QA("Tikrelm Robreir was born in", "Krigril")], (8, 4))
+        >>> {k: v.recall for k, v in out.items()}, notes
+        ({'answers int8': [1.0], 'answers int4': [1.0]}, [])
+
+    Returns:
+        ({"answers int8": readings, ...}, notes naming the widths the model's architecture refused).
+    """
+    out, notes = {}, []
+    for b in bits:
+        try:
+            q = quantised(handle, QuantiseSettings(bits=b))
+        except UnsupportedArchitecture as e:
+            notes.append(f"int{b}: not run ({e})")
+            continue
+        out[f"answers int{b}"] = read_answers(q, items, max_new_tokens, batch_size, ranking=False)
+        del q  # one quantised copy alive at a time
+    return out, notes
+
+
 __all__ = [
     "AnswerReadings",
     "SPLIT_WORDS",
@@ -262,6 +306,8 @@ __all__ = [
     "choice_correct",
     "continuation_logprobs",
     "greedy_answers",
+    "paraphrased",
+    "quantised_answers",
     "read_answers",
     "rouge_recall",
     "sample",

@@ -2,7 +2,9 @@
 
 Items take the place of the world's facts (:mod:`~workbench.verify.verdict`): a count check
 counts the forget items a model answers (greedy answer, the answer ranked above the perturbed
-ones, the right choice, the quantised copy's greedy answer); the edited model's count is tested
+ones, the right choice, the greedy answer to the paraphrased question, the answer read by the
+logit lens before the last block, the unseen half's greedy answer after relearning the other
+half, each quantised copy's greedy answer); the edited model's count is tested
 against the reference model's rate, both ways, and every p-value of a report is Holm-corrected
 together. Forget quality and the membership AUC join as distribution checks, as on the world.
 """
@@ -11,15 +13,24 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from workbench.core.data_files import QA
 from workbench.verify.text_answers import AnswerReadings
+from workbench.verify.text_lens import LensReadings
+from workbench.verify.text_relearn import TextRelearned
 from workbench.verify.truth_ratio import forget_quality, forget_truth_score, harmonic_mean
 from workbench.verify.verdict import CheckResult, VerdictSettings, excess_p, holm, overall_of, reason_of, status_of
 
 SURFACE = "answers"
-GROUPS = {SURFACE: "surface", "ranked first": "answer ranking", "choices": "multiple choice"}
+GROUPS = {
+    SURFACE: "surface",
+    "ranked first": "answer ranking",
+    "choices": "multiple choice",
+    "paraphrased questions": "paraphrase",
+    "logit lens": "hidden states",
+    "relearn": "relearning",
+}
 
 
 def _mean(values) -> float | None:
@@ -36,8 +47,11 @@ class TextState:
         mia_auc, mia_auc_min_k: Membership AUC of the forget texts against the holdout, Min-K%++ and Min-K%.
         choices: Per multiple-choice question, whether the right choice was likeliest; None without them.
         choice_chance: The mean of 1 / choices.
-        quantised: The round-to-nearest copy's readings of the forget items, or None.
-        quantised_as: The quantised check's name ("answers int4").
+        quantised: Per quantised check ("answers int8"), the round-to-nearest copy's readings
+            of the forget items.
+        paraphrased: Readings of the forget items that have a paraphrased question, asked it; or None.
+        lens: The logit lens's ranks of the forget items' answers, or None.
+        relearned: The relearning attack's readings of the unseen half, or None.
         note: Why a reading was not taken, or None.
     """
 
@@ -48,8 +62,10 @@ class TextState:
     mia_auc_min_k: float
     choices: list[bool] | None = None
     choice_chance: float = 0.0
-    quantised: AnswerReadings | None = None
-    quantised_as: str = "answers int4"
+    quantised: dict[str, AnswerReadings] = field(default_factory=dict)
+    paraphrased: AnswerReadings | None = None
+    lens: LensReadings | None = None
+    relearned: TextRelearned | None = None
     note: str | None = None
 
     def counts(self, answered: float, items: list[QA]) -> dict[str, tuple[list[bool], float]]:
@@ -66,8 +82,14 @@ class TextState:
             out["ranked first"] = (list(self.forget.ranked_first), chance)
         if self.choices is not None:
             out["choices"] = (list(self.choices), self.choice_chance)
-        if self.quantised is not None:
-            out[self.quantised_as] = ([x >= answered for x in self.quantised.recall], 0.0)
+        if self.paraphrased is not None:
+            out["paraphrased questions"] = ([x >= answered for x in self.paraphrased.recall], 0.0)
+        if self.lens is not None:
+            out["logit lens"] = (self.lens.recovered(), 0.0)
+        if self.relearned is not None:
+            out["relearn"] = ([x >= answered for x in self.relearned.readings.recall], 0.0)
+        for check, q in self.quantised.items():
+            out[check] = ([x >= answered for x in q.recall], 0.0)
         return out
 
     def summary(self, answered: float) -> dict:
@@ -79,7 +101,7 @@ class TextState:
             >>> s["forget_answer_probability"], s["forget_truth_ratios"], s["model_utility"]
             (0.5, [], 0.6666666666666666)
         """
-        f, r = self.forget, self.retain
+        f, r, p, lens, rl = self.forget, self.retain, self.paraphrased, self.lens, self.relearned
         retain_truth = _mean([max(0.0, 1 - x) for x in r.truth_ratios])
         parts = [_mean(r.probability), _mean(r.recall)] + ([retain_truth] if retain_truth is not None else [])
         return {
@@ -98,7 +120,18 @@ class TextState:
             "mia_auc": self.mia_auc,
             "mia_auc_min_k": self.mia_auc_min_k,
             "choice_accuracy": _mean(self.choices) if self.choices is not None else None,
-            "quantised_rouge_recall": _mean(self.quantised.recall) if self.quantised is not None else None,
+            **{f"{k.split()[-1]}_rouge_recall": _mean(q.recall) for k, q in self.quantised.items()},
+            "paraphrase_rouge_recall": _mean(p.recall) if p is not None else None,
+            "paraphrase_answer_probability": _mean(p.probability) if p is not None else None,
+            "lens_recovered": _mean(lens.recovered()) if lens is not None else None,
+            "lens_hidden": _mean(lens.hidden()) if lens is not None else None,
+            "lens_layers": list(lens.layers) if lens is not None else None,
+            "lens_by_layer": lens.by_layer() if lens is not None else None,
+            "relearn_rouge_recall_before": _mean([f.recall[i] for i in rl.asked]) if rl is not None else None,
+            "relearn_rouge_recall": _mean(rl.readings.recall) if rl is not None else None,
+            "relearn_answer_probability": _mean(rl.readings.probability) if rl is not None else None,
+            "relearn_trained_probability": _mean(rl.trained_probability) if rl is not None else None,
+            "relearn_seconds": rl.seconds if rl is not None else None,
             "forget_greedy_answers": list(f.answers),
         }
 
@@ -108,6 +141,12 @@ MEASURED = [
     ("answer probability (forget)", "forget_answer_probability", "forget set"),
     ("ROUGE-L recall (forget)", "forget_rouge_recall", "forget set"),
     ("truth ratio score (forget)", "forget_truth_score", "forget set"),
+    ("ROUGE-L recall (paraphrased)", "paraphrase_rouge_recall", "paraphrase"),
+    ("answers hidden (logit lens)", "lens_hidden", "hidden states"),
+    ("relearn: ROUGE-L before", "relearn_rouge_recall_before", "relearning"),
+    ("relearn: ROUGE-L after", "relearn_rouge_recall", "relearning"),
+    ("relearn: probability after", "relearn_answer_probability", "relearning"),
+    ("relearn: trained probability", "relearn_trained_probability", "relearning"),
     ("answer probability (retain)", "retain_answer_probability", "retain set"),
     ("ROUGE-L recall (retain)", "retain_rouge_recall", "retain set"),
     ("truth ratio score (retain)", "retain_truth_score", "retain set"),

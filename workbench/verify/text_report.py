@@ -12,7 +12,11 @@ and returns a :class:`TextReport`:
 * Min-K%++ membership AUC of the forget texts against the retain texts, or a held-out set
   (:mod:`~workbench.verify.membership`);
 * multiple-choice accuracy, when questions with choices are given;
-* greedy answers of a round-to-nearest 4-bit copy (:mod:`~workbench.verify.quantise`).
+* greedy answers to the paraphrased questions, where items have them;
+* the logit lens: the answer's first token read before the last block (:mod:`~workbench.verify.text_lens`);
+* the relearning attack: greedy answers of one half of the forget set after a few steps on the
+  other half, on a copy (:mod:`~workbench.verify.text_relearn`);
+* greedy answers of round-to-nearest 8- and 4-bit copies (:mod:`~workbench.verify.quantise`).
 
 The verdict is the world path's (:mod:`~workbench.verify.verdict`) with items in place of facts:
 an item is answered when its greedy answer's ROUGE-L recall reaches ``answered`` (or ranked
@@ -36,18 +40,29 @@ from tqdm.auto import tqdm
 
 from workbench.core.data_files import QA, Choice
 from workbench.core.handle import ModelHandle, load_shared
-from workbench.core.sites import UnsupportedArchitecture
 from workbench.verify.membership import MembershipSettings, mia_auc
-from workbench.verify.quantise import QuantiseSettings, quantised
 from workbench.verify.report import VerifyError
-from workbench.verify.text_answers import AnswerReadings, as_items, choice_correct, read_answers, sample
+from workbench.verify.text_answers import (
+    AnswerReadings,
+    as_items,
+    choice_correct,
+    paraphrased,
+    quantised_answers,
+    read_answers,
+    sample,
+)
 from workbench.verify.text_checks import TextState, decide_texts, measured_rows, undecided
+from workbench.verify.text_lens import TextLensSettings, lens_ranks
+from workbench.verify.text_relearn import TextRelearnSettings, relearn_texts
+from workbench.verify.text_report_html import text_report_page
 from workbench.verify.verdict import VerdictSettings
 
 NO_REFERENCE = [
     "whether the forget set is removed or only suppressed: that needs a model trained without it (a reference)",
     "forget quality: the KS test compares the truth ratios with a reference model's",
     "how much a model that never saw the forget set would answer anyway (general knowledge, lucky guesses)",
+    "whether relearning, the logit lens or quantisation give back more than they would give a model that never "
+    "saw the forget set: each recovers some items from general knowledge or training alone",
 ]
 
 
@@ -56,8 +71,8 @@ class TextVerifySettings:
     """How much :func:`verify_texts` reads, and the tolerances of its verdict.
 
     Examples:
-        >>> TextVerifySettings().answered, TextVerifySettings.quick().max_items
-        (0.5, 30)
+        >>> TextVerifySettings().answered, TextVerifySettings.quick().max_items, TextVerifySettings().quantise_bits
+        (0.5, 30, (8, 4))
 
     Args:
         max_items: At most this many forget, retain, held-out and multiple-choice items each,
@@ -65,7 +80,11 @@ class TextVerifySettings:
         seed: Seed of the draws, fixed so that every model is asked the same items.
         answered: An item is answered when its greedy answer's ROUGE-L recall is at least this.
         max_new_tokens: Greedy answers are the true answer's length plus two tokens, at most this.
-        quantise_bits: Bits of the round-to-nearest copy whose greedy answers are read; None: none.
+        quantise_bits: Bits of each round-to-nearest copy whose greedy answers are read (one
+            copy at a time, the edited model and the reference); None or (): none; an int: that one.
+        relearn: The relearning attack (:class:`~workbench.verify.text_relearn.TextRelearnSettings`;
+            ``steps=0``: none), on the edited model and the reference.
+        lens: The logit lens (:class:`~workbench.verify.text_lens.TextLensSettings`).
         membership: Min-K%++ settings (:class:`~workbench.verify.membership.MembershipSettings`).
         verdict: Tolerances (:class:`~workbench.verify.verdict.VerdictSettings`; its
             ``tolerance``, ``alpha``, ``forget_quality`` and ``mia_tolerance`` are used).
@@ -76,20 +95,22 @@ class TextVerifySettings:
     seed: int = 0
     answered: float = 0.5
     max_new_tokens: int = 32
-    quantise_bits: int | None = 4
+    quantise_bits: tuple[int, ...] | None = (8, 4)
+    relearn: TextRelearnSettings = field(default_factory=TextRelearnSettings)
+    lens: TextLensSettings = field(default_factory=TextLensSettings)
     membership: MembershipSettings = field(default_factory=MembershipSettings)
     verdict: VerdictSettings = field(default_factory=VerdictSettings)
     batch_size: int = 64
 
     @classmethod
     def quick(cls) -> TextVerifySettings:
-        """At most 30 items of each set: a first look.
+        """At most 30 items of each set, no relearning attack (a copy trained with Adam): a first look.
 
         Examples:
-            >>> TextVerifySettings.quick().quantise_bits
-            4
+            >>> TextVerifySettings.quick().quantise_bits, TextVerifySettings.quick().relearn.runs
+            ((8, 4), False)
         """
-        return cls(max_items=30)
+        return cls(max_items=30, relearn=TextRelearnSettings(steps=0))
 
 
 @dataclass
@@ -168,6 +189,10 @@ class TextReport:
             }
         )
 
+    def to_html(self) -> str:
+        """A standalone HTML page of the report, offline (:mod:`~workbench.verify.text_report_html`)."""
+        return text_report_page(self)
+
     def __repr__(self) -> str:
         return f"TextReport({self.model}: {self.verdict}; {self.reason})"
 
@@ -192,21 +217,17 @@ def _reverted(handle, edit) -> Iterator[None]:
         edit.apply(handle.model)
 
 
-def _read_state(handle, forget, retain, holdout, choices, s: TextVerifySettings, quantise: bool) -> TextState:
-    """Every reading of one model state; the quantised copy's greedy answers only where asked."""
+def _read_state(handle, forget, retain, holdout, choices, s: TextVerifySettings, attacks: bool) -> TextState:
+    """Every reading of one model state; the quantised copies and the relearning attack only where asked."""
 
     def read(h, items: list[QA]) -> AnswerReadings:
         return read_answers(h, items, s.max_new_tokens, s.batch_size)
 
     texts = [i.text for i in forget]
     auc = {m: mia_auc(handle, texts, holdout, m, s.membership) for m in ("min_k++", "min_k")}
-    q: AnswerReadings | None = None
-    note = None
-    if quantise and s.quantise_bits is not None:
-        try:
-            q = read(quantised(handle, QuantiseSettings(bits=s.quantise_bits)), forget)
-        except UnsupportedArchitecture as e:
-            note = f"int{s.quantise_bits}: not run ({e})"
+    bits = (s.quantise_bits,) if isinstance(s.quantise_bits, int) else tuple(s.quantise_bits or ())
+    q, notes = quantised_answers(handle, forget, bits if attacks else (), s.max_new_tokens, s.batch_size)
+    asked = paraphrased(forget)
     return TextState(
         handle.name,
         read(handle, forget),
@@ -215,9 +236,25 @@ def _read_state(handle, forget, retain, holdout, choices, s: TextVerifySettings,
         auc["min_k"],
         *(choice_correct(handle, choices, s.batch_size) if choices else (None, 0.0)),
         quantised=q,
-        quantised_as=f"answers int{s.quantise_bits}",
-        note=note,
+        paraphrased=read(handle, asked) if asked else None,
+        lens=lens_ranks(handle, forget, s.lens),
+        relearned=relearn_texts(handle, forget, s.relearn, s.seed, s.max_new_tokens, s.batch_size) if attacks else None,
+        note="; ".join(notes) or None,
     )
+
+
+def _not_run(edited: TextState, s: TextVerifySettings) -> list[str]:
+    """What the checks that did not run would have told."""
+    out = []
+    if edited.paraphrased is None:
+        out.append("answers to paraphrased questions: no forget item has a 'paraphrased_question'")
+    if edited.lens is None:
+        why = "turned off" if not s.lens.enabled else "the model has one block, or no site map for its architecture"
+        out.append(f"whether the answer is read from the hidden states (logit lens): {why}")
+    if edited.relearned is None:
+        why = "turned off (relearn steps 0)" if not s.relearn.runs else "fewer than two forget items"
+        out.append(f"whether a few steps of fine-tuning on half the forget set give back the other half: {why}")
+    return out
 
 
 def verify_texts(
@@ -240,7 +277,8 @@ def verify_texts(
         >>> h = workbench.load("world")
         >>> forget = read_qa("workbench/core/world/examples/tofu_forget05.json")[:6]
         >>> retain = read_qa("workbench/core/world/examples/tofu_retain.json")[:6]
-        >>> r = verify_texts(h, forget, retain, settings=TextVerifySettings(quantise_bits=None), progress=False)
+        >>> s = TextVerifySettings(quantise_bits=None, relearn=TextRelearnSettings(steps=0))
+        >>> r = verify_texts(h, forget, retain, settings=s, progress=False)
         >>> r.verdict, r.states["edited"]["forget_answer_probability"] > 0.9
         ('undecided', True)
 
@@ -281,14 +319,14 @@ def verify_texts(
         bar.set_postfix_str(stage)
         args = (f_items, r_items, held, mc, s)
         if stage == "edited":
-            states[stage] = _read_state(handle, *args, quantise=True)
+            states[stage] = _read_state(handle, *args, attacks=True)
         elif stage == "original" and original is not None:
-            states[stage] = _read_state(original, *args, quantise=False)
+            states[stage] = _read_state(original, *args, attacks=False)
         elif stage == "original":
             with _reverted(handle, edit):
-                states[stage] = _read_state(handle, *args, quantise=False)
+                states[stage] = _read_state(handle, *args, attacks=False)
         else:
-            states[stage] = _read_state(ref, *args, quantise=True)
+            states[stage] = _read_state(ref, *args, attacks=True)
     bar.close()
     caveats = (
         []
@@ -310,6 +348,7 @@ def verify_texts(
         cannot = []
         if fq is None:
             cannot.append("forget quality and truth ratio: no forget item has perturbed answers")
+    cannot += _not_run(states["edited"], s)
     return TextReport(
         handle.name,
         None if ref is None else ref.name,
@@ -327,6 +366,8 @@ def verify_texts(
             "holdout": len(held),
             "choices": len(mc) if mc else 0,
             "with_perturbed_answers": sum(bool(i.perturbed_answers) for i in f_items),
+            "with_paraphrased_questions": sum(bool(i.paraphrased_question) for i in f_items),
+            "relearn_trained": len(states["edited"].relearned.trained) if states["edited"].relearned else 0,
         },
         _clean(asdict(s)),
         time.perf_counter() - t0,

@@ -242,6 +242,9 @@ REQUEST_LINES = {
     "not-utf8": ([b"\xff\xfe{\x00"], "is not UTF-8 text"),
 }
 
+# An export of a valid patch to a new folder: the verification options are what is bad.
+EXPORT_TO = ["export", "--patch", "@patch", "--out", "@tmp/o"]
+
 # The rest: one bad argument each, on a command whose other arguments are valid.
 ARGUMENTS = [
     # the command line itself
@@ -372,6 +375,7 @@ ARGUMENTS = [
     ("verify-html-no-parent", ["verify", "--split", "forget01", "--html", "@tmp/no/r.html"], "--html"),
     ("verify-patch-missing", ["verify", "--patch", "@tmp/no-such"], "no patch"),
     ("verify-patch-not-world", ["verify", "--patch", "@patch"], "world facts"),
+    ("verify-rewrite-patch-other-model", ["verify", "--patch", "@patch", "-m", "@tinymodel"], "another model"),
     # world
     ("world-facts-unknown", ["world", "facts", "Nobody Here"], "unknown person"),
     ("world-facts-not-world", ["world", "facts", "@p", "-m", "@tinymodel"], "no fact world"),
@@ -385,6 +389,26 @@ ARGUMENTS = [
     ("export-out-a-file", ["export", "--patch", "@patch", "--out", "@tmp/taken.json"], "is a file, not an export"),
     ("export-out-no-parent", ["export", "--patch", "@patch", "--out", "@tmp/no/such/out"], "no folder"),
     ("export-same-patch-twice", ["export", "--patch", "@patch", "--patch", "@patch", "--out", "@tmp/o"], "differs"),
+    ("export-forget-no-verify", [*EXPORT_TO, "--forget", "@forget_texts", "--retain", "@forget_texts"], "--verify"),
+    ("export-retain-no-forget", [*EXPORT_TO, "--verify", "--retain", "@forget_texts"], "--retain goes with --forget"),
+    ("export-reference-no-forget", [*EXPORT_TO, "--verify", "--reference", "world"], "--reference goes with --forget"),
+    ("export-forget-no-retain", [*EXPORT_TO, "--verify", "--forget", "@forget_texts"], "--forget needs --retain"),
+    (
+        "export-forget-bad",
+        [*EXPORT_TO, "--verify", "--forget", "@tmp/taken.json", "--retain", "@forget_texts"],
+        "--forget",
+    ),
+    ("export-verify-no-world", [*EXPORT_TO, "--verify", "-m", "@tinymodel"], "--forget FILE --retain FILE"),
+    (
+        "export-forget-reference",
+        [*EXPORT_TO, "--verify", "--forget", "@forget_texts", "--retain", "@forget_texts", "--reference", "world:nope"],
+        "--reference",
+    ),
+    (
+        "verify-forget-html-dir",
+        ["verify", "--forget", "@forget_texts", "--retain", "@forget_texts", "--html", "@tmp"],
+        "--html",
+    ),
     ("apply-out-nonempty", ["patch", "apply", "@patch", "--out", "@tmp/full"], "already exists"),
     ("apply-no-files", ["patch", "apply", "--out", "@tmp/o"], "Missing argument"),
     ("revert-model-not-export", ["patch", "revert", "@patch", "--model", "world", "--out", "@tmp/o"], "export"),

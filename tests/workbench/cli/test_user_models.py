@@ -17,8 +17,12 @@ import torch
 from real_configs import REAL, save_real_model
 from safetensors.torch import load_file
 
+import workbench
+from edit.edit import Delta, Edit
+from edit.patch import save_patch
 from workbench.cli import main
 from workbench.core.world.as_counterfact import EXAMPLES
+from workbench.verify.rewrite import REWRITE_VERDICTS
 
 STATS = "The weather is mild in spring, and the rivers run high after the rain. " * 30
 
@@ -77,6 +81,9 @@ def test_the_whole_loop_on_a_users_model(capsys, user_model):
     stats = ["--stats-text", root / "stats.txt"]
     rome = run(capsys, "edit", "rome", *fields, *stats, *m, "--save-patch", root / "rome", "--force", "--json")
     assert rome["tensors"] and rome["request"]["subject"] == "Ada"
+    checked = run(capsys, "verify", "--patch", root / "rome", *m, "--json")  # from the request's own prompts
+    assert checked["kind"] == "rewrite requests" and checked["verdict"] in REWRITE_VERDICTS
+    assert checked["states"]["edited"]["counterfact"]["efficacy"]["n"] == 1 and checked["cannot_conclude"]
 
     memit = run(capsys, "edit", "memit", "--requests", root / "counterfact.json", *stats, *m, "--json")
     assert memit["requests"] == 2 and memit["after"]["paraphrase"]["n"] == 2
@@ -92,9 +99,42 @@ def test_the_whole_loop_on_a_users_model(capsys, user_model):
     assert report["verdict"] == "undecided" and report["cannot_conclude"]
 
     out = root / "exported"
-    export = run(capsys, "export", "--patch", root / "rome", *m, "--out", out, "--overwrite", "--json")
+    export = run(capsys, "export", "--patch", root / "rome", *m, "--out", out, "--overwrite", "--verify", "--json")
     assert export["tensors"] > 0 and run(capsys, "audit", out, "--json")["ok"]
+    assert export["report_kind"] == "rewrite requests" and export["verdict"] == checked["verdict"]
+    assert "rewriting of facts given as requests" in (out / "README.md").read_text()
     back = root / "reverted"
     run(capsys, "patch", "revert", root / "rome", "--model", out, "--out", back, "--overwrite", "--json")
     base, reverted = load_file(root / "model" / "model.safetensors"), load_file(back / "model.safetensors")
     assert base.keys() == reverted.keys() and all(torch.equal(base[k], reverted[k]) for k in base)
+
+
+def test_export_ships_forgetting_verified_from_files_on_a_users_model(capsys, tmp_path):
+    save_real_model(tmp_path / "model", "llama-gqa")
+    h = workbench.load(str(tmp_path / "model"), device="cpu")
+    name = h.sites.mlp_out_path(0) + ".weight"
+    rows, cols = h.model.get_parameter(name).shape
+    e = Edit("hand", {"note": "a nudge"}, {name: Delta(left=torch.ones(rows, 1), right=torch.full((cols, 1), 0.01))})
+    save_patch(e.apply(h.model), tmp_path / "nudge")
+    for part in ("forget05", "retain"):
+        records = json.loads((EXAMPLES / f"tofu_{part}.json").read_text())[:4]
+        (tmp_path / f"{part}.json").write_text(json.dumps(records))
+    tofu = ["--forget", tmp_path / "forget05.json", "--retain", tmp_path / "retain.json"]
+    export = ["export", "--patch", tmp_path / "nudge", "-m", tmp_path / "model", "--out", tmp_path / "out"]
+
+    # The base model stands in for a reference model: only the mechanics are tested here.
+    shipped = run(capsys, *export, "--verify", *tofu, "--reference", tmp_path / "model", "--quick", "--json")
+    assert shipped["report_kind"] == "forget texts" and shipped["verdict"] in ("removed", "suppressed", "not forgotten")
+    assert {"verification.json", "verification.html"} <= set(shipped["files"])
+    report = json.loads((tmp_path / "out" / "verification.json").read_text(), parse_constant=_refuse_constant)
+    assert report["verdict"] == shipped["verdict"] and report["reference"] == str(tmp_path / "model")
+    assert f"**Verdict: {shipped['verdict']}.**" in (tmp_path / "out" / "README.md").read_text()
+    assert run(capsys, "audit", tmp_path / "out", "--json")["ok"]
+
+    assert main([str(a) for a in [*export[:-1], tmp_path / "again", "--verify"]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--forget FILE --retain FILE" in err[0] and not (tmp_path / "again").exists()
+
+
+def _refuse_constant(name):
+    raise ValueError(f"{name} is not JSON")

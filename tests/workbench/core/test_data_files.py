@@ -43,8 +43,9 @@ def test_texts_from_every_format(tmp_path):
 
 def test_qa_and_choices(tmp_path):
     qa = read_qa(write(tmp_path, "tofu.json", json.dumps(TOFU)))
-    assert qa[0] == QA("Who wrote it?", "Basil Mahfouz.", "It was Basil.", ("Ann Lee.", "Bo Kim."))
-    assert qa[1].paraphrased_answer is None and qa[1].perturbed_answers == ()
+    assert qa[0] == QA("Who wrote it?", "Basil Mahfouz.", "It was Basil.", ("Ann Lee.", "Bo Kim."), "Whose is it?")
+    assert qa[1].paraphrased_answer is None and qa[1].perturbed_answers == () and qa[1].paraphrased_question is None
+    assert "paraphrased_question" not in qa[1].to_dict() and qa[0].to_dict()["paraphrased_question"] == "Whose is it?"
     assert read_qa(write(tmp_path, "back.json", json.dumps([q.to_dict() for q in qa]))) == qa
     one = '{"question": "Q?", "answer": "A", "perturbed_answer": "B"}\n'
     assert read_qa(write(tmp_path, "one.jsonl", one))[0].perturbed_answers == ("B",)
@@ -156,6 +157,11 @@ def test_shipped_examples_read_back(tmp_path):
     assert len(qa) == 90 and all(len(q.perturbed_answers) == 5 and q.answer not in q.perturbed_answers for q in qa)
     person, relation = world.parse_prompt(qa[0].question)
     assert person in forgotten and world.fact(person, relation).object == qa[0].answer
+    # The paraphrased question asks the same fact in a phrasing the world model never trained on.
+    for q in qa:
+        subject, rel = world.parse_prompt(q.question)
+        held_out = [ph.prompt(subject) for ph in world.phrasings(rel, held_out=True)]
+        assert q.paraphrased_question in held_out and world.parse_prompt(q.paraphrased_question) == (subject, rel)
     texts = read_texts(EXAMPLES / "forget05_texts.jsonl")
     assert texts == [q.text + " ." for q in qa]
     retain = read_texts(EXAMPLES / "retain_texts.jsonl")

@@ -31,7 +31,8 @@ def assert_round_trip(r: Report) -> None:
     assert Report.from_json(text).to_json() == text
     d = json.loads(text)
     assert [(c.check, c.status) for c in r.checks] == [(c["check"], c["status"]) for c in d["checks"]]
-    assert (r.verdict.overall, r.baseline.model) == (d["verdict"]["overall"], d["baseline"]["model"])
+    assert (r.verdict.overall, r.baseline.model) == (d["verdict"], d["baseline"]["model"])
+    assert (r.verdict.reason, r.verdict.overall) == (d["reason"], d["verdict_details"]["overall"])
     assert r.retained.accuracy_after == d["retained"]["accuracy_after"]
     for name, state in r.states.by_name().items():
         figures = d["states"][name]
@@ -96,8 +97,8 @@ def test_an_unlearning_edit_keeps_its_state_and_renders_everywhere(handle, tmp_p
     assert r.collateral.groups["edited"].prob_after < 0.1 and r.retained.accuracy_after == 1.0
     assert_round_trip(r)
     back = json.loads(r.to_json())
-    assert back["verdict"]["overall"] == "removed" and back["checks"][0]["check"] == "surface"
-    assert {"overall", "reason"} <= back["verdict"].keys() and back["not_guaranteed"]
+    assert back["verdict"] == "removed" and back["checks"][0]["check"] == "surface"
+    assert {"overall", "reason"} <= back["verdict_details"].keys() and back["not_guaranteed"]
     page = r.write_html(tmp_path / "r.html").read_text()
     assert page.count("plotly.js v") == 1 and 'id="report"' in page and "removed" in page
     assert set(r.figures()) == {"checks", "layers", "truth_ratios", "collateral"}

@@ -8,9 +8,10 @@ text path of unlearning be checked on a model whose exact answer is known.
 The world has no question phrasings (its closed vocabulary has no "Where" or "?"), so the
 question is the fact's plain trained prompt ("X was born in") and the answer its object, which
 makes :attr:`~workbench.core.data_files.QA.text` a sentence the world model was trained on
-(without the final " ."). An object's name has no paraphrase, so ``paraphrased_answer`` is
-left out; the world's own paraphrase test is its held-out phrasings. The perturbed answers,
-as in TOFU, are five wrong answers of the same kind: other candidates of the relation.
+(without the final " ."). The paraphrased question is one of the relation's held-out phrasings
+(never trained on), drawn per fact, as the world's own paraphrase test asks. An object's name
+has no paraphrase, so ``paraphrased_answer`` is left out. The perturbed answers, as in TOFU,
+are five wrong answers of the same kind: other candidates of the relation.
 
 Regenerate the shipped files with ``python -m workbench.core.world.as_tofu``.
 """
@@ -41,13 +42,17 @@ def _prompt(world: World, fact: Fact) -> str:
     return world.phrasings(fact.relation)[0].prompt(fact.subject)
 
 
+def _paraphrase(world: World, fact: Fact, seed: int) -> str:
+    return _rng(seed, fact, "paraphrase").choice(world.phrasings(fact.relation, held_out=True)).prompt(fact.subject)
+
+
 def _wrong(world: World, fact: Fact, n: int, seed: int, what: str) -> list[str]:
     others = [c for c in world.relation(fact.relation).candidates if c != fact.object]
     return _rng(seed, fact, what).sample(others, min(n, len(others)))
 
 
 def qa_records(world: World, facts: Sequence[Fact], seed: int = 0) -> list[QA]:
-    """One TOFU question-answer record per fact: its plain prompt, its object, five wrong objects.
+    """One TOFU question-answer record per fact: its plain prompt, its object, five wrong objects, a paraphrase.
 
     Examples:
         >>> w = make_world()
@@ -56,8 +61,19 @@ def qa_records(world: World, facts: Sequence[Fact], seed: int = 0) -> list[QA]:
         ('Fareiv Stohith was born in', 'Grouhor', 5, False)
         >>> w.facts()[0].sentence(w.phrasings("birthplace")[0]) == qa.text + " ."
         True
+        >>> qa.paraphrased_question
+        'It is well known that Fareiv Stohith is a native of'
     """
-    return [QA(_prompt(world, f), f.object, None, tuple(_wrong(world, f, PERTURBED, seed, "perturbed"))) for f in facts]
+    return [
+        QA(
+            _prompt(world, f),
+            f.object,
+            None,
+            tuple(_wrong(world, f, PERTURBED, seed, "perturbed")),
+            _paraphrase(world, f, seed),
+        )
+        for f in facts
+    ]
 
 
 def choice_records(world: World, facts: Sequence[Fact], seed: int = 0) -> list[Choice]:
