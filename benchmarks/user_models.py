@@ -11,6 +11,8 @@ Writes benchmarks/results/user_models.json (merged with earlier runs, one entry 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import resource
 import subprocess
@@ -31,8 +33,7 @@ def _steps(d: Path, examples: Path) -> dict[str, list[str]]:
     return {
         "info": ["info", *m, "--json"],
         "trace (12 tokens, 10 samples)": [
-            "trace", "--subject", "Ada Lovelace", "--prompt", "Ada Lovelace worked on the", "--object", " engine",
-            *m, "--json",
+            "trace", "--subject", "Ada", "--prompt", "Ada went to", "--object", " R", *m, "--json",
         ],
         "rome": ["edit", "rome", *fields, "--stats-text", str(d / "stats.txt"), *m, "--save-patch", str(d / "p"),
                  "--json"],
@@ -60,9 +61,12 @@ def _one(name: str) -> dict:
         (d / out).write_text(json.dumps(json.loads((EXAMPLES / f"tofu_{part}.json").read_text())[:20]))
     steps = {}
     for step, args in _steps(d, EXAMPLES).items():
-        t = time.perf_counter()
-        code = main(args)
+        t, err = time.perf_counter(), io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = main(args)
         steps[step] = {"seconds": round(time.perf_counter() - t, 2), "exit": code}
+        if code:  # what the user would have read
+            steps[step]["stderr"] = [line for line in err.getvalue().splitlines() if line.strip()][-5:]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     return {"build_seconds": round(built, 1), "steps": steps, "peak_rss_mb": peak}
 
