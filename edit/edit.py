@@ -147,18 +147,19 @@ class Edit:
         for name in self.names:
             if self.hashes_before and tensor_hash(params[name]) != self.hashes_before[name]:
                 raise EditError(f"{name} differs from the weights this {self.method} edit was made on")
-        new = {}
+        # Every new tensor is checked before any is written, and made again to write it: holding
+        # them all between the two would be one more copy of every touched tensor.
         for name in self.names:
             p, d = params[name], self.deltas[name].tensor()
             if tuple(d.shape) != tuple(p.shape):
                 raise EditError(f"delta for {name} has shape {tuple(d.shape)}, the parameter {tuple(p.shape)}")
-            new[name] = (p.detach().to(d.dtype) + d.to(p.device)).to(p.dtype)
-            if not torch.isfinite(new[name]).all():
+            if not torch.isfinite(_added(p, d)).all():
                 raise EditError(f"{self.method} edit gives non-finite values in {name}; the model is unchanged")
-        originals = {name: params[name].detach().clone() for name in self.names}
+        originals = {}
         with torch.no_grad():
             for name in self.names:
-                params[name].copy_(new[name])
+                originals[name] = params[name].detach().clone()
+                params[name].copy_(_added(params[name], self.deltas[name].tensor()))
         self._originals = originals
         self.hashes_before = self.hashes_before or {n: tensor_hash(t) for n, t in originals.items()}
         self.hashes_after = {n: tensor_hash(params[n]) for n in self.names}
@@ -310,6 +311,11 @@ def summed(deltas: list[Delta]) -> Delta:
             return Delta(left=torch.cat([d.left for d in deltas], 1), right=torch.cat([d.right for d in deltas], 1))
     tensors = [d.tensor() for d in deltas]
     return Delta(dense=sum(t.double() for t in tensors).to(tensors[0].dtype))
+
+
+def _added(p: Tensor, delta: Tensor) -> Tensor:
+    """``p + delta`` in the wider of the two dtypes, stored back in ``p``'s."""
+    return (p.detach().to(delta.dtype) + delta.to(p.device)).to(p.dtype)
 
 
 def _params(model: nn.Module, names: list[str]) -> dict[str, nn.Parameter]:

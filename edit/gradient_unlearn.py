@@ -8,13 +8,14 @@ Three losses on the forget data x, y (the answer's tokens after the prompt, or a
   -(2/beta) log sigmoid(-beta (log p(y|x) - log p_ref(y|x))), which saturates once the answer's
   probability has fallen well below the original's, plus ``retain_weight`` x the retain NLL
   (NPO+RT; retain_weight 0 gives plain NPO). p_ref is the model as it was, computed with the
-  saved original weights swapped in, so no second copy of the model is held.
+  saved originals of the masked elements swapped in, so no second copy of the model is held.
 
 Only the elements of a Location's parameter mask move (by default a Fisher Location: the
-elements the forget set leans on far more than the retain set); gradients outside it are zeroed
-and the elements are written back after every step. Every ``check_every`` steps the retain
-accuracy on a fixed sample is measured; once it falls below ``floor`` x the original's, the run
-stops and rolls back to the last check that passed.
+elements the forget set leans on far more than the retain set). Adam runs on flat leaves of
+those elements alone (:mod:`edit.masked_elements`), so its state, the saved originals and the
+gathered gradients are the mask's size, not the model's; no other element is ever written.
+Every ``check_every`` steps the retain accuracy on a fixed sample is measured; once it falls
+below ``floor`` x the original's, the run stops and rolls back to the last check that passed.
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
-from torch.func import functional_call
 from tqdm.auto import tqdm
 
-from edit.edit import Delta, Edit, EditError, restored_on_failure
+from edit.edit import Delta, Edit, EditError
 from edit.edit_request import Forget
 from edit.forget_request import ForgetError, ForgetRequest
+from edit.masked_elements import MaskedElements, masked_elements
 from locate.fisher import FisherSettings, fisher
 from locate.location import Location
 from workbench.core.examples import Example, encode_examples, example_batches, pad_examples, scored_logprobs
@@ -123,7 +124,7 @@ def gradient_unlearn(
     1. Encode the forget and retain data, and fixed retain and forget samples for the checks.
     2. The mask: the Location's parameter mask (by default a Fisher Location of the request).
     3. Each step: the method's loss (module docstring) on one forget batch and, but for "ga",
-       one retain batch; Adam on the masked gradient; elements outside the mask written back.
+       one retain batch; Adam on the masked elements' gradient; them written into the model.
     4. Every ``check_every`` steps and after the last, retain accuracy on the check sample:
        below ``floor`` x the original's, stop; otherwise keep these weights.
     5. The Edit is the kept weights minus the original ones; the model is restored (and the
@@ -170,44 +171,45 @@ def gradient_unlearn(
     if not masks:
         raise ForgetError(f"the {location.method} location selects no parameter to update")
     names = sorted(masks)
-    params = [model.get_parameter(n) for n in names]
-    hashes = {n: tensor_hash(p) for n, p in zip(names, params, strict=True)}
+    hashes = {n: tensor_hash(model.get_parameter(n)) for n in names}
+    # Only the masked elements move, so only they get leaves, Adam state and saved originals
+    # (edit/masked_elements.py); whole-tensor copies of each would be about four models' worth.
+    me = masked_elements(model, {n: masks.pop(n) for n in names})
     pad = handle.tokenizer.pad_token_id or 0
     losses, checks, stopped = [], [], "steps"
     training = model.training
     model.eval()  # no dropout: the same settings must give the same weights
     try:
-        with restored_on_failure(model, names) as originals:
-            original_acc = _accuracy(model, retain_check, pad, handle.device)
-            floor = s.floor * original_acc
-            checks.append([0, original_acc, _accuracy(model, forget_check, pad, handle.device)])
-            # The masked elements of the last check that passed: what the run rolls back to (the
-            # rest never moves, so a whole copy of every tensor would hold nothing more).
-            kept, kept_step = {n: originals[n][masks[n]] for n in names}, 0
-            optimiser = torch.optim.Adam(params, lr=s.lr)
-            forget_batches = example_batches(forget, s.batch_size, pad, s.seed, handle.device)
-            retain_batches = example_batches(retain, s.batch_size, pad, s.seed + 1, handle.device)
-            bar = tqdm(range(1, s.steps + 1), desc=s.method, disable=not progress)
+        original_acc = _accuracy(model, retain_check, pad, handle.device)
+        floor = s.floor * original_acc
+        checks.append([0, original_acc, _accuracy(model, forget_check, pad, handle.device)])
+        # The masked elements of the last check that passed: what the run rolls back to.
+        kept, kept_step = me.originals, 0
+        optimiser = torch.optim.Adam(list(me.values.values()), lr=s.lr)
+        forget_batches = example_batches(forget, s.batch_size, pad, s.seed, handle.device)
+        retain_batches = example_batches(retain, s.batch_size, pad, s.seed + 1, handle.device)
+        bar = tqdm(range(1, s.steps + 1), desc=s.method, disable=not progress)
+        with me.gathering_gradients():
             for step in bar:
-                # 3. One step: the method's loss on a forget batch (and a retain batch), the
-                # gradient zeroed outside the mask, Adam, and the elements outside the mask
-                # written back as they were.
+                # 3. One step: the method's loss on a forget batch (and a retain batch), its
+                # gradient gathered on the masked elements, Adam on them, and them written back.
                 forget_batch = next(forget_batches)
                 retain_batch = next(retain_batches) if s.method != "ga" else None
-                forget_loss, retain_loss = _losses(model, s, forget_batch, retain_batch, originals)
-                loss = forget_loss + s.retain_weight * retain_loss if s.method != "ga" else forget_loss
+                # One graph at a time, each with its own backward: the forget and retain passes'
+                # activations together, or every gradient of one waiting whole for the other's
+                # in a shared backward, would be most of a step's memory on a 124M model.
+                forget_loss = _forget_loss(model, s, forget_batch, me)
+                forget_loss.backward(inputs=list(me.params.values()))
+                retain_loss = torch.zeros(())
+                if retain_batch is not None:
+                    retain_loss = _retain_nll(model, retain_batch)
+                    (s.retain_weight * retain_loss).backward(inputs=list(me.params.values()))
+                loss = forget_loss.detach() + s.retain_weight * retain_loss.detach()
                 if not torch.isfinite(loss):
-                    raise EditError(
-                        f"{s.method} loss became {float(loss.detach())} at step {step}; the model is unchanged"
-                    )
-                # Masked in place: a second gradient of every tensor is another model's worth.
-                for p, g, n in zip(params, torch.autograd.grad(loss, params), names, strict=True):
-                    p.grad = g.mul_(masks[n])
+                    raise EditError(f"{s.method} loss became {float(loss)} at step {step}; the model is unchanged")
                 optimiser.step()
                 optimiser.zero_grad(set_to_none=True)
-                with torch.no_grad():
-                    for p, n in zip(params, names, strict=True):
-                        p.copy_(torch.where(masks[n], p, originals[n]))
+                me.write()
                 losses.append([float(forget_loss.detach()), float(retain_loss.detach())])
                 bar.set_postfix(forget=f"{losses[-1][0]:.3g}", retain=f"{losses[-1][1]:.3g}", refresh=False)
 
@@ -220,16 +222,16 @@ def gradient_unlearn(
                 if retain_acc < floor:
                     stopped = "retain floor"
                     break
-                kept, kept_step = {n: p.detach()[masks[n]] for n, p in zip(names, params, strict=True)}, step
+                kept, kept_step = {n: v.detach().clone() for n, v in me.values.items()}, step
 
-            # 5. The Edit holds the kept weights' difference; the model goes back as it was.
-            with torch.no_grad():
-                deltas = {n: Delta(dense=_masked_delta(kept[n], originals[n], masks[n])) for n in names}
-                if not all(torch.isfinite(d.dense).all() for d in deltas.values()):
-                    raise EditError(f"{s.method} produced non-finite weights; the model is unchanged")
-                for p, n in zip(params, names, strict=True):
-                    p.copy_(originals[n])
+        # 5. The Edit holds the kept weights' difference; the model goes back as it was.
+        with torch.no_grad():
+            deltas = {n: Delta(dense=_masked_delta(kept[n], me, n)) for n in names}
+            if not all(torch.isfinite(d.dense).all() for d in deltas.values()):
+                raise EditError(f"{s.method} produced non-finite weights; the model is unchanged")
     finally:
+        # Exact on success and on any failure alike: no element outside the mask was ever written.
+        me.write(me.originals)
         model.train(training)
     metrics = {
         "steps": len(losses),
@@ -239,7 +241,7 @@ def gradient_unlearn(
         "retain_floor": floor,
         "loss_forget": [pair[0] for pair in losses],
         "loss_retain": [pair[1] for pair in losses],
-        "masked_elements": int(sum(int(m.sum()) for m in masks.values())),
+        "masked_elements": sum(v.numel() for v in me.originals.values()),
         "locate_seconds": t_locate,
         "seconds": time.perf_counter() - t0,
     }
@@ -247,11 +249,17 @@ def gradient_unlearn(
     return edit.apply(model) if apply else edit
 
 
-def _masked_delta(kept: Tensor, original: Tensor, mask: Tensor) -> Tensor:
-    """The dense change from ``original`` to the tensor whose masked elements are ``kept``; zero elsewhere."""
-    delta = torch.zeros_like(original)
-    delta[mask] = kept - original[mask]
-    return delta.cpu()
+def _masked_delta(kept: Tensor, me: MaskedElements, name: str) -> Tensor:
+    """The dense change of tensor ``name`` when its masked elements become ``kept``; zero elsewhere."""
+    p = me.params[name]
+    delta = torch.zeros(p.numel(), dtype=p.dtype, device=p.device)
+    i = me.index[name]
+    change = kept - me.originals[name]
+    if i is None:
+        delta.copy_(change)
+    else:
+        delta.index_copy_(0, i, change)
+    return delta.view(p.shape).cpu()
 
 
 def _fisher_location(handle, request: ForgetRequest, s: GradientSettings) -> Location:
@@ -267,32 +275,32 @@ def _fisher_location(handle, request: ForgetRequest, s: GradientSettings) -> Loc
     ).to_location()
 
 
-def _logp(model: nn.Module, batch, weights: dict[str, Tensor] | None = None) -> Float[Tensor, " b"]:
-    """Per example, the summed log p of its scored tokens; with ``weights``, as if those were swapped in."""
+def _logp(model: nn.Module, batch) -> Float[Tensor, " b"]:
+    """Per example, the summed log p of its scored tokens."""
     ids, mask, scored = batch
-    kwargs = dict(input_ids=ids, attention_mask=mask, use_cache=False)
-    logits = (
-        model(**kwargs).logits if weights is None else functional_call(model, weights, (), kwargs, strict=False).logits
-    )
-    return scored_logprobs(logits, ids, scored)
+    return scored_logprobs(model(input_ids=ids, attention_mask=mask, use_cache=False).logits, ids, scored)
 
 
-def _losses(
-    model: nn.Module, s: GradientSettings, forget, retain, originals: dict[str, Tensor]
-) -> tuple[Tensor, Tensor]:
-    """(forget loss, retain NLL per token); the retain term is zero without a retain batch."""
-    logp = _logp(model, forget)
-    tokens = forget[2][:, 1:].sum(-1).clamp(min=1.0)
+def _forget_loss(model: nn.Module, s: GradientSettings, batch, me: MaskedElements) -> Float[Tensor, ""]:
+    """The method's loss on a forget batch (see the module docstring)."""
     if s.method == "npo":
+        # The reference model is this one with the masked originals swapped in (nothing else
+        # differs), before the forward pass whose saved weights the swap must not touch.
         with torch.no_grad():
-            ref = _logp(model, forget, originals)
-        lf = -(2.0 / s.beta) * F.logsigmoid(-s.beta * (logp - ref)).mean()
-    else:
-        lf = (logp / tokens).mean()
-    if retain is None:
-        return lf, torch.zeros((), device=lf.device)
-    r_logp = _logp(model, retain)
-    return lf, -(r_logp.sum() / retain[2][:, 1:].sum().clamp(min=1.0))
+            me.write(me.originals)
+            try:
+                ref = _logp(model, batch)
+            finally:
+                me.write()
+    logp = _logp(model, batch)
+    if s.method == "npo":
+        return -(2.0 / s.beta) * F.logsigmoid(-s.beta * (logp - ref)).mean()
+    return (logp / batch[2][:, 1:].sum(-1).clamp(min=1.0)).mean()
+
+
+def _retain_nll(model: nn.Module, batch) -> Float[Tensor, ""]:
+    """The retain batch's negative log-likelihood per scored token."""
+    return -(_logp(model, batch).sum() / batch[2][:, 1:].sum().clamp(min=1.0))
 
 
 @torch.no_grad()

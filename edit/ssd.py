@@ -13,6 +13,8 @@ import time
 from dataclasses import asdict, dataclass, replace
 
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from edit.edit import Delta, Edit, EditError
 from edit.edit_request import Forget
@@ -69,13 +71,21 @@ def dampening_factors(scores: FisherScores, alpha: float, dampening: float) -> d
         [1.0, 0.05000000074505806]
     """
     out = {}
-    for name, mask in scores.ssd_mask(alpha).items():
-        if not mask.any():
-            continue
-        f, r = scores.forget[name], scores.retain[name]
-        beta = torch.where(mask, (dampening * r / f.clamp_min(1e-30)).clamp(max=1.0), torch.ones_like(f))
-        out[name] = beta
+    for name, f in scores.forget.items():
+        beta = _factor(f, scores.retain[name], alpha, dampening)
+        if beta is not None:
+            out[name] = beta
     return out
+
+
+def _factor(
+    forget: Float[Tensor, ...], retain: Float[Tensor, ...], alpha: float, dampening: float
+) -> Float[Tensor, ...] | None:
+    """One tensor's dampening factors, or None where no element passes the threshold."""
+    mask = forget > alpha * retain
+    if not mask.any():
+        return None
+    return torch.where(mask, (dampening * retain / forget.clamp_min(1e-30)).clamp(max=1.0), 1.0)
 
 
 def ssd(
@@ -112,23 +122,34 @@ def ssd(
     """
     s = settings or SsdSettings()
     t0 = time.perf_counter()
+    given = scores
     if scores is None:
         fs = FisherSettings(max_examples=None, params=s.params, seed=s.seed, alpha=s.alpha)
         scores = _fisher_with_retain_cut(handle, request, fs, s.retain_examples, progress)
-    factors = dampening_factors(scores, s.alpha, s.dampening)
+    if scores.retain is None:
+        raise EditError("SSD needs Fisher scores with a retain set; these have only the forget set")
     model = handle.model
-    if location is not None:
-        allowed = location.parameter_mask(model)
-        factors = {n: torch.where(allowed[n].cpu(), b, torch.ones_like(b)) for n, b in factors.items() if n in allowed}
-        factors = {n: b for n, b in factors.items() if (b < 1).any()}
-    if not factors:
-        raise EditError("SSD selected no parameter: lower alpha, or widen the Location")
-    deltas, hashes = {}, {}
-    for name, beta in factors.items():
+    allowed = location.parameter_mask(model) if location is not None else None
+    fisher_seconds, examples = scores.seconds, {"forget": scores.n_forget, "retain": scores.n_retain}
+    # Scores computed here are consumed a tensor at a time, so that the deltas replace them in
+    # memory rather than add to them; the factors of one tensor live only while its delta is made.
+    forget, retain = (scores.forget, scores.retain) if given is None else (dict(scores.forget), dict(scores.retain))
+    del scores
+    deltas, hashes, elements = {}, {}, 0
+    for name in list(forget):
+        beta = _factor(forget.pop(name), retain.pop(name), s.alpha, s.dampening)
+        if beta is None or (allowed is not None and name not in allowed):
+            continue
+        if allowed is not None:
+            beta = beta.masked_fill_(~allowed[name].cpu(), 1.0)
+            if not (beta < 1).any():
+                continue
         p = model.get_parameter(name).detach()
         hashes[name] = tensor_hash(p)
         deltas[name] = Delta(dense=(p.float() * (beta.to(p.device) - 1.0)).to(p.dtype))
-    elements = int(sum(int((b < 1).sum()) for b in factors.values()))
+        elements += int((beta < 1).sum())
+    if not deltas:
+        raise EditError("SSD selected no parameter: lower alpha, or widen the Location")
     edit = Edit(
         "ssd",
         Forget.of(request),
@@ -137,10 +158,10 @@ def ssd(
         asdict(s),
         {
             "elements": elements,
-            "tensors": len(factors),
+            "tensors": len(deltas),
             "seconds": time.perf_counter() - t0,
-            "fisher_seconds": scores.seconds,
-            "examples": {"forget": scores.n_forget, "retain": scores.n_retain},
+            "fisher_seconds": fisher_seconds,
+            "examples": examples,
         },
         hashes_before=hashes,
     )

@@ -3,8 +3,10 @@
 The diagonal empirical Fisher of parameter j over N examples, each scored on its own answer, is
 F_j = 1/N sum_i (d log p(y_i | x_i) / d theta_j)^2: the mean of squared per-example gradients,
 not the square of a batch gradient. The gradients come from ``torch.func`` (``vmap`` of ``grad``
-over a functional call of the model) a chunk at a time, and their squares go into one running
-sum per parameter, so memory does not grow with N.
+over a functional call of the model) a chunk at a time, or, where one example's gradient is
+already most of the chunk budget, from one plain backward pass per example whose gradients are
+squared tensor by tensor as they arrive (:mod:`locate.fisher_squares`). Their squares go into
+one running sum per parameter, so memory does not grow with N.
 
 Over a forget set and a retain set that gives forget importance, retain importance and their
 ratio; Selective Synaptic Dampening (Foster et al., 2024) dampens exactly the parameters where
@@ -17,23 +19,21 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Literal
 
 import torch
-from jaxtyping import Bool, Float, Int
-from torch import Tensor, nn
-from torch.func import functional_call, grad, vmap
+from jaxtyping import Bool, Float
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from locate.fisher_settings import FisherError, FisherSettings, chunk_size
+from locate.fisher_squares import add_chunk_squares, add_example_squares, per_example_mode
 from locate.location import Location, Site, component_totals, neuron_totals, parameter_sites, unit_totals
-from locate.top_k import top_k_mask
-from workbench.core.examples import Datum, ExampleError, encode_examples, pad_examples
+from locate.top_k import top_k_ratio
+from workbench.core.examples import Datum, ExampleError, encode_examples
 from workbench.core.sites import SiteMap
 from workbench.core.world.facts import Fact, World
 
@@ -42,6 +42,8 @@ Which = Literal["forget", "retain", "ratio"]
 GRID_ROWS = ("attn", "mlp", "resid")
 # Below this many chunks a progress bar is more noise than help.
 _QUIET_CHUNKS = 4
+# Scores one pass of the top-k selection computes at a time (32 MB of float64).
+_PIECE = 2**22
 
 
 # -- data -------------------------------------------------------------------------------------
@@ -97,31 +99,6 @@ def _param_names(handle, which: str) -> list[str]:
     return [n for n, _ in handle.model.named_parameters() if which == "all" or n.startswith(blocks)]
 
 
-def _loglik(
-    model: nn.Module, theta: Scores, ids: Int[Tensor, " seq"], scored: Float[Tensor, " seq"]
-) -> Float[Tensor, ""]:
-    # An all-ones mask, built from the shape alone, keeps transformers from inspecting the
-    # (vmapped) ids for padding; right padding never reaches a scored token under causal attention.
-    mask = torch.ones(1, ids.shape[-1], dtype=torch.long, device=ids.device)
-    logits = functional_call(model, theta, (ids[None],), {"attention_mask": mask, "use_cache": False}).logits[0]
-    logp = torch.log_softmax(logits[:-1].float(), -1).gather(-1, ids[1:, None])[:, 0]
-    return (logp * scored[1:]).sum()
-
-
-@contextmanager
-def _per_example_mode(model: nn.Module) -> Iterator[None]:
-    # Dropout would make the Fisher random (and vmap refuses random ops). vmap runs the fused
-    # attention kernels through its per-example fallback, as fast here as eager attention, but warns.
-    training = model.training
-    model.eval()
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet")
-            yield
-    finally:
-        model.train(training)
-
-
 def _diagonal(
     handle,
     examples: list[tuple[list[int], list[int]]],
@@ -139,22 +116,12 @@ def _diagonal(
     # Similar lengths share a chunk, so little of each chunk is padding.
     order = sorted(range(len(examples)), key=lambda i: len(examples[i][0]))
     chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    per_example = vmap(grad(partial(_loglik, model)), in_dims=(None, 0, 0))
-    # torch.func's grad ignores an outer no_grad; the outer one keeps the parameters left out of
-    # theta (which still require grad) from growing an autograd graph through every gradient.
-    with _per_example_mode(model), torch.no_grad():
-        for chunk in tqdm(chunks, desc=desc, disable=not progress or len(chunks) <= _QUIET_CHUNKS):
-            ids, _, scored = pad_examples([examples[i] for i in chunk], pad)
-            grads = per_example(theta, ids.to(handle.device), scored.to(handle.device))
-            for n in names:
-                # addcmul over the chunk adds the squares without materialising them (docs/locate.md#fisher-scores);
-                # each tensor's gradients go as soon as they are summed, so a chunk's peak is its gradients once.
-                g = grads.pop(n)
-                for one in g:
-                    one = one.float()  # one example at a time: a half-precision chunk is never copied whole
-                    sums[n].addcmul_(one, one)
-                del g
-            del grads
+    bar = tqdm(chunks, desc=desc, disable=not progress or len(chunks) <= _QUIET_CHUNKS)
+    with per_example_mode(model):
+        if batch_size == 1:
+            add_example_squares(model, {n: params[n] for n in names}, sums, (examples[c[0]] for c in bar))
+        else:
+            add_chunk_squares(model, theta, sums, ([examples[i] for i in chunk] for chunk in bar), pad)
     # In place: the sums become the means, with no second copy of them.
     return {n: s.div_(len(examples)).cpu() for n, s in sums.items()}
 
@@ -342,39 +309,32 @@ class FisherScores:
         f_c = _candidates(self.forget, s.granularity, self.sites)
         r_c = _candidates(self._need_retain(), s.granularity, self.sites) if s.score == "ratio" else None
         n = sum(f_c[name].numel() for name in names)
-        # Filled a tensor at a time: on a 124M model every whole-model temporary is another GB.
-        flat_score, start = torch.empty(n, dtype=torch.float64), 0
-        for name in names:
-            part = flat_score[start : start + f_c[name].numel()]
-            part.copy_(f_c[name].flatten())
-            if r_c is not None:
-                part.div_(r_c[name].flatten().double() + s.eps)
-            start += len(part)
         k = n if s.top_fraction is None else max(1, math.ceil(s.top_fraction * n))
-        keep, threshold = top_k_mask(flat_score, k)
-        where, sites, masks, start, elements = parameter_sites(self.sites), [], {}, 0, 0
+        # Ranked a piece at a time: one flat float64 copy of every element's score would be twice
+        # the model's size (docs/forget.md#memory-on-a-124m-model).
+        chosen_of, threshold = top_k_ratio(f_c, r_c, k, s.eps)
+        where, sites, masks, elements = parameter_sites(self.sites), [], {}, 0
         for name in names:
-            stop = start + f_c[name].numel()
-            chosen = keep[start:stop].nonzero().flatten()
+            chosen = chosen_of.pop(name)
             # How many elements each candidate covers.
-            elements += len(chosen) * (self.forget[name].numel() // f_c[name].numel())
+            elements += len(chosen) * (self.forget[name].numel() // max(f_c[name].numel(), 1))
             layer, comp = where.get(name, (None, None))
             if s.granularity == "row":
+                unit_scores = f_c[name].double() if r_c is None else f_c[name].double() / (r_c[name].double() + s.eps)
                 sites += [
-                    Site("parameter", layer, comp, param=name, feature=int(u), score=float(flat_score[start + u]))
+                    Site("parameter", layer, comp, param=name, feature=int(u), score=float(unit_scores[u]))
                     for u in chosen
                 ]
             elif len(chosen):
                 f_sum = float(self.forget[name].flatten()[chosen].double().sum())
-                score = (
+                site_score = (
                     f_sum
                     if s.score == "forget"
                     else f_sum / (float(self._need_retain()[name].flatten()[chosen].double().sum()) + s.eps)
                 )
-                sites.append(Site("parameter", layer, comp, param=name, score=score))
+                sites.append(Site("parameter", layer, comp, param=name, score=site_score))
                 if s.granularity == "element" and len(chosen) < self.forget[name].numel():
                     masks[name] = chosen.tolist()
-            start = stop
         grids = {"forget": _grid(self.components("forget"), self.sites.n_layers)}
         if self.retain is not None:
             grids["retain"] = _grid(self.components("retain"), self.sites.n_layers)
@@ -388,7 +348,13 @@ class FisherScores:
             "examples": {"forget": self.n_forget, "retain": self.n_retain},
         }
         if self.retain is not None:
-            extras["ssd_elements"] = int(sum(int(m.sum()) for m in self.ssd_mask(s.alpha).values()))
+            # A piece at a time: the masks of every tensor at once are a quarter of the model's size.
+            f, r = self.forget, self.retain
+            extras["ssd_elements"] = sum(
+                int((f[name].flatten()[a : a + _PIECE] > s.alpha * r[name].flatten()[a : a + _PIECE]).sum())
+                for name in f
+                for a in range(0, f[name].numel(), _PIECE)
+            )
         return Location("fisher", asdict(s), self.target, sites, grids=grids, extras=extras, masks=masks)
 
 

@@ -13,9 +13,11 @@ from typing import Literal
 from torch import Tensor
 
 _CHOICES = {"granularity": ("element", "row", "tensor"), "score": ("ratio", "forget"), "params": ("blocks", "all")}
-# Per-example gradients one chunk may hold when FisherSettings.batch_size is None: a 124M model
-# (0.5 GB of float32 parameters) gets 2 examples per chunk, the world model the full 32.
-CHUNK_BYTES = 2**30
+# Per-example gradients one vmapped chunk may hold when FisherSettings.batch_size is None: the
+# world model (3.5 MB of float32 parameters) gets the full 32; a 124M model (0.5 GB) gets 1, which
+# takes the plain backward pass per example, as fast on CPU as a vmapped chunk of 2 and without
+# holding a whole gradient (docs/forget.md#memory-on-a-124m-model).
+CHUNK_BYTES = 2**28
 MAX_CHUNK = 32
 
 
@@ -37,10 +39,12 @@ class FisherSettings:
     Args:
         batch_size: Examples per vmapped chunk of per-example gradients. A chunk holds one
             gradient the size of the scored parameters per example, so memory grows with it: 32
-            on a 124M model is 16 GB. None (the default) takes as many as fit in
-            :data:`CHUNK_BYTES` (1 GiB) of gradients, at least 1 and at most 32 (see
-            :func:`chunk_size`): 32 on the world model, 2 on GPT-2 small. On CPU 16 to 64 run
-            about equally fast, and a smaller chunk changes no figure beyond float rounding.
+            on a 124M model is 16 GB. 1 takes one plain backward pass per example instead, which
+            squares each tensor's gradient as it arrives and holds no whole gradient. None (the
+            default) takes as many as fit in :data:`CHUNK_BYTES` (256 MiB) of gradients, at
+            least 1 and at most 32 (see :func:`chunk_size`): 32 on the world model, 1 on GPT-2
+            small. On CPU 16 to 64 run about equally fast (on the world model 32 runs about 2.5
+            times faster than 1), and the chunk changes no figure beyond float rounding.
         max_examples: At most this many examples per set, drawn with ``seed``; None keeps all.
         top_fraction: Fraction of the candidates (elements, units or tensors, by ``granularity``)
             that the Location keeps, best first; None keeps all.
@@ -86,8 +90,8 @@ def chunk_size(params: Sequence[Tensor], batch_size: int | None = None, budget: 
     Examples:
         >>> import torch
         >>> sized = lambda n: [torch.empty(n, device="meta")]  # float32, no memory
-        >>> chunk_size(sized(1000)), chunk_size(sized(124_000_000)), chunk_size(sized(10**9))
-        (32, 2, 1)
+        >>> chunk_size(sized(1000)), chunk_size(sized(20_000_000)), chunk_size(sized(124_000_000))
+        (32, 3, 1)
         >>> chunk_size(sized(10**9), batch_size=32)  # an explicit size wins
         32
     """

@@ -3,12 +3,15 @@
 import pytest
 import torch
 from tiny_models import tiny_handle
+from torch.func import functional_call
 
 import edit.gradient_unlearn
 from edit.edit import EditError
 from edit.forget_request import ForgetError, ForgetRequest, forget_request, subsample
-from edit.gradient_unlearn import GradientSettings, gradient_unlearn
+from edit.gradient_unlearn import METHODS, GradientSettings, gradient_unlearn
+from edit.masked_elements import MaskedElements
 from locate.location import Location, Site
+from workbench.core.examples import encode_examples, example_batches, scored_logprobs
 from workbench.core.hashing import tensor_hash
 
 FAST = GradientSettings(steps=30, lr=1e-2, floor=0.9, check_samples=20, retain_samples=100, fisher_examples=64)
@@ -77,14 +80,14 @@ def test_given_location_bounds_the_update(handle, person):
 
 def test_nan_and_interrupt_leave_the_model_unchanged(handle, person, monkeypatch):
     before = _hashes(handle.model)
-    real, calls = edit.gradient_unlearn._losses, []
+    real, calls = edit.gradient_unlearn._forget_loss, []
 
     def nan_later(*args):
         calls.append(1)
-        lf, lr_ = real(*args)
-        return (lf * float("nan"), lr_) if len(calls) == 3 else (lf, lr_)
+        lf = real(*args)
+        return lf * float("nan") if len(calls) == 3 else lf
 
-    monkeypatch.setattr(edit.gradient_unlearn, "_losses", nan_later)
+    monkeypatch.setattr(edit.gradient_unlearn, "_forget_loss", nan_later)
     s = GradientSettings(steps=5, retain_samples=10, fisher_examples=32)
     with pytest.raises(EditError, match="npo loss became nan at step 3"):
         gradient_unlearn(handle, person, settings=s, progress=False)
@@ -93,7 +96,7 @@ def test_nan_and_interrupt_leave_the_model_unchanged(handle, person, monkeypatch
     def interrupt(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(edit.gradient_unlearn, "_losses", interrupt)
+    monkeypatch.setattr(edit.gradient_unlearn, "_forget_loss", interrupt)
     with pytest.raises(KeyboardInterrupt):
         gradient_unlearn(handle, person, settings=s, progress=False)
     assert _hashes(handle.model) == before and all(p.grad is None for p in handle.model.parameters())
@@ -129,3 +132,92 @@ def test_texts_on_other_families(family):
         finally:
             e.revert(h.model)
         assert _hashes(h.model) == before
+
+
+def plain_unlearn(handle, request, location, s: GradientSettings) -> dict[str, torch.Tensor]:
+    """The straightforward loop: Adam on whole tensors, the gradient zeroed outside the mask, the
+    unmasked elements written back after every step, NPO's reference through a full copy."""
+    model = handle.model
+    masks = {n: m for n, m in location.parameter_mask(model).items() if m.any()}
+    params = {n: model.get_parameter(n) for n in sorted(masks)}
+    originals = {n: p.detach().clone() for n, p in params.items()}
+    pad = handle.tokenizer.pad_token_id or 0
+    forget = encode_examples(handle, request.forget_data(), what="forget")
+    retain = encode_examples(handle, request.retain_data(s.retain_samples, s.seed), what="retain")
+    forget_batches = example_batches(forget, s.batch_size, pad, s.seed)
+    retain_batches = example_batches(retain, s.batch_size, pad, s.seed + 1)
+
+    def logp(batch, weights=None):
+        ids, mask, scored = batch
+        kwargs = dict(input_ids=ids, attention_mask=mask, use_cache=False)
+        out = model(**kwargs) if weights is None else functional_call(model, weights, (), kwargs, strict=False)
+        return scored_logprobs(out.logits, ids, scored)
+
+    optimiser = torch.optim.Adam(list(params.values()), lr=s.lr)
+    try:
+        for _ in range(s.steps):
+            fb, rb = next(forget_batches), next(retain_batches) if s.method != "ga" else None
+            lp = logp(fb)
+            if s.method == "npo":
+                with torch.no_grad():
+                    ref = logp(fb, originals)
+                loss = -(2.0 / s.beta) * torch.nn.functional.logsigmoid(-s.beta * (lp - ref)).mean()
+            else:
+                loss = (lp / fb[2][:, 1:].sum(-1).clamp(min=1.0)).mean()
+            if rb is not None:
+                loss = loss + s.retain_weight * -(logp(rb).sum() / rb[2][:, 1:].sum().clamp(min=1.0))
+            grads = torch.autograd.grad(loss, list(params.values()))
+            for (n, p), g in zip(params.items(), grads, strict=True):
+                p.grad = g * masks[n]
+            optimiser.step()
+            optimiser.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                for n, p in params.items():
+                    p.copy_(torch.where(masks[n], p, originals[n]))
+        return {n: (p.detach() - originals[n]) for n, p in params.items()}
+    finally:
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(originals[n])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_same_edit_as_whole_tensor_adam(handle, person, method):
+    # Adam on the masked elements alone moves them exactly as Adam on whole tensors with the
+    # gradient zeroed outside the mask; two tensors, one sparse and one whole.
+    w, b = handle.sites.mlp_out_path(0) + ".weight", handle.sites.mlp_in_paths(1)[0] + ".bias"
+    loc = Location(
+        "manual",
+        sites=[Site("parameter", param=w), Site("parameter", param=b)],
+        masks={w: list(range(3, 128 * 512, 11))},
+    )
+    s = GradientSettings(method=method, steps=4, lr=1e-2, check_every=4, retain_samples=24, batch_size=8, floor=0.0)
+    before = _hashes(handle.model)
+    e = gradient_unlearn(handle, person, loc, s, apply=False, progress=False)
+    assert _hashes(handle.model) == before and e.metrics["kept_step"] == 4
+    want = plain_unlearn(handle, person, loc, s)
+    assert _hashes(handle.model) == before and set(e.deltas) == set(want) == {w, b}
+    for n in want:
+        torch.testing.assert_close(e.deltas[n].dense, want[n], rtol=1e-6, atol=1e-9)
+        assert e.deltas[n].dense.any()
+
+
+@pytest.mark.parametrize("fail_at", [5, 6])
+def test_failure_mid_run_restores_every_element(handle, person, monkeypatch, fail_at):
+    # NPO writes the leaves twice a step: back after its reference pass (the 5th such write is
+    # step 3's, with the originals still in) and after Adam's step (the 6th, step 3's update).
+    before = _hashes(handle.model)
+    real, calls = MaskedElements.write, []
+
+    def fail_once(self, values=None):
+        calls.append(values is None)
+        if values is None and sum(calls) == fail_at:
+            raise KeyboardInterrupt
+        return real(self, values)
+
+    monkeypatch.setattr(MaskedElements, "write", fail_once)
+    s = GradientSettings(steps=5, retain_samples=10, fisher_examples=32)
+    with pytest.raises(KeyboardInterrupt):
+        gradient_unlearn(handle, person, settings=s, progress=False)
+    assert sum(calls) == fail_at and _hashes(handle.model) == before
+    assert all(p.grad is None and p.requires_grad for p in handle.model.parameters())

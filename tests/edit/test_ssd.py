@@ -6,7 +6,7 @@ import torch
 from edit.edit import EditError
 from edit.forget_request import forget_request, subsample
 from edit.ssd import SsdSettings, dampening_factors, ssd
-from locate.fisher import FisherScores, FisherSettings
+from locate.fisher import FisherScores, FisherSettings, fisher, ssd_mask
 from locate.location import Location, Site
 from workbench.core.hashing import tensor_hash
 
@@ -89,3 +89,31 @@ def test_texts_on_tiny_models(family):
     finally:
         e.revert(h.model)
     assert all(torch.equal(p, before[n]) for n, p in h.model.named_parameters())
+
+
+def test_deltas_are_the_plain_dampening_and_given_scores_are_kept(handle, person):
+    retain = person.retain_data(300, 0)
+    scores = fisher(handle, person.forget_data(), retain, FisherSettings(params="all"), progress=False)
+    s = SsdSettings()
+    names = list(scores.forget)
+    w = handle.sites.mlp_out_path(0) + ".weight"
+    only = Location("manual", {}, {}, [Site("parameter", param=w), Site("parameter", param=names[0])])
+    allowed = only.parameter_mask(handle.model)
+    for location in (None, only):
+        e = ssd(handle, person, location, s, apply=False, progress=False, scores=scores)
+        assert list(scores.forget) == names and list(scores.retain) == names  # the caller's scores stay whole
+        want = {}
+        for n, m in ssd_mask(scores.forget, scores.retain, s.alpha).items():
+            f, r = scores.forget[n], scores.retain[n]
+            beta = torch.where(m, (s.dampening * r / f.clamp_min(1e-30)).clamp(max=1.0), torch.ones_like(f))
+            if location is not None:
+                beta = torch.where(allowed[n], beta, 1.0) if n in allowed else torch.ones_like(f)
+                if not (beta < 1).any():
+                    continue
+            elif not m.any():
+                continue
+            p = handle.model.get_parameter(n).detach()
+            want[n] = p * (beta - 1.0)
+        assert set(e.deltas) == set(want) and want
+        assert all(torch.equal(e.deltas[n].dense, want[n]) for n in want)
+        assert e.metrics["tensors"] == len(want)

@@ -9,6 +9,7 @@ import torch
 from tiny_models import FAMILIES, tiny_model
 
 from locate.fisher import FisherError, FisherSettings, fisher, fisher_diagonal, fisher_ratio, forget_retain, ssd_mask
+from locate.fisher_settings import chunk_size
 from locate.location import Location, unit_axis
 from workbench.core.handle import ModelHandle
 
@@ -65,15 +66,18 @@ def assert_fisher_close(got, want):
         torch.testing.assert_close(got[n], want[n], rtol=1e-4, atol=1e-6 * float(want[n].abs().max()) + 1e-12)
 
 
+@pytest.mark.parametrize("batch_size", [4, 1])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_fisher_is_the_mean_squared_per_example_gradient(handle, world, family):
-    # Facts, pairs and texts of different lengths share padded chunks; embeddings (tied in GPT-2) included.
+def test_fisher_is_the_mean_squared_per_example_gradient(handle, world, family, batch_size):
+    # Facts, pairs and texts of different lengths share padded chunks; embeddings (tied in GPT-2)
+    # included. batch_size 1 takes one plain backward per example, squared as each gradient lands.
     h = tiny_world_handle(handle, family)
     facts = world.facts(world.split("forget01").forget[:1], ["pet"])
     texts = world.sentences(world.split("forget01").forget[1:2])[:3]
     school = world.fact(world.split("forget01").forget[2], "school")  # a two-token object
     pairs = [(world.phrasings("school", held_out=True)[0].prompt(school.subject), school.object)]
-    got = fisher_diagonal(h, facts + texts + pairs, FisherSettings(batch_size=4, params="all"), progress=False)
+    settings = FisherSettings(batch_size=batch_size, params="all")
+    got = fisher_diagonal(h, facts + texts + pairs, settings, progress=False)
     want = brute_force_fisher(h, as_examples(world, facts) + texts + pairs, list(got))
     assert set(got) == {n for n, _ in h.model.named_parameters()}
     assert_fisher_close(got, want)
@@ -86,6 +90,48 @@ def test_world_model_fisher_matches_brute_force_and_ignores_chunking(handle, wor
     assert all(n.startswith("transformer.h.") for n in got)  # default: the blocks only
     one_by_one = fisher_diagonal(handle, facts, FisherSettings(batch_size=1), progress=False)
     assert_fisher_close(one_by_one, got)
+
+
+def test_one_by_one_leaves_gradients_and_frozen_parameters_as_they_were(handle, world):
+    h = tiny_world_handle(handle, "llama")
+    params = dict(h.model.named_parameters())
+    frozen, stale = "model.layers.0.mlp.up_proj.weight", "model.layers.1.mlp.down_proj.weight"
+    params[frozen].requires_grad_(False)
+    params[stale].grad = torch.full_like(params[stale], 7.0)
+    facts = world.facts(world.split("forget01").forget[:1], ["pet"])
+    one = fisher_diagonal(h, facts, FisherSettings(batch_size=1), progress=False)
+    chunked = fisher_diagonal(h, facts, FisherSettings(batch_size=8), progress=False)
+    assert_fisher_close(one, chunked)
+    assert bool(one[frozen].sum() > 0) and not params[frozen].requires_grad
+    assert bool((params[stale].grad == 7.0).all())
+    assert all(p.grad is None for n, p in params.items() if n != stale)
+
+
+def test_the_default_chunk_of_a_124m_model_is_one_example():
+    assert chunk_size([torch.empty(124_439_808, device="meta")]) == 1
+    assert chunk_size([torch.empty(876_672, device="meta")]) == 32  # the world model
+
+
+def test_location_is_the_flat_sorts_choice(handle, scores):
+    # The selection streams the ratio a piece at a time; the plain way joins every score in float64.
+    for settings in (scores.settings, replace(scores.settings, score="forget", top_fraction=0.003)):
+        names = list(scores.forget)
+        flat = torch.cat([scores.forget[n].flatten().double() for n in names])
+        if settings.score == "ratio":
+            flat /= torch.cat([scores.retain[n].flatten().double() for n in names]) + settings.eps
+        k = math.ceil(settings.top_fraction * len(flat))
+        order = torch.sort(flat, descending=True, stable=True).indices[:k]
+        want = torch.zeros(len(flat), dtype=torch.bool)
+        want[order] = True
+        loc = scores.to_location(settings)
+        masks = loc.parameter_mask(handle.model)
+        got = torch.cat(
+            [
+                masks[n].flatten() if n in masks else torch.zeros(scores.forget[n].numel(), dtype=torch.bool)
+                for n in names
+            ]
+        )
+        assert torch.equal(got, want) and loc.extras["threshold"] == float(flat[order[-1]])
 
 
 def test_aggregates_sum_to_the_element_totals(scores):
