@@ -42,6 +42,7 @@ from edit.sae_bake import (
     score_ablated,
 )
 from locate.location import Location, Site
+from locate.sae_splice import gradient_splice
 from locate.sae_train import SaeSettings
 from locate.text_features import locate_text_features
 from workbench.core.hashing import tensor_hash
@@ -69,14 +70,7 @@ def feature_attribution(
     """
     module = handle.sites.module(handle.model, site.layer, site.component)
     box: dict = {}  # each batch's forward pass leaves its features here
-
-    def splice(module, args, out):
-        x = out[0] if isinstance(out, tuple) else out
-        f = sae.encode(x.float()).detach().requires_grad_(True)
-        box["f"] = f
-        # The error term keeps the forward pass exact; only f carries a gradient.
-        y = (sae.decode(f) + (x.float() - sae.decode(f)).detach()).to(x.dtype)
-        return (y, *out[1:]) if isinstance(out, tuple) else y
+    splice = gradient_splice(sae, box)
 
     per_batch = []
     for start in range(0, len(prompts), batch_size):

@@ -98,6 +98,37 @@ def splice_hook(
     return hook
 
 
+def gradient_splice(sae, box: dict):
+    """A forward hook for a module whose output is routed through the SAE with its features as a leaf.
+
+    Each forward pass leaves the features in ``box["f"]`` (requiring grad), so a backward pass
+    from any output gives every feature's gradient; the SAE's error term is added back (without
+    a gradient), so the output is the module's own up to rounding.
+
+    Examples:
+        >>> import workbench
+        >>> h = workbench.load("world", device="cpu")
+        >>> s = SaeSettings()
+        >>> box = {}
+        >>> m = h.sites.module(h.model, s.layer, s.component)
+        >>> hook = m.register_forward_hook(gradient_splice(load_sae(s), box))
+        >>> _ = h.model(h.encode(h.world.training_sentences()[0]))
+        >>> hook.remove()
+        >>> box["f"].requires_grad, box["f"].shape[-1] == load_sae(s).cfg.d_sae
+        (True, True)
+    """
+
+    def splice(module, args, out):
+        x = out[0] if isinstance(out, tuple) else out
+        f = sae.encode(x.float()).detach().requires_grad_(True)
+        box["f"] = f
+        # The error term keeps the forward pass exact; only f carries a gradient.
+        y = (sae.decode(f) + (x.float() - sae.decode(f)).detach()).to(x.dtype)
+        return (y, *out[1:]) if isinstance(out, tuple) else y
+
+    return splice
+
+
 @torch.no_grad()
 def object_prob_with(
     handle, sae, settings: SaeSettings, prompt: str, obj: str, features: list[int] | None = None, mode: str = "zero"

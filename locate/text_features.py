@@ -18,6 +18,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from locate.location import Location, Site
+from locate.sae_splice import gradient_splice
 from locate.sae_train import SaeSettings, text_windows
 from workbench.core.padding import pad_right
 from workbench.core.tokens import token_batches
@@ -39,14 +40,7 @@ def text_attribution(
     rows = [w for ws in text_windows(handle, texts) for w in ws]
     module = handle.sites.module(handle.model, site.layer, site.component)
     box: dict = {}  # each batch's forward pass leaves its features here
-
-    def splice(module, args, out):
-        x = out[0] if isinstance(out, tuple) else out
-        f = sae.encode(x.float()).detach().requires_grad_(True)
-        box["f"] = f
-        # The error term keeps the forward pass exact; only f carries a gradient.
-        y = (sae.decode(f) + (x.float() - sae.decode(f)).detach()).to(x.dtype)
-        return (y, *out[1:]) if isinstance(out, tuple) else y
+    splice = gradient_splice(sae, box)
 
     total, scored = torch.zeros(sae.cfg.d_sae), 0
     pad = handle.tokenizer.pad_token_id or 0
