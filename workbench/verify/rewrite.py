@@ -90,7 +90,34 @@ class GenerationResult:
     examples: list[tuple[str, str]]
 
 
-def generation(handle, requests: Sequence[Request], examples: int = 3) -> GenerationResult:
+def greedy_matches(handle, requests: Sequence[Request]) -> tuple[list[tuple[str, str]], list[bool], list[bool]]:
+    """Greedy answers after every request's prompt and paraphrases (request by request, the prompt first).
+
+    Returns (prompt, answer) pairs, and per pair whether the answer starts with the new object
+    and whether it starts with the old (true) one.
+
+    Examples:
+        >>> import workbench
+        >>> from edit.request import world_request
+        >>> h = workbench.load("world")
+        >>> p = list(h.world.people)[0]
+        >>> new = "cat" if h.world.fact(p, "pet").object != "cat" else "dog"
+        >>> answers, starts_new, starts_old = greedy_matches(h, [world_request(h.world, p, "pet", new)])
+        >>> len(answers), starts_new[0], starts_old[0]
+        (4, False, True)
+    """
+    tok = handle.tokenizer
+    rows = [(q, r) for r in requests for q in (r.prompt, *r.paraphrases)]
+    want = [(encode_object(tok, q, r.target), encode_object(tok, q, r.true_object)) for q, r in rows]
+    longest = max(max(len(a), len(b)) for a, b in want)
+    got = greedy_continuations(handle, [q for q, _ in rows], longest)
+    new = [g[: len(a)] == a for g, (a, _) in zip(got, want, strict=True)]
+    old = [g[: len(b)] == b for g, (_, b) in zip(got, want, strict=True)]
+    answers = [(q, tok.decode(g, skip_special_tokens=True).strip()) for (q, _), g in zip(rows, got, strict=True)]
+    return answers, new, old
+
+
+def generation(handle, requests: Sequence[Request], examples: int = 3, matches=None) -> GenerationResult:
     """Greedy answers after every request's prompt and paraphrases; do they start with the new object?
 
     Examples:
@@ -102,19 +129,13 @@ def generation(handle, requests: Sequence[Request], examples: int = 3) -> Genera
         >>> g = generation(h, [world_request(h.world, p, "pet", new)])
         >>> g.new, g.old, g.prompts  # before any edit the model answers with the true object
         (0.0, 1.0, 4)
+
+    Args:
+        matches: :func:`greedy_matches` of these requests on this model, if the caller has them.
     """
-    tok = handle.tokenizer
-    rows = [(q, r) for r in requests for q in (r.prompt, *r.paraphrases)]
-    want = [(encode_object(tok, q, r.target), encode_object(tok, q, r.true_object)) for q, r in rows]
-    longest = max(max(len(a), len(b)) for a, b in want)
-    got = greedy_continuations(handle, [q for q, _ in rows], longest)
-    new = [g[: len(a)] == a for g, (a, _) in zip(got, want, strict=True)]
-    old = [g[: len(b)] == b for g, (_, b) in zip(got, want, strict=True)]
+    answers, new, old = matches or greedy_matches(handle, requests)
     # Only the first `examples` rows are shown.
-    shown = [
-        (q, tok.decode(g, skip_special_tokens=True).strip()) for (q, _), g in zip(rows[:examples], got, strict=False)
-    ]
-    return GenerationResult(sum(new) / len(rows), sum(old) / len(rows), len(rows), shown)
+    return GenerationResult(sum(new) / len(answers), sum(old) / len(answers), len(answers), answers[:examples])
 
 
 def old_mass(handle, requests: Sequence[Request]) -> float:
@@ -152,10 +173,11 @@ def efficacy(handle, requests: Sequence[Request]) -> list[bool]:
     return score_requests(handle, list(requests), per_request=True)["efficacy"]["each"]
 
 
-def surface_figures(handle, requests: Sequence[Request]) -> dict:
+def surface_figures(handle, requests: Sequence[Request], matches=None) -> dict:
     """CounterFact scores, per-request efficacy, the old object's probability and greedy generation.
 
-    All are read from the model as it is now.
+    All are read from the model as it is now; ``matches`` (:func:`greedy_matches` of the same
+    requests on the same model) spares generating the greedy answers again.
     """
     scores = score_requests(handle, list(requests), per_request=True)
     each = scores["efficacy"].pop("each")
@@ -163,7 +185,7 @@ def surface_figures(handle, requests: Sequence[Request]) -> dict:
         "counterfact": scores,
         "efficacy": each,
         "old_mass": old_mass(handle, requests),
-        "generation": asdict(generation(handle, requests)),
+        "generation": asdict(generation(handle, requests, matches=matches)),
     }
 
 
@@ -249,6 +271,7 @@ __all__ = [
     "efficacy",
     "generation",
     "greedy_continuations",
+    "greedy_matches",
     "old_mass",
     "overall_rewrite",
     "request_verdicts",

@@ -32,10 +32,9 @@ from edit.request import Request
 from workbench.core.metrics import candidate_logprobs
 from workbench.core.sites import UnsupportedArchitecture
 from workbench.core.strict_json import strict_json
-from workbench.core.tokens import encode_object
 from workbench.verify.quantise import QuantiseSettings, quantised
 from workbench.verify.report import VerifyError
-from workbench.verify.rewrite import greedy_continuations, overall_rewrite, requests_of, surface_figures
+from workbench.verify.rewrite import greedy_matches, overall_rewrite, requests_of, surface_figures
 from workbench.verify.rewrite_texts_html import rewrite_report_page, rewrite_report_table
 
 CANNOT_CONCLUDE = [
@@ -137,14 +136,10 @@ def old_first(handle, requests: Sequence[Request], prompts_of) -> list[list[bool
     return out
 
 
-def _greedy_old(handle, requests: Sequence[Request]) -> list[list[bool]]:
-    """Per request, per prompt (edit prompt and paraphrases): does the greedy answer start with the old object?"""
-    tok = handle.tokenizer
-    rows = [(q, r) for r in requests for q in (r.prompt, *r.paraphrases)]
-    old = [encode_object(tok, q, r.true_object) for q, r in rows]
-    got = greedy_continuations(handle, [q for q, _ in rows], max(len(o) for o in old))
-    hits = iter(g[: len(o)] == o for g, o in zip(got, old, strict=True))
-    return [[next(hits) for _ in (r.prompt, *r.paraphrases)] for r in requests]
+def _per_request(hits: list[bool], requests: Sequence[Request]) -> list[list[bool]]:
+    """Per-prompt flags in :func:`~workbench.verify.rewrite.greedy_matches`' order, grouped by request."""
+    it = iter(hits)
+    return [[next(it) for _ in (r.prompt, *r.paraphrases)] for r in requests]
 
 
 def _returns(hits: list[bool], majority: float) -> bool:
@@ -183,7 +178,8 @@ def verify_rewrite_texts(handle, edit, settings: RewriteTextSettings | None = No
         raise VerifyError("the edit holds no rewrite request: verify forgetting with --forget FILE --retain FILE")
     if any(r.erase for r in requests):
         raise VerifyError("the edit erases facts: verify forgetting with --forget FILE --retain FILE")
-    states = {"edited": surface_figures(handle, requests)}
+    matches = greedy_matches(handle, requests)  # read once: for the figures and per request
+    states = {"edited": surface_figures(handle, requests, matches)}
     edit.revert(handle.model)
     try:
         states["original"] = surface_figures(handle, requests)
@@ -191,7 +187,7 @@ def verify_rewrite_texts(handle, edit, settings: RewriteTextSettings | None = No
         edit.apply(handle.model)
     under: dict[str, list[bool]] = {
         "paraphrases": [_returns(h, s.majority) for h in old_first(handle, requests, lambda r: r.paraphrases)],
-        "generation": [_returns(h, s.majority) for h in _greedy_old(handle, requests)],
+        "generation": [_returns(h, s.majority) for h in _per_request(matches[2], requests)],
     }
     caveats = []
     if not any(r.paraphrases for r in requests):
