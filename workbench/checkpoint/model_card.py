@@ -127,6 +127,8 @@ def _verification(report: dict | None, files: dict) -> list[str]:
             "model": ref or "no reference model",
             "description": "trained without the forget set" if ref else "no verdict without one",
         }
+    if kind == "rewrite requests":
+        base = {"model": "the model before the edit", "description": NO_NEW_FACT_MODEL}
     lines = [
         f"**Verdict: {verdict}.** {reason}".rstrip(),
         "",
@@ -137,11 +139,7 @@ def _verification(report: dict | None, files: dict) -> list[str]:
         + ".",
     ]
     if kind == "rewrite requests":
-        return (
-            lines[:-1]
-            + [f"Compared with: the model before the edit ({NO_NEW_FACT_MODEL})."]
-            + _rewrite_lines(report, files)
-        )
+        return lines + _rewrite_lines(report, files)
     checks = report.get("checks") or []
     if checks:
         meaning = {
