@@ -29,7 +29,11 @@ from workbench.core.world.facts import World
 
 MODEL = typer.Option("world", "--model", "-m", help="world[:variant], a model directory, or a hub id.")
 DTYPE = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: float32).")
-DEVICE = typer.Option(None, "--device", help="cpu, cuda, cuda:1, mps (default: cuda when present).")
+DEVICE = typer.Option(
+    None,
+    "--device",
+    help="cpu, cuda, cuda:1, mps, or auto: spread the model over every GPU (default: cuda when present).",
+)
 DTYPES = ("float32", "bfloat16", "float16")
 JSON = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
 T = TypeVar("T")
@@ -73,6 +77,8 @@ def load_model(model: str, dtype: str | None = None, device: str | None = None) 
     """
     if dtype is not None and dtype not in DTYPES:
         raise CliError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if device == "auto":  # a model larger than one device: accelerate's device map places each block
+        return load(model, dtype=dtype, device_map="auto")
     if device is not None:
         check_device(device)
     return load(model, device=device, dtype=dtype)
@@ -85,14 +91,14 @@ def check_device(device: str) -> None:
         >>> check_device("cpu")
         >>> check_device("gpu")
         Traceback (most recent call last):
-        workbench.cli.common.CliError: --device 'gpu' is not a device (cpu, cuda, cuda:1, mps)
+        workbench.cli.common.CliError: --device 'gpu' is not a device (cpu, cuda, cuda:1, mps, auto)
     """
     import torch
 
     try:
         d = torch.device(device)
     except RuntimeError:
-        raise CliError(f"--device {device!r} is not a device (cpu, cuda, cuda:1, mps)") from None
+        raise CliError(f"--device {device!r} is not a device (cpu, cuda, cuda:1, mps, auto)") from None
     if d.type == "cuda" and (not torch.cuda.is_available() or (d.index or 0) >= torch.cuda.device_count()):
         raise CliError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     if d.type == "mps" and not torch.backends.mps.is_available():

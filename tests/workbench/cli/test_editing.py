@@ -307,3 +307,15 @@ def test_rome_and_memit_on_a_model_without_a_world(capsys, tmp_path):
     assert json.loads(out)["requests"] == 2
     warning = [line for line in err.splitlines() if "key statistics" in line]
     assert len(warning) == 1 and "--stats-text" in warning[0]
+
+
+def test_device_auto_loads_through_a_device_map_and_edits_the_same(capsys, world, tmp_path):
+    """``--device auto`` hands the model to accelerate; the edit it makes is the one-device edit."""
+    person = list(world.people)[12]
+    new = _new(world, person, "pet")
+    got = []
+    for device in ("cpu", "auto"):
+        code, out, err = run(capsys, "edit", "rome", person, "pet", new, "--device", device, "--json")
+        assert code == 0, err
+        got.append(json.loads(out))
+    assert got[0]["after"] == got[1]["after"] and got[0]["tensors"] == got[1]["tensors"]
