@@ -2,15 +2,19 @@
 
 For each split and method (default settings) the edit is made on the unedited default model,
 scored with :func:`edit.forget_figures.forget_figures` (all forget facts, 300 retain and 300
-neighbour facts, held-out loss), and reverted. The retain model of the split, trained without
-the forgotten people, is scored on the same facts: it is the exact answer. The bar for the best
-method: forget accuracy within 5 points of the retain model's, retain accuracy at least 98 % of
-the original's, in under 2 % of the retain model's training time (its ``training_report.json``).
+neighbour facts, held-out loss), and reverted. Each (split, method) row runs in its own process,
+so that its peak resident memory (``ru_maxrss``) is that method's alone, beside the memory of the
+loaded model before the edit; methods that teach a refusal record how often the model refuses.
+The retain model of the split, trained without the forgotten people, is scored on the same
+facts: it is the exact answer. The bar for the best method: forget accuracy within 5 points of
+the retain model's, retain accuracy at least 98 % of the original's, in under 2 % of the retain
+model's training time (its ``training_report.json``).
 
 Then, on forget05, each method's strength setting (:data:`edit.forget.METHODS`) is swept and
 forget vs retain accuracy plotted (plotly: HTML always, PNG where kaleido can find a browser).
 
-Writes benchmarks/results/unlearning.json and unlearning_pareto.{html,png}.
+Writes benchmarks/results/unlearning.json and unlearning_pareto.{html,png}; a run limited to some
+methods or splits replaces only their rows and sweep points, keeping the others'.
 Run: .venv/bin/python -m benchmarks.unlearning [--splits forget05] [--methods ssd,rmu] [--only table|sweep]
 """
 
@@ -18,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,6 +36,7 @@ from edit.forget_figures import FigureSettings, forget_figures
 from edit.forget_request import forget_request
 from workbench.core.world.registry import resolve_world_model
 
+ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 OUT = RESULTS / "unlearning.json"
 FIGURES = FigureSettings(retain_facts=300, neighbour_facts=300)
@@ -51,13 +58,43 @@ def one(h, request, name: str, figures: FigureSettings = FIGURES, **overrides) -
         after = forget_figures(h, request, figures)
     finally:
         e.revert(h.model)
+    # Methods that teach a refusal say how often the model now refuses (on retain prompts too).
+    refusals = {k: round(v, 4) for k, v in e.metrics.items() if k.startswith("refusal_") and isinstance(v, float)}
     return {
         "method": name,
         "settings": overrides,
         "seconds": round(seconds, 2),
         "tensors": len(e.names),
         **_round(after),
+        **refusals,
     }
+
+
+def _peak_mb() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
+def child(split: str, name: str, threads: int) -> dict:
+    """One table row in this (fresh) process: the edit's figures and this process's peak memory."""
+    torch.set_num_threads(threads)
+    h = workbench.load("world", device="cpu")
+    request = forget_request(h.world, split)
+    forget_figures(h, request, FigureSettings(retain_facts=5, neighbour_facts=5, heldout_loss=False))
+    model_mb = _peak_mb()  # the model, the world and one scoring pass: what every row starts from
+    row = one(h, request, name)
+    row["peak_rss_mb"], row["model_rss_mb"] = _peak_mb(), model_mb
+    return row
+
+
+def in_child(split: str, name: str, threads: int) -> dict:
+    code = (
+        f"import json, benchmarks.unlearning as b; print('ROW ' + json.dumps(b.child({split!r}, {name!r}, {threads})))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    rows = [line[4:] for line in run.stdout.splitlines() if line.startswith("ROW ")]
+    if run.returncode or not rows:
+        return {"method": name, "error": run.stderr.strip().splitlines()[-5:], "exit": run.returncode}
+    return json.loads(rows[-1])
 
 
 def train_seconds(split: str) -> float:
@@ -73,7 +110,9 @@ def verdict(row: dict, original: dict, reference: dict, budget: float) -> dict:
     }
 
 
-def table(h, splits, methods) -> list[dict]:
+def table(h, splits, methods, threads: int, earlier: list[dict] | None = None) -> list[dict]:
+    """Rows of ``methods`` on each split; the other methods' rows of an ``earlier`` table are kept."""
+    kept = {b["split"]: b for b in earlier or []}
     out = []
     for split in splits:
         request = forget_request(h.world, split)
@@ -86,20 +125,26 @@ def table(h, splits, methods) -> list[dict]:
             "retain_model": {"name": ref_name, **_round(reference)},
             "retain_model_train_seconds": train_seconds(split),
             "budget_seconds": round(budget, 1),
-            "methods": [],
+            "methods": [r for r in kept.get(split, {}).get("methods", []) if r["method"] not in methods],
         }
         for name in methods:
-            row = one(h, request, name)
-            row["meets"] = verdict(row, original, reference, budget)
+            row = in_child(split, name, threads)
             block["methods"].append(row)
+            if "error" in row:
+                print(f"{split:9} {name:8} failed: {row['error'][-1:]}", flush=True)
+                continue
+            row["meets"] = verdict(row, original, reference, budget)
             print(
                 f"{split:9} {name:8} forget {row['forget']:.3f} held-out {row['forget_heldout']:.3f} "
                 f"retain {row['retain']:.3f} neighbours {row.get('neighbours', float('nan')):.3f} "
-                f"loss {row['heldout_loss']:.3f} {row['seconds']:6.1f}s  (retain model forget "
+                f"loss {row['heldout_loss']:.3f} {row['seconds']:6.1f}s {row['peak_rss_mb']} MB  (retain model forget "
                 f"{reference['forget']:.3f}, budget {budget:.0f}s)",
                 flush=True,
             )
+        order = list(METHODS)
+        block["methods"].sort(key=lambda r: order.index(r["method"]) if r["method"] in order else len(order))
         out.append(block)
+    out += [b for split, b in kept.items() if split not in splits]
     return out
 
 
@@ -211,14 +256,22 @@ def main(argv: list[str] | None = None) -> dict:
     h = workbench.load("world", device="cpu")
     if args.only == "time":
         return retime(h, methods)
-    result = json.loads(OUT.read_text()) if args.only and OUT.exists() else {}
+    result = json.loads(OUT.read_text()) if OUT.exists() else {}
     result["threads"] = args.threads
     if args.only != "sweep":
-        result.update(figures=FIGURES.__dict__, table=table(h, args.splits.split(","), methods))
+        rows = table(h, args.splits.split(","), methods, args.threads, result.get("table"))
+        result.update(figures=FIGURES.__dict__, table=rows)
+        OUT.write_text(json.dumps(result, indent=1))
     if args.only != "table":
         request = forget_request(h.world, args.sweep_split)
         reference, _ = reference_figures(h, request, SWEEP_FIGURES)
-        rows = sweep(h, args.sweep_split, methods)
+        earlier = result.get("sweep", {})
+        rows = [r for r in earlier.get("rows", []) if r["method"] not in methods]
+        if earlier.get("split") not in (None, args.sweep_split):
+            rows = []
+        rows += sweep(h, args.sweep_split, methods)
+        order = list(METHODS)
+        rows.sort(key=lambda r: order.index(r["method"]) if r["method"] in order else len(order))
         result["sweep"] = {
             "split": args.sweep_split,
             "figures": SWEEP_FIGURES.__dict__,
@@ -226,16 +279,7 @@ def main(argv: list[str] | None = None) -> dict:
             "retain_model": _round(reference),
             "plots": plot(rows, reference, forget_figures(h, request, SWEEP_FIGURES), args.sweep_split),
         }
-    # Re-read: the other part may have finished while this one ran.
-    merged = json.loads(OUT.read_text()) if args.only and OUT.exists() else {}
-    merged.update(
-        {
-            k: v
-            for k, v in result.items()
-            if k in ("threads", "figures", "table", "sweep")
-            and (args.only is None or k in (args.only, "threads") or (k == "figures" and args.only == "table"))
-        }
-    )
+    merged = result
     OUT.write_text(json.dumps(merged, indent=1))
     return merged
 

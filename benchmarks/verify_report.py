@@ -7,7 +7,8 @@ each made on the unedited default model, verified with :func:`workbench.verify.v
 default settings against ``world:retain-forget05``, and reverted.
 
 Writes benchmarks/results/verify_report.json (every report, without per-fact rows) and
-verify_report.md (the table). Run: .venv/bin/python -m benchmarks.verify_report [methods...]
+verify_report.md (the table). Naming methods re-runs only their rows and keeps the others'.
+Run: .venv/bin/python -m benchmarks.verify_report [methods...]
 """
 
 from __future__ import annotations
@@ -77,11 +78,8 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    torch.set_num_threads(1)
-    names = argv or list(METHODS)
-    h = workbench.load("world", device="cpu")
-    request = forget_request(h.world, SPLIT)
+def _baselines(h, request) -> list[dict]:
+    """The three known answers: removal (a retain model of another seed), nothing, and hiding."""
     rows = [
         _row(
             "retain-forget05-seed1",
@@ -95,18 +93,35 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ]
     for r in rows:
         print(f"{r['name']:26} {r['verdict']:14} {r['reason']}", flush=True)
-    for name in names:
-        m = method(name)
-        t0 = time.perf_counter()
-        e = m.editor(h, request, settings=m.make_settings(), apply=True, progress=False)
-        seconds = round(time.perf_counter() - t0, 1)
-        try:
-            rows.append(_row(name, verify(h, e, progress=False), seconds))
-        finally:
-            e.revert(h.model)
-        print(f"{name:26} {rows[-1]['verdict']:14} {rows[-1]['reason']}", flush=True)
+    return rows
+
+
+def _method_row(h, request, name: str) -> dict:
+    m = method(name)
+    t0 = time.perf_counter()
+    e = m.editor(h, request, settings=m.make_settings(), apply=True, progress=False)
+    seconds = round(time.perf_counter() - t0, 1)
+    try:
+        row = _row(name, verify(h, e, progress=False), seconds)
+    finally:
+        e.revert(h.model)
+    print(f"{name:26} {row['verdict']:14} {row['reason']}", flush=True)
+    return row
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    torch.set_num_threads(1)
+    names = argv or list(METHODS)
+    h = workbench.load("world", device="cpu")
+    request = forget_request(h.world, SPLIT)
+    out = RESULTS / "verify_report.json"
+    earlier = json.loads(out.read_text())["rows"] if argv and out.exists() else []
+    rows = [r for r in earlier if r["name"] not in METHODS] or _baselines(h, request)
+    done = {r["name"]: r for r in earlier if r["name"] in METHODS and r["name"] not in names}
+    done.update({name: _method_row(h, request, name) for name in names})
+    rows += [done[name] for name in METHODS if name in done]
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "verify_report.json").write_text(json.dumps({"split": SPLIT, "threads": 1, "rows": rows}, indent=1))
+    out.write_text(json.dumps({"split": SPLIT, "threads": 1, "rows": rows}, indent=1))
     (RESULTS / "verify_report.md").write_text(table(rows))
     return rows
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from edit.edit import Edit
@@ -19,9 +20,14 @@ from edit.forget_erase import EraseSettings, memit_erase
 from edit.forget_figures import FigureSettings, forget_figures
 from edit.forget_request import ForgetError, ForgetRequest, forget_request
 from edit.gradient_unlearn import GradientSettings, gradient_unlearn
+from edit.kl_loss import KlSettings, kl_unlearn
+from edit.preference_unlearn import PreferenceSettings, preference_pairs, preference_unlearn
 from edit.rmu import RmuSettings, rmu
 from edit.sae_ablation import AblationSettings, sae_ablate
+from edit.sisa import SisaForgetSettings, check_sisa_request, sisa_forget
 from edit.ssd import SsdSettings, ssd
+from edit.task_vector import TaskVectorSettings, task_vector
+from edit.whp import WhpSettings, whp
 from locate.location import Location
 from workbench.core.handle import load_shared
 from workbench.core.world.registry import SHIPPED
@@ -42,6 +48,8 @@ class Method:
         fixed: Settings fields this method name fixes (the gradient methods share one editor).
         strength: The settings field a strength sweep varies, and the values it takes (weakest first).
         summary: One line for help texts.
+        check: ``check(handle, request)`` refuses, before any scoring, data or a model the
+            method cannot take (a :class:`ForgetError`); None: the editor's own checks suffice.
     """
 
     editor: Callable[..., Edit]
@@ -49,6 +57,7 @@ class Method:
     fixed: dict = field(default_factory=dict)
     strength: tuple[str, tuple] = ("", ())
     summary: str = ""
+    check: Callable[[Any, ForgetRequest], Any] | None = None
 
     def make_settings(self, **overrides) -> Any:
         return self.settings(**{**self.fixed, **overrides})
@@ -81,6 +90,26 @@ METHODS: dict[str, Method] = {
             ("npo", "Negative preference optimisation with a retain term, in a Fisher mask"),
         )
     },
+    "kl": Method(
+        kl_unlearn,
+        KlSettings,
+        strength=("floor", (0.99, 0.98, 0.95, 0.9, 0.8)),
+        summary="KL minimisation: ascent on forget, retain predictions held to the original's, in a Fisher mask",
+    ),
+    **{
+        name: Method(
+            preference_unlearn,
+            PreferenceSettings,
+            {"method": name},
+            strength=("floor", (0.99, 0.98, 0.95, 0.9, 0.8)),
+            summary=text,
+            check=partial(preference_pairs, method=name),
+        )
+        for name, text in (
+            ("dpo", "DPO preferring a wrong answer to the true one, with a retain term, in a Fisher mask"),
+            ("idk", "DPO preferring a refusal to the true answer (the unknown token on the world), in a Fisher mask"),
+        )
+    },
     "ssd": Method(
         ssd,
         SsdSettings,
@@ -92,6 +121,24 @@ METHODS: dict[str, Method] = {
         EraseSettings,
         strength=("mom2_weight", (1000.0, 300.0, 100.0, 30.0, 10.0, 3.0)),
         summary="MEMIT erase of every forgotten fact at once (the editing baseline)",
+    ),
+    "task-vector": Method(
+        task_vector,
+        TaskVectorSettings,
+        strength=("alpha", (0.5, 1.0, 2.0, 4.0, 8.0)),
+        summary="Task arithmetic: fine-tune on the forget set in a Fisher mask, subtract alpha x the change",
+    ),
+    "whp": Method(
+        whp,
+        WhpSettings,
+        strength=("floor", (0.99, 0.98, 0.95, 0.9, 0.8)),
+        summary="Who's Harry Potter: fine-tune towards generic predictions (reinforced model, generic names)",
+    ),
+    "sisa": Method(
+        sisa_forget,
+        SisaForgetSettings,
+        summary="SISA: retrain only the shards of a SISA ensemble that held the forgotten people (exact)",
+        check=check_sisa_request,
     ),
 }
 
@@ -219,6 +266,8 @@ def forget(
         settings = m.make_settings(**overrides)
     elif overrides:
         settings = replace(settings, **overrides)
+    if m.check is not None:  # minutes of scoring should not come before a refusal
+        m.check(handle, request)
     before = forget_figures(handle, request, figures)
     t0 = time.perf_counter()
     edit = m.editor(handle, request, location=location, settings=settings, apply=True, progress=progress)

@@ -78,10 +78,10 @@ def forget_figures(handle, request: ForgetRequest, settings: FigureSettings | No
         neighbours = request.neighbours(world)
         if neighbours:
             out["neighbours"] = handle.score(subsample(neighbours, s.neighbour_facts, s.seed)).accuracy
-    if request.forget_texts:
-        out["forget_text_loss"] = _text_loss(handle, request.forget_texts)
-    if request.retain_texts:
-        out["retain_text_loss"] = _text_loss(handle, subsample(request.retain_texts, s.retain_facts, s.seed))
+    if request.forget_documents:
+        out["forget_text_loss"] = _text_loss(handle, request.forget_documents)
+    if request.retain_documents:
+        out["retain_text_loss"] = _text_loss(handle, subsample(request.retain_documents, s.retain_facts, s.seed))
     if s.heldout_loss and handle.world is not None:
         out["heldout_loss"] = handle.heldout_loss()
     return out

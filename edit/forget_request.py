@@ -2,9 +2,9 @@
 
 A :class:`ForgetRequest` names the forget set and the retain set, as world facts (a person, a
 list of people, a split such as ``forget05``, or chosen facts) or, for models without a world,
-as texts. :func:`forget_request` builds one from a name and refuses requests that cannot mean
-anything: nothing to forget, a person the world does not have, a forget set that overlaps the
-retain set.
+as texts and question-answer records (TOFU's files: preference unlearning needs their split).
+:func:`forget_request` builds one from a name and refuses requests that cannot mean anything:
+nothing to forget, a person the world does not have, a forget set that overlaps the retain set.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from workbench.core.data_files import QA
 from workbench.core.examples import Datum
 from workbench.core.world.facts import Fact, World
 
@@ -30,11 +31,17 @@ class ForgetRequest:
         >>> r = forget_request(make_world(), "forget01")
         >>> r.name, len(r.forget), len(r.retain), len(r.people)
         ('forget01', 18, 1782, 3)
+        >>> qa = ForgetRequest("qa", forget_qa=(QA("Where was Ada born?", "In Paris."),), retain_texts=("Kept.",))
+        >>> qa.forget_data(), qa.forget_documents, qa.to_dict()["forget_texts"]
+        ([('Where was Ada born?', 'In Paris.')], ('Where was Ada born? In Paris.',), 1)
 
     Args:
         name: What was asked for: a split, a person, or a short description.
         forget, retain: World facts (each trained on in every trained phrasing).
         forget_texts, retain_texts: Texts, for models without a world (or on top of facts).
+        forget_qa, retain_qa: Question-answer records: trained on as (question, answer) pairs,
+            the answer's tokens scored after the question; scored as texts by the figures.
+            :meth:`to_dict` counts them among the texts.
     """
 
     name: str
@@ -42,11 +49,13 @@ class ForgetRequest:
     retain: tuple[Fact, ...] = ()
     forget_texts: tuple[str, ...] = ()
     retain_texts: tuple[str, ...] = ()
+    forget_qa: tuple[QA, ...] = ()
+    retain_qa: tuple[QA, ...] = ()
 
     def __post_init__(self):
-        if not self.forget and not self.forget_texts:
+        if not self.forget and not self.forget_documents:
             raise ForgetError(f"nothing to forget in {self.name!r}: the forget set is empty")
-        if not self.retain and not self.retain_texts:
+        if not self.retain and not self.retain_documents:
             raise ForgetError(f"no retain set for {self.name!r}: unlearning needs data to keep")
         both = set(self.forget) & set(self.retain)
         if both:
@@ -54,7 +63,7 @@ class ForgetRequest:
             raise ForgetError(
                 f"the forget set overlaps the retain set ({len(both)} facts, e.g. {f.subject} / {f.relation})"
             )
-        texts = set(self.forget_texts) & set(self.retain_texts)
+        texts = set(self.forget_documents) & set(self.retain_documents)
         if texts:
             raise ForgetError(
                 f"the forget set overlaps the retain set ({len(texts)} texts, e.g. {next(iter(texts))!r})"
@@ -65,12 +74,27 @@ class ForgetRequest:
         """The people whose facts are forgotten, in order of first appearance."""
         return list(dict.fromkeys(f.subject for f in self.forget))
 
+    @property
+    def forget_documents(self) -> tuple[str, ...]:
+        """The forget texts, question-answer records among them as their text (question, space, answer)."""
+        return (*self.forget_texts, *(q.text for q in self.forget_qa))
+
+    @property
+    def retain_documents(self) -> tuple[str, ...]:
+        """The retain texts, question-answer records among them as their text."""
+        return (*self.retain_texts, *(q.text for q in self.retain_qa))
+
     def forget_data(self) -> list[Datum]:
-        return [*self.forget, *self.forget_texts]
+        """Forget facts, question-answer records as (question, answer) pairs, and texts."""
+        return [*self.forget, *_pairs(self.forget_qa), *self.forget_texts]
 
     def retain_data(self, limit: int | None = None, seed: int = 0) -> list[Datum]:
-        """Retain facts and texts, at most ``limit`` of each, drawn with ``seed`` (order kept)."""
-        return [*subsample(self.retain, limit, seed), *subsample(self.retain_texts, limit, seed)]
+        """Retain facts, question-answer pairs and texts, at most ``limit`` of each, drawn with ``seed``."""
+        return [
+            *subsample(self.retain, limit, seed),
+            *_pairs(subsample(self.retain_qa, limit, seed)),
+            *subsample(self.retain_texts, limit, seed),
+        ]
 
     def neighbours(self, world: World) -> list[Fact]:
         """Retained facts that share a forgotten fact's object (same relation): the most at risk."""
@@ -83,8 +107,8 @@ class ForgetRequest:
             "name": self.name,
             "forget_facts": len(self.forget),
             "retain_facts": len(self.retain),
-            "forget_texts": len(self.forget_texts),
-            "retain_texts": len(self.retain_texts),
+            "forget_texts": len(self.forget_documents),
+            "retain_texts": len(self.retain_documents),
         }
         if 0 < len(self.people) <= 30:
             out["people"] = self.people
@@ -92,6 +116,10 @@ class ForgetRequest:
             # Enough to rebuild the forget set later (verifying a patch file needs it).
             out["facts"] = [[f.subject, f.relation] for f in self.forget]
         return out
+
+
+def _pairs(items: Sequence[QA]) -> list[tuple[str, str]]:
+    return [(q.question, q.answer) for q in items]
 
 
 def subsample(items: Sequence, limit: int | None, seed: int) -> list:

@@ -16,14 +16,19 @@ those elements alone (:mod:`edit.masked_elements`), so its state, the saved orig
 gathered gradients are the mask's size, not the model's; no other element is ever written.
 Every ``check_every`` steps the retain accuracy on a fixed sample is measured; once it falls
 below ``floor`` x the original's, the run stops and rolls back to the last check that passed.
+
+Other methods run through the same loop, mask, floor and rollback by passing their own pieces:
+a forget loss, a retain loss, or forget batches of their own (KL minimisation in
+:mod:`edit.kl_loss`, preference unlearning in :mod:`edit.preference_unlearn`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -87,6 +92,9 @@ class GradientSettings:
         seed: Seeds the retain draws, the check sample and the batch order.
     """
 
+    # The method names these settings accept; the settings of methods that reuse the loop
+    # (edit/kl_loss.py, edit/preference_unlearn.py) subclass these with names of their own.
+    NAMES: ClassVar[tuple[str, ...]] = METHODS
     method: Method = "npo"
     lr: float = 3e-3
     steps: int = 150
@@ -103,8 +111,8 @@ class GradientSettings:
     seed: int = 0
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ForgetError(f"unknown method {self.method!r}; expected one of {METHODS}")
+        if self.method not in self.NAMES:
+            raise ForgetError(f"unknown method {self.method!r}; expected one of {self.NAMES}")
         if min(self.steps, self.batch_size, self.check_every, self.check_samples) < 1:
             raise ForgetError("steps, batch_size, check_every and check_samples must be >= 1")
         if not self.lr > 0 or not self.beta > 0 or self.retain_weight < 0 or not 0 <= self.floor <= 1:
@@ -118,6 +126,9 @@ def gradient_unlearn(
     settings: GradientSettings | None = None,
     apply: bool = True,
     progress: bool = True,
+    objective: Callable[..., Tensor] | None = None,
+    retain_objective: Callable[..., Tensor] | None = None,
+    make_forget_batches: Callable[..., Iterator] | None = None,
 ) -> Edit:
     """Unlearn a forget set by gradient steps on a parameter mask; returns a dense :class:`Edit`.
 
@@ -149,6 +160,14 @@ def gradient_unlearn(
         settings: :class:`GradientSettings`.
         apply: Apply the edit to ``handle.model`` before returning it.
         progress: Show a progress bar (stderr).
+        objective: ``objective(model, settings, forget_batch, masked_elements)``, the loss on a
+            forget batch in place of the method's (edit/finetune_forget.py fine-tunes with it).
+        retain_objective: ``retain_objective(model, settings, retain_batch, masked_elements)``,
+            the loss on a retain batch in place of its NLL (edit/kl_loss.py holds the retain
+            set's next-token distribution with it).
+        make_forget_batches: ``make_forget_batches(handle, request, settings)``, endless batches
+            for ``objective`` in place of the forget data's shuffled examples
+            (edit/preference_unlearn.py: the true answers with the preferred ones).
 
     Raises:
         ForgetError: a Location that selects no parameter, data with nothing to score.
@@ -158,7 +177,7 @@ def gradient_unlearn(
     t0 = time.perf_counter()
     model = handle.model
     # 1. The data: forget and retain batches for the losses, fixed samples for the checks.
-    forget = encode_examples(handle, request.forget_data(), what="forget")
+    forget_batches = (make_forget_batches or _forget_batches)(handle, request, s)
     retain = encode_examples(handle, request.retain_data(s.retain_samples, s.seed), what="retain")
     retain_check = encode_examples(handle, request.retain_data(s.check_samples, s.seed + 1), what="retain check")
     forget_check = encode_examples(handle, request.forget_data(), s.check_samples * 4, s.seed, "forget")
@@ -186,7 +205,6 @@ def gradient_unlearn(
         # The masked elements of the last check that passed: what the run rolls back to.
         kept, kept_step = me.originals, 0
         optimiser = torch.optim.Adam(list(me.values.values()), lr=s.lr)
-        forget_batches = example_batches(forget, s.batch_size, pad, s.seed, handle.device)
         retain_batches = example_batches(retain, s.batch_size, pad, s.seed + 1, handle.device)
         bar = tqdm(range(1, s.steps + 1), desc=s.method, disable=not progress)
         with me.gathering_gradients():
@@ -198,11 +216,15 @@ def gradient_unlearn(
                 # One graph at a time, each with its own backward: the forget and retain passes'
                 # activations together, or every gradient of one waiting whole for the other's
                 # in a shared backward, would be most of a step's memory on a 124M model.
-                forget_loss = _forget_loss(model, s, forget_batch, me)
+                forget_loss = (objective or _forget_loss)(model, s, forget_batch, me)
                 forget_loss.backward(inputs=list(me.params.values()))
                 retain_loss = torch.zeros(())
                 if retain_batch is not None:
-                    retain_loss = _retain_nll(model, retain_batch)
+                    retain_loss = (
+                        retain_objective(model, s, retain_batch, me)
+                        if retain_objective is not None
+                        else _retain_nll(model, retain_batch)
+                    )
                     (s.retain_weight * retain_loss).backward(inputs=list(me.params.values()))
                 loss = forget_loss.detach() + s.retain_weight * retain_loss.detach()
                 if not torch.isfinite(loss):
@@ -262,6 +284,13 @@ def _masked_delta(kept: Tensor, me: MaskedElements, name: str) -> Tensor:
     return delta.view(p.shape).cpu()
 
 
+def _forget_batches(handle, request: ForgetRequest, s: GradientSettings) -> Iterator:
+    """Endless shuffled batches of the forget data's examples (each method's own, but for its objective)."""
+    forget = encode_examples(handle, request.forget_data(), what="forget")
+    pad = handle.tokenizer.pad_token_id or 0
+    return example_batches(forget, s.batch_size, pad, s.seed, handle.device)
+
+
 def _fisher_location(handle, request: ForgetRequest, s: GradientSettings) -> Location:
     """The default mask: a Fisher Location of the elements the forget set leans on far more than the retain set."""
     return fisher(
@@ -275,10 +304,47 @@ def _fisher_location(handle, request: ForgetRequest, s: GradientSettings) -> Loc
     ).to_location()
 
 
-def _logp(model: nn.Module, batch) -> Float[Tensor, " b"]:
-    """Per example, the summed log p of its scored tokens."""
+def batch_logp(model: nn.Module, batch) -> Float[Tensor, " b"]:
+    """Per example of a padded (ids, mask, scored) batch, the summed log-probability of its scored tokens.
+
+    Examples:
+        >>> from transformers import AutoModelForCausalLM, GPT2Config
+        >>> m = AutoModelForCausalLM.from_config(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=16))
+        >>> batch = (torch.tensor([[1, 2, 3]]), torch.ones(1, 3, dtype=torch.long), torch.tensor([[0.0, 1.0, 1.0]]))
+        >>> batch_logp(m, batch).shape
+        torch.Size([1])
+    """
     ids, mask, scored = batch
     return scored_logprobs(model(input_ids=ids, attention_mask=mask, use_cache=False).logits, ids, scored)
+
+
+@contextmanager
+def original_weights(me: MaskedElements) -> Iterator[None]:
+    """Within the block the model is as it was (the masked originals in) and records no gradient.
+
+    The reference model of NPO, DPO and KL minimisation, without a second copy of the model.
+    Enter it before the forward pass whose graph is kept: the swap writes the very tensors
+    that pass saves for its backward.
+
+    Examples:
+        >>> from edit.masked_elements import masked_elements
+        >>> m = nn.Linear(2, 1)
+        >>> me = masked_elements(m, {"bias": torch.tensor([True])})
+        >>> with torch.no_grad():
+        ...     me.values["bias"] += 1.0
+        >>> me.write()
+        >>> with original_weights(me):
+        ...     bool(torch.equal(m.bias, me.originals["bias"]))
+        True
+        >>> bool(torch.equal(m.bias, me.values["bias"]))
+        True
+    """
+    with torch.no_grad():
+        me.write(me.originals)
+        try:
+            yield
+        finally:
+            me.write()
 
 
 def _forget_loss(model: nn.Module, s: GradientSettings, batch, me: MaskedElements) -> Float[Tensor, ""]:
@@ -286,13 +352,9 @@ def _forget_loss(model: nn.Module, s: GradientSettings, batch, me: MaskedElement
     if s.method == "npo":
         # The reference model is this one with the masked originals swapped in (nothing else
         # differs), before the forward pass whose saved weights the swap must not touch.
-        with torch.no_grad():
-            me.write(me.originals)
-            try:
-                ref = _logp(model, batch)
-            finally:
-                me.write()
-    logp = _logp(model, batch)
+        with original_weights(me):
+            ref = batch_logp(model, batch)
+    logp = batch_logp(model, batch)
     if s.method == "npo":
         return -(2.0 / s.beta) * F.logsigmoid(-s.beta * (logp - ref)).mean()
     return (logp / batch[2][:, 1:].sum(-1).clamp(min=1.0)).mean()
@@ -300,7 +362,7 @@ def _forget_loss(model: nn.Module, s: GradientSettings, batch, me: MaskedElement
 
 def _retain_nll(model: nn.Module, batch) -> Float[Tensor, ""]:
     """The retain batch's negative log-likelihood per scored token."""
-    return -(_logp(model, batch).sum() / batch[2][:, 1:].sum().clamp(min=1.0))
+    return -(batch_logp(model, batch).sum() / batch[2][:, 1:].sum().clamp(min=1.0))
 
 
 @torch.no_grad()
@@ -318,4 +380,4 @@ def _argmax_hits(logits: Float[Tensor, "b t vocab"], ids: Int[Tensor, "b t"]) ->
     return (logits[:, :-1].argmax(-1) == ids[:, 1:]).float()
 
 
-__all__ = ["METHODS", "GradientSettings", "gradient_unlearn"]
+__all__ = ["METHODS", "GradientSettings", "batch_logp", "gradient_unlearn", "original_weights"]

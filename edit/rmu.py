@@ -235,7 +235,8 @@ def _forget_examples(handle, request: ForgetRequest, positions: str = "subject")
                 start = subject_span(handle.tokenizer, prompt, d.subject)[0] if positions == "subject" else len(ids) - 1
                 out.append((ids, list(range(start, len(ids)))))
         else:
-            ids = encode_prompts(handle.tokenizer, [d])[0]
+            # A (question, answer) pair is pushed as its text, every token, as a text is.
+            ids = encode_prompts(handle.tokenizer, [d if isinstance(d, str) else f"{d[0]} {d[1]}"])[0]
             first = int(bool(ids) and ids[0] == handle.tokenizer.bos_token_id)
             out.append((ids, list(range(first, len(ids)))))
     out = [e for e in out if e[1]]

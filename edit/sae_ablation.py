@@ -180,7 +180,7 @@ def choose_features(handle, request: ForgetRequest, settings: AblationSettings |
     """
     s = settings or AblationSettings()
     world = handle.world
-    if not request.forget and request.forget_texts:
+    if not request.forget and request.forget_documents:
         return _choose_for_texts(handle, request, s)
     if not request.forget or world is None:
         raise AblationError("choosing SAE features needs world facts to forget; pass a Location of features instead")
@@ -216,11 +216,11 @@ def choose_features(handle, request: ForgetRequest, settings: AblationSettings |
 
 
 def _choose_for_texts(handle, request: ForgetRequest, s: AblationSettings) -> Location:
-    if not request.retain_texts:
+    if not request.retain_documents:
         raise AblationError("choosing SAE features for forget texts needs retain texts to compare them with")
-    retain = subsample(request.retain_texts, s.retain_facts, s.seed)
+    retain = subsample(request.retain_documents, s.retain_facts, s.seed)
     found = locate_text_features(
-        handle, list(request.forget_texts), retain, s.sae, sae_for(handle, s.sae, s.saes), top=s.features_per_person
+        handle, list(request.forget_documents), retain, s.sae, sae_for(handle, s.sae, s.saes), top=s.features_per_person
     )
     sites = found.sites[: s.max_features]
     if not sites:
@@ -322,10 +322,10 @@ def bake_texts(handle, request: ForgetRequest, settings: AblationSettings) -> tu
     corpus = (
         subsample(world.training_sentences(), settings.bake_texts, settings.seed)
         if world is not None
-        else subsample(request.retain_texts, settings.bake_texts, settings.seed)
+        else subsample(request.retain_documents, settings.bake_texts, settings.seed)
     )
     forget = [f.sentence(ph) for f in request.forget for ph in world.phrasings(f.relation)] if request.forget else []
-    forget += list(request.forget_texts)
+    forget += list(request.forget_documents)
     return corpus + forget, [1.0] * len(corpus) + [settings.forget_weight] * len(forget)
 
 

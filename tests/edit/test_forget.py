@@ -10,7 +10,21 @@ SMALL = FigureSettings(retain_facts=40, neighbour_facts=40, heldout_loss=False)
 
 
 def test_every_method_is_registered_with_its_editor_and_settings():
-    assert set(METHODS) == {"rmu", "ablate", "ga", "gradiff", "npo", "ssd", "erase"}
+    assert set(METHODS) == {
+        "rmu",
+        "ablate",
+        "ga",
+        "gradiff",
+        "npo",
+        "kl",
+        "dpo",
+        "idk",
+        "ssd",
+        "erase",
+        "sisa",
+        "task-vector",
+        "whp",
+    }
     for name, m in METHODS.items():
         assert callable(m.editor) and isinstance(m.make_settings(), m.settings), name
         field, values = m.strength

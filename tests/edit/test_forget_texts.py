@@ -17,12 +17,27 @@ FAST = {
     "ga": {"steps": 3, "batch_size": 8, "check_every": 3, "check_samples": 8, "fisher_examples": 16},
     "gradiff": {"steps": 3, "batch_size": 8, "check_every": 3, "check_samples": 8, "fisher_examples": 16},
     "npo": {"steps": 3, "batch_size": 8, "check_every": 3, "check_samples": 8, "fisher_examples": 16},
+    "kl": {"steps": 3, "batch_size": 8, "check_every": 3, "check_samples": 8, "fisher_examples": 16},
     "ssd": {"retain_examples": 16},
+    "task-vector": {"steps": 3, "batch_size": 8, "check_samples": 8, "fisher_examples": 16},
+    "whp": {
+        "reinforce_steps": 3,
+        "steps": 3,
+        "batch_size": 8,
+        "check_every": 3,
+        "check_samples": 8,
+        "fisher_examples": 16,
+    },
 }
 # Methods that need more than texts, and why: a MEMIT erase rewrites a (subject, relation) key;
 # SAE ablation runs on texts once the model has an SAE (tests/workbench/cli/test_features_user_model.py),
 # and this model has none. Both refuse in one line.
 NEEDS_FACTS = {"ablate": "no SAE at blocks.0.hook_mlp_out", "erase": "needs world facts"}
+# SISA retrains the shards of an ensemble trained for it; any other model is refused.
+NEEDS_FACTS |= {"sisa": "forgets in a SISA ensemble"}
+
+# Preference unlearning (dpo, idk) needs a question and an answer to tell apart; texts have neither.
+NEEDS_FACTS |= {"dpo": "needs questions with answers", "idk": "needs questions with answers"}
 
 
 @pytest.fixture(scope="module")

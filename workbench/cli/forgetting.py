@@ -27,6 +27,7 @@ from workbench.cli.common import (
     world_of,
 )
 from workbench.cli.features import check_sae, sae_folder
+from workbench.core.data_files import QA, DataFileError, read_qa
 
 # The editors, locators and checks load when a command runs, not when the CLI starts: they pull
 # in transformers' model classes and scipy, seconds that --help and a mistyped option should not
@@ -46,6 +47,14 @@ LOSSES = {"forget_text_loss", "retain_text_loss", "heldout_loss"}
 
 def _names(text: str | None) -> list[str]:
     return [p.strip() for p in (text or "").split(",") if p.strip()]
+
+
+def _texts_or_qa(path: str, option: str) -> tuple[list[str], list[QA]]:
+    """A file's question-answer records if every record is one (``dpo`` and ``idk`` need them), else its texts."""
+    try:
+        return [], read_qa(path)
+    except DataFileError:
+        return read_texts_option(path, option), []
 
 
 def _render(o: dict) -> str:
@@ -77,7 +86,9 @@ def _render(o: dict) -> str:
 def forget_cmd(
     person: str | None = typer.Argument(None, help="A person of the world (several: comma-separated)."),
     split: str | None = typer.Option(None, help="A forget split instead: forget01, forget05 or forget10."),
-    method: str = typer.Option("ssd", help="rmu | ablate | ga | gradiff | npo | ssd | erase."),
+    method: str = typer.Option(
+        "ssd", help="rmu | ablate | ga | gradiff | npo | kl | dpo | idk | ssd | erase | task-vector | whp | sisa."
+    ),
     forget_file: str | None = typer.Option(
         None, "--forget", help="Forget these texts instead (any model): JSONL {text}, TOFU QA, .txt or a folder."
     ),
@@ -114,7 +125,7 @@ def forget_cmd(
             raise CliError("--forget names what to forget: no PERSON or --split with it")
         if retain is None:
             raise CliError("--forget needs --retain FILE: unlearning needs texts to keep")
-        texts = (read_texts_option(forget_file, "--forget"), read_texts_option(retain, "--retain"))
+        texts = (_texts_or_qa(forget_file, "--forget"), _texts_or_qa(retain, "--retain"))
     elif bool(people) == (split is not None):
         raise CliError("name a PERSON or give --split (not both), or --forget FILE with --retain FILE")
     if retain_facts < 0:
@@ -131,7 +142,13 @@ def forget_cmd(
     h = load_model(model, dtype, device)
     if texts is not None:
         try:
-            request = ForgetRequest(Path(forget_file).name, forget_texts=tuple(texts[0]), retain_texts=tuple(texts[1]))
+            request = ForgetRequest(
+                Path(forget_file).name,
+                forget_texts=tuple(texts[0][0]),
+                retain_texts=tuple(texts[1][0]),
+                forget_qa=tuple(texts[0][1]),
+                retain_qa=tuple(texts[1][1]),
+            )
         except ForgetError as e:
             raise CliError(str(e)) from None
         figures = FigureSettings(retain_facts=retain_facts or None, neighbour_facts=retain_facts or None)

@@ -75,18 +75,29 @@ def world_facts(
 
 @world_app.command("train")
 def world_train(
-    name: str = typer.Argument("all", help="A shipped model name, or 'all'."),
-    out: str | None = typer.Option(None, help="Parent directory (default: the shipped checkpoints)."),
+    name: str = typer.Argument("all", help="A shipped model name, 'all', or 'sisa' (an ensemble, with --shards)."),
+    out: str | None = typer.Option(
+        None, help="Parent directory (default: the shipped checkpoints); for sisa the ensemble's folder."
+    ),
     epochs: int | None = typer.Option(None, min=1, help="Override the number of epochs."),
+    shards: int | None = typer.Option(None, help="sisa: the number of shards S (constituent models)."),
+    slices: int = typer.Option(1, help="sisa: slices R per shard (checkpoints a forgotten person restarts from)."),
+    people: int | None = typer.Option(None, help="sisa: train on a seeded sample of this many people only."),
     as_json: bool = JSON,
 ) -> None:
-    """Rebuild shipped world models deterministically from the generator."""
+    """Rebuild shipped world models deterministically from the generator, or train a SISA ensemble."""
+    from workbench.cli.world_sisa import train_sisa_command
     from workbench.core.world.train import TrainSettings, train
 
+    if name == "sisa":
+        train_sisa_command(shards, slices, out, epochs, people, as_json)
+        return
     names = list(SHIPPED) if name == "all" else [name]
     for n in names:
         if n not in SHIPPED:
-            raise CliError(f"unknown world model {n!r}: choose from all, {', '.join(SHIPPED)}")
+            raise CliError(f"unknown world model {n!r}: choose from all, {', '.join(SHIPPED)}, sisa")
+    if shards is not None or people is not None:
+        raise CliError("--shards and --people go with `world train sisa`")
     if out:  # training takes minutes: a place the models cannot go is refused first
         check_new_folder(out, "--out")
     parent = Path(out) if out else CHECKPOINTS

@@ -25,6 +25,7 @@ from workbench.core.tokens import EncodingError, encode_object, encode_prompts, 
 from workbench.core.views import hooked_view, nnsight_view
 from workbench.core.world.facts import Fact, World
 from workbench.core.world.registry import load_world, resolve_world_model
+from workbench.core.world.sisa_manifest import SisaFolderError, check_complete, is_sisa_dir
 
 
 class ModelLoadError(ValueError):
@@ -57,7 +58,8 @@ class ModelHandle:
     @cached_property
     def sites(self) -> SiteMap:
         """The site map: (layer, component) to modules, hook names and edited weights."""
-        return site_map(self.model)
+        own = getattr(self.model, "sites", None)  # a SISA ensemble answers with its constituents' map
+        return own if isinstance(own, SiteMap) else site_map(self.model)
 
     @property
     def n_layers(self) -> int:
@@ -225,6 +227,7 @@ def load(
 
     Args:
         name_or_path: ``world[:variant]``, a directory, or a hub id (needs weights locally or network).
+            A SISA folder (``workbench world train sisa``) loads as one model averaging its constituents.
         device: "cpu", "cuda", "cuda:1", ...; default: cuda if available, else cpu.
         dtype: torch dtype or its name ("float32", "bfloat16", "float16"); default float32.
         trust_remote_code: passed to transformers; off unless you turn it on.
@@ -233,6 +236,8 @@ def load(
             write each delta on its own tensor's device.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from workbench.core.world.sisa_model import load_ensemble  # imports transformers too: on first load, not import
 
     name_or_path = os.fspath(name_or_path)
     path, local = resolve_model(name_or_path)
@@ -246,9 +251,12 @@ def load(
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         # safetensors only: a pickle can run code when it is read.
         sharded = {"device_map": device_map} if device_map is not None else {}
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code, use_safetensors=True, **sharded
-        )
+        if is_sisa_dir(path):  # constituents, each a model directory of its own, averaged as one model
+            model = load_ensemble(path, dtype=dtype or torch.float32)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(
+                path, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code, use_safetensors=True, **sharded
+            )
     except Exception as e:  # noqa: BLE001 - a damaged file fails in many ways; each is a model that cannot load
         message = " ".join(str(e).split()) or type(e).__name__
         raise ModelLoadError(f"cannot load model {name_or_path!r}: {message}") from None
@@ -314,6 +322,12 @@ def resolve_model(name_or_path: str | os.PathLike) -> tuple[str, bool]:
 
 def _check_model_dir(directory: Path, name: str) -> None:
     """Refuse, in one line, a directory that is not a loadable model, before transformers reads it."""
+    if is_sisa_dir(directory):
+        try:
+            check_complete(directory)
+        except SisaFolderError as e:
+            raise ModelLoadError(f"cannot load model {name!r}: {e}") from None
+        return
     if not (directory / "config.json").is_file():
         raise ModelLoadError(f"cannot load model {name!r}: {directory} holds no config.json (not a model directory)")
     weight_files = sorted(directory.glob("*.safetensors"))

@@ -27,9 +27,10 @@ from tqdm.auto import tqdm
 
 from workbench.core.world.facts import Fact
 from workbench.verify.candidates import CandidateTable, candidate_table
+from workbench.verify.ensemble import lens_tables_of, probe_tables_of, quantised_of
 from workbench.verify.in_context import InContextSettings, attack_table
-from workbench.verify.probe import LensSettings, ProbeSettings, lens_tables, probe_tables
-from workbench.verify.quantise import QuantiseSettings, quantised
+from workbench.verify.probe import LensSettings, ProbeSettings
+from workbench.verify.quantise import QuantiseSettings
 from workbench.verify.relearn import RelearnSettings, relearn_attack
 
 # Which kind of attack each check is, for grouping in a report.
@@ -166,12 +167,12 @@ def read(
         elif step in s.in_context.attacks:
             tables[step] = attack_table(handle, facts, step, s.in_context)
         elif step == "lens":
-            layers, lens, _ = lens_tables(handle, facts, s.lens)
+            layers, lens, _ = lens_tables_of(handle, facts, s.lens)  # a SISA ensemble: its worst constituent
             tables |= {
                 f"lens L{layer}": t for layer, t in zip(layers, lens, strict=True) if layer != handle.n_layers - 1
             }
         elif step == "probe":
-            layers, probes, _, _ = probe_tables(handle, facts, retain, s.probe)
+            layers, probes, _, _ = probe_tables_of(handle, facts, retain, s.probe)
             tables |= {f"probe L{layer}": t for layer, t in zip(layers, probes, strict=True)}
         elif step == "relearn":
             table = relearn_attack(handle, facts, s.relearn, unseen).table
@@ -179,7 +180,7 @@ def read(
                 tables[step] = table
         else:
             tables[step] = candidate_table(
-                quantised(handle, QuantiseSettings(bits=int(step[3:]))), facts, held_out=False
+                quantised_of(handle, QuantiseSettings(bits=int(step[3:]))), facts, held_out=False
             )
     prior = sum(1 / len(handle.world.relation(f.relation).candidates) for f in facts) / len(facts)
     return Readings(handle.name, facts, tables, prior)

@@ -37,6 +37,7 @@ from workbench.core.world.facts import Fact
 from workbench.core.world.registry import SHIPPED, resolve_world_model
 from workbench.verify import readings_cache
 from workbench.verify.collateral import CollateralSettings, collateral
+from workbench.verify.ensemble import notes
 from workbench.verify.membership import MembershipSettings, mia_auc, mia_texts
 from workbench.verify.probe import ProbeSettings
 from workbench.verify.readings import Readings, ReadSettings, group_of, object_columns, read
@@ -353,7 +354,7 @@ def verify(
         rewrite,
         coll if _is_edit(edit) else None,
         retained,
-        list(NOT_GUARANTEED),
+        list(NOT_GUARANTEED) + notes(handle),
         asdict(s),
         time.perf_counter() - t0,
     )

@@ -72,3 +72,35 @@ def test_forget_texts_from_files_on_a_model_without_a_world(capsys, tmp_path):
     o = json.loads(out)
     assert o["request"]["forget_texts"] == 90 and o["request"]["retain_texts"] == 200
     assert o["after"]["forget_text_loss"] > o["before"]["forget_text_loss"] and o["tensors"]
+
+
+def test_the_method_help_names_every_registered_method():
+    from edit.forget import METHODS
+
+    help_text = _method_help()
+    assert all(name in help_text.split(" | ") or f"{name}." in help_text for name in METHODS), help_text
+
+
+def _method_help() -> str:
+    import inspect
+
+    from workbench.cli.forgetting import forget_cmd
+
+    return inspect.signature(forget_cmd).parameters["method"].default.help
+
+
+def test_a_method_refuses_data_it_cannot_take_before_any_scoring(capsys, tmp_path, monkeypatch):
+    """dpo on plain texts, sisa on a single model: one line, and no figure was computed first."""
+    import edit.forget
+
+    def no_scoring(*a, **k):
+        raise AssertionError("scored before refusing")
+
+    monkeypatch.setattr(edit.forget, "forget_figures", no_scoring)
+    forget_file, retain_file = tmp_path / "f.jsonl", tmp_path / "r.jsonl"
+    forget_file.write_text('{"text": "Ada plays chess on Sundays."}\n')
+    retain_file.write_text('{"text": "Bo plays golf on Mondays."}\n')
+    code, _, err = run(capsys, "forget", "--forget", str(forget_file), "--retain", str(retain_file), "--method", "dpo")
+    assert code == 2 and "needs questions with answers" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, "forget", "--split", "forget01", "--method", "sisa")
+    assert code == 2 and "workbench world train sisa" in err and len(err.strip().splitlines()) == 1

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
 
 from workbench.core.metrics import heldout_loss, score_facts
-from workbench.core.world.facts import World, make_world
+from workbench.core.world.facts import Fact, Phrasing, World, make_world
 from workbench.core.world.tokenizer import build_tokenizer
 
 
@@ -85,7 +85,19 @@ def _labelled_sentences(world: World, tokenizer, split: str | None) -> list[list
     Subject names are drawn at random, so predicting them is noise that would swamp the
     gradient of the facts; they stay in the input but are not prediction targets.
     """
-    statements = world.training_statements(split)
+    return labelled_statements(world.training_statements(split), tokenizer)
+
+
+def labelled_statements(statements: list[tuple[Fact, Phrasing]], tokenizer) -> list[list[tuple[int, int]]]:
+    """(fact, phrasing) pairs as training sentences of (token id, role) pairs, as :func:`train` reads them.
+
+    Examples:
+        >>> from workbench.core.world.tokenizer import build_tokenizer
+        >>> w = make_world()
+        >>> f = w.facts()[0]
+        >>> [role for _, role in labelled_statements([(f, w.phrasings(f.relation)[0])], build_tokenizer(w))[0]]
+        [2, 2, 1, 1, 1, 1, 1]
+    """
     texts = [f.sentence(ph) for f, ph in statements]
     enc = tokenizer(texts, return_offsets_mapping=True, add_special_tokens=False)
     out = []
