@@ -24,7 +24,7 @@ from workbench.cli.common import (
     load_model,
     world_of,
 )
-from workbench.core.world.registry import CHECKPOINTS, SHIPPED
+from workbench.core.world.registry import CHECKPOINTS, SHIPPED, V2_BUILDS
 
 # The editors, locators and checks load when a command runs, not when the CLI starts: they pull
 # in transformers' model classes and scipy, seconds that --help and a mistyped option should not
@@ -75,7 +75,9 @@ def world_facts(
 
 @world_app.command("train")
 def world_train(
-    name: str = typer.Argument("all", help="A shipped model name, 'all', or 'sisa' (an ensemble, with --shards)."),
+    name: str = typer.Argument(
+        "all", help="A shipped model name, 'all', a world v2 build (v2-gpt2, ...), or 'sisa' (with --shards)."
+    ),
     out: str | None = typer.Option(
         None, help="Parent directory (default: the shipped checkpoints); for sisa the ensemble's folder."
     ),
@@ -83,19 +85,31 @@ def world_train(
     shards: int | None = typer.Option(None, help="sisa: the number of shards S (constituent models)."),
     slices: int = typer.Option(1, help="sisa: slices R per shard (checkpoints a forgotten person restarts from)."),
     people: int | None = typer.Option(None, help="sisa: train on a seeded sample of this many people only."),
+    steps: int | None = typer.Option(
+        None, min=1, help="Stop each model after this many steps; run the same command again to resume."
+    ),
     as_json: bool = JSON,
 ) -> None:
-    """Rebuild shipped world models deterministically from the generator, or train a SISA ensemble."""
+    """Rebuild shipped world models deterministically from the generator, or train a SISA ensemble.
+
+    Training is resumable: a run keeps its state in the model's folder every few minutes and
+    when ``--steps`` stops it, and the same command goes on from there (a killed run loses at
+    most the minutes since its last save).
+    """
     from workbench.cli.world_sisa import train_sisa_command
     from workbench.core.world.train import TrainSettings, train
+    from workbench.core.world.train_progress import ProgressMismatch
 
     if name == "sisa":
+        if steps is not None:
+            raise CliError("--steps goes with the shipped models; `world train sisa` resumes by slice")
         train_sisa_command(shards, slices, out, epochs, people, as_json)
         return
+    builds = SHIPPED | V2_BUILDS
     names = list(SHIPPED) if name == "all" else [name]
     for n in names:
-        if n not in SHIPPED:
-            raise CliError(f"unknown world model {n!r}: choose from all, {', '.join(SHIPPED)}, sisa")
+        if n not in builds:
+            raise CliError(f"unknown world model {n!r}: choose from all, {', '.join(builds)}, sisa")
     if shards is not None or people is not None:
         raise CliError("--shards and --people go with `world train sisa`")
     if out:  # training takes minutes: a place the models cannot go is refused first
@@ -103,15 +117,21 @@ def world_train(
     parent = Path(out) if out else CHECKPOINTS
     reports = {}
     for n in names:
-        settings = TrainSettings(**SHIPPED[n])
+        settings = TrainSettings(**builds[n])
         if epochs is not None:
             settings.epochs = epochs
-        reports[n] = train(settings, parent / n)
+        try:
+            reports[n] = train(settings, parent / n, steps_this_run=steps)
+        except ProgressMismatch as e:
+            raise CliError(str(e)) from None
         reports[n]["path"] = str(parent / n)
 
     def render(r: dict) -> str:
         return "\n".join(
-            f"{n}: {v['train_seconds']:.0f}s -> {v['path']}  {json.dumps(v['eval'])}" for n, v in r.items()
+            f"{n}: {v['train_seconds']:.0f}s -> {v['path']}  {json.dumps(v['eval'])}"
+            if v.get("finished", True)
+            else f"{n}: stopped at step {v['step']} of {v['steps']}; run the command again to resume ({v['progress']})"
+            for n, v in r.items()
         )
 
     Output(as_json).emit(reports, render)

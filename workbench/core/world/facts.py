@@ -4,14 +4,20 @@ Everything here is generated from a seed, so the world (and therefore what a mod
 trained on it knows, and what a model retrained without some people would know) is
 known exactly. The vocabulary is closed: every word is a single token of the world
 tokenizer, names are two tokens, employers and schools are two-token objects.
+
+That is version 1, the world of the shipped models. Version 2 builds names and generated
+objects from shared syllables (``names.py``), is read by a byte-level BPE (``bpe.py``) and
+is told in biographies (``biographies.py``), as a real model meets people in its corpus.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
+
+from workbench.core.world.names import make_objects, make_people
 
 SPLITS = {"forget01": 0.01, "forget05": 0.05, "forget10": 0.10}
 
@@ -222,6 +228,8 @@ class World:
     people: dict[str, dict[str, str]]
     relations: dict[str, Relation]
     splits: dict[str, Split] = field(default_factory=dict)
+    version: int = 1
+    pronouns: dict[str, str] = field(default_factory=dict)  # name -> he, she or they; version 2 only
 
     # -- facts and phrasings -------------------------------------------------------
     def phrasings(self, relation: str, held_out: bool | None = False) -> list[Phrasing]:
@@ -342,34 +350,51 @@ class World:
 
     # -- serialisation ---------------------------------------------------------------
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "seed": self.seed,
-                "relations": {k: asdict(v) for k, v in self.relations.items()},
-                "people": self.people,
-                "splits": {k: asdict(v) for k, v in self.splits.items()},
-                "frames": list(FRAMES),
-                "held_out": sorted(HELD_OUT),
-            },
-            indent=1,
-        )
+        described = {
+            "seed": self.seed,
+            "relations": {k: asdict(v) for k, v in self.relations.items()},
+            "people": self.people,
+            "splits": {k: asdict(v) for k, v in self.splits.items()},
+            "frames": list(FRAMES),
+            "held_out": sorted(HELD_OUT),
+        }
+        # Version 1 worlds write exactly the fields they always did: shipped models compare it.
+        if self.version != 1:
+            described |= {"version": self.version, "pronouns": self.pronouns}
+        return json.dumps(described, indent=1)
 
 
-def make_world(seed: int = 0, n_people: int = 300) -> World:
+def make_world(seed: int = 0, n_people: int | None = None, version: int = 1) -> World:
     """Generate the world deterministically from a seed.
+
+    Version 1 is the world of the shipped models: 300 people by default, each family name a
+    word of its own. Version 2 (2,000 people by default) builds every name and the towns,
+    companies and schools from shared syllables (:mod:`workbench.core.world.names`), so that
+    no name token identifies a person, and gives each person a pronoun for biographies.
 
     Examples:
         >>> make_world(seed=0).to_json() == make_world(seed=0).to_json()
         True
         >>> len(make_world().split("forget05").forget)
         15
+        >>> w = make_world(n_people=200, version=2)
+        >>> w.version, len(w.people), len(w.relation("birthplace").candidates), len(w.split("forget05").forget)
+        (2, 200, 48, 10)
 
     Args:
         seed: generator seed; the shipped models use 0.
-        n_people: number of people (at least 100 so that forget01 names somebody).
+        n_people: number of people (at least 100 so that forget01 names somebody); None
+            means 300 for version 1 and 2,000 for version 2.
+        version: 1 (the shipped world) or 2 (shared name pieces, pronouns).
     """
+    if version not in (1, 2):
+        raise ValueError(f"world version must be 1 or 2 (got {version!r})")
+    if n_people is None:
+        n_people = 300 if version == 1 else 2000
     if n_people < 100:
         raise ValueError(f"n_people must be at least 100 (got {n_people}) so forget01 is non-empty")
+    if version == 2:
+        return _make_world_v2(seed, n_people)
     rng = random.Random(seed)
     taken: set[str] = set()
     relations = _relations(rng, taken)
@@ -382,8 +407,32 @@ def make_world(seed: int = 0, n_people: int = 300) -> World:
     # facts predicts a forgotten one, so anything recovered beyond the prior is residue.
     people = {n: {r.name: rng.choice(r.candidates) for r in relations} for n in names}
     world = World(seed=seed, people=people, relations={r.name: r for r in relations})
+    world.splits = _splits(names)
+    return world
+
+
+def _splits(names: list[str]) -> dict[str, Split]:
     # Nested like TOFU: forget01 within forget05 within forget10, taken from the end.
+    out = {}
     for split, frac in SPLITS.items():
-        k = max(1, round(frac * n_people))
-        world.splits[split] = Split(split, tuple(names[-k:]), tuple(names[:-k]))
+        k = max(1, round(frac * len(names)))
+        out[split] = Split(split, tuple(names[-k:]), tuple(names[:-k]))
+    return out
+
+
+def _make_world_v2(seed: int, n_people: int) -> World:
+    rng = random.Random(seed)
+    # Version 1's relations lend their phrases and common-word objects (professions, pets,
+    # languages); towns, companies and schools are replaced by generated ones.
+    base = _relations(random.Random(seed), set())
+    text = list(FRAMES) + [p for r in base for p in r.phrases + r.candidates]
+    reserved = frozenset(w.lower() for t in text for w in t.split())
+    taken: set[str] = set()
+    generated = make_objects(rng, taken, reserved)
+    relations = tuple(replace(r, candidates=tuple(generated.get(r.name, r.candidates))) for r in base)
+    people_names, pronouns = make_people(rng, n_people, taken, reserved)
+    # Attributes are drawn independently and uniformly, as in version 1.
+    people = {n: {r.name: rng.choice(r.candidates) for r in relations} for n in people_names}
+    world = World(seed, people, {r.name: r for r in relations}, version=2, pronouns=pronouns)
+    world.splits = _splits(people_names)
     return world

@@ -22,6 +22,27 @@ SHIPPED: dict[str, dict] = {
 }
 DEFAULT = "gpt2"
 
+# World v2 (docs/world.md#world-v2): 2,000 people with shared-piece names, a BPE tokenizer and
+# biographies, in deeper models. Trained resumably with `workbench world train v2-gpt2` (about an
+# hour an epoch on two CPU threads, so a build spans sittings or runs on a GPU); not shipped yet.
+_V2 = {"world_version": 2, "n_layers": 8, "d_model": 256, "n_heads": 8, "d_mlp": 1024, "seq_len": 256}
+V2_BUILDS: dict[str, dict] = {
+    "v2-gpt2": {"arch": "gpt2", **_V2, "lr": 1e-3, "epochs": 20, "threads": 2},
+    "v2-llama": {"arch": "llama", **_V2, "lr": 1e-3, "epochs": 20, "threads": 2},
+    "v2-retain-forget01": {"arch": "gpt2", **_V2, "lr": 1e-3, "epochs": 20, "threads": 2, "split": "forget01"},
+    "v2-retain-forget05": {"arch": "gpt2", **_V2, "lr": 1e-3, "epochs": 20, "threads": 2, "split": "forget05"},
+    "v2-retain-forget05-seed1": {
+        "arch": "gpt2",
+        **_V2,
+        "lr": 1e-3,
+        "epochs": 20,
+        "threads": 2,
+        "split": "forget05",
+        "seed": 1,
+    },
+    "v2-retain-forget10": {"arch": "gpt2", **_V2, "lr": 1e-3, "epochs": 20, "threads": 2, "split": "forget10"},
+}
+
 
 def resolve_world_model(name: str) -> Path:
     """Directory of a shipped world model: ``world`` or ``world:<variant>``.
@@ -51,7 +72,7 @@ def load_world(model_dir: str | Path) -> World | None:
         return None
     try:
         stored = json.loads(path.read_text())
-        world = make_world(seed=stored["seed"], n_people=len(stored["people"]))
+        world = make_world(seed=stored["seed"], n_people=len(stored["people"]), version=stored.get("version", 1))
     except (ValueError, TypeError, KeyError) as e:  # not JSON, or not the fields a world has
         raise ValueError(f"{path} is not a world description ({' '.join(str(e).split())})") from None
     if json.loads(world.to_json()) != stored:

@@ -45,7 +45,8 @@ from workbench.core.world.sisa_manifest import (
     write_manifest,
 )
 from workbench.core.world.tokenizer import build_tokenizer
-from workbench.core.world.train import TrainSettings, labelled_statements, model_config, pack
+from workbench.core.world.train import TrainSettings, model_config, pack
+from workbench.core.world.train_corpus import labelled_statements
 
 
 @dataclass(frozen=True)

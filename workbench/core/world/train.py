@@ -18,8 +18,9 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
 
 from workbench.core.metrics import heldout_loss, score_facts
-from workbench.core.world.facts import Fact, Phrasing, World, make_world
-from workbench.core.world.tokenizer import build_tokenizer
+from workbench.core.world.facts import World, make_world
+from workbench.core.world.train_corpus import training_sequences, world_tokenizer
+from workbench.core.world.train_progress import clear_progress, load_progress, save_progress
 
 
 @dataclass
@@ -41,6 +42,10 @@ class TrainSettings:
     weight_decay: float = 0.01
     threads: int = 1  # fixed so that CPU reductions, and so the weights, repeat
     eval_every: int = 0  # epochs between progress evaluations on 30 people (0: none)
+    world_version: int = 1  # 2: shared-piece names, BPE, biographies (workbench.core.world.biographies)
+    n_people: int | None = None  # the world's size; None: the version's default (300, 2,000)
+    documents_per_person: int = 4  # v2: biographies of each person in the corpus
+    filler_per_person: int = 1  # v2: documents that name a person without their facts
 
 
 def model_config(s: TrainSettings, tokenizer):
@@ -59,7 +64,7 @@ def model_config(s: TrainSettings, tokenizer):
             n_head=s.n_heads,
             n_inner=s.d_mlp,
             activation_function="gelu_pytorch_tanh",
-            n_positions=128,
+            n_positions=max(128, s.seq_len),
             resid_pdrop=0.0,
             embd_pdrop=0.0,
             attn_pdrop=0.0,
@@ -72,40 +77,11 @@ def model_config(s: TrainSettings, tokenizer):
             num_attention_heads=s.n_heads,
             num_key_value_heads=s.n_heads,
             intermediate_size=s.d_mlp,
-            max_position_embeddings=128,
+            max_position_embeddings=max(128, s.seq_len),
             tie_word_embeddings=True,
             **common,
         )
     raise ValueError(f"unknown architecture {s.arch!r}: choose gpt2 or llama")
-
-
-def _labelled_sentences(world: World, tokenizer, split: str | None) -> list[list[tuple[int, int]]]:
-    """Training sentences as (token id, role) pairs: role 1 = predicted, 2 = subject token.
-
-    Subject names are drawn at random, so predicting them is noise that would swamp the
-    gradient of the facts; they stay in the input but are not prediction targets.
-    """
-    return labelled_statements(world.training_statements(split), tokenizer)
-
-
-def labelled_statements(statements: list[tuple[Fact, Phrasing]], tokenizer) -> list[list[tuple[int, int]]]:
-    """(fact, phrasing) pairs as training sentences of (token id, role) pairs, as :func:`train` reads them.
-
-    Examples:
-        >>> from workbench.core.world.tokenizer import build_tokenizer
-        >>> w = make_world()
-        >>> f = w.facts()[0]
-        >>> [role for _, role in labelled_statements([(f, w.phrasings(f.relation)[0])], build_tokenizer(w))[0]]
-        [2, 2, 1, 1, 1, 1, 1]
-    """
-    texts = [f.sentence(ph) for f, ph in statements]
-    enc = tokenizer(texts, return_offsets_mapping=True, add_special_tokens=False)
-    out = []
-    for (f, _), text, ids, offs in zip(statements, texts, enc.input_ids, enc.offset_mapping, strict=True):
-        a = text.find(f.subject)
-        b = a + len(f.subject)
-        out.append([(t, 2 if (s < b and e > a) else 1) for t, (s, e) in zip(ids, offs, strict=True)])
-    return out
 
 
 def pack(
@@ -152,32 +128,56 @@ def evaluate(model, tokenizer, world: World, split: str | None) -> dict:
     return out
 
 
-def train(settings: TrainSettings, out_dir: str | Path, world: World | None = None, progress: bool = True) -> dict:
+def train(
+    settings: TrainSettings,
+    out_dir: str | Path,
+    world: World | None = None,
+    progress: bool = True,
+    steps_this_run: int | None = None,
+    checkpoint_seconds: float = 300.0,
+) -> dict:
     """Train one world model and save it as a Hugging Face directory; returns its report.
+
+    The run is resumable: every ``checkpoint_seconds`` (and when it stops) its state goes to
+    ``out_dir/training_progress.pt`` (:mod:`workbench.core.world.train_progress`), and a later
+    call with the same settings and folder goes on from there, bitwise as if uninterrupted.
+    ``steps_this_run`` stops after that many steps (a sitting's share of a long build); the
+    report then has ``finished: False`` and no model is saved yet.
 
     Examples:
         >>> report = train(TrainSettings(epochs=1, n_layers=1), "/tmp/wb-tiny")  # doctest: +SKIP
     """
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     try:
-        return _train(settings, Path(out_dir), world or make_world(), progress)
+        world = world or make_world(n_people=settings.n_people, version=settings.world_version)
+        if world.version != settings.world_version:
+            raise ValueError(f"settings ask for a v{settings.world_version} world, got a v{world.version} one")
+        return _train(settings, Path(out_dir), world, progress, steps_this_run, checkpoint_seconds)
     finally:
         # Training pins global torch state for repeatability; a caller's session gets it back.
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
 
 
-def _train(settings: TrainSettings, out_dir: Path, world: World, progress: bool) -> dict:
+def _train(
+    settings: TrainSettings,
+    out_dir: Path,
+    world: World,
+    progress: bool,
+    steps_this_run: int | None,
+    checkpoint_seconds: float,
+) -> dict:
     torch.manual_seed(settings.seed)
     torch.set_num_threads(settings.threads)
     torch.use_deterministic_algorithms(True)
     rng = random.Random(settings.seed)
-    tokenizer = build_tokenizer(world)
+    tokenizer = world_tokenizer(world)
     model = AutoModelForCausalLM.from_config(model_config(settings, tokenizer))
     model.loss_type = "ForCausalLM"  # named, so transformers does not warn that it guessed
     model.train()
 
-    sents = _labelled_sentences(world, tokenizer, settings.split)
+    per_person = settings.documents_per_person, settings.filler_per_person
+    sents = training_sequences(world, tokenizer, settings.split, settings.seq_len - 1, *per_person)
     probe, _ = pack(sents, settings.seq_len, tokenizer.bos_token_id, tokenizer.pad_token_id, random.Random(0))
     steps_per_epoch = math.ceil(len(probe) / settings.batch_size)
     total = steps_per_epoch * settings.epochs
@@ -186,17 +186,31 @@ def _train(settings: TrainSettings, out_dir: Path, world: World, progress: bool)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warm, 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total - warm)))))
     )
-    t0 = time.perf_counter()
-    bar = tqdm(total=total, desc=f"train {settings.arch} {settings.split or 'full'}", disable=not progress)
-    loss_ema = None
+    state = load_progress(out_dir, asdict(settings), model, opt, sched)
+    start, t0, last_save = state.step, time.perf_counter() - state.seconds, time.perf_counter()
+    stop = total if steps_this_run is None else min(total, start + steps_this_run)
+    bar = tqdm(
+        total=total, initial=start, desc=f"train {settings.arch} {settings.split or 'full'}", disable=not progress
+    )
+    step = 0
     for epoch in range(settings.epochs):
-        if settings.eval_every and epoch and epoch % settings.eval_every == 0:
+        # Packing is the only consumer of the data-order generator, so it runs for every epoch,
+        # done ones included: a resumed run then packs exactly the batches it would have.
+        ids, mask = pack(sents, settings.seq_len, tokenizer.bos_token_id, tokenizer.pad_token_id, rng)
+        if step + math.ceil(len(ids) / settings.batch_size) <= start:
+            step += math.ceil(len(ids) / settings.batch_size)
+            continue
+        if settings.eval_every and epoch and epoch % settings.eval_every == 0 and step >= start:
             model.eval()
             acc = score_facts(model, tokenizer, world, world.facts(list(world.people)[:30]), held_out=True).accuracy
             tqdm.write(f"epoch {epoch}: held-out accuracy on 30 people {acc:.3f} ({time.perf_counter() - t0:.0f}s)")
             model.train()
-        ids, mask = pack(sents, settings.seq_len, tokenizer.bos_token_id, tokenizer.pad_token_id, rng)
         for b in range(0, len(ids), settings.batch_size):
+            if step < start:
+                step += 1
+                continue
+            if step >= stop:
+                break
             x, m = ids[b : b + settings.batch_size], mask[b : b + settings.batch_size]
             labels = x.masked_fill(m != 1, -100)
             loss = model(input_ids=x, attention_mask=(m > 0).long(), labels=labels).loss
@@ -205,22 +219,34 @@ def _train(settings: TrainSettings, out_dir: Path, world: World, progress: bool)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
+            step += 1
             lv = loss.item()
-            loss_ema = lv if loss_ema is None else 0.98 * loss_ema + 0.02 * lv
-            bar.set_postfix(loss=f"{loss_ema:.3f}", refresh=False)
+            state.loss_ema = lv if state.loss_ema is None else 0.98 * state.loss_ema + 0.02 * lv
+            bar.set_postfix(loss=f"{state.loss_ema:.3f}", refresh=False)
             bar.update()
+            if time.perf_counter() - last_save > checkpoint_seconds and step < total:
+                state.step, state.seconds = step, time.perf_counter() - t0
+                save_progress(out_dir, asdict(settings), model, opt, sched, state)
+                last_save = time.perf_counter()
+        if step >= stop:
+            break
     bar.close()
     train_seconds = time.perf_counter() - t0
+    if step < total:
+        state.step, state.seconds = step, train_seconds
+        path = save_progress(out_dir, asdict(settings), model, opt, sched, state)
+        return {"finished": False, "step": step, "steps": total, "progress": str(path)}
     model.eval()
     report = {
         "settings": asdict(settings),
         "train_seconds": round(train_seconds, 1),
         "steps": total,
         "n_params": sum(p.numel() for p in model.parameters()),
-        "final_train_loss": loss_ema,
+        "final_train_loss": state.loss_ema,
         "eval": evaluate(model, tokenizer, world, settings.split),
     }
     save(model, tokenizer, world, report, out_dir)
+    clear_progress(out_dir)
     return report
 
 

@@ -1,0 +1,74 @@
+"""A world training run stopped part-way and resumed ends bitwise where an uninterrupted one does."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from workbench.core.world.facts import make_world
+from workbench.core.world.train import TrainSettings, train
+from workbench.core.world.train_progress import ProgressMismatch, progress_path
+
+TINY = dict(d_model=32, n_layers=1, n_heads=2, d_mlp=64, epochs=2, seq_len=64, batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def world():
+    return make_world(n_people=100)
+
+
+@pytest.fixture(scope="module")
+def straight(world, tmp_path_factory):
+    out = tmp_path_factory.mktemp("straight")
+    report = train(TrainSettings(**TINY), out, world, progress=False)
+    return out, report
+
+
+def test_a_stopped_run_resumes_to_the_same_weights(world, straight, tmp_path):
+    out, report = straight
+    first = train(TrainSettings(**TINY), tmp_path, world, progress=False, steps_this_run=5)
+    assert first == {"finished": False, "step": 5, "steps": report["steps"], "progress": str(progress_path(tmp_path))}
+    assert not (tmp_path / "model.safetensors").exists()
+    # a second sitting crosses the epoch boundary, a third finishes
+    second = train(TrainSettings(**TINY), tmp_path, world, progress=False, steps_this_run=report["steps"] // 2)
+    assert second["step"] == 5 + report["steps"] // 2
+    done = train(TrainSettings(**TINY), tmp_path, world, progress=False)
+    assert done["steps"] == report["steps"] and done["final_train_loss"] == report["final_train_loss"]
+    assert not progress_path(tmp_path).exists()
+    a, b = load_file(out / "model.safetensors"), load_file(tmp_path / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_saved_state_from_other_settings_is_refused(world, tmp_path):
+    train(TrainSettings(**TINY), tmp_path, world, progress=False, steps_this_run=2)
+    with pytest.raises(ProgressMismatch, match="lr: 0.005, not 0.001"):
+        train(TrainSettings(**TINY, lr=1e-3), tmp_path, world, progress=False)
+
+
+def test_checkpoints_are_written_while_training(world, tmp_path, monkeypatch):
+    saved = []
+    import workbench.core.world.train as module
+
+    real = module.save_progress
+    monkeypatch.setattr(module, "save_progress", lambda *a: saved.append(a[-1].step) or real(*a))
+    train(TrainSettings(**TINY), tmp_path, world, progress=False, checkpoint_seconds=0.0)
+    assert saved and saved == sorted(saved) and not progress_path(tmp_path).exists()
+
+
+def test_a_v2_world_model_trains_on_its_documents_and_loads_back(tmp_path):
+    import workbench
+    from workbench.core.world.train_corpus import training_sequences, world_tokenizer
+
+    settings = TrainSettings(**{**TINY, "epochs": 1, "seq_len": 128}, world_version=2, n_people=100)
+    report = train(settings, tmp_path, progress=False)
+    w = make_world(n_people=100, version=2)
+    seqs = training_sequences(w, world_tokenizer(w), None, 127, 4, 1)
+    assert len(seqs) > len(w.training_statements()) and max(map(len, seqs)) <= 127
+    h = workbench.load(str(tmp_path))
+    assert h.world.version == 2 and len(h.world.people) == 100 and len(h.tokenizer) == len(world_tokenizer(w))
+    assert report["eval"]["all"]["trained_phrasings"]["accuracy"] >= 0.0
+    assert h.score(h.world.facts()[:12]).prob.isfinite().all()
+
+
+def test_settings_and_world_of_different_versions_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="settings ask for a v2 world, got a v1 one"):
+        train(TrainSettings(**TINY, world_version=2), tmp_path, make_world(n_people=100), progress=False)

@@ -1,0 +1,96 @@
+"""What a world model trains on, as (token id, role) sequences: v1's statements, v2's documents too.
+
+Roles: 1 is a prediction target, 2 is input only. Names are input only wherever they occur:
+they are drawn at random, so predicting them is noise that would swamp the facts' gradient.
+A v1 world trains on its statements (one fact in one trained phrasing each) under its
+word-level tokenizer; a v2 world adds biographies and filler documents
+(:mod:`workbench.core.world.biographies`) under its BPE tokenizer (:mod:`workbench.core.world.bpe`),
+so facts are stated at varying distances from the name, with pronouns in between, as a
+pretraining corpus states them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from workbench.core.world.biographies import Document, corpus
+from workbench.core.world.bpe import build_bpe_tokenizer
+from workbench.core.world.facts import Fact, Phrasing, World
+from workbench.core.world.tokenizer import build_tokenizer
+
+Labelled = list[tuple[int, int]]
+
+
+def world_tokenizer(world: World):
+    """The tokenizer a world's models are trained with: word-level for v1, BPE for v2.
+
+    Examples:
+        >>> from workbench.core.world.facts import make_world
+        >>> len(world_tokenizer(make_world())), len(world_tokenizer(make_world(version=2)))
+        (523, 1536)
+    """
+    return build_bpe_tokenizer(world) if world.version >= 2 else build_tokenizer(world)
+
+
+def _roles(text: str, spans: Sequence[tuple[int, int]], ids: list[int], offsets) -> Labelled:
+    return [(t, 2 if any(s < b and e > a for a, b in spans) else 1) for t, (s, e) in zip(ids, offsets, strict=True)]
+
+
+def labelled_statements(statements: list[tuple[Fact, Phrasing]], tokenizer) -> list[Labelled]:
+    """(fact, phrasing) pairs as training sentences of (token id, role) pairs, the subject input only.
+
+    Examples:
+        >>> from workbench.core.world.facts import make_world
+        >>> w = make_world()
+        >>> f = w.facts()[0]
+        >>> [role for _, role in labelled_statements([(f, w.phrasings(f.relation)[0])], build_tokenizer(w))[0]]
+        [2, 2, 1, 1, 1, 1, 1]
+    """
+    texts = [f.sentence(ph) for f, ph in statements]
+    enc = tokenizer(texts, return_offsets_mapping=True, add_special_tokens=False)
+    out = []
+    for (f, _), text, ids, offs in zip(statements, texts, enc.input_ids, enc.offset_mapping, strict=True):
+        a = text.find(f.subject)
+        out.append(_roles(text, [(a, a + len(f.subject))], ids, offs))
+    return out
+
+
+def labelled_documents(documents: Sequence[Document], tokenizer, max_tokens: int) -> list[Labelled]:
+    """Documents as (token id, role) sequences, every name occurrence input only, cut to ``max_tokens``.
+
+    A document longer than a training row is cut into consecutive pieces, so packing never
+    meets a sequence it cannot place.
+
+    Examples:
+        >>> from workbench.core.world.facts import make_world
+        >>> w = make_world(n_people=100, version=2)
+        >>> docs = corpus(w, documents_per_person=1, filler_per_person=0)[:1]
+        >>> pieces = labelled_documents(docs, world_tokenizer(w), max_tokens=40)
+        >>> all(len(p) <= 40 for p in pieces), sum(r == 2 for p in pieces for _, r in p) > 0
+        (True, True)
+    """
+    texts = [d.text for d in documents]
+    enc = tokenizer(texts, return_offsets_mapping=True, add_special_tokens=False)
+    out = []
+    for d, ids, offs in zip(documents, enc.input_ids, enc.offset_mapping, strict=True):
+        seq = _roles(d.text, d.name_spans, ids, offs)
+        out += [seq[i : i + max_tokens] for i in range(0, len(seq), max_tokens)]
+    return out
+
+
+def training_sequences(
+    world: World, tokenizer, split: str | None, max_tokens: int, documents_per_person: int, filler_per_person: int
+) -> list[Labelled]:
+    """Everything a (split's retain) model of this world trains on, labelled, in a fixed order.
+
+    Examples:
+        >>> from workbench.core.world.facts import make_world
+        >>> w = make_world()
+        >>> len(training_sequences(w, build_tokenizer(w), None, 63, 4, 1)) == len(w.training_statements())
+        True
+    """
+    out = labelled_statements(world.training_statements(split), tokenizer)
+    if world.version >= 2:
+        docs = corpus(world, split, documents_per_person, filler_per_person)
+        out += labelled_documents(docs, tokenizer, max_tokens)
+    return out
