@@ -45,7 +45,7 @@ from workbench.core.world.sisa_manifest import (
     write_manifest,
 )
 from workbench.core.world.tokenizer import build_tokenizer
-from workbench.core.world.train import TrainSettings, model_config, pack
+from workbench.core.world.train import TrainSettings, model_config, optimiser, pack, train_step
 from workbench.core.world.train_corpus import labelled_statements
 
 
@@ -196,23 +196,13 @@ def fit_stage(model, sentences, train: TrainSettings, epochs: int, seed: int, to
     bos, pad = tokenizer.bos_token_id, tokenizer.pad_token_id
     rows, _ = pack(sentences, train.seq_len, bos, pad, random.Random(0))
     total = math.ceil(len(rows) / train.batch_size) * epochs
-    warm = max(1, int(train.warmup * total))
-    opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay, betas=(0.9, 0.98))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total - warm)))))
-    )
+    opt, sched = optimiser(model, train, total)
     model.train()
     steps = 0
     for _ in tqdm(range(epochs), desc=desc, leave=False, disable=not desc):
         ids, roles = pack(sentences, train.seq_len, bos, pad, rng)
         for b in range(0, len(ids), train.batch_size):
-            x, m = ids[b : b + train.batch_size], roles[b : b + train.batch_size]
-            loss = model(input_ids=x, attention_mask=(m > 0).long(), labels=x.masked_fill(m != 1, -100)).loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
+            train_step(model, opt, sched, ids[b : b + train.batch_size], roles[b : b + train.batch_size])
             steps += 1
     model.eval()
     return steps

@@ -109,6 +109,43 @@ def pack(
     return ids, roles
 
 
+def optimiser(model, settings: TrainSettings, total: int):
+    """AdamW with a linear warm-up, then cosine decay to zero at step ``total``: every world model's schedule.
+
+    Examples:
+        >>> opt, sched = optimiser(torch.nn.Linear(2, 2), TrainSettings(), total=100)
+        >>> round(sched.get_last_lr()[0] / TrainSettings().lr, 2)
+        0.2
+    """
+    warm = max(1, int(settings.warmup * total))
+    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay, betas=(0.9, 0.98))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warm, 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total - warm)))))
+    )
+    return opt, sched
+
+
+def train_step(model, opt, sched, ids: torch.Tensor, roles: torch.Tensor) -> float:
+    """One step on packed rows (roles as :func:`pack` gives them: only role 1 is predicted); the loss.
+
+    Examples:
+        >>> from workbench.core.world.tokenizer import build_tokenizer
+        >>> tok = build_tokenizer(make_world())
+        >>> m = AutoModelForCausalLM.from_config(model_config(TrainSettings(n_layers=1), tok))
+        >>> opt, sched = optimiser(m, TrainSettings(), total=10)
+        >>> ids = torch.tensor([[tok.bos_token_id, 7, 8, 9]])
+        >>> train_step(m, opt, sched, ids, torch.tensor([[2, 1, 1, 1]])) > 0
+        True
+    """
+    loss = model(input_ids=ids, attention_mask=(roles > 0).long(), labels=ids.masked_fill(roles != 1, -100)).loss
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    sched.step()
+    return loss.item()
+
+
 def evaluate(model, tokenizer, world: World, split: str | None) -> dict:
     """Accuracy among candidates on trained and held-out phrasings, and held-out loss."""
     groups = {"all": list(world.people)}
@@ -181,11 +218,7 @@ def _train(
     probe, _ = pack(sents, settings.seq_len, tokenizer.bos_token_id, tokenizer.pad_token_id, random.Random(0))
     steps_per_epoch = math.ceil(len(probe) / settings.batch_size)
     total = steps_per_epoch * settings.epochs
-    warm = max(1, int(settings.warmup * total))
-    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay, betas=(0.9, 0.98))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total - warm)))))
-    )
+    opt, sched = optimiser(model, settings, total)
     state = load_progress(out_dir, asdict(settings), model, opt, sched)
     start, t0, last_save = state.step, time.perf_counter() - state.seconds, time.perf_counter()
     stop = total if steps_this_run is None else min(total, start + steps_this_run)
@@ -211,16 +244,8 @@ def _train(
                 continue
             if step >= stop:
                 break
-            x, m = ids[b : b + settings.batch_size], mask[b : b + settings.batch_size]
-            labels = x.masked_fill(m != 1, -100)
-            loss = model(input_ids=x, attention_mask=(m > 0).long(), labels=labels).loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
+            lv = train_step(model, opt, sched, ids[b : b + settings.batch_size], mask[b : b + settings.batch_size])
             step += 1
-            lv = loss.item()
             state.loss_ema = lv if state.loss_ema is None else 0.98 * state.loss_ema + 0.02 * lv
             bar.set_postfix(loss=f"{state.loss_ema:.3f}", refresh=False)
             bar.update()

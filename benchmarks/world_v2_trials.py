@@ -1,0 +1,76 @@
+"""World v2 design trials: train a configuration, then measure whether real models' mechanism appears.
+
+Each trial is a named :class:`~workbench.core.world.train.TrainSettings` on a version-2 world
+(people, depth, width, corpus mix). The model trains resumably under ``runs/v2-trials/NAME``
+(``--steps`` bounds a sitting; run again to go on), and once trained it is measured by
+:func:`benchmarks.world_mechanism.measure`: the indirect effect by kind of token, ROME's layer,
+probes at the name's last token, beside its accuracy on trained and held-out phrasings. Results
+are merged into benchmarks/results/world_v2_trials.json under the trial's name; the trials and
+their figures are in docs/world.md.
+
+Run: ``.venv/bin/python -m benchmarks.world_v2_trials TRIAL [--steps N] [--facts 120]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from benchmarks.world_mechanism import measure
+from workbench.core.world.train import TrainSettings, train
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = Path(__file__).parent / "results" / "world_v2_trials.json"
+_SMALL = dict(world_version=2, n_people=300, d_model=128, n_heads=4, d_mlp=512, seq_len=256, threads=1)
+TRIALS: dict[str, TrainSettings] = {
+    # 300 people, 6 layers: the smallest world where shared name pieces and biographies can be
+    # tried on two CPU threads within a sitting.
+    "p300-l6": TrainSettings(**_SMALL, n_layers=6, epochs=20, lr=3e-3),
+    # the same without the biographies: what the documents, not the depth, change
+    "p300-l6-statements": TrainSettings(
+        **_SMALL, n_layers=6, epochs=20, lr=3e-3, documents_per_person=0, filler_per_person=0
+    ),
+}
+
+
+def run(name: str, steps: int | None = None, n_facts: int = 120) -> dict:
+    """Train (or go on training) one trial; measure it once it is trained."""
+    settings = TRIALS[name]
+    folder = ROOT / "runs" / "v2-trials" / name
+    report = train(settings, folder, steps_this_run=steps)
+    if not report.get("finished", True):
+        print(f"{name}: stopped at step {report['step']} of {report['steps']}; run again to go on")
+        return report
+    result = {
+        "settings": asdict(settings),
+        "train_seconds": report["train_seconds"],
+        "steps": report["steps"],
+        "accuracy": {k: v["accuracy"] for k, v in report["eval"]["all"].items()},
+        "heldout_loss": report["eval"]["heldout_loss"],
+        "mechanism": measure(str(folder), n_facts),
+    }
+    stored = json.loads(OUT.read_text()) if OUT.exists() else {}
+    stored[name] = result
+    OUT.write_text(json.dumps(stored, indent=1) + "\n")
+    t = result["mechanism"]["trace"]
+    print(f"{name}: accuracy {result['accuracy']}, best MLP effect {t['best_mlp_effect']}")
+    print(f"ROME's layer {t['rome_layer']}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("trial", choices=list(TRIALS))
+    p.add_argument("--steps", type=int, default=None, help="stop after this many steps (resume later)")
+    p.add_argument("--facts", type=int, default=120)
+    args = p.parse_args(argv)
+    torch.set_num_threads(TRIALS[args.trial].threads)
+    run(args.trial, args.steps, args.facts)
+
+
+if __name__ == "__main__":
+    main()
