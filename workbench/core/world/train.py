@@ -221,7 +221,10 @@ def _train(
     opt, sched = optimiser(model, settings, total)
     state = load_progress(out_dir, asdict(settings), model, opt, sched)
     start, t0, last_save = state.step, time.perf_counter() - state.seconds, time.perf_counter()
-    stop = total if steps_this_run is None else min(total, start + steps_this_run)
+    # Packing order sets each epoch's row count, so ``total`` (from one packing) is the schedule's
+    # estimate; a run ends when every epoch's batches are done, however many that is.
+    stop = None if steps_this_run is None else start + steps_this_run
+    stopped = False
     bar = tqdm(
         total=total, initial=start, desc=f"train {settings.arch} {settings.split or 'full'}", disable=not progress
     )
@@ -242,22 +245,23 @@ def _train(
             if step < start:
                 step += 1
                 continue
-            if step >= stop:
+            if stop is not None and step >= stop:
+                stopped = True
                 break
             lv = train_step(model, opt, sched, ids[b : b + settings.batch_size], mask[b : b + settings.batch_size])
             step += 1
             state.loss_ema = lv if state.loss_ema is None else 0.98 * state.loss_ema + 0.02 * lv
             bar.set_postfix(loss=f"{state.loss_ema:.3f}", refresh=False)
             bar.update()
-            if time.perf_counter() - last_save > checkpoint_seconds and step < total:
+            if time.perf_counter() - last_save > checkpoint_seconds:
                 state.step, state.seconds = step, time.perf_counter() - t0
                 save_progress(out_dir, asdict(settings), model, opt, sched, state)
                 last_save = time.perf_counter()
-        if step >= stop:
+        if stopped:
             break
     bar.close()
     train_seconds = time.perf_counter() - t0
-    if step < total:
+    if stopped:
         state.step, state.seconds = step, train_seconds
         path = save_progress(out_dir, asdict(settings), model, opt, sched, state)
         return {"finished": False, "step": step, "steps": total, "progress": str(path)}
