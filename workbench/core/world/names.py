@@ -112,5 +112,6 @@ def make_objects(
     pieces = new_words(rng, max(8, companies * 2 // 3), taken, (1, 2), 0.7, reserved)
     pairs = [(a, b) for a in pieces for b in pieces if a != b]
     firms = [f"{a} {b} {SECTORS[i % len(SECTORS)]}" for i, (a, b) in enumerate(rng.sample(pairs, companies))]
-    colleges = [f"{w} {SCHOOLS[i % len(SCHOOLS)]}" for i, w in enumerate(new_words(rng, schools, taken, (2,), 0.6))]
+    school_words = new_words(rng, schools, taken, (2,), 0.6, reserved)
+    colleges = [f"{w} {SCHOOLS[i % len(SCHOOLS)]}" for i, w in enumerate(school_words)]
     return {"birthplace": places, "employer": firms, "school": colleges}

@@ -25,22 +25,24 @@ DEFAULT = "gpt2"
 # World v2 (docs/world.md#world-v2): 2,000 people with shared-piece names, a BPE tokenizer and
 # biographies, in deeper models. Trained resumably with `workbench world train v2-gpt2` (about an
 # hour an epoch on two CPU threads, so a build spans sittings or runs on a GPU); not shipped yet.
-_V2 = {"world_version": 2, "n_layers": 8, "d_model": 256, "n_heads": 8, "d_mlp": 1024, "seq_len": 256}
+_V2 = {
+    "world_version": 2,
+    "n_layers": 8,
+    "d_model": 256,
+    "n_heads": 8,
+    "d_mlp": 1024,
+    "seq_len": 256,
+    "lr": 1e-3,
+    "epochs": 20,
+    "threads": 2,
+}
 V2_BUILDS: dict[str, dict] = {
-    "v2-gpt2": {"arch": "gpt2", **_V2, "lr": 1e-3, "epochs": 20, "threads": 2},
-    "v2-llama": {"arch": "llama", **_V2, "lr": 1e-3, "epochs": 20, "threads": 2},
-    "v2-retain-forget01": {"arch": "gpt2", **_V2, "lr": 1e-3, "epochs": 20, "threads": 2, "split": "forget01"},
-    "v2-retain-forget05": {"arch": "gpt2", **_V2, "lr": 1e-3, "epochs": 20, "threads": 2, "split": "forget05"},
-    "v2-retain-forget05-seed1": {
-        "arch": "gpt2",
-        **_V2,
-        "lr": 1e-3,
-        "epochs": 20,
-        "threads": 2,
-        "split": "forget05",
-        "seed": 1,
-    },
-    "v2-retain-forget10": {"arch": "gpt2", **_V2, "lr": 1e-3, "epochs": 20, "threads": 2, "split": "forget10"},
+    "v2-gpt2": {"arch": "gpt2", **_V2},
+    "v2-llama": {"arch": "llama", **_V2},
+    "v2-retain-forget01": {"arch": "gpt2", **_V2, "split": "forget01"},
+    "v2-retain-forget05": {"arch": "gpt2", **_V2, "split": "forget05"},
+    "v2-retain-forget05-seed1": {"arch": "gpt2", **_V2, "split": "forget05", "seed": 1},
+    "v2-retain-forget10": {"arch": "gpt2", **_V2, "split": "forget10"},
 }
 
 

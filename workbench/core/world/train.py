@@ -233,8 +233,9 @@ def _train(
         # Packing is the only consumer of the data-order generator, so it runs for every epoch,
         # done ones included: a resumed run then packs exactly the batches it would have.
         ids, mask = pack(sents, settings.seq_len, tokenizer.bos_token_id, tokenizer.pad_token_id, rng)
-        if step + math.ceil(len(ids) / settings.batch_size) <= start:
-            step += math.ceil(len(ids) / settings.batch_size)
+        batches = math.ceil(len(ids) / settings.batch_size)
+        if step + batches <= start:
+            step += batches
             continue
         if settings.eval_every and epoch and epoch % settings.eval_every == 0 and step >= start:
             model.eval()
