@@ -24,7 +24,7 @@ from edit.edit_request import Forget
 from edit.forget_request import ForgetError, ForgetRequest
 from locate.location import Location
 from workbench.core.world.facts import Fact
-from workbench.core.world.sisa_manifest import location, total_seconds, total_steps
+from workbench.core.world.sisa_manifest import location, total_seconds, total_steps, trained_without
 from workbench.core.world.sisa_model import SisaEnsemble, shard_hash
 from workbench.core.world.sisa_train import retrain_shard
 
@@ -85,6 +85,10 @@ def sisa_forget(
     check_sisa_request(handle, request)
     world = handle.world
     facts = frozenset(world.facts(request.people) if s.whole_people else request.forget)
+    never = set(trained_without(model.manifest))
+    if {f.subject for f in facts} <= never:
+        raise ForgetError("the ensemble was trained without everyone the request names: there is nothing to forget")
+    facts = frozenset(f for f in facts if f.subject not in never)
     where = location_of(model.manifest, facts)
     shards = sorted({k for k, _ in where.values()})
     deltas, retrained, targets, records = {}, [], {}, {}

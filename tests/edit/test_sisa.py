@@ -9,7 +9,7 @@ import workbench
 from edit.forget import forget
 from edit.forget_figures import FigureSettings
 from edit.forget_request import ForgetError, ForgetRequest, forget_request
-from edit.sisa import SisaForgetSettings, sisa_forget
+from edit.sisa import SisaForgetSettings, sisa_forget, weights_equal
 from workbench.cli import main
 from workbench.core.world import sisa_train
 from workbench.core.world.facts import make_world
@@ -97,6 +97,58 @@ def test_forgetting_again_in_a_shard_keeps_the_first_person_out(ensemble, folder
     assert all(torch.equal(mine[n], p) for n, p in both.model.named_parameters())
     two.revert(ensemble.model)
     one.revert(ensemble.model)
+
+
+@pytest.fixture(scope="module")
+def without(folder):
+    """The exact answer for forgetting shard 1's first person: the same plan from scratch, without them."""
+    person = _person(folder, 1, 0)
+    out = folder.parent / "without"
+    settings = SisaSettings(shards=2, slices=2, max_people=12, without=(person,))
+    train_sisa(out, TINY, settings, make_world(), progress=False)
+    return out
+
+
+def test_forgetting_gives_bitwise_the_ensemble_trained_without_the_person(ensemble, folder, without):
+    edit = sisa_forget(ensemble, forget_request(ensemble.world, _person(folder, 1, 0)), progress=False)
+    reference = workbench.load(str(without), device="cpu")
+    assert weights_equal(ensemble.model, dict(reference.model.named_parameters()))
+    edit.revert(ensemble.model)
+    assert not weights_equal(ensemble.model, dict(reference.model.named_parameters()))
+
+
+def test_an_ensemble_trained_without_someone_keeps_them_out_and_retrains_from_the_next_persons_slice(folder, without):
+    h = workbench.load(str(without), device="cpu")
+    gone, other, late = _person(folder, 1, 0), read_manifest(folder)["shards"][1]["slices"][0][1], _person(folder, 1, 1)
+    with pytest.raises(ForgetError, match="trained without everyone the request names") as e:
+        sisa_forget(h, forget_request(h.world, gone), progress=False)
+    assert "\n" not in str(e.value)
+    edit = sisa_forget(h, forget_request(h.world, [gone, other]), progress=False)
+    assert edit.metrics["first_slices"] == [0] and {s for s, _ in edit.request.facts} == {other}
+    edit.revert(h.model)
+    edit = sisa_forget(h, forget_request(h.world, late), progress=False)
+    assert edit.metrics["first_slices"] == [1]  # slice 0's checkpoint never saw ``gone``: no need to go back
+    scratch = retrain_shard(folder, 1, frozenset(h.world.facts([gone, late])), h.world, start=0)
+    mine = dict(h.model.shards[1].named_parameters())
+    assert all(torch.equal(mine[n], p) for n, p in scratch.model.named_parameters())
+
+
+@pytest.mark.slow
+def test_verification_takes_the_ensemble_trained_without_the_person_as_reference(ensemble, folder, without):
+    person = _person(folder, 1, 0)
+    edit = sisa_forget(ensemble, forget_request(ensemble.world, person), progress=False)
+    s = VerifySettings(
+        read=ReadSettings(probe=ProbeSettings(train_people=10, steps=10), relearn=RelearnSettings(steps=2), bits=(8,)),
+        utility=UtilitySettings(max_facts=10),
+        collateral=CollateralSettings(max_facts=5, kl_prompts=8, heldout_texts=20),
+        heldout_texts=20,
+    )
+    report = verify(ensemble, edit, settings=s, progress=False)
+    assert report.baseline.model == str(without.resolve()) and report.not_guaranteed[-1] == NOTE
+    assert report.verdict.overall == "removed", report.verdict.reason
+    single = verify(ensemble, edit, reference=None, settings=s, progress=False)
+    assert "not an ensemble trained without the forgotten people" in single.not_guaranteed[-1]
+    edit.revert(ensemble.model)
 
 
 def test_refusals_are_one_line(ensemble, handle, folder):

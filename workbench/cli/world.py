@@ -85,6 +85,10 @@ def world_train(
     shards: int | None = typer.Option(None, help="sisa: the number of shards S (constituent models)."),
     slices: int = typer.Option(1, help="sisa: slices R per shard (checkpoints a forgotten person restarts from)."),
     people: int | None = typer.Option(None, help="sisa: train on a seeded sample of this many people only."),
+    without: str | None = typer.Option(
+        None,
+        help="sisa: a split or comma-separated people no stage trains on (the reference for their forgetting).",
+    ),
     steps: int | None = typer.Option(
         None, min=1, help="Stop each model after this many steps; run the same command again to resume."
     ),
@@ -103,15 +107,15 @@ def world_train(
     if name == "sisa":
         if steps is not None:
             raise CliError("--steps goes with the shipped models; `world train sisa` resumes by slice")
-        train_sisa_command(shards, slices, out, epochs, people, as_json)
+        train_sisa_command(shards, slices, out, epochs, people, as_json, without)
         return
     builds = SHIPPED | V2_BUILDS
     names = list(SHIPPED) if name == "all" else [name]
     for n in names:
         if n not in builds:
             raise CliError(f"unknown world model {n!r}: choose from all, {', '.join(builds)}, sisa")
-    if shards is not None or people is not None:
-        raise CliError("--shards and --people go with `world train sisa`")
+    if shards is not None or people is not None or without is not None:
+        raise CliError("--shards, --people and --without go with `world train sisa`")
     if out:  # training takes minutes: a place the models cannot go is refused first
         check_new_folder(out, "--out")
     parent = Path(out) if out else CHECKPOINTS

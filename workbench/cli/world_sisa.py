@@ -22,14 +22,20 @@ from workbench.core.world.train import TrainSettings
 
 
 def train_sisa_command(
-    shards: int | None, slices: int, out: str | None, epochs: int | None, people: int | None, as_json: bool
+    shards: int | None,
+    slices: int,
+    out: str | None,
+    epochs: int | None,
+    people: int | None,
+    as_json: bool,
+    without: str | None = None,
 ) -> None:
     """Train S constituents on disjoint shards of the people, in R slices each; resume what exists."""
     if shards is None:
         raise CliError("world train sisa needs --shards S (the number of constituent models)")
     world = make_world()
     try:
-        settings = SisaSettings(shards=shards, slices=slices, max_people=people)
+        settings = SisaSettings(shards=shards, slices=slices, max_people=people, without=_people(world, without))
         partition(world, settings)  # too few people for the shards is refused before any training
     except ValueError as e:
         raise CliError(str(e)) from None
@@ -51,6 +57,7 @@ def train_sisa_command(
         "total_seconds": manifest["total_seconds"],
         "seconds": [shard["seconds"] for shard in manifest["shards"]],
         "people": [sum(len(p) for p in shard["slices"]) for shard in manifest["shards"]],
+        "without": list(settings.without),
     }
     Output(as_json).emit(
         payload,
@@ -61,6 +68,22 @@ def train_sisa_command(
             f"`workbench forget PERSON --method sisa -m {o['path']}`"
         ),
     )
+
+
+def _people(world, without: str | None) -> tuple[str, ...]:
+    """The people ``--without`` names: a split's forget people, or names separated by commas."""
+    if not without:
+        return ()
+    if without in world.splits:
+        return tuple(world.split(without).forget)
+    names = tuple(n.strip() for n in without.split(",") if n.strip())
+    unknown = [n for n in names if n not in world.people]
+    if unknown or not names:
+        raise CliError(
+            f"--without {without!r}: {unknown[0] if unknown else 'nobody'!r} is neither a split "
+            f"({', '.join(world.splits)}) nor a person of the world"
+        )
+    return names
 
 
 __all__ = ["train_sisa_command"]

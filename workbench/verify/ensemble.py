@@ -17,7 +17,9 @@ from collections.abc import Sequence
 
 from workbench.core.handle import ModelHandle
 from workbench.core.world.facts import Fact
+from workbench.core.world.sisa_manifest import is_sisa_dir
 from workbench.core.world.sisa_model import SisaEnsemble
+from workbench.core.world.sisa_train import reference_folders
 from workbench.verify.candidates import CandidateTable
 from workbench.verify.probe import LensSettings, ProbeSettings, lens_tables, probe_tables
 from workbench.verify.quantise import QuantiseSettings, quantise_model, quantised
@@ -111,9 +113,36 @@ def quantised_of(handle, settings: QuantiseSettings | None = None) -> ModelHandl
     )
 
 
-def notes(handle) -> list[str]:
+def reference_ensemble(handle, people: Sequence[str]) -> str | None:
+    """The folder of an ensemble planned as the handle's and trained without all of ``people``, or None.
+
+    That ensemble is the exact answer SISA forgetting must reproduce: the same shards, slices and
+    seeds, the people's statements never in any stage. A single retain model is not: averaged
+    distributions differ from one model's, so the truth ratios of the two are not comparable.
+
+    Examples:
+        >>> import workbench
+        >>> reference_ensemble(workbench.load("world"), ["anyone"]) is None
+        True
+    """
+    if not is_ensemble(handle) or handle.model.folder is None:
+        return None
+    found = reference_folders(handle.model.folder, people)
+    return str(found[0]) if found else None
+
+
+def notes(handle, reference: str | None = None) -> list[str]:
     """What a report must say about how its checks ran on this model (nothing for a single model)."""
-    return [NOTE] if is_ensemble(handle) else []
+    if not is_ensemble(handle):
+        return []
+    if reference is not None and is_sisa_dir(reference):
+        return [NOTE]
+    return [
+        NOTE,
+        f"The reference ({reference or 'none'}) is not an ensemble trained without the forgotten people, "
+        "so the comparisons with it are not like with like: train one with `workbench world train sisa "
+        "--without SPLIT` (same --shards, --slices and --epochs, beside this one) and verify again.",
+    ]
 
 
 __all__ = [
@@ -124,5 +153,6 @@ __all__ = [
     "notes",
     "probe_tables_of",
     "quantised_of",
+    "reference_ensemble",
     "worst",
 ]

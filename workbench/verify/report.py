@@ -37,7 +37,7 @@ from workbench.core.world.facts import Fact
 from workbench.core.world.registry import SHIPPED, resolve_world_model
 from workbench.verify import readings_cache
 from workbench.verify.collateral import CollateralSettings, collateral
-from workbench.verify.ensemble import notes
+from workbench.verify.ensemble import notes, reference_ensemble
 from workbench.verify.membership import MembershipSettings, mia_auc, mia_texts
 from workbench.verify.probe import ProbeSettings
 from workbench.verify.readings import Readings, ReadSettings, group_of, object_columns, read
@@ -266,7 +266,9 @@ def verify(
         forget: What was forgotten, when the edit does not say or to override it: a split, a
             person, people, facts, or a :class:`~edit.forget_request.ForgetRequest`.
         reference: The retain model to compare with: "auto" (the shipped one trained without
-            all the forgotten people, if any), a model name, or None (compare with chance).
+            all the forgotten people, if any; for a SISA ensemble, an ensemble of the same plan
+            trained without them, if one is beside it or in the cache), a model name or folder,
+            or None (compare with chance).
         settings: :class:`VerifySettings`.
         progress: Show a bar over the stages (stderr).
 
@@ -283,7 +285,10 @@ def verify(
     # Forgetting keeps nothing of the forgotten people; a rewrite keeps the subject's other facts.
     asked = set(facts)
     retain = [f for f in world.facts() if (f not in asked if kind == "rewrite" else f.subject not in set(people))]
-    ref_name = (reference_model(world, people) if reference == "auto" else reference) if kind == "forget" else None
+    ref_name = None
+    if kind == "forget":
+        auto = reference == "auto"
+        ref_name = (reference_ensemble(handle, people) or reference_model(world, people)) if auto else reference
     unseen = {r.subject: [r.relation] for r in requests} if requests else None
     stages = (
         ["edited", "original"] + (["retain model"] if ref_name else []) + (["collateral"] if _is_edit(edit) else [])
@@ -354,7 +359,7 @@ def verify(
         rewrite,
         coll if _is_edit(edit) else None,
         retained,
-        list(NOT_GUARANTEED) + notes(handle),
+        list(NOT_GUARANTEED) + notes(handle, ref_name),
         asdict(s),
         time.perf_counter() - t0,
     )

@@ -10,6 +10,7 @@ from a model directory costs no model import.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from workbench.core.files import write_atomically
@@ -72,6 +73,57 @@ def write_manifest(folder: str | Path, manifest: dict) -> Path:
     return write_atomically(Path(folder) / MANIFEST, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1)))
 
 
+def ensembles_dir() -> Path:
+    """Where ensembles go by default: ``$WORKBENCH_CACHE`` or ``~/.cache/knowledge-workbench``.
+
+    Read at each call, so a notebook that sets the variable late is honoured.
+    """
+    root = os.environ.get("WORKBENCH_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "knowledge-workbench"
+
+
+def trained_without(manifest: dict) -> tuple[str, ...]:
+    """The people a SISA folder was trained without (none for folders written before the option).
+
+    Examples:
+        >>> trained_without({"sisa": {"without": ["B", "A"]}}), trained_without({"sisa": {}})
+        (('B', 'A'), ())
+    """
+    return tuple(manifest["sisa"].get("without", ()))
+
+
+def same_plan(a: dict, b: dict, without: bool = True, train_defaults: dict | None = None) -> bool:
+    """Whether two manifests plan the same ensemble: world, settings, partition (and ``without`` people).
+
+    With ``without=False`` they may differ in the people they were trained without: the test
+    for a reference ensemble of another. ``train_defaults`` fills training settings that a
+    manifest written before they existed does not name (they had their default then).
+
+    Examples:
+        >>> m = {"world": 1, "train": {}, "slice_epochs": 2, "sisa": {"shards": 1}, "shards": [{"slices": [["A"]]}]}
+        >>> r = m | {"sisa": {"shards": 1, "without": ["A"]}}
+        >>> same_plan(m, m), same_plan(m, r), same_plan(m, r, without=False)
+        (True, False, True)
+        >>> new = m | {"train": {"world_version": 1}}
+        >>> same_plan(m, new), same_plan(m, new, train_defaults={"world_version": 1})
+        (False, True)
+    """
+
+    def sisa(m: dict) -> dict:
+        return m["sisa"] | {"without": list(trained_without(m)) if without else None}
+
+    def train(m: dict) -> dict:
+        return (train_defaults or {}) | m["train"]
+
+    keys = ("world", "slice_epochs")
+    return (
+        all(a.get(k) == b.get(k) for k in keys)
+        and train(a) == train(b)
+        and sisa(a) == sisa(b)
+        and [x["slices"] for x in a["shards"]] == [x["slices"] for x in b["shards"]]
+    )
+
+
 def is_complete(manifest: dict) -> bool:
     """Whether every shard has trained every slice.
 
@@ -123,9 +175,12 @@ __all__ = [
     "checkpoint_dir",
     "is_complete",
     "is_sisa_dir",
+    "ensembles_dir",
     "location",
     "read_manifest",
+    "same_plan",
     "total_seconds",
     "total_steps",
+    "trained_without",
     "write_manifest",
 ]

@@ -18,8 +18,8 @@ E epochs, so that a shard's people are seen about E times over its R stages, as 
 
 from __future__ import annotations
 
+import hashlib
 import math
-import os
 import random
 import shutil
 import tempfile
@@ -39,9 +39,13 @@ from workbench.core.world.sisa_manifest import (
     FORMAT,
     SisaFolderError,
     checkpoint_dir,
+    ensembles_dir,
+    is_complete,
     is_sisa_dir,
     read_manifest,
+    same_plan,
     total_seconds,
+    trained_without,
     write_manifest,
 )
 from workbench.core.world.tokenizer import build_tokenizer
@@ -68,6 +72,9 @@ class SisaSettings:
         slice_epochs: Epochs of each stage; None: ceil(2 E / (R + 1)) of the model's E epochs.
         max_people: Train on a seeded sample of this many people only (small ensembles for tests);
             None: everybody.
+        without: People whose statements no stage trains on. They keep their place in the
+            partition, so the ensemble is exactly what SISA forgetting them from the full
+            ensemble must give: the reference its verification compares with.
     """
 
     shards: int = 5
@@ -75,12 +82,14 @@ class SisaSettings:
     seed: int = 0
     slice_epochs: int | None = None
     max_people: int | None = None
+    without: tuple[str, ...] = ()
 
     def __post_init__(self):
         for name in ("shards", "slices", "slice_epochs", "max_people"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
+        object.__setattr__(self, "without", tuple(sorted(set(self.without))))
 
 
 def stage_epochs(train: TrainSettings, s: SisaSettings) -> int:
@@ -144,11 +153,17 @@ def default_folder(train: TrainSettings, s: SisaSettings) -> Path:
     Examples:
         >>> default_folder(TrainSettings(epochs=32), SisaSettings(shards=5, slices=4)).name
         'sisa-s5-r4-e32-seed0'
+        >>> default_folder(TrainSettings(epochs=32), SisaSettings(shards=5, without=("A",))).name
+        'sisa-s5-r1-e32-seed0-without1-559aead0'
     """
-    root = os.environ.get("WORKBENCH_CACHE")
-    cache = Path(root) if root else Path.home() / ".cache" / "knowledge-workbench"
+    cache = ensembles_dir()
     people = "" if s.max_people is None else f"-p{s.max_people}"
-    return cache / f"sisa-s{s.shards}-r{s.slices}-e{train.epochs}-seed{s.seed}{people}"
+    without = f"-without{len(s.without)}-{_digest(s.without)}" if s.without else ""
+    return cache / f"sisa-s{s.shards}-r{s.slices}-e{train.epochs}-seed{s.seed}{people}{without}"
+
+
+def _digest(people: tuple[str, ...]) -> str:
+    return hashlib.sha256("\n".join(people).encode()).hexdigest()[:8]
 
 
 def _seed(*parts) -> int:
@@ -223,6 +238,44 @@ def _save(model, folder: Path, shard: int, stage: int) -> None:
             shutil.rmtree(tmp)
 
 
+def reference_folders(folder: str | Path, people) -> list[Path]:
+    """Complete SISA folders planned as ``folder``'s but trained without all of ``people``, fewest left out first.
+
+    Looked for beside ``folder`` and under :func:`ensembles_dir`: a reference ensemble is
+    the exact answer for forgetting those people from ``folder``'s ensemble, with nothing of the
+    forgetting itself reused (``workbench world train sisa --without SPLIT`` trains one).
+
+    Examples:
+        >>> reference_folders("/tmp/no-such-ensemble", ["A"])
+        []
+    """
+    folder = Path(folder)
+    try:
+        mine = read_manifest(folder)
+    except SisaFolderError:
+        return []
+    found = {}
+    for root in (folder.parent, ensembles_dir()):
+        for d in sorted(root.iterdir()) if root.is_dir() else []:
+            if d.resolve() == folder.resolve() or not is_sisa_dir(d):
+                continue
+            try:
+                theirs = read_manifest(d)
+            except SisaFolderError:
+                continue
+            left_out = set(trained_without(theirs))
+            if (
+                same_plan(mine, theirs, without=False, train_defaults=_TRAIN_DEFAULTS)
+                and is_complete(theirs)
+                and set(people) | set(trained_without(mine)) <= left_out
+            ):
+                found[d.resolve()] = len(left_out)
+    return sorted(found, key=lambda d: (found[d], str(d)))
+
+
+_TRAIN_DEFAULTS = asdict(TrainSettings())
+
+
 def _plan(train: TrainSettings, s: SisaSettings, world: World) -> dict:
     plan = partition(world, s)
     return {
@@ -230,17 +283,10 @@ def _plan(train: TrainSettings, s: SisaSettings, world: World) -> dict:
         "version": 1,
         "world": {"seed": world.seed, "people": len(world.people)},
         "train": asdict(train),
-        "sisa": asdict(s),
+        "sisa": asdict(s) | {"without": list(s.without)},
         "slice_epochs": stage_epochs(train, s),
         "shards": [{"slices": parts, "seconds": [None] * s.slices, "steps": [None] * s.slices} for parts in plan],
     }
-
-
-def _same_plan(a: dict, b: dict) -> bool:
-    keys = ("world", "train", "sisa", "slice_epochs")
-    return all(a.get(k) == b.get(k) for k in keys) and [x["slices"] for x in a["shards"]] == [
-        x["slices"] for x in b["shards"]
-    ]
 
 
 def train_sisa(
@@ -261,22 +307,28 @@ def train_sisa(
     Args:
         out: The ensemble's folder (new, or one this function wrote with the same settings).
         train: The constituents' settings; default those of the shipped default model.
-        settings: :class:`SisaSettings`.
+        settings: :class:`SisaSettings` (``without`` people: the reference ensemble that forgetting
+            them must reproduce).
         world: The world; default the shipped one.
         progress: Bars over shards and epochs (stderr).
 
     Raises:
         SisaFolderError: ``out`` holds something else, or an ensemble trained with other settings.
+        ValueError: a ``without`` name that is no person of the world.
     """
     train = train or TrainSettings(**SHIPPED["gpt2"])
     s = settings or SisaSettings()
     world = world or make_world()
+    unknown = [p for p in s.without if p not in world.people]
+    if unknown:
+        raise ValueError(f"{unknown[0]!r} is not a person of the world: nobody to train without")
     out = Path(out)
     wanted = _plan(train, s, world)
+    never = frozenset(world.facts(s.without))
     tokenizer = build_tokenizer(world)
     if is_sisa_dir(out):
         manifest = read_manifest(out)
-        if not _same_plan(manifest, wanted):
+        if not same_plan(manifest, wanted, train_defaults=_TRAIN_DEFAULTS):
             raise SisaFolderError(f"{out} holds a SISA ensemble trained with other settings: choose another --out")
     elif out.exists() and any(out.iterdir()):
         raise SisaFolderError(f"{out} is not empty and holds no SISA manifest: choose another --out")
@@ -296,7 +348,7 @@ def train_sisa(
             model = load_checkpoint(out, k, first - 1) if first else new_model(train, tokenizer, k)
             for r in range(first, s.slices):
                 t0 = time.perf_counter()
-                steps = _stage(model, world, tokenizer, train, manifest, k, r, frozenset(), progress)
+                steps = _stage(model, world, tokenizer, train, manifest, k, r, never, progress)
                 shard["seconds"][r], shard["steps"][r] = round(time.perf_counter() - t0, 2), steps
                 _save(model, out, k, r)
                 write_manifest(out, manifest)
@@ -358,12 +410,17 @@ def retrain_shard(
         start: Retrain from this stage instead (0: from scratch); no later than the earliest slice
             holding an excluded fact's person. The result is the same, bit for bit, at more cost.
 
+    The folder's own ``without`` people stay excluded, and its checkpoints never saw them, so
+    only the other excluded people decide where retraining starts.
+
     Raises:
         ValueError: none of the excluded facts is about a person of the shard, or ``start`` too late.
     """
     manifest = read_manifest(folder)
     train, slices = TrainSettings(**manifest["train"]), manifest["shards"][shard]["slices"]
-    held = [r for r, part in enumerate(slices) if {f.subject for f in excluded} & set(part)]
+    never = frozenset(world.facts(trained_without(manifest)))
+    held = [r for r, part in enumerate(slices) if {f.subject for f in excluded - never} & set(part)]
+    excluded = excluded | never
     if not held:
         raise ValueError(f"shard {shard} holds none of the excluded facts' people: nothing to retrain")
     first = min(held) if start is None else start
@@ -388,6 +445,7 @@ __all__ = [
     "new_model",
     "partition",
     "pinned",
+    "reference_folders",
     "retrain_shard",
     "shard_statements",
     "stage_epochs",

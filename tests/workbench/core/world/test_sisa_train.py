@@ -12,7 +12,14 @@ from workbench.core.handle import ModelLoadError
 from workbench.core.world.facts import make_world
 from workbench.core.world.sisa_manifest import SisaFolderError, checkpoint_dir, location, read_manifest
 from workbench.core.world.sisa_model import SisaEnsemble
-from workbench.core.world.sisa_train import SisaSettings, partition, shard_statements, train_sisa
+from workbench.core.world.sisa_train import (
+    SisaSettings,
+    default_folder,
+    partition,
+    reference_folders,
+    shard_statements,
+    train_sisa,
+)
 from workbench.core.world.train import TrainSettings
 
 TINY = TrainSettings(d_model=16, n_layers=1, n_heads=2, d_mlp=32, epochs=2, threads=1)
@@ -86,6 +93,49 @@ def test_a_folder_of_other_settings_or_content_is_refused_in_one_line(folder, wo
         train_sisa(tmp_path, TINY, SMALL, world, progress=False)
 
 
+def test_an_ensemble_trained_without_people_never_trains_on_them_and_is_found_as_a_reference(
+    folder, world, monkeypatch
+):
+    from workbench.core.world import sisa_train
+
+    gone = read_manifest(folder)["shards"][1]["slices"][1][:1]
+    seen = []
+
+    def recording(w, slices, stage, excluded=frozenset()):
+        statements = shard_statements(w, slices, stage, excluded)
+        seen.extend(f.subject for f, _ in statements)
+        return statements
+
+    monkeypatch.setattr(sisa_train, "shard_statements", recording)
+    reference = folder.parent / "without-one"
+    settings = SisaSettings(shards=2, slices=2, max_people=12, without=tuple(gone))
+    m = train_sisa(reference, TINY, settings, world, progress=False)
+    assert m["sisa"]["without"] == gone and set(location(m)) == set(location(read_manifest(folder)))
+    assert seen and gone[0] not in seen and len(set(seen)) == 11
+    assert reference_folders(folder, gone) == [reference.resolve()]
+    assert reference_folders(folder, [next(p for p in location(m) if p not in gone)]) == []
+    assert reference_folders(reference, gone) == []  # a folder is nobody's reference of itself
+    with pytest.raises(SisaFolderError, match="trained with other settings"):
+        train_sisa(reference, TINY, SMALL, world, progress=False)
+    with pytest.raises(ValueError, match="'Nobody Atall' is not a person of the world"):
+        train_sisa(tmp := folder.parent / "nobody", TINY, SisaSettings(without=("Nobody Atall",)), world)
+    assert not tmp.exists()
+    assert default_folder(TINY, settings).name.startswith("sisa-s2-r2-e2-seed0-p12-without1-")
+
+
+def test_a_manifest_from_before_newer_settings_still_resumes(folder, world, tmp_path):
+    copy = tmp_path / "old"
+    shutil.copytree(folder, copy)
+    manifest = read_manifest(copy)
+    for key in ("world_version", "n_people", "documents_per_person", "filler_per_person"):
+        manifest["train"].pop(key)
+    manifest["sisa"].pop("without")
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    stamp = (checkpoint_dir(copy, 1, 1) / "model.safetensors").stat().st_mtime_ns
+    train_sisa(copy, TINY, SMALL, world, progress=False)
+    assert (checkpoint_dir(copy, 1, 1) / "model.safetensors").stat().st_mtime_ns == stamp
+
+
 def test_the_ensemble_averages_the_constituents_distributions(folder, world):
     h = workbench.load(str(folder), device="cpu")
     assert isinstance(h.model, SisaEnsemble) and len(h.model.shards) == 2 and h.world is not None
@@ -118,6 +168,9 @@ def test_cli_trains_resumes_and_refuses_bad_input(capsys, tmp_path):
     code, text, _ = run(capsys, *args, "--out", str(out), "--json")
     o = json.loads(text)
     assert code == 0 and o["path"] == str(out) and o["people"] == [4, 4] and len(o["seconds"][0]) == 2
+    gone = read_manifest(out)["shards"][0]["slices"][0][0]
+    code, text, _ = run(capsys, *args, "--out", str(tmp_path / "ref"), "--without", gone, "--json")
+    assert code == 0 and json.loads(text)["without"] == [gone]
     stamp = (checkpoint_dir(out, 0, 1) / "model.safetensors").stat().st_mtime_ns
     assert run(capsys, *args, "--out", str(out))[0] == 0
     assert (checkpoint_dir(out, 0, 1) / "model.safetensors").stat().st_mtime_ns == stamp
@@ -125,7 +178,8 @@ def test_cli_trains_resumes_and_refuses_bad_input(capsys, tmp_path):
         (("world", "train", "sisa"), "needs --shards S"),
         (("world", "train", "sisa", "--shards", "400"), "300 people cannot fill 400 shards"),
         (("world", "train", "sisa", "--shards", "0"), "shards must be at least 1"),
-        (("world", "train", "gpt2", "--shards", "2"), "--shards and --people go with `world train sisa`"),
+        (("world", "train", "gpt2", "--shards", "2"), "--shards, --people and --without go with `world train sisa`"),
+        ((*args, "--without", "Nobody Atall"), "'Nobody Atall' is neither a split"),
         ((*args[:-2], "--epochs", "2", "--out", str(out)), "trained with other settings"),
     ]:
         code, _, err = run(capsys, *bad)
