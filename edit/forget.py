@@ -31,6 +31,9 @@ from edit.whp import WhpSettings, whp
 from locate.location import Location
 from workbench.core.handle import load_shared
 from workbench.core.world.registry import SHIPPED
+from workbench.core.world.sisa_manifest import read_manifest, trained_without
+from workbench.core.world.sisa_model import SisaEnsemble
+from workbench.core.world.sisa_train import reference_folders
 
 
 @dataclass(frozen=True)
@@ -199,15 +202,37 @@ class ForgetResult:
 
 
 def retain_model_name(handle, request: ForgetRequest) -> str | None:
-    """The shipped model trained without the request's people, if the request is a world split."""
+    """The model trained without the request's people: for a world split the shipped retain model.
+
+    For a SISA ensemble, an ensemble of its plan trained without exactly those people (beside
+    it or in the cache) comes first: it is what forgetting them must give, where one model is
+    not like with like.
+    """
     world = handle.world
-    if world is None or request.name not in world.splits or f"retain-{request.name}" not in SHIPPED:
+    if world is None:
+        return None
+    ensemble = _reference_ensemble(handle, request)
+    if ensemble is not None:
+        return ensemble
+    if request.name not in world.splits or f"retain-{request.name}" not in SHIPPED:
         return None
     split = world.splits[request.name]
     # Only the split as defined has an exact answer: a narrower forget set or another retain set has not.
     if set(request.forget) != set(world.facts(split.forget)):
         return None
     return f"world:retain-{request.name}"
+
+
+def _reference_ensemble(handle, request: ForgetRequest) -> str | None:
+    folder = getattr(handle.model, "folder", None)
+    if not isinstance(handle.model, SisaEnsemble) or folder is None or not request.forget:
+        return None
+    people = set(request.people)
+    if set(request.forget) != set(handle.world.facts(sorted(people))):
+        return None  # only whole people have an ensemble trained without them
+    wanted = people | set(trained_without(handle.model.manifest))
+    exact = [f for f in reference_folders(folder, people) if set(trained_without(read_manifest(f))) == wanted]
+    return str(exact[0]) if exact else None
 
 
 def reference_figures(
