@@ -26,6 +26,12 @@ from workbench.verify.truth_ratio import UtilitySettings
 
 TINY = TrainSettings(d_model=16, n_layers=1, n_heads=2, d_mlp=32, epochs=2, threads=1)
 SMALL = FigureSettings(retain_facts=10, neighbour_facts=10, heldout_loss=False)
+SMALL_VERIFY = VerifySettings(
+    read=ReadSettings(probe=ProbeSettings(train_people=10, steps=10), relearn=RelearnSettings(steps=2), bits=(8,)),
+    utility=UtilitySettings(max_facts=10),
+    collateral=CollateralSettings(max_facts=5, kl_prompts=8, heldout_texts=20),
+    heldout_texts=20,
+)
 
 
 @pytest.fixture(scope="module")
@@ -139,12 +145,7 @@ def test_an_ensemble_trained_without_someone_keeps_them_out_and_retrains_from_th
 def test_verification_takes_the_ensemble_trained_without_the_person_as_reference(ensemble, folder, without):
     person = _person(folder, 1, 0)
     edit = sisa_forget(ensemble, forget_request(ensemble.world, person), progress=False)
-    s = VerifySettings(
-        read=ReadSettings(probe=ProbeSettings(train_people=10, steps=10), relearn=RelearnSettings(steps=2), bits=(8,)),
-        utility=UtilitySettings(max_facts=10),
-        collateral=CollateralSettings(max_facts=5, kl_prompts=8, heldout_texts=20),
-        heldout_texts=20,
-    )
+    s = SMALL_VERIFY
     report = verify(ensemble, edit, settings=s, progress=False)
     assert report.baseline.model == str(without.resolve()) and report.not_guaranteed[-1] == NOTE
     assert report.verdict.overall == "removed", report.verdict.reason
@@ -183,12 +184,7 @@ def test_forget_runs_sisa_from_the_registry_and_only_the_requested_facts_can_go(
 def test_verification_reads_the_ensemble_and_each_constituents_hidden_states(ensemble, folder):
     person = _person(folder, 0, 1)
     edit = sisa_forget(ensemble, forget_request(ensemble.world, person), progress=False)
-    s = VerifySettings(
-        read=ReadSettings(probe=ProbeSettings(train_people=10, steps=10), relearn=RelearnSettings(steps=2), bits=(8,)),
-        utility=UtilitySettings(max_facts=10),
-        collateral=CollateralSettings(max_facts=5, kl_prompts=8, heldout_texts=20),
-        heldout_texts=20,
-    )
+    s = SMALL_VERIFY
     report = verify(ensemble, edit, reference=None, settings=s, progress=False)
     assert NOTE in report.not_guaranteed and len(constituents(ensemble)) == 2
     checks = {c.check for c in report.checks}
