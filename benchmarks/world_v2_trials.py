@@ -8,7 +8,7 @@ probes at the name's last token, beside its accuracy on trained and held-out phr
 are merged into benchmarks/results/world_v2_trials.json under the trial's name; the trials and
 their figures are in docs/world.md.
 
-Run: ``.venv/bin/python -m benchmarks.world_v2_trials TRIAL [--steps N] [--facts 120]``
+Run: ``.venv/bin/python -m benchmarks.world_v2_trials TRIAL [--steps N] [--facts 120] [--device cuda]``
 """
 
 from __future__ import annotations
@@ -37,17 +37,18 @@ TRIALS: dict[str, TrainSettings] = {
 }
 
 
-def run(name: str, steps: int | None = None, n_facts: int = 120) -> dict:
+def run(name: str, steps: int | None = None, n_facts: int = 120, device: str | None = None) -> dict:
     """Train (or go on training) one trial; measure it once it is trained."""
     settings = TRIALS[name]
     folder = ROOT / "runs" / "v2-trials" / name
-    report = train(settings, folder, steps_this_run=steps)
+    report = train(settings, folder, steps_this_run=steps, device=device)
     if not report.get("finished", True):
         print(f"{name}: stopped at step {report['step']} of {report['steps']}; run again to go on")
         return report
     result = {
         "settings": asdict(settings),
         "train_seconds": report["train_seconds"],
+        "device": report["device"],
         "steps": report["steps"],
         "accuracy": {k: v["accuracy"] for k, v in report["eval"]["all"].items()},
         "heldout_loss": report["eval"]["heldout_loss"],
@@ -67,9 +68,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("trial", choices=list(TRIALS))
     p.add_argument("--steps", type=int, default=None, help="stop after this many steps (resume later)")
     p.add_argument("--facts", type=int, default=120)
+    p.add_argument("--device", default=None, help="cpu (default) or cuda")
     args = p.parse_args(argv)
     torch.set_num_threads(TRIALS[args.trial].threads)
-    run(args.trial, args.steps, args.facts)
+    run(args.trial, args.steps, args.facts, args.device)
 
 
 if __name__ == "__main__":

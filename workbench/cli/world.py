@@ -20,6 +20,7 @@ from workbench.cli.common import (
     MODEL,
     CliError,
     Output,
+    check_device,
     check_new_folder,
     load_model,
     world_of,
@@ -92,6 +93,9 @@ def world_train(
     steps: int | None = typer.Option(
         None, min=1, help="Stop each model after this many steps; run the same command again to resume."
     ),
+    device: str | None = typer.Option(
+        None, "--device", help="cpu (default) or cuda[:N]: a GPU build is the same recipe, not the same bits."
+    ),
     as_json: bool = JSON,
 ) -> None:
     """Rebuild shipped world models deterministically from the generator, or train a SISA ensemble.
@@ -107,6 +111,8 @@ def world_train(
     if name == "sisa":
         if steps is not None:
             raise CliError("--steps goes with the shipped models; `world train sisa` resumes by slice")
+        if device not in (None, "cpu"):
+            raise CliError("`world train sisa` trains on the CPU (its shards must repeat bit for bit)")
         train_sisa_command(shards, slices, out, epochs, people, as_json, without)
         return
     builds = SHIPPED | V2_BUILDS
@@ -118,6 +124,8 @@ def world_train(
         raise CliError("--shards, --people and --without go with `world train sisa`")
     if out:  # training takes minutes: a place the models cannot go is refused first
         check_new_folder(out, "--out")
+    if device is not None:
+        check_device(device)
     parent = Path(out) if out else CHECKPOINTS
     reports = {}
     for n in names:
@@ -125,8 +133,8 @@ def world_train(
         if epochs is not None:
             settings.epochs = epochs
         try:
-            reports[n] = train(settings, parent / n, steps_this_run=steps)
-        except ProgressMismatch as e:
+            reports[n] = train(settings, parent / n, steps_this_run=steps, device=device)
+        except (ProgressMismatch, ValueError) as e:  # a mismatched run to resume, a device it cannot train on
             raise CliError(str(e)) from None
         reports[n]["path"] = str(parent / n)
 

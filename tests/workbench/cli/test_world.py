@@ -32,6 +32,16 @@ def test_world_train_sisa_refuses_steps(capsys):
     assert code != 0 and "--steps goes with the shipped models" in err
 
 
+def test_world_train_refuses_a_device_it_cannot_train_on_in_one_line(capsys, tmp_path):
+    for args, message in [
+        (("gpt2", "--device", "gpu", "--steps", "1"), "--device 'gpu' is not a device"),
+        (("gpt2", "--device", "meta", "--steps", "1"), "world models train on cpu or cuda, not 'meta'"),
+        (("sisa", "--shards", "2", "--device", "cuda"), "`world train sisa` trains on the CPU"),
+    ]:
+        code, _, err = run(capsys, "world", "train", *args, "--out", str(tmp_path / "m"))
+        assert code != 0 and message in err and len(err.strip().splitlines()) == 1, (args, err)
+
+
 def test_world_train_names_the_v2_builds_among_its_choices(capsys):
     code, _, err = run(capsys, "world", "train", "v3-gpt2", "--steps", "1")
     assert code != 0 and "unknown world model 'v3-gpt2'" in err and "v2-gpt2" in err and "v2-retain-forget05" in err

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -172,6 +173,7 @@ def train(
     progress: bool = True,
     steps_this_run: int | None = None,
     checkpoint_seconds: float = 300.0,
+    device: str | None = None,
 ) -> dict:
     """Train one world model and save it as a Hugging Face directory; returns its report.
 
@@ -181,6 +183,12 @@ def train(
     ``steps_this_run`` stops after that many steps (a sitting's share of a long build); the
     report then has ``finished: False`` and no model is saved yet.
 
+    ``device`` (default cpu) is where the steps run. The model is initialised on the CPU either
+    way and a run may resume on another device than it started on, but a GPU's reductions differ
+    from the CPU's: a GPU build is a model of the same design and recipe, not bitwise the CPU
+    build, and its steps repeat only as far as the GPU's deterministic kernels reach. The report
+    names the device.
+
     Examples:
         >>> report = train(TrainSettings(epochs=1, n_layers=1), "/tmp/wb-tiny")  # doctest: +SKIP
     """
@@ -189,11 +197,33 @@ def train(
         world = world or make_world(n_people=settings.n_people, version=settings.world_version)
         if world.version != settings.world_version:
             raise ValueError(f"settings ask for a v{settings.world_version} world, got a v{world.version} one")
-        return _train(settings, Path(out_dir), world, progress, steps_this_run, checkpoint_seconds)
+        dev = _training_device(device)
+        return _train(settings, Path(out_dir), world, progress, steps_this_run, checkpoint_seconds, dev)
     finally:
         # Training pins global torch state for repeatability; a caller's session gets it back.
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
+
+
+def _training_device(device: str | None) -> torch.device:
+    """The device to train on; ValueError (one line) for one torch cannot parse or this machine lacks.
+
+    Examples:
+        >>> _training_device(None), _training_device("cpu")
+        (device(type='cpu'), device(type='cpu'))
+        >>> _training_device("gpu")
+        Traceback (most recent call last):
+        ValueError: 'gpu' is not a device (cpu, cuda, cuda:1)
+    """
+    try:
+        dev = torch.device(device or "cpu")
+    except RuntimeError:
+        raise ValueError(f"{device!r} is not a device (cpu, cuda, cuda:1)") from None
+    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+        raise ValueError(f"{device!r}: this machine has {torch.cuda.device_count()} CUDA device(s); train on cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"world models train on cpu or cuda, not {device!r}")
+    return dev
 
 
 def _train(
@@ -203,13 +233,21 @@ def _train(
     progress: bool,
     steps_this_run: int | None,
     checkpoint_seconds: float,
+    device: torch.device,
 ) -> dict:
     torch.manual_seed(settings.seed)
     torch.set_num_threads(settings.threads)
-    torch.use_deterministic_algorithms(True)
+    if device.type == "cuda":
+        # cuBLAS repeats its sums only with a fixed workspace; an op with no deterministic
+        # kernel warns instead of stopping a build that may have run for hours.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch.use_deterministic_algorithms(True)
     rng = random.Random(settings.seed)
     tokenizer = world_tokenizer(world)
-    model = AutoModelForCausalLM.from_config(model_config(settings, tokenizer))
+    # Initialised on the CPU, whatever the device: every build of a design starts from the same weights.
+    model = AutoModelForCausalLM.from_config(model_config(settings, tokenizer)).to(device)
     model.loss_type = "ForCausalLM"  # named, so transformers does not warn that it guessed
     model.train()
 
@@ -249,7 +287,8 @@ def _train(
             if stop is not None and step >= stop:
                 stopped = True
                 break
-            lv = train_step(model, opt, sched, ids[b : b + settings.batch_size], mask[b : b + settings.batch_size])
+            rows = slice(b, b + settings.batch_size)
+            lv = train_step(model, opt, sched, ids[rows].to(device), mask[rows].to(device))
             step += 1
             state.loss_ema = lv if state.loss_ema is None else 0.98 * state.loss_ema + 0.02 * lv
             bar.set_postfix(loss=f"{state.loss_ema:.3f}", refresh=False)
@@ -273,9 +312,10 @@ def _train(
         "steps": total,
         "n_params": sum(p.numel() for p in model.parameters()),
         "final_train_loss": state.loss_ema,
+        "device": str(device),
         "eval": evaluate(model, tokenizer, world, settings.split),
     }
-    save(model, tokenizer, world, report, out_dir)
+    save(model.cpu(), tokenizer, world, report, out_dir)
     clear_progress(out_dir)
     return report
 

@@ -72,3 +72,23 @@ def test_a_v2_world_model_trains_on_its_documents_and_loads_back(tmp_path):
 def test_settings_and_world_of_different_versions_are_refused(tmp_path):
     with pytest.raises(ValueError, match="settings ask for a v2 world, got a v1 one"):
         train(TrainSettings(**TINY, world_version=2), tmp_path, make_world(n_people=100), progress=False)
+
+
+def test_a_run_names_its_device_and_refuses_one_it_cannot_train_on(world, straight, tmp_path):
+    assert straight[1]["device"] == "cpu"
+    bad = ["gpu", "meta"] + ([] if torch.cuda.is_available() else ["cuda"])
+    for device in bad:
+        with pytest.raises(ValueError) as e:
+            train(TrainSettings(**TINY), tmp_path, world, progress=False, device=device)
+        assert device in str(e.value) and "\n" not in str(e.value)
+    assert not progress_path(tmp_path).exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_gpu_run_starts_from_the_cpu_weights_and_learns_as_the_cpu_run_does(world, straight, tmp_path):
+    cpu, report = straight
+    gpu = train(TrainSettings(**TINY), tmp_path, world, progress=False, device="cuda")
+    assert gpu["device"].startswith("cuda") and gpu["steps"] == report["steps"]
+    assert gpu["final_train_loss"] == pytest.approx(report["final_train_loss"], rel=0.05)
+    a, b = load_file(cpu / "model.safetensors"), load_file(tmp_path / "model.safetensors")
+    assert a.keys() == b.keys() and all(b[k].device.type == "cpu" for k in b)
