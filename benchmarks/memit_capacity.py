@@ -40,12 +40,12 @@ import torch
 import workbench
 from benchmarks.memit import sequential, simultaneous
 from benchmarks.memit_bounds import BASE
-from edit.covariance import cache_dir
 from edit.key_states import mean_states
 from edit.memit import memit
 from edit.request import random_rewrites
 from edit.rome import site_of, trace_location
 from edit.values import contexts
+from workbench.core.files import cache_dir
 from workbench.core.world.train import TrainSettings, train
 
 OUT = Path(__file__).parent / "results" / "memit_capacity.json"

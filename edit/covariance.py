@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,23 +27,11 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from workbench.core.files import write_atomically
+from workbench.core.files import cache_dir, write_atomically
 from workbench.core.hashing import tensor_hash
 from workbench.core.tokens import token_batches, window_length, windows
 
 SAMPLES_PER_KEY_DIM = 16
-
-
-def cache_dir() -> Path:
-    """Where statistics are cached: ``$WORKBENCH_CACHE`` or ``~/.cache/knowledge-workbench``.
-
-    Examples:
-        >>> env_name = os.environ.get("WORKBENCH_CACHE", "").rstrip("/").split("/")[-1]
-        >>> cache_dir().name in ("knowledge-workbench", env_name)
-        True
-    """
-    root = os.environ.get("WORKBENCH_CACHE")
-    return Path(root) if root else Path.home() / ".cache" / "knowledge-workbench"
 
 
 @dataclass
@@ -161,7 +148,7 @@ def key_statistics(
         samples: Tokens to average over; default :func:`default_samples` of the key dimension.
             Streaming stops once this many are seen; all of the text if it has fewer.
         batch_size: Texts per forward pass.
-        use_cache: Read and write the on-disk cache (:func:`cache_dir`).
+        use_cache: Read and write the on-disk cache (:func:`workbench.core.files.cache_dir`).
         progress: Show a progress bar on stderr.
         position: "all" tokens of each text (ROME, MEMIT), or only each text's "last" token:
             the typical keys of an editor keyed at the prompt's end are those of prompts' ends.

@@ -31,7 +31,6 @@ from edit.whp import WhpSettings, whp
 from locate.location import Location
 from workbench.core.handle import load_shared
 from workbench.core.world.registry import SHIPPED
-from workbench.core.world.sisa_manifest import read_manifest, trained_without
 from workbench.core.world.sisa_model import SisaEnsemble
 from workbench.core.world.sisa_train import reference_folders
 
@@ -230,8 +229,7 @@ def _reference_ensemble(handle, request: ForgetRequest) -> str | None:
     people = set(request.people)
     if set(request.forget) != set(handle.world.facts(sorted(people))):
         return None  # only whole people have an ensemble trained without them
-    wanted = people | set(trained_without(handle.model.manifest))
-    exact = [f for f in reference_folders(folder, people) if set(trained_without(read_manifest(f))) == wanted]
+    exact = reference_folders(folder, people, exact=True)
     return str(exact[0]) if exact else None
 
 

@@ -1,4 +1,4 @@
-"""Writing a file so that no reader, and no other process writing the same file, sees half of it."""
+"""Writing a file so that no reader, and no other process writing the same file, sees half of it; the cache folder."""
 
 from __future__ import annotations
 
@@ -6,6 +6,21 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """The workbench's cache: ``$WORKBENCH_CACHE`` or ``~/.cache/knowledge-workbench``, read at each call.
+
+    Statistics, readings and SISA ensembles go under it, so a notebook that sets the variable
+    late is honoured.
+
+    Examples:
+        >>> env_name = os.environ.get("WORKBENCH_CACHE", "").rstrip("/").split("/")[-1]
+        >>> cache_dir().name in ("knowledge-workbench", env_name)
+        True
+    """
+    root = os.environ.get("WORKBENCH_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "knowledge-workbench"
 
 
 def write_atomically(path: str | Path, write: Callable[[str], None]) -> Path:

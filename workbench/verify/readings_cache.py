@@ -5,7 +5,7 @@ retain model) gives for a set of facts and settings is computed once and reused 
 reports, sessions and processes. The key is a hash of the model's every weight, the question
 (facts, retain facts, settings) and the source of the project's own packages and the library
 versions, so a change to any of them reads afresh. Only safetensors and JSON are read back.
-Entries live under :func:`edit.covariance.cache_dir` / ``readings``.
+Entries live under :func:`workbench.core.files.cache_dir` / ``readings``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from edit.covariance import cache_dir
-from workbench.core.files import write_atomically
+from workbench.core.files import cache_dir, write_atomically
 from workbench.core.hashing import tensor_hash
 from workbench.verify.candidates import CandidateTable
 from workbench.verify.readings import Readings

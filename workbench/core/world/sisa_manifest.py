@@ -10,7 +10,6 @@ from a model directory costs no model import.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from workbench.core.files import write_atomically
@@ -71,15 +70,6 @@ def read_manifest(folder: str | Path) -> dict:
 def write_manifest(folder: str | Path, manifest: dict) -> Path:
     """Write the manifest atomically (training rewrites it after every slice)."""
     return write_atomically(Path(folder) / MANIFEST, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1)))
-
-
-def ensembles_dir() -> Path:
-    """Where ensembles go by default: ``$WORKBENCH_CACHE`` or ``~/.cache/knowledge-workbench``.
-
-    Read at each call, so a notebook that sets the variable late is honoured.
-    """
-    root = os.environ.get("WORKBENCH_CACHE")
-    return Path(root) if root else Path.home() / ".cache" / "knowledge-workbench"
 
 
 def trained_without(manifest: dict) -> tuple[str, ...]:
@@ -175,7 +165,6 @@ __all__ = [
     "checkpoint_dir",
     "is_complete",
     "is_sisa_dir",
-    "ensembles_dir",
     "location",
     "read_manifest",
     "same_plan",

@@ -33,13 +33,13 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM
 
+from workbench.core.files import cache_dir
 from workbench.core.world.facts import Fact, Phrasing, World, make_world
 from workbench.core.world.registry import SHIPPED
 from workbench.core.world.sisa_manifest import (
     FORMAT,
     SisaFolderError,
     checkpoint_dir,
-    ensembles_dir,
     is_complete,
     is_sisa_dir,
     read_manifest,
@@ -156,7 +156,7 @@ def default_folder(train: TrainSettings, s: SisaSettings) -> Path:
         >>> default_folder(TrainSettings(epochs=32), SisaSettings(shards=5, without=("A",))).name
         'sisa-s5-r1-e32-seed0-without1-559aead0'
     """
-    cache = ensembles_dir()
+    cache = cache_dir()
     people = "" if s.max_people is None else f"-p{s.max_people}"
     without = f"-without{len(s.without)}-{_digest(s.without)}" if s.without else ""
     return cache / f"sisa-s{s.shards}-r{s.slices}-e{train.epochs}-seed{s.seed}{people}{without}"
@@ -238,10 +238,15 @@ def _save(model, folder: Path, shard: int, stage: int) -> None:
             shutil.rmtree(tmp)
 
 
-def reference_folders(folder: str | Path, people) -> list[Path]:
+_TRAIN_DEFAULTS = asdict(TrainSettings())
+
+
+def reference_folders(folder: str | Path, people, exact: bool = False) -> list[Path]:
     """Complete SISA folders planned as ``folder``'s but trained without all of ``people``, fewest left out first.
 
-    Looked for beside ``folder`` and under :func:`ensembles_dir`: a reference ensemble is
+    ``exact``: only those trained without exactly ``people`` (and whoever ``folder`` itself left out).
+
+    Looked for beside ``folder`` and under the workbench cache: a reference ensemble is
     the exact answer for forgetting those people from ``folder``'s ensemble, with nothing of the
     forgetting itself reused (``workbench world train sisa --without SPLIT`` trains one).
 
@@ -255,7 +260,7 @@ def reference_folders(folder: str | Path, people) -> list[Path]:
     except SisaFolderError:
         return []
     found = {}
-    for root in (folder.parent, ensembles_dir()):
+    for root in (folder.parent, cache_dir()):
         for d in sorted(root.iterdir()) if root.is_dir() else []:
             if d.resolve() == folder.resolve() or not is_sisa_dir(d):
                 continue
@@ -263,17 +268,14 @@ def reference_folders(folder: str | Path, people) -> list[Path]:
                 theirs = read_manifest(d)
             except SisaFolderError:
                 continue
-            left_out = set(trained_without(theirs))
+            left_out, wanted = set(trained_without(theirs)), set(people) | set(trained_without(mine))
             if (
                 same_plan(mine, theirs, without=False, train_defaults=_TRAIN_DEFAULTS)
                 and is_complete(theirs)
-                and set(people) | set(trained_without(mine)) <= left_out
+                and (left_out == wanted if exact else wanted <= left_out)
             ):
                 found[d.resolve()] = len(left_out)
     return sorted(found, key=lambda d: (found[d], str(d)))
-
-
-_TRAIN_DEFAULTS = asdict(TrainSettings())
 
 
 def _plan(train: TrainSettings, s: SisaSettings, world: World) -> dict:
