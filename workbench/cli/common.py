@@ -23,6 +23,7 @@ from typing import TypeVar
 
 import typer
 
+from workbench.core.devices import parse_device
 from workbench.core.handle import ModelHandle, load
 from workbench.core.strict_json import strict_json
 from workbench.core.world.facts import World
@@ -91,18 +92,12 @@ def check_device(device: str) -> None:
         >>> check_device("cpu")
         >>> check_device("gpu")
         Traceback (most recent call last):
-        workbench.cli.common.CliError: --device 'gpu' is not a device (cpu, cuda, cuda:1, mps, auto)
+        workbench.cli.common.CliError: --device 'gpu' is not a device (cpu, cuda, cuda:1, mps)
     """
-    import torch
-
     try:
-        d = torch.device(device)
-    except RuntimeError:
-        raise CliError(f"--device {device!r} is not a device (cpu, cuda, cuda:1, mps, auto)") from None
-    if d.type == "cuda" and (not torch.cuda.is_available() or (d.index or 0) >= torch.cuda.device_count()):
-        raise CliError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    if d.type == "mps" and not torch.backends.mps.is_available():
-        raise CliError(f"--device {device}: MPS is not available here")
+        parse_device(device)
+    except ValueError as e:
+        raise CliError(f"--device {e}") from None
 
 
 def world_of(h: ModelHandle) -> World:

@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
 
+from workbench.core.devices import parse_device
 from workbench.core.metrics import heldout_loss, score_facts
 from workbench.core.world.facts import World, make_world
 from workbench.core.world.train_corpus import training_sequences, world_tokenizer
@@ -213,14 +214,9 @@ def _training_device(device: str | None) -> torch.device:
         (device(type='cpu'), device(type='cpu'))
         >>> _training_device("gpu")
         Traceback (most recent call last):
-        ValueError: 'gpu' is not a device (cpu, cuda, cuda:1)
+        ValueError: 'gpu' is not a device (cpu, cuda, cuda:1, mps)
     """
-    try:
-        dev = torch.device(device or "cpu")
-    except RuntimeError:
-        raise ValueError(f"{device!r} is not a device (cpu, cuda, cuda:1)") from None
-    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
-        raise ValueError(f"{device!r}: this machine has {torch.cuda.device_count()} CUDA device(s); train on cpu")
+    dev = parse_device(device or "cpu")
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"world models train on cpu or cuda, not {device!r}")
     return dev
