@@ -5,7 +5,7 @@ The editors themselves are imported from their modules (``from edit.rome import 
 """
 
 from edit.counterfact import score_requests
-from edit.covariance import KeyStats, key_statistics
+from edit.covariance import KeyStats, key_statistics, layer_statistics
 from edit.edit import Delta, Edit, EditError, EditSequence, restored_on_failure
 from edit.memit import MemitSettings
 from edit.null_space import NullSpace
@@ -28,6 +28,7 @@ __all__ = [
     "RomeSettings",
     "ValueSettings",
     "key_statistics",
+    "layer_statistics",
     "load_patch",
     "restored_on_failure",
     "save_patch",

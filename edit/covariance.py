@@ -131,7 +131,8 @@ def key_statistics(
     and run in batches; a hook sums k k^T and k over every real token (or each text's last
     one), in float64, until ``samples`` tokens are in; C and the mean are those sums over the
     count. The result is cached on disk under a hash of the weights up to ``layer``, the layer,
-    the sample count, the text and the position.
+    the sample count, the text and the position. For several layers at once, one pass:
+    :func:`layer_statistics`.
 
     Examples:
         >>> import workbench
@@ -156,10 +157,50 @@ def key_statistics(
     Raises:
         ValueError: no text for a model without a world, layer out of range.
     """
+    stats = layer_statistics(handle, [layer], texts, samples, batch_size, use_cache, progress, position)
+    return next(iter(stats.values()))
+
+
+@torch.no_grad()
+def layer_statistics(
+    handle,
+    layers: list[int] | tuple[int, ...],
+    texts: list[str] | None = None,
+    samples: int | None = None,
+    batch_size: int = 64,
+    use_cache: bool = True,
+    progress: bool = True,
+    position: Literal["all", "last"] = "all",
+) -> dict[int, KeyStats]:
+    """:func:`key_statistics` at several layers from one pass over the text.
+
+    MEMIT needs C at every edited layer. The keys of all of them come from the same batches,
+    so the text runs through the model once, as far as the highest layer that is not cached,
+    instead of once per layer; each layer's result is the one :func:`key_statistics` gives and
+    goes to the same cache entry.
+
+    Examples:
+        >>> import workbench
+        >>> h = workbench.load("world", device="cpu")
+        >>> both = layer_statistics(h, [0, 1], samples=2000, use_cache=False, progress=False)
+        >>> one = key_statistics(h, 1, samples=2000, use_cache=False, progress=False)
+        >>> sorted(both), bool(torch.equal(both[1].second_moment, one.second_moment))
+        ([0, 1], True)
+
+    Args:
+        layers: Block indices (negative counts from the end); the result is keyed by each
+            one's non-negative index. The other arguments are :func:`key_statistics`'s.
+
+    Raises:
+        ValueError: no text for a model without a world, no layers, a layer out of range.
+    """
     sites = handle.sites
-    if not -sites.n_layers <= layer < sites.n_layers:
-        raise ValueError(f"layer {layer} out of range 0..{sites.n_layers - 1}")
-    layer %= sites.n_layers
+    if not len(layers):
+        raise ValueError("no layers to estimate key statistics at")
+    for layer in layers:
+        if not -sites.n_layers <= layer < sites.n_layers:
+            raise ValueError(f"layer {layer} out of range 0..{sites.n_layers - 1}")
+    wanted = sorted({layer % sites.n_layers for layer in layers})
     if position not in ("all", "last"):
         raise ValueError(f"unknown position {position!r}; expected 'all' or 'last'")
     if texts is None:
@@ -170,28 +211,38 @@ def key_statistics(
         text_hash = _text_hash(texts)
     if not texts:
         raise ValueError("no text to estimate key statistics from")
-    # The cache key: the weights the keys depend on, the layer, the sample count, the text.
     samples = samples or default_samples(sites.d_mlp)
-    key = f"{weights_hash(handle.model, sites, layer)}-L{layer}-n{samples}-t{text_hash}-{position}"
-    path = cache_dir() / "covariance" / f"{key}.safetensors"
-    if use_cache and path.exists():
-        cached = _read_entry(path, sites.d_mlp)
+    # Each layer's cache key: the weights its keys depend on, the layer, the sample count, the text.
+    keys = {
+        layer: f"{weights_hash(handle.model, sites, layer)}-L{layer}-n{samples}-t{text_hash}-{position}"
+        for layer in wanted
+    }
+    paths = {layer: cache_dir() / "covariance" / f"{key}.safetensors" for layer, key in keys.items()}
+    out: dict[int, KeyStats] = {}
+    for layer in wanted:
+        cached = _read_entry(paths[layer], sites.d_mlp) if use_cache and paths[layer].exists() else None
         if cached is not None:
-            return KeyStats(*cached, layer, key)
+            out[layer] = KeyStats(*cached, layer, keys[layer])
+    missing = [layer for layer in wanted if layer not in out]
+    if missing:
+        # Not cached: stream the text through the model once, summing k k^T at every missing layer.
+        sums, count = _stream_key_sums(handle, missing, texts, samples, batch_size, position, progress)
+        for layer, (outer_sum, key_sum) in sums.items():
+            out[layer] = stats = KeyStats(outer_sum / count, key_sum / count, count, layer, keys[layer])
+            if use_cache:
+                _write_entry(paths[layer], stats)
+    return {layer: out[layer] for layer in wanted}
 
-    # Not cached: stream the text through the model, summing k k^T over the chosen tokens.
-    outer_sum, key_sum, count = _stream_key_sums(handle, layer, texts, samples, batch_size, position, progress)
-    stats = KeyStats(outer_sum / count, key_sum / count, count, layer, key)
-    if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # A half-written file never looks like a finished one, even with two processes on one key.
-        write_atomically(
-            path,
-            lambda tmp: save_file(
-                {"second_moment": stats.second_moment, "mean": stats.mean, "count": torch.tensor(count)}, tmp
-            ),
-        )
-    return stats
+
+def _write_entry(path: Path, stats: KeyStats) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A half-written file never looks like a finished one, even with two processes on one key.
+    write_atomically(
+        path,
+        lambda tmp: save_file(
+            {"second_moment": stats.second_moment, "mean": stats.mean, "count": torch.tensor(stats.count)}, tmp
+        ),
+    )
 
 
 class _KeysRead(Exception):
@@ -247,38 +298,45 @@ def token_windows(tokenizer, texts: list[str], context: int, position: str) -> l
 
 @torch.no_grad()
 def _stream_key_sums(
-    handle, layer: int, texts: list[str], samples: int, batch_size: int, position: str, progress: bool
-) -> tuple[Float[Tensor, "d_key d_key"], Float[Tensor, " d_key"], int]:
-    """Sums of k k^T and of k over the shuffled texts' tokens, and their count: whole batches, until ``samples``."""
+    handle, layers: list[int], texts: list[str], samples: int, batch_size: int, position: str, progress: bool
+) -> tuple[dict[int, tuple[Float[Tensor, "d_key d_key"], Float[Tensor, " d_key"]]], int]:
+    """Per layer, sums of k k^T and of k over the shuffled texts' tokens; their count. Whole batches, to ``samples``."""
     sites = handle.sites
     d = sites.d_mlp
-    outer_sum = torch.zeros(d, d, dtype=torch.float64)
-    key_sum = torch.zeros(d, dtype=torch.float64)
+    sums = {layer: [torch.zeros(d, d, dtype=torch.float64), torch.zeros(d, dtype=torch.float64)] for layer in layers}
+    top = max(layers)
     count = 0
     batch_mask: list[Tensor] = []  # the attention mask of the batch being run
 
-    def accumulate(module, args):
-        nonlocal outer_sum, key_sum, count
+    def accumulate(layer: int, args) -> None:
+        nonlocal count
         mask = batch_mask[0].to(args[0].device).bool()
         if position == "last":  # padded on the right: a row's last real token is at its length - 1
             last = mask.sum(1) - 1
             mask = torch.zeros_like(mask)
             mask[torch.arange(len(last), device=mask.device), last] = True
         keys = args[0].detach()[mask].to(torch.float64)  # real tokens only
-        if outer_sum.device != keys.device:  # summed where the layer runs (a GPU, or a shard's)
-            outer_sum, key_sum = outer_sum.to(keys.device), key_sum.to(keys.device)
-        outer_sum += keys.T @ keys
-        key_sum += keys.sum(0)
-        count += keys.shape[0]
-        # The blocks above this layer cannot change its keys: running them would be wasted work.
-        raise _KeysRead
+        acc = sums[layer]
+        if acc[0].device != keys.device:  # summed where the layer runs (a GPU, or a shard's)
+            acc[:] = [acc[0].to(keys.device), acc[1].to(keys.device)]
+        acc[0] += keys.T @ keys
+        acc[1] += keys.sum(0)
+        if layer == top:
+            count += keys.shape[0]
+            # The blocks above the highest layer cannot change its keys: running them would be wasted work.
+            raise _KeysRead
 
     # Shuffle deterministically: world sentences come grouped by person and relation.
     order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(0)).tolist()
-    module = handle.model.get_submodule(sites.key_module_path(layer))
-    hook = module.register_forward_pre_hook(accumulate)
+    hooks = [
+        handle.model.get_submodule(sites.key_module_path(layer)).register_forward_pre_hook(
+            lambda module, args, layer=layer: accumulate(layer, args)
+        )
+        for layer in layers
+    ]
     tok = handle.tokenizer
-    bar = tqdm(total=samples, desc=f"key statistics, layer {layer}", unit="tok", disable=not progress, leave=False)
+    where = f"layer {layers[0]}" if len(layers) == 1 else f"layers {', '.join(map(str, layers))}"
+    bar = tqdm(total=samples, desc=f"key statistics, {where}", unit="tok", disable=not progress, leave=False)
     read = token_windows(tok, [texts[i] for i in order], window_length(sites.context_length), position)
     try:
         # Batches of about BATCH_TOKENS tokens: 64 windows of 1,024 would hold gigabytes of activations.
@@ -300,6 +358,7 @@ def _stream_key_sums(
             if count >= samples:
                 break
     finally:
-        hook.remove()
+        for hook in hooks:
+            hook.remove()
         bar.close()
-    return outer_sum.cpu(), key_sum.cpu(), count
+    return {layer: (acc[0].cpu(), acc[1].cpu()) for layer, acc in sums.items()}, count

@@ -25,7 +25,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from edit.covariance import key_statistics
+from edit.covariance import layer_statistics
 from edit.edit import Delta, Edit, EditError, restored_on_failure
 from edit.edit_request import Rewrite
 from edit.key_states import KeyRows, TokenRole, mean_states
@@ -103,7 +103,7 @@ def memit(
 ) -> Edit:
     """Apply many rewrites (or erasures) together; returns one :class:`Edit` over the edited layers.
 
-    1. Key statistics C at every edited layer (:func:`edit.covariance.key_statistics`).
+    1. Key statistics C at every edited layer, from one pass (:func:`edit.covariance.layer_statistics`).
     2. Per request, the residual delta at the last edited layer that makes the edit true
        (:func:`edit.values.optimise_values`, all requests in one batch).
     3. Layer by layer, the output projection's update Delta = R K^T (lambda C + K K^T)^-1 that
@@ -150,13 +150,11 @@ def memit(
     ctxs = contexts(handle, settings.contexts, settings.context_length, settings.seed)
     # 1. C per edited layer: the typical keys each update holds in place (sequential editing
     # passes the base model's).
-    stats = {
-        layer: (statistics or {}).get(layer)
-        or key_statistics(
-            handle, layer, texts, samples=settings.samples, progress=False, position=statistics_position(role)
-        )
-        for layer in layers
-    }
+    given = {layer: s for layer, s in (statistics or {}).items() if layer in layers and s is not None}
+    todo = [layer for layer in layers if layer not in given]  # all of them from one pass over the text
+    position = statistics_position(role)
+    read = layer_statistics(handle, todo, texts, settings.samples, progress=False, position=position) if todo else {}
+    stats = given | read
     # 2. Per request, the delta at the last edited layer that makes the edit true (edit.values).
     t_values = time.perf_counter()
     values = optimise_values(handle, layers[-1], requests, role, ctxs, settings.values, progress=progress)

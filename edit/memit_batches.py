@@ -21,7 +21,7 @@ from dataclasses import asdict, replace
 
 from tqdm.auto import tqdm
 
-from edit.covariance import key_statistics
+from edit.covariance import layer_statistics
 from edit.edit import Edit, EditError, EditSequence, summed
 from edit.edit_request import Rewrite
 from edit.memit import (
@@ -101,12 +101,9 @@ def memit_batches(
         raise EditError(f"the null space has no projection for layer {missing[0]}: build it for layers {list(layers)}")
     # 1. Site and statistics, the same for every batch.
     batch_settings = replace(settings, layers=layers, token=role)
-    stats = {
-        layer: key_statistics(
-            handle, layer, texts, samples=settings.samples, progress=False, position=statistics_position(role)
-        )
-        for layer in layers
-    }
+    stats = layer_statistics(
+        handle, layers, texts, samples=settings.samples, progress=False, position=statistics_position(role)
+    )
     model = handle.model
     keys_before = dict(null_space.keys) if null_space is not None else {}
     batch_edits: list[Edit] = []  # applied, in order

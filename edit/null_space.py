@@ -28,7 +28,7 @@ from jaxtyping import Float
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from edit.covariance import key_statistics
+from edit.covariance import layer_statistics
 
 
 @dataclass
@@ -78,11 +78,11 @@ class NullSpace:
         (see docs/edit.md#one-layers-keys).
         """
         proj = {}
-        for layer in layers:
-            c = key_statistics(handle, layer, texts, samples=samples, progress=False, position=position).second_moment
-            vals, vecs = torch.linalg.eigh(c.double())
+        stats = layer_statistics(handle, layers, texts, samples=samples, progress=False, position=position)
+        for layer, s in stats.items():
+            vals, vecs = torch.linalg.eigh(s.second_moment.double())
             small = vecs[:, vals < threshold * vals.max()]
-            proj[layer % handle.n_layers] = small @ small.T
+            proj[layer] = small @ small.T
         return cls(proj, {}, threshold, keep_statistics)
 
     def projection(self, layer: int) -> Tensor:

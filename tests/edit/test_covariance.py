@@ -6,7 +6,7 @@ from safetensors.torch import save_file
 from tiny_models import tiny_handle
 
 import workbench
-from edit.covariance import CacheWarning, default_samples, key_statistics
+from edit.covariance import CacheWarning, default_samples, key_statistics, layer_statistics
 
 
 @pytest.fixture(autouse=True)
@@ -163,3 +163,41 @@ def _recording(fn, seen):
         return out
 
     return wrapped
+
+
+def _forwards_of_block(handle, layer, fn):
+    seen = []
+    hook = handle.sites.module(handle.model, layer, "resid").register_forward_hook(lambda *a: seen.append(1))
+    try:
+        return fn(), len(seen)
+    finally:
+        hook.remove()
+
+
+def test_several_layers_come_from_one_pass_and_equal_one_layer_each(fresh, private_cache):
+    texts = fresh.world.training_sentences()[:60]
+    kw = {"samples": 400, "batch_size": 8, "progress": False}
+    together, passes = _forwards_of_block(fresh, 0, lambda: layer_statistics(fresh, [2, 0, -3], texts, **kw))
+    assert sorted(together) == [0, 1, 2]  # -3 is layer 1 of the world's four
+    _, one_layer = _forwards_of_block(fresh, 0, lambda: key_statistics(fresh, 2, texts, use_cache=False, **kw))
+    assert passes == one_layer  # three layers for the price of the deepest
+    for layer, stats in together.items():
+        alone = key_statistics(fresh, layer, texts, use_cache=False, **kw)
+        assert stats.layer == layer and stats.key == alone.key and stats.count == alone.count
+        assert torch.equal(stats.second_moment, alone.second_moment) and torch.equal(stats.mean, alone.mean)
+    assert len(list((private_cache / "covariance").glob("*.safetensors"))) == 3  # one entry a layer
+
+
+def test_several_layers_read_the_cached_ones_and_run_only_as_deep_as_the_rest(fresh):
+    texts = fresh.world.training_sentences()[:40]
+    kw = {"samples": 10**9, "progress": False}
+    low = key_statistics(fresh, 0, texts, **kw)
+    both, deeper = _forwards_of_block(fresh, 2, lambda: layer_statistics(fresh, [0, 1], texts, **kw))
+    assert deeper == 0  # layer 1's keys never need block 2
+    assert torch.equal(both[0].second_moment, low.second_moment)
+    _, again = _forwards_of_block(fresh, 0, lambda: layer_statistics(fresh, [1, 0], texts, **kw))
+    assert again == 0  # both cached now
+    with pytest.raises(ValueError, match="no layers"):
+        layer_statistics(fresh, [], texts)
+    with pytest.raises(ValueError, match="out of range"):
+        layer_statistics(fresh, [0, 9], texts)
