@@ -101,8 +101,8 @@ def world_train(
     """Rebuild shipped world models deterministically from the generator, or train a SISA ensemble.
 
     Training is resumable: a run keeps its state in the model's folder every few minutes and
-    when ``--steps`` stops it, and the same command goes on from there (a killed run loses at
-    most the minutes since its last save).
+    when ``--steps`` or a Ctrl-C stops it (after the step in progress), and the same command
+    goes on from there (a killed run loses at most the minutes since its last save).
     """
     from workbench.cli.world_sisa import train_sisa_command
     from workbench.core.world.train import TrainSettings, train

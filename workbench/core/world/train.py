@@ -22,7 +22,7 @@ from workbench.core.devices import parse_device
 from workbench.core.metrics import heldout_loss, score_facts
 from workbench.core.world.facts import World, make_world
 from workbench.core.world.train_corpus import training_sequences, world_tokenizer
-from workbench.core.world.train_progress import clear_progress, load_progress, save_progress
+from workbench.core.world.train_progress import StopOnInterrupt, clear_progress, load_progress, save_progress
 
 
 @dataclass
@@ -181,8 +181,9 @@ def train(
     The run is resumable: every ``checkpoint_seconds`` (and when it stops) its state goes to
     ``out_dir/training_progress.pt`` (:mod:`workbench.core.world.train_progress`), and a later
     call with the same settings and folder goes on from there, bitwise as if uninterrupted.
-    ``steps_this_run`` stops after that many steps (a sitting's share of a long build); the
-    report then has ``finished: False`` and no model is saved yet.
+    ``steps_this_run`` stops after that many steps (a sitting's share of a long build), and so
+    does a Ctrl-C, after the step it arrives in (:class:`~workbench.core.world.train_progress.StopOnInterrupt`);
+    the report then has ``finished: False`` and no model is saved yet.
 
     ``device`` (default cpu) is where the steps run. The model is initialised on the CPU either
     way and a run may resume on another device than it started on, but a GPU's reductions differ
@@ -263,38 +264,39 @@ def _train(
         total=total, initial=start, desc=f"train {settings.arch} {settings.split or 'full'}", disable=not progress
     )
     step = 0
-    for epoch in range(settings.epochs):
-        # Packing is the only consumer of the data-order generator, so it runs for every epoch,
-        # done ones included: a resumed run then packs exactly the batches it would have.
-        ids, mask = pack(sents, settings.seq_len, tokenizer.bos_token_id, tokenizer.pad_token_id, rng)
-        batches = math.ceil(len(ids) / settings.batch_size)
-        if step + batches <= start:
-            step += batches
-            continue
-        if settings.eval_every and epoch and epoch % settings.eval_every == 0 and step >= start:
-            model.eval()
-            acc = score_facts(model, tokenizer, world, world.facts(list(world.people)[:30]), held_out=True).accuracy
-            tqdm.write(f"epoch {epoch}: held-out accuracy on 30 people {acc:.3f} ({time.perf_counter() - t0:.0f}s)")
-            model.train()
-        for b in range(0, len(ids), settings.batch_size):
-            if step < start:
-                step += 1
+    with StopOnInterrupt() as interrupt:  # a Ctrl-C stops between steps, with progress saved
+        for epoch in range(settings.epochs):
+            # Packing is the only consumer of the data-order generator, so it runs for every epoch,
+            # done ones included: a resumed run then packs exactly the batches it would have.
+            ids, mask = pack(sents, settings.seq_len, tokenizer.bos_token_id, tokenizer.pad_token_id, rng)
+            batches = math.ceil(len(ids) / settings.batch_size)
+            if step + batches <= start:
+                step += batches
                 continue
-            if stop is not None and step >= stop:
-                stopped = True
+            if settings.eval_every and epoch and epoch % settings.eval_every == 0 and step >= start:
+                model.eval()
+                acc = score_facts(model, tokenizer, world, world.facts(list(world.people)[:30]), held_out=True).accuracy
+                tqdm.write(f"epoch {epoch}: held-out accuracy on 30 people {acc:.3f} ({time.perf_counter() - t0:.0f}s)")
+                model.train()
+            for b in range(0, len(ids), settings.batch_size):
+                if step < start:
+                    step += 1
+                    continue
+                if (stop is not None and step >= stop) or interrupt.requested:
+                    stopped = True
+                    break
+                rows = slice(b, b + settings.batch_size)
+                lv = train_step(model, opt, sched, ids[rows].to(device), mask[rows].to(device))
+                step += 1
+                state.loss_ema = lv if state.loss_ema is None else 0.98 * state.loss_ema + 0.02 * lv
+                bar.set_postfix(loss=f"{state.loss_ema:.3f}", refresh=False)
+                bar.update()
+                if time.perf_counter() - last_save > checkpoint_seconds:
+                    state.step, state.seconds = step, time.perf_counter() - t0
+                    save_progress(out_dir, asdict(settings), model, opt, sched, state)
+                    last_save = time.perf_counter()
+            if stopped:
                 break
-            rows = slice(b, b + settings.batch_size)
-            lv = train_step(model, opt, sched, ids[rows].to(device), mask[rows].to(device))
-            step += 1
-            state.loss_ema = lv if state.loss_ema is None else 0.98 * state.loss_ema + 0.02 * lv
-            bar.set_postfix(loss=f"{state.loss_ema:.3f}", refresh=False)
-            bar.update()
-            if time.perf_counter() - last_save > checkpoint_seconds:
-                state.step, state.seconds = step, time.perf_counter() - t0
-                save_progress(out_dir, asdict(settings), model, opt, sched, state)
-                last_save = time.perf_counter()
-        if stopped:
-            break
     bar.close()
     train_seconds = time.perf_counter() - t0
     if stopped:

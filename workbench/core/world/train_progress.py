@@ -9,7 +9,10 @@ atomically, every few minutes, and removed when training ends.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,3 +114,40 @@ def clear_progress(out_dir: str | Path) -> None:
         >>> clear_progress("/tmp/no-such-run")
     """
     progress_path(out_dir).unlink(missing_ok=True)
+
+
+class StopOnInterrupt:
+    """While active, the first Ctrl-C (SIGINT) only asks the run to stop after its current step.
+
+    A build runs for hours; a Ctrl-C in the middle of an optimiser step would leave weights and
+    optimiser state half-updated, and one between saves would lose up to their interval. The
+    training loop checks ``requested`` after each step and saves its progress there. A second
+    Ctrl-C interrupts at once, as usual. Outside the main thread (where signals cannot be
+    caught) it does nothing.
+
+    Examples:
+        >>> import signal
+        >>> with StopOnInterrupt() as stop:
+        ...     signal.raise_signal(signal.SIGINT)
+        ...     stop.requested
+        True
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping after this step and saving progress (Ctrl-C again to stop now)", file=sys.stderr, flush=True)
+
+    def __enter__(self) -> StopOnInterrupt:
+        with contextlib.suppress(ValueError):  # not the main thread
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)

@@ -38,6 +38,30 @@ def test_a_stopped_run_resumes_to_the_same_weights(world, straight, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_ctrl_c_stops_after_its_step_and_the_run_resumes_to_the_same_weights(world, straight, tmp_path, monkeypatch):
+    import signal
+
+    import workbench.core.world.train as module
+
+    out, report = straight
+    real, steps = module.train_step, []
+
+    def step_then_interrupt(*a):
+        steps.append(1)
+        if len(steps) == 3:  # mid-step, as a user's Ctrl-C would land
+            signal.raise_signal(signal.SIGINT)
+        return real(*a)
+
+    monkeypatch.setattr(module, "train_step", step_then_interrupt)
+    stopped = train(TrainSettings(**TINY), tmp_path, world, progress=False)
+    assert stopped == {"finished": False, "step": 3, "steps": report["steps"], "progress": str(progress_path(tmp_path))}
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the user's Ctrl-C is theirs again
+    monkeypatch.setattr(module, "train_step", real)
+    done = train(TrainSettings(**TINY), tmp_path, world, progress=False)
+    a, b = load_file(out / "model.safetensors"), load_file(tmp_path / "model.safetensors")
+    assert done["final_train_loss"] == report["final_train_loss"] and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_a_saved_state_from_other_settings_is_refused(world, tmp_path):
     train(TrainSettings(**TINY), tmp_path, world, progress=False, steps_this_run=2)
     with pytest.raises(ProgressMismatch, match="lr: 0.005, not 0.001"):
