@@ -31,8 +31,7 @@ from edit.whp import WhpSettings, whp
 from locate.location import Location
 from workbench.core.handle import load_shared
 from workbench.core.world.registry import SHIPPED
-from workbench.core.world.sisa_model import SisaEnsemble
-from workbench.core.world.sisa_train import reference_folders
+from workbench.core.world.sisa_model import SisaEnsemble, reference_of
 
 
 @dataclass(frozen=True)
@@ -223,14 +222,12 @@ def retain_model_name(handle, request: ForgetRequest) -> str | None:
 
 
 def _reference_ensemble(handle, request: ForgetRequest) -> str | None:
-    folder = getattr(handle.model, "folder", None)
-    if not isinstance(handle.model, SisaEnsemble) or folder is None or not request.forget:
+    if not isinstance(handle.model, SisaEnsemble) or not request.forget:
         return None
     people = set(request.people)
     if set(request.forget) != set(handle.world.facts(sorted(people))):
         return None  # only whole people have an ensemble trained without them
-    exact = reference_folders(folder, people, exact=True)
-    return str(exact[0]) if exact else None
+    return reference_of(handle.model, people, exact=True)
 
 
 def reference_figures(

@@ -18,8 +18,7 @@ from collections.abc import Sequence
 from workbench.core.handle import ModelHandle
 from workbench.core.world.facts import Fact
 from workbench.core.world.sisa_manifest import is_sisa_dir
-from workbench.core.world.sisa_model import SisaEnsemble
-from workbench.core.world.sisa_train import reference_folders
+from workbench.core.world.sisa_model import SisaEnsemble, reference_of
 from workbench.verify.candidates import CandidateTable
 from workbench.verify.probe import LensSettings, ProbeSettings, lens_tables, probe_tables
 from workbench.verify.quantise import QuantiseSettings, quantise_model, quantised
@@ -125,10 +124,7 @@ def reference_ensemble(handle, people: Sequence[str]) -> str | None:
         >>> reference_ensemble(workbench.load("world"), ["anyone"]) is None
         True
     """
-    if not is_ensemble(handle) or handle.model.folder is None:
-        return None
-    found = reference_folders(handle.model.folder, people)
-    return str(found[0]) if found else None
+    return reference_of(handle.model, people)
 
 
 def notes(handle, reference: str | None = None) -> list[str]:

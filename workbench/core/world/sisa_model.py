@@ -22,7 +22,7 @@ from transformers.modeling_outputs import CausalLMOutput
 from workbench.core.hashing import tensor_hash
 from workbench.core.sites import SiteMap, site_map
 from workbench.core.world.sisa_manifest import check_complete
-from workbench.core.world.sisa_train import load_checkpoint
+from workbench.core.world.sisa_train import load_checkpoint, reference_folders
 
 
 class SisaEnsemble(nn.Module):
@@ -109,4 +109,21 @@ def load_ensemble(folder: str | Path, dtype: torch.dtype = torch.float32) -> Sis
     return SisaEnsemble(shards, manifest, folder).eval()
 
 
-__all__ = ["SisaEnsemble", "load_ensemble", "shard_hash"]
+def reference_of(model, people, exact: bool = False) -> str | None:
+    """The folder of a complete ensemble planned as ``model``'s and trained without ``people``, or None.
+
+    None as well when ``model`` is no ensemble loaded from a folder. ``exact`` and the order
+    of preference are :func:`~workbench.core.world.sisa_train.reference_folders`'s.
+
+    Examples:
+        >>> reference_of(nn.Linear(1, 1), ["A"]) is None
+        True
+    """
+    folder = getattr(model, "folder", None)
+    if not isinstance(model, SisaEnsemble) or folder is None:
+        return None
+    found = reference_folders(folder, people, exact=exact)
+    return str(found[0]) if found else None
+
+
+__all__ = ["SisaEnsemble", "load_ensemble", "reference_of", "shard_hash"]

@@ -259,7 +259,7 @@ def reference_folders(folder: str | Path, people, exact: bool = False) -> list[P
         mine = read_manifest(folder)
     except SisaFolderError:
         return []
-    found = {}
+    found, wanted = {}, set(people) | set(trained_without(mine))
     for root in (folder.parent, cache_dir()):
         for d in sorted(root.iterdir()) if root.is_dir() else []:
             if d.resolve() == folder.resolve() or not is_sisa_dir(d):
@@ -268,7 +268,7 @@ def reference_folders(folder: str | Path, people, exact: bool = False) -> list[P
                 theirs = read_manifest(d)
             except SisaFolderError:
                 continue
-            left_out, wanted = set(trained_without(theirs)), set(people) | set(trained_without(mine))
+            left_out = set(trained_without(theirs))
             if (
                 same_plan(mine, theirs, without=False, train_defaults=_TRAIN_DEFAULTS)
                 and is_complete(theirs)
