@@ -48,6 +48,7 @@ class TrainSettings:
     n_people: int | None = None  # the world's size; None: the version's default (300, 2,000)
     documents_per_person: int = 4  # v2: biographies of each person in the corpus
     filler_per_person: int = 1  # v2: documents that name a person without their facts
+    vocab_size: int | None = None  # v2: the BPE's tokens; None: 1,536 (names in pieces at 2,000 people)
 
 
 def model_config(s: TrainSettings, tokenizer):
@@ -199,6 +200,8 @@ def train(
         world = world or make_world(n_people=settings.n_people, version=settings.world_version)
         if world.version != settings.world_version:
             raise ValueError(f"settings ask for a v{settings.world_version} world, got a v{world.version} one")
+        if settings.vocab_size is not None and world.version < 2:
+            raise ValueError("vocab_size sizes a v2 world's BPE; a v1 world's vocabulary is its words")
         dev = _training_device(device)
         return _train(settings, Path(out_dir), world, progress, steps_this_run, checkpoint_seconds, dev)
     finally:
@@ -242,7 +245,7 @@ def _train(
     else:
         torch.use_deterministic_algorithms(True)
     rng = random.Random(settings.seed)
-    tokenizer = world_tokenizer(world)
+    tokenizer = world_tokenizer(world, settings.vocab_size)
     # Initialised on the CPU, whatever the device: every build of a design starts from the same weights.
     model = AutoModelForCausalLM.from_config(model_config(settings, tokenizer)).to(device)
     model.loss_type = "ForCausalLM"  # named, so transformers does not warn that it guessed

@@ -21,15 +21,22 @@ from workbench.core.world.tokenizer import build_tokenizer
 Labelled = list[tuple[int, int]]
 
 
-def world_tokenizer(world: World):
+def world_tokenizer(world: World, vocab_size: int | None = None):
     """The tokenizer a world's models are trained with: word-level for v1, BPE for v2.
+
+    ``vocab_size`` sizes a v2 world's BPE (None: the default of
+    :func:`~workbench.core.world.bpe.build_bpe_tokenizer`); a v1 world's vocabulary is its words.
 
     Examples:
         >>> from workbench.core.world.facts import make_world
         >>> len(world_tokenizer(make_world())), len(world_tokenizer(make_world(version=2)))
         (523, 1536)
+        >>> len(world_tokenizer(make_world(n_people=300, version=2), vocab_size=1150))
+        1150
     """
-    return build_bpe_tokenizer(world) if world.version >= 2 else build_tokenizer(world)
+    if world.version < 2:
+        return build_tokenizer(world)
+    return build_bpe_tokenizer(world) if vocab_size is None else build_bpe_tokenizer(world, vocab_size)
 
 
 def _roles(text: str, spans: Sequence[tuple[int, int]], ids: list[int], offsets) -> Labelled:

@@ -96,10 +96,11 @@ def load_progress(out_dir: str | Path, settings: dict, model, opt, sched) -> Pro
         return Progress()
     state = torch.load(path, map_location="cpu", weights_only=False)
     saved = state["settings"]
-    if saved != settings:
-        diff = ", ".join(
-            f"{k}: {saved.get(k)!r}, not {settings.get(k)!r}" for k in settings if saved.get(k) != settings[k]
-        )
+    # A setting added since the run was saved reads as None there, so a new optional setting left
+    # at its default (None) does not orphan runs saved before it existed.
+    differing = sorted(k for k in saved.keys() | settings.keys() if saved.get(k) != settings.get(k))
+    if differing:
+        diff = ", ".join(f"{k}: {saved.get(k)!r}, not {settings.get(k)!r}" for k in differing)
         raise ProgressMismatch(f"{path} was saved by a run with other settings ({diff}); delete it to start again")
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])

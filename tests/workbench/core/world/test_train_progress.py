@@ -1,12 +1,14 @@
 """A world training run stopped part-way and resumed ends bitwise where an uninterrupted one does."""
 
+from dataclasses import asdict
+
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from workbench.core.world.facts import make_world
 from workbench.core.world.train import TrainSettings, train
-from workbench.core.world.train_progress import ProgressMismatch, progress_path
+from workbench.core.world.train_progress import ProgressMismatch, load_progress, progress_path
 
 TINY = dict(d_model=32, n_layers=1, n_heads=2, d_mlp=64, epochs=2, seq_len=64, batch_size=64)
 
@@ -69,6 +71,19 @@ def test_a_saved_state_from_other_settings_is_refused(world, tmp_path):
         train(TrainSettings(**TINY, lr=1e-3), tmp_path, world, progress=False)
 
 
+def test_a_run_saved_before_a_new_setting_existed_resumes_when_it_is_left_at_its_default(world, straight, tmp_path):
+    out, report = straight
+    train(TrainSettings(**TINY), tmp_path, world, progress=False, steps_this_run=2)
+    state = torch.load(progress_path(tmp_path), weights_only=False)
+    del state["settings"]["vocab_size"]  # as a run saved before the setting was added
+    torch.save(state, progress_path(tmp_path))
+    new_value = asdict(TrainSettings(**TINY)) | {"vocab_size": 1024}
+    with pytest.raises(ProgressMismatch, match="vocab_size: None, not 1024"):
+        load_progress(tmp_path, new_value, None, None, None)  # refused before anything is loaded
+    done = train(TrainSettings(**TINY), tmp_path, world, progress=False)
+    assert done["final_train_loss"] == report["final_train_loss"]
+
+
 def test_checkpoints_are_written_while_training(world, tmp_path, monkeypatch):
     saved = []
     import workbench.core.world.train as module
@@ -97,6 +112,19 @@ def test_a_v2_world_model_trains_on_its_documents_and_loads_back(tmp_path):
 def test_settings_and_world_of_different_versions_are_refused(tmp_path):
     with pytest.raises(ValueError, match="settings ask for a v2 world, got a v1 one"):
         train(TrainSettings(**TINY, world_version=2), tmp_path, make_world(n_people=100), progress=False)
+    with pytest.raises(ValueError, match="vocab_size sizes a v2 world's BPE"):
+        train(TrainSettings(**TINY, vocab_size=1024), tmp_path, make_world(n_people=100), progress=False)
+
+
+def test_a_v2_world_trains_under_the_bpe_size_its_settings_name(tmp_path):
+    import workbench
+
+    settings = TrainSettings(**{**TINY, "epochs": 1, "seq_len": 128}, world_version=2, n_people=100, vocab_size=1024)
+    train(settings, tmp_path, progress=False)
+    h = workbench.load(str(tmp_path))
+    assert len(h.tokenizer) == 1024 and h.model.get_input_embeddings().weight.shape[0] == 1024
+    name = list(h.world.people)[0]
+    assert len(h.tokenizer(" " + name, add_special_tokens=False).input_ids) > 2  # split finer than at 1,536
 
 
 def test_a_run_names_its_device_and_refuses_one_it_cannot_train_on(world, straight, tmp_path):
