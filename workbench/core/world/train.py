@@ -21,7 +21,7 @@ from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
 from workbench.core.devices import parse_device
 from workbench.core.metrics import heldout_loss, score_facts
 from workbench.core.world.facts import World, make_world
-from workbench.core.world.train_corpus import training_sequences, world_tokenizer
+from workbench.core.world.train_corpus import statement_people, training_sequences, world_tokenizer
 from workbench.core.world.train_progress import StopOnInterrupt, clear_progress, load_progress, save_progress
 
 
@@ -49,6 +49,7 @@ class TrainSettings:
     documents_per_person: int = 4  # v2: biographies of each person in the corpus
     filler_per_person: int = 1  # v2: documents that name a person without their facts
     vocab_size: int | None = None  # v2: the BPE's tokens; None: 1,536 (names in pieces at 2,000 people)
+    statement_share: float = 1.0  # v2: share of people whose facts are also stated bare; the rest only in biographies
 
 
 def model_config(s: TrainSettings, tokenizer):
@@ -149,13 +150,23 @@ def train_step(model, opt, sched, ids: torch.Tensor, roles: torch.Tensor) -> flo
     return loss.item()
 
 
-def evaluate(model, tokenizer, world: World, split: str | None) -> dict:
-    """Accuracy among candidates on trained and held-out phrasings, and held-out loss."""
+def evaluate(model, tokenizer, world: World, split: str | None, statement_share: float = 1.0) -> dict:
+    """Accuracy among candidates on trained and held-out phrasings, and held-out loss.
+
+    With ``statement_share`` < 1 the people are also scored in two groups: those stated bare
+    (``with_statements``) and those met only in biographies (``biographies_only``).
+    """
     groups = {"all": list(world.people)}
     if split is not None:
         groups = {"retain": list(world.split(split).retain), "forget": list(world.split(split).forget)}
+    if statement_share < 1.0:
+        stated = statement_people(world, statement_share)
+        groups["with_statements"] = [p for p in groups.get("all", groups.get("retain")) if p in stated]
+        groups["biographies_only"] = [p for p in groups.get("all", groups.get("retain")) if p not in stated]
     out = {}
     for name, people in groups.items():
+        if not people:
+            continue
         facts = world.facts(people)
         out[name] = {
             "trained_phrasings": score_facts(model, tokenizer, world, facts).summary(),
@@ -200,8 +211,8 @@ def train(
         world = world or make_world(n_people=settings.n_people, version=settings.world_version)
         if world.version != settings.world_version:
             raise ValueError(f"settings ask for a v{settings.world_version} world, got a v{world.version} one")
-        if settings.vocab_size is not None and world.version < 2:
-            raise ValueError("vocab_size sizes a v2 world's BPE; a v1 world's vocabulary is its words")
+        if world.version < 2 and (settings.vocab_size is not None or settings.statement_share < 1.0):
+            raise ValueError("vocab_size and statement_share are v2 settings: a v1 world has no BPE or biographies")
         dev = _training_device(device)
         return _train(settings, Path(out_dir), world, progress, steps_this_run, checkpoint_seconds, dev)
     finally:
@@ -252,7 +263,9 @@ def _train(
     model.train()
 
     per_person = settings.documents_per_person, settings.filler_per_person
-    sents = training_sequences(world, tokenizer, settings.split, settings.seq_len - 1, *per_person)
+    sents = training_sequences(
+        world, tokenizer, settings.split, settings.seq_len - 1, *per_person, settings.statement_share
+    )
     probe, _ = pack(sents, settings.seq_len, tokenizer.bos_token_id, tokenizer.pad_token_id, random.Random(0))
     steps_per_epoch = math.ceil(len(probe) / settings.batch_size)
     total = steps_per_epoch * settings.epochs
@@ -314,7 +327,7 @@ def _train(
         "n_params": sum(p.numel() for p in model.parameters()),
         "final_train_loss": state.loss_ema,
         "device": str(device),
-        "eval": evaluate(model, tokenizer, world, settings.split),
+        "eval": evaluate(model, tokenizer, world, settings.split, settings.statement_share),
     }
     save(model.cpu(), tokenizer, world, report, out_dir)
     clear_progress(out_dir)

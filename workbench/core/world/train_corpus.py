@@ -11,6 +11,7 @@ pretraining corpus states them.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 
 from workbench.core.world.biographies import Document, corpus
@@ -85,10 +86,38 @@ def labelled_documents(documents: Sequence[Document], tokenizer, max_tokens: int
     return out
 
 
+def statement_people(world: World, share: float) -> set[str]:
+    """The people whose facts a v2 model also trains on as bare statements: ``share`` of them, seeded.
+
+    The rest are met only in biographies, as most people in a real corpus are; a model that
+    answers questions about them has learned to read a fact out of its name, not to recall a
+    question it was shown (the mixed training of "Physics of Language Models", part 3.1).
+
+    Examples:
+        >>> from workbench.core.world.facts import make_world
+        >>> w = make_world(n_people=100, version=2)
+        >>> len(statement_people(w, 0.5)), statement_people(w, 1.0) == set(w.people), statement_people(w, 0.0)
+        (50, True, set())
+    """
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"statement_share must lie in [0, 1], got {share}")
+    people = list(world.people)
+    return set(random.Random(f"{world.seed}/statements").sample(people, round(share * len(people))))
+
+
 def training_sequences(
-    world: World, tokenizer, split: str | None, max_tokens: int, documents_per_person: int, filler_per_person: int
+    world: World,
+    tokenizer,
+    split: str | None,
+    max_tokens: int,
+    documents_per_person: int,
+    filler_per_person: int,
+    statement_share: float = 1.0,
 ) -> list[Labelled]:
     """Everything a (split's retain) model of this world trains on, labelled, in a fixed order.
+
+    ``statement_share`` (v2) is the share of people whose facts are stated bare as well as in
+    their biographies (:func:`statement_people`).
 
     Examples:
         >>> from workbench.core.world.facts import make_world
@@ -96,7 +125,13 @@ def training_sequences(
         >>> len(training_sequences(w, build_tokenizer(w), None, 63, 4, 1)) == len(w.training_statements())
         True
     """
-    out = labelled_statements(world.training_statements(split), tokenizer)
+    statements = world.training_statements(split)
+    if statement_share < 1.0:
+        if world.version < 2:
+            raise ValueError("statement_share < 1 needs a v2 world: a v1 world has no biographies")
+        chosen = statement_people(world, statement_share)
+        statements = [(f, ph) for f, ph in statements if f.subject in chosen]
+    out = labelled_statements(statements, tokenizer)
     if world.version >= 2:
         docs = corpus(world, split, documents_per_person, filler_per_person)
         out += labelled_documents(docs, tokenizer, max_tokens)

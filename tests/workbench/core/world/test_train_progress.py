@@ -112,15 +112,17 @@ def test_a_v2_world_model_trains_on_its_documents_and_loads_back(tmp_path):
 def test_settings_and_world_of_different_versions_are_refused(tmp_path):
     with pytest.raises(ValueError, match="settings ask for a v2 world, got a v1 one"):
         train(TrainSettings(**TINY, world_version=2), tmp_path, make_world(n_people=100), progress=False)
-    with pytest.raises(ValueError, match="vocab_size sizes a v2 world's BPE"):
-        train(TrainSettings(**TINY, vocab_size=1024), tmp_path, make_world(n_people=100), progress=False)
+    for v2_only in ({"vocab_size": 1024}, {"statement_share": 0.5}):
+        with pytest.raises(ValueError, match="are v2 settings"):
+            train(TrainSettings(**TINY, **v2_only), tmp_path, make_world(n_people=100), progress=False)
 
 
 def test_a_v2_world_trains_under_the_bpe_size_its_settings_name(tmp_path):
     import workbench
 
     settings = TrainSettings(**{**TINY, "epochs": 1, "seq_len": 128}, world_version=2, n_people=100, vocab_size=1024)
-    train(settings, tmp_path, progress=False)
+    report = train(settings, tmp_path, progress=False)
+    assert set(report["eval"]) == {"all", "heldout_loss"}  # every person stated bare: one group
     h = workbench.load(str(tmp_path))
     assert len(h.tokenizer) == 1024 and h.model.get_input_embeddings().weight.shape[0] == 1024
     name = list(h.world.people)[0]
@@ -145,3 +147,23 @@ def test_a_gpu_run_starts_from_the_cpu_weights_and_learns_as_the_cpu_run_does(wo
     assert gpu["final_train_loss"] == pytest.approx(report["final_train_loss"], rel=0.05)
     a, b = load_file(cpu / "model.safetensors"), load_file(tmp_path / "model.safetensors")
     assert a.keys() == b.keys() and all(b[k].device.type == "cpu" for k in b)
+
+
+def test_people_left_out_of_the_statements_are_met_only_in_biographies_and_scored_apart(tmp_path):
+    from workbench.core.world.train_corpus import statement_people, training_sequences, world_tokenizer
+
+    w = make_world(n_people=100, version=2)
+    tok = world_tokenizer(w)
+    stated = statement_people(w, 0.5)
+    full, half = (training_sequences(w, tok, None, 127, 4, 1, share) for share in (1.0, 0.5))
+    assert len(full) - len(half) == len(w.training_statements()) // 2
+    assert statement_people(w, 0.5) == stated  # the same people every time
+    v2 = dict(world_version=2, n_people=100, statement_share=0.5)
+    settings = TrainSettings(**{**TINY, "epochs": 1, "seq_len": 128}, **v2)
+    report = train(settings, tmp_path, w, progress=False)
+    groups = report["eval"]
+    assert {"all", "with_statements", "biographies_only"} <= set(groups)
+    n = {g: groups[g]["trained_phrasings"]["n"] for g in ("all", "with_statements", "biographies_only")}
+    assert n["with_statements"] == n["biographies_only"] == n["all"] // 2
+    with pytest.raises(ValueError, match=r"statement_share must lie in \[0, 1\]"):
+        statement_people(w, 1.5)
