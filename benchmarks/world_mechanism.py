@@ -37,13 +37,16 @@ OUT = Path(__file__).parent / "results" / "world_mechanism.json"
 KINDS = ("subject_first", "subject_middle", "subject_last", "after_subject", "last")
 
 
-def pick_facts(world, n: int, seed: int = 0) -> list[tuple[str, str, str]]:
-    """``n`` (prompt, subject, object) triples, as many per relation, in framed trained phrasings."""
+def pick_facts(world, n: int, seed: int = 0, people=None) -> list[tuple[str, str, str]]:
+    """``n`` (prompt, subject, object) triples, as many per relation, in framed trained phrasings.
+
+    ``people`` (default: everybody) limits the subjects to those people.
+    """
     rng = random.Random(seed)
     out = []
     for relation in world.relations:
         framed = [ph for ph in world.phrasings(relation) if ph.frame > 0]
-        facts = rng.sample(world.facts(relations=[relation]), n // len(world.relations))
+        facts = rng.sample(world.facts(people, relations=[relation]), n // len(world.relations))
         out += [(rng.choice(framed).prompt(f.subject), f.subject, f.object) for f in facts]
     return out
 
