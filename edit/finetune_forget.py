@@ -34,7 +34,7 @@ def forget_nll(model: nn.Module, settings: GradientSettings, batch, me: MaskedEl
         >>> from transformers import AutoModelForCausalLM, GPT2Config
         >>> m = AutoModelForCausalLM.from_config(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=16))
         >>> batch = (torch.tensor([[1, 2, 3]]), torch.ones(1, 3, dtype=torch.long), torch.tensor([[0.0, 1.0, 1.0]]))
-        >>> 2.0 < float(forget_nll(m, GradientSettings(), batch, None)) < 3.5  # about log(16) at random
+        >>> 2.0 < forget_nll(m, GradientSettings(), batch, None).item() < 3.5  # about log(16) at random
         True
     """
     ids, mask, scored = batch
