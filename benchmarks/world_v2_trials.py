@@ -58,9 +58,8 @@ def run(name: str, steps: int | None = None, n_facts: int = 120, device: str | N
     settings = TRIALS[name]
     folder = ROOT / "runs" / "v2-trials" / name
     done = folder / "training_report.json"
-    if done.exists() and json.loads(done.read_text())["settings"] == asdict(settings):
-        report = json.loads(done.read_text())  # trained in an earlier run: measure it again
-    else:
+    report = json.loads(done.read_text()) if done.exists() else None
+    if report is None or report["settings"] != asdict(settings):  # else trained earlier: measure it again
         report = train(settings, folder, steps_this_run=steps, device=device)
     if not report.get("finished", True):
         print(f"{name}: stopped at step {report['step']} of {report['steps']}; run again to go on")

@@ -160,9 +160,9 @@ def evaluate(model, tokenizer, world: World, split: str | None, statement_share:
     if split is not None:
         groups = {"retain": list(world.split(split).retain), "forget": list(world.split(split).forget)}
     if statement_share < 1.0:
-        stated = statement_people(world, statement_share)
-        groups["with_statements"] = [p for p in groups.get("all", groups.get("retain")) if p in stated]
-        groups["biographies_only"] = [p for p in groups.get("all", groups.get("retain")) if p not in stated]
+        stated, known = statement_people(world, statement_share), groups.get("all") or groups["retain"]
+        groups["with_statements"] = [p for p in known if p in stated]
+        groups["biographies_only"] = [p for p in known if p not in stated]
     out = {}
     for name, people in groups.items():
         if not people:
@@ -270,7 +270,7 @@ def _train(
     steps_per_epoch = math.ceil(len(probe) / settings.batch_size)
     total = steps_per_epoch * settings.epochs
     opt, sched = optimiser(model, settings, total)
-    state = load_progress(out_dir, asdict(settings), model, opt, sched)
+    state = load_progress(out_dir, asdict(settings), model, opt, sched, defaults=asdict(TrainSettings()))
     start, t0, last_save = state.step, time.perf_counter() - state.seconds, time.perf_counter()
     # Packing order sets each epoch's row count, so ``total`` (from one packing) is the schedule's
     # estimate; a run ends when every epoch's batches are done, however many that is.

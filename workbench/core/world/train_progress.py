@@ -74,8 +74,11 @@ def save_progress(out_dir: str | Path, settings: dict, model, opt, sched, progre
     return path
 
 
-def load_progress(out_dir: str | Path, settings: dict, model, opt, sched) -> Progress:
+def load_progress(out_dir: str | Path, settings: dict, model, opt, sched, defaults: dict | None = None) -> Progress:
     """Restore a stopped run's state into ``model``, ``opt`` and ``sched``; a fresh Progress if none.
+
+    ``defaults`` are the settings' default values: a setting the saved run predates reads as
+    its default, so a setting added later and left at it does not orphan the run.
 
     Examples:
         >>> import tempfile, torch
@@ -95,9 +98,7 @@ def load_progress(out_dir: str | Path, settings: dict, model, opt, sched) -> Pro
     if not path.exists():
         return Progress()
     state = torch.load(path, map_location="cpu", weights_only=False)
-    saved = state["settings"]
-    # A setting added since the run was saved reads as None there, so a new optional setting left
-    # at its default (None) does not orphan runs saved before it existed.
+    saved = {**(defaults or {}), **state["settings"]}
     differing = sorted(k for k in saved.keys() | settings.keys() if saved.get(k) != settings.get(k))
     if differing:
         diff = ", ".join(f"{k}: {saved.get(k)!r}, not {settings.get(k)!r}" for k in differing)

@@ -75,11 +75,12 @@ def test_a_run_saved_before_a_new_setting_existed_resumes_when_it_is_left_at_its
     out, report = straight
     train(TrainSettings(**TINY), tmp_path, world, progress=False, steps_this_run=2)
     state = torch.load(progress_path(tmp_path), weights_only=False)
-    del state["settings"]["vocab_size"]  # as a run saved before the setting was added
+    for added in ("vocab_size", "statement_share"):  # as a run saved before these settings existed
+        del state["settings"][added]
     torch.save(state, progress_path(tmp_path))
     new_value = asdict(TrainSettings(**TINY)) | {"vocab_size": 1024}
     with pytest.raises(ProgressMismatch, match="vocab_size: None, not 1024"):
-        load_progress(tmp_path, new_value, None, None, None)  # refused before anything is loaded
+        load_progress(tmp_path, new_value, None, None, None, defaults=asdict(TrainSettings()))  # refused first
     done = train(TrainSettings(**TINY), tmp_path, world, progress=False)
     assert done["final_train_loss"] == report["final_train_loss"]
 
