@@ -18,21 +18,22 @@ import torch
 import workbench
 from edit.counterfact import score_requests
 from edit.request import random_rewrites
-from edit.rome import rome
+from edit.rome import RomeSettings, rome
 
 OUT = Path(__file__).parent / "results" / "rome.json"
 
 
-def run(model: str, n: int, threads: int) -> dict:
+def run(model: str, n: int, threads: int, settings: RomeSettings | None = None) -> dict:
+    """``n`` single edits, each scored and reverted; ``settings`` None: the layer and token the trace picks."""
     torch.set_num_threads(threads)
     h = workbench.load(model, device="cpu")
     reqs = random_rewrites(h.world, n)
-    rome(h, reqs[0]).revert(h.model)  # warm-up: statistics cached, contexts sampled
+    rome(h, reqs[0], settings=settings).revert(h.model)  # warm-up: statistics cached, contexts sampled
     totals = {k: {"prob": 0.0, "accuracy": 0.0, "n": 0} for k in ("efficacy", "paraphrase", "neighbourhood")}
     seconds, layers = [], {}
     for r in reqs:
         t0 = time.perf_counter()
-        e = rome(h, r)
+        e = rome(h, r, settings=settings)
         seconds.append(time.perf_counter() - t0)
         s = score_requests(h, [r])
         e.revert(h.model)

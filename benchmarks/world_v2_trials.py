@@ -21,7 +21,9 @@ from pathlib import Path
 import torch
 
 import workbench
+from benchmarks.rome import run as rome_edits
 from benchmarks.world_mechanism import measure, pick_facts, traced
+from edit.rome import RomeSettings
 from workbench.core.world.train import TrainSettings, train
 from workbench.core.world.train_corpus import statement_people
 
@@ -46,6 +48,25 @@ TRIALS: dict[str, TrainSettings] = {
     "p300-l6-e80-pieces-half": TrainSettings(
         **{**_SMALL, "threads": 2}, n_layers=6, epochs=80, lr=3e-3, vocab_size=1150, eval_every=10, statement_share=0.5
     ),
+    # Names followed at once by a fact (registers.py): the next token after a name depends on the
+    # person, so predicting it takes the facts at the name's last token, as real text's lists and
+    # appositions do. One thread each, so that two trials share the two cores; 40 epochs, where
+    # p300-l6-e80-pieces reached all its held-out facts by epoch 30.
+    "p300-l6-e40-pieces-registers": TrainSettings(
+        **_SMALL, n_layers=6, epochs=40, lr=3e-3, vocab_size=1150, eval_every=10, registers_per_person=4
+    ),
+    # the same with bare statements for only a quarter of the people: a lookup keyed on a
+    # question's last token then serves less of the corpus
+    "p300-l6-e40-pieces-registers-quarter": TrainSettings(
+        **_SMALL,
+        n_layers=6,
+        epochs=40,
+        lr=3e-3,
+        vocab_size=1150,
+        eval_every=10,
+        registers_per_person=4,
+        statement_share=0.25,
+    ),
     # the same without the biographies: what the documents, not the depth, change
     "p300-l6-statements": TrainSettings(
         **_SMALL, n_layers=6, epochs=20, lr=3e-3, documents_per_person=0, filler_per_person=0
@@ -53,8 +74,13 @@ TRIALS: dict[str, TrainSettings] = {
 }
 
 
-def run(name: str, steps: int | None = None, n_facts: int = 120, device: str | None = None) -> dict:
-    """Train (or go on training) one trial; measure it once it is trained (a trained one is only measured)."""
+def run(name: str, steps: int | None = None, n_facts: int = 120, device: str | None = None, edits: int = 30) -> dict:
+    """Train (or go on training) one trial; measure it once it is trained (a trained one is only measured).
+
+    Beside the mechanism, ``edits`` ROME edits are scored twice: at the layer and token each
+    edit's own trace picks (as the ROME bar asks), and at the subject's last token in the
+    layer the mechanism names (where ROME keys on real models).
+    """
     settings = TRIALS[name]
     folder = ROOT / "runs" / "v2-trials" / name
     done = folder / "training_report.json"
@@ -80,13 +106,26 @@ def run(name: str, steps: int | None = None, n_facts: int = 120, device: str | N
         h = workbench.load(str(folder), device="cpu")
         unstated = sorted(set(h.world.people) - statement_people(h.world, settings.statement_share))
         result["mechanism"]["trace_biographies_only"] = traced(h, pick_facts(h.world, n_facts, people=unstated))
+    if edits:
+        subject = RomeSettings(layer=result["mechanism"]["trace"]["rome_layer"], token="subject_last")
+        result["rome"] = {
+            "traced_site": _scores(rome_edits(str(folder), edits, settings.threads)),
+            "subject_last": _scores(rome_edits(str(folder), edits, settings.threads, subject)),
+        }
     stored = json.loads(OUT.read_text()) if OUT.exists() else {}
     stored[name] = result
     OUT.write_text(json.dumps(stored, indent=1) + "\n")
     t = result["mechanism"]["trace"]
     print(f"{name}: accuracy {result['accuracy']}, best MLP effect {t['best_mlp_effect']}")
     print(f"ROME's layer {t['rome_layer']}")
+    for where, r in result.get("rome", {}).items():
+        print(f"ROME at {where}: {r['accuracy']} (sites {r['sites']})")
     return result
+
+
+def _scores(r: dict) -> dict:
+    """ROME's accuracies (top-1 among candidates) and where it edited, from a benchmarks.rome run."""
+    return {"accuracy": {k: round(v["accuracy"], 3) for k, v in r["scores"].items()}, "sites": r["sites"]}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -95,9 +134,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=None, help="stop after this many steps (resume later)")
     p.add_argument("--facts", type=int, default=120)
     p.add_argument("--device", default=None, help="cpu (default) or cuda")
+    p.add_argument("--edits", type=int, default=30, help="ROME edits scored at each site (0: none)")
     args = p.parse_args(argv)
     torch.set_num_threads(TRIALS[args.trial].threads)
-    run(args.trial, args.steps, args.facts, args.device)
+    run(args.trial, args.steps, args.facts, args.device, args.edits)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ class TrainSettings:
     filler_per_person: int = 1  # v2: documents that name a person without their facts
     vocab_size: int | None = None  # v2: the BPE's tokens; None: 1,536 (names in pieces at 2,000 people)
     statement_share: float = 1.0  # v2: share of people whose facts are also stated bare; the rest only in biographies
+    registers_per_person: int = 0  # v2: times each person is listed, name then fact, per relation (registers.py)
 
 
 def model_config(s: TrainSettings, tokenizer):
@@ -211,8 +212,10 @@ def train(
         world = world or make_world(n_people=settings.n_people, version=settings.world_version)
         if world.version != settings.world_version:
             raise ValueError(f"settings ask for a v{settings.world_version} world, got a v{world.version} one")
-        if world.version < 2 and (settings.vocab_size is not None or settings.statement_share < 1.0):
-            raise ValueError("vocab_size and statement_share are v2 settings: a v1 world has no BPE or biographies")
+        v2_only = settings.vocab_size is not None or settings.statement_share < 1.0 or settings.registers_per_person
+        if world.version < 2 and v2_only:
+            names = "vocab_size, statement_share and registers_per_person"
+            raise ValueError(f"{names} are v2 settings: a v1 world has no BPE or documents")
         dev = _training_device(device)
         return _train(settings, Path(out_dir), world, progress, steps_this_run, checkpoint_seconds, dev)
     finally:
@@ -263,9 +266,8 @@ def _train(
     model.train()
 
     per_person = settings.documents_per_person, settings.filler_per_person
-    sents = training_sequences(
-        world, tokenizer, settings.split, settings.seq_len - 1, *per_person, settings.statement_share
-    )
+    mix = settings.statement_share, settings.registers_per_person
+    sents = training_sequences(world, tokenizer, settings.split, settings.seq_len - 1, *per_person, *mix)
     probe, _ = pack(sents, settings.seq_len, tokenizer.bos_token_id, tokenizer.pad_token_id, random.Random(0))
     steps_per_epoch = math.ceil(len(probe) / settings.batch_size)
     total = steps_per_epoch * settings.epochs

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from workbench.core.world.biographies import Document, corpus
 from workbench.core.world.bpe import build_bpe_tokenizer
 from workbench.core.world.facts import Fact, Phrasing, World
+from workbench.core.world.registers import registers
 from workbench.core.world.tokenizer import build_tokenizer
 
 Labelled = list[tuple[int, int]]
@@ -113,11 +114,13 @@ def training_sequences(
     documents_per_person: int,
     filler_per_person: int,
     statement_share: float = 1.0,
+    registers_per_person: int = 0,
 ) -> list[Labelled]:
     """Everything a (split's retain) model of this world trains on, labelled, in a fixed order.
 
     ``statement_share`` (v2) is the share of people whose facts are stated bare as well as in
-    their biographies (:func:`statement_people`).
+    their biographies (:func:`statement_people`); ``registers_per_person`` (v2) is how often each
+    person is listed, name then fact, for every relation (:mod:`workbench.core.world.registers`).
 
     Examples:
         >>> from workbench.core.world.facts import make_world
@@ -134,5 +137,8 @@ def training_sequences(
     out = labelled_statements(statements, tokenizer)
     if world.version >= 2:
         docs = corpus(world, split, documents_per_person, filler_per_person)
+        docs += registers(world, split, registers_per_person)
         out += labelled_documents(docs, tokenizer, max_tokens)
+    elif registers_per_person:
+        raise ValueError("registers_per_person needs a v2 world: a v1 world has no document corpus")
     return out
