@@ -24,6 +24,7 @@ import workbench
 from benchmarks.rome import run as rome_edits
 from benchmarks.world_mechanism import measure, pick_facts, traced
 from edit.rome import RomeSettings
+from workbench.core.world.registers import HEADING
 from workbench.core.world.train import TrainSettings, train
 from workbench.core.world.train_corpus import statement_people
 
@@ -106,6 +107,10 @@ def run(name: str, steps: int | None = None, n_facts: int = 120, device: str | N
         h = workbench.load(str(folder), device="cpu")
         unstated = sorted(set(h.world.people) - statement_people(h.world, settings.statement_share))
         result["mechanism"]["trace_biographies_only"] = traced(h, pick_facts(h.world, n_facts, people=unstated))
+    if settings.registers_per_person:
+        # Where a register's object is looked up: at the name's last token, which is the prompt's last here.
+        h = workbench.load(str(folder), device="cpu")
+        result["mechanism"]["trace_registers"] = traced(h, register_facts(h.world, n_facts))
     if edits:
         subject = RomeSettings(layer=result["mechanism"]["trace"]["rome_layer"], token="subject_last")
         result["rome"] = {
@@ -121,6 +126,16 @@ def run(name: str, steps: int | None = None, n_facts: int = 120, device: str | N
     for where, r in result.get("rome", {}).items():
         print(f"ROME at {where}: {r['accuracy']} (sites {r['sites']})")
     return result
+
+
+def register_facts(world, n: int) -> list[tuple[str, str, str]]:
+    """The facts of :func:`~benchmarks.world_mechanism.pick_facts` as register prompts: a heading, then the name."""
+    out = []
+    for prompt, subject, obj in pick_facts(world, n):
+        _, relation = world.parse_prompt(prompt)
+        heading = HEADING.format(phrase=world.relation(relation).phrases[0])
+        out.append((f"{heading} {subject}", subject, obj))
+    return out
 
 
 def _scores(r: dict) -> dict:
