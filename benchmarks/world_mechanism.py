@@ -111,9 +111,9 @@ def probed(h, seed: int = 0) -> dict:
     return {"train_people": cut, "test_people": len(people) - cut, "relations": out}
 
 
-def measure(model: str = "world", n_facts: int = 120) -> dict:
-    """The trace by kind of token and the probes at the name, for one world model."""
-    h = workbench.load(model, device="cpu")
+def measure(model="world", n_facts: int = 120) -> dict:
+    """The trace by kind of token and the probes at the name, for one world model (a name or a loaded handle)."""
+    h = workbench.load(model, device="cpu") if isinstance(model, str) else model
     if h.world is None:
         raise SystemExit(f"{model} has no fact world: this benchmark reads a world model")
     return {

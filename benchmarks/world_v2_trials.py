@@ -91,6 +91,7 @@ def run(name: str, steps: int | None = None, n_facts: int = 120, device: str | N
     if not report.get("finished", True):
         print(f"{name}: stopped at step {report['step']} of {report['steps']}; run again to go on")
         return report
+    h = workbench.load(str(folder), device="cpu")  # one load for every trace below
     result = {
         "settings": asdict(settings),
         "train_seconds": report["train_seconds"],
@@ -98,18 +99,16 @@ def run(name: str, steps: int | None = None, n_facts: int = 120, device: str | N
         "steps": report["steps"],
         "accuracy": {k: v["accuracy"] for k, v in report["eval"]["all"].items()},
         "heldout_loss": report["eval"]["heldout_loss"],
-        "mechanism": measure(str(folder), n_facts),
+        "mechanism": measure(h, n_facts),
     }
     if settings.statement_share < 1.0:
         # How the model answers for people it never saw a bare statement about: the extraction test.
         groups = ("with_statements", "biographies_only")
         result["accuracy_by_group"] = {g: {k: v["accuracy"] for k, v in report["eval"][g].items()} for g in groups}
-        h = workbench.load(str(folder), device="cpu")
         unstated = sorted(set(h.world.people) - statement_people(h.world, settings.statement_share))
         result["mechanism"]["trace_biographies_only"] = traced(h, pick_facts(h.world, n_facts, people=unstated))
     if settings.registers_per_person:
         # Where a register's object is looked up: at the name's last token, which is the prompt's last here.
-        h = workbench.load(str(folder), device="cpu")
         result["mechanism"]["trace_registers"] = traced(h, register_facts(h.world, n_facts))
     if edits:
         subject = RomeSettings(layer=result["mechanism"]["trace"]["rome_layer"], token="subject_last")
