@@ -68,6 +68,23 @@ TRIALS: dict[str, TrainSettings] = {
         registers_per_person=4,
         statement_share=0.25,
     ),
+    # p300-l6-e40-pieces-registers at 8 layers: room for a subject stage before the read-out.
+    # 20 epochs, where the 6-layer trial reached all its held-out facts by epoch 20 of 40.
+    "p300-l8-e20-pieces-registers": TrainSettings(
+        **_SMALL, n_layers=8, epochs=20, lr=3e-3, vocab_size=1150, eval_every=10, registers_per_person=4
+    ),
+    # the same with profiles (profiles.py): every fact of a person after the name, in a drawn
+    # order, so the token after a name needs all of them there, whichever relation is asked later
+    "p300-l8-e20-pieces-registers-profiles": TrainSettings(
+        **_SMALL,
+        n_layers=8,
+        epochs=20,
+        lr=3e-3,
+        vocab_size=1150,
+        eval_every=10,
+        registers_per_person=4,
+        profiles_per_person=8,
+    ),
     # the same without the biographies: what the documents, not the depth, change
     "p300-l6-statements": TrainSettings(
         **_SMALL, n_layers=6, epochs=20, lr=3e-3, documents_per_person=0, filler_per_person=0

@@ -51,6 +51,7 @@ class TrainSettings:
     vocab_size: int | None = None  # v2: the BPE's tokens; None: 1,536 (names in pieces at 2,000 people)
     statement_share: float = 1.0  # v2: share of people whose facts are also stated bare; the rest only in biographies
     registers_per_person: int = 0  # v2: times each person is listed, name then fact, per relation (registers.py)
+    profiles_per_person: int = 0  # v2: times each person is listed with all their facts (profiles.py)
 
 
 def model_config(s: TrainSettings, tokenizer):
@@ -212,9 +213,10 @@ def train(
         world = world or make_world(n_people=settings.n_people, version=settings.world_version)
         if world.version != settings.world_version:
             raise ValueError(f"settings ask for a v{settings.world_version} world, got a v{world.version} one")
-        v2_only = settings.vocab_size is not None or settings.statement_share < 1.0 or settings.registers_per_person
+        lists = settings.registers_per_person or settings.profiles_per_person
+        v2_only = settings.vocab_size is not None or settings.statement_share < 1.0 or lists
         if world.version < 2 and v2_only:
-            names = "vocab_size, statement_share and registers_per_person"
+            names = "vocab_size, statement_share, registers_per_person and profiles_per_person"
             raise ValueError(f"{names} are v2 settings: a v1 world has no BPE or documents")
         dev = _training_device(device)
         return _train(settings, Path(out_dir), world, progress, steps_this_run, checkpoint_seconds, dev)
@@ -266,7 +268,7 @@ def _train(
     model.train()
 
     per_person = settings.documents_per_person, settings.filler_per_person
-    mix = settings.statement_share, settings.registers_per_person
+    mix = settings.statement_share, settings.registers_per_person, settings.profiles_per_person
     sents = training_sequences(world, tokenizer, settings.split, settings.seq_len - 1, *per_person, *mix)
     probe, _ = pack(sents, settings.seq_len, tokenizer.bos_token_id, tokenizer.pad_token_id, random.Random(0))
     steps_per_epoch = math.ceil(len(probe) / settings.batch_size)

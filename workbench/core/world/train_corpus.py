@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from workbench.core.world.biographies import Document, corpus
 from workbench.core.world.bpe import build_bpe_tokenizer
 from workbench.core.world.facts import Fact, Phrasing, World
+from workbench.core.world.profiles import profiles
 from workbench.core.world.registers import registers
 from workbench.core.world.tokenizer import build_tokenizer
 
@@ -115,12 +116,14 @@ def training_sequences(
     filler_per_person: int,
     statement_share: float = 1.0,
     registers_per_person: int = 0,
+    profiles_per_person: int = 0,
 ) -> list[Labelled]:
     """Everything a (split's retain) model of this world trains on, labelled, in a fixed order.
 
     ``statement_share`` (v2) is the share of people whose facts are stated bare as well as in
     their biographies (:func:`statement_people`); ``registers_per_person`` (v2) is how often each
-    person is listed, name then fact, for every relation (:mod:`workbench.core.world.registers`).
+    person is listed, name then fact, for every relation (:mod:`workbench.core.world.registers`);
+    ``profiles_per_person`` (v2) how often with all their facts (:mod:`workbench.core.world.profiles`).
 
     Examples:
         >>> from workbench.core.world.facts import make_world
@@ -138,7 +141,9 @@ def training_sequences(
     if world.version >= 2:
         docs = corpus(world, split, documents_per_person, filler_per_person)
         docs += registers(world, split, registers_per_person)
+        docs += profiles(world, split, profiles_per_person)
         out += labelled_documents(docs, tokenizer, max_tokens)
-    elif registers_per_person:
-        raise ValueError("registers_per_person needs a v2 world: a v1 world has no document corpus")
+    elif registers_per_person or profiles_per_person:
+        kind = "registers_per_person" if registers_per_person else "profiles_per_person"
+        raise ValueError(f"{kind} needs a v2 world: a v1 world has no document corpus")
     return out

@@ -76,7 +76,7 @@ def test_a_run_saved_before_a_new_setting_existed_resumes_when_it_is_left_at_its
     train(TrainSettings(**TINY), tmp_path, world, progress=False, steps_this_run=2)
     state = torch.load(progress_path(tmp_path), weights_only=False)
     # as a run saved before these settings existed
-    for added in ("vocab_size", "statement_share", "registers_per_person"):
+    for added in ("vocab_size", "statement_share", "registers_per_person", "profiles_per_person"):
         del state["settings"][added]
     torch.save(state, progress_path(tmp_path))
     new_value = asdict(TrainSettings(**TINY)) | {"vocab_size": 1024}
@@ -114,7 +114,8 @@ def test_a_v2_world_model_trains_on_its_documents_and_loads_back(tmp_path):
 def test_settings_and_world_of_different_versions_are_refused(tmp_path):
     with pytest.raises(ValueError, match="settings ask for a v2 world, got a v1 one"):
         train(TrainSettings(**TINY, world_version=2), tmp_path, make_world(n_people=100), progress=False)
-    for v2_only in ({"vocab_size": 1024}, {"statement_share": 0.5}, {"registers_per_person": 2}):
+    lists = ({"registers_per_person": 2}, {"profiles_per_person": 1})
+    for v2_only in ({"vocab_size": 1024}, {"statement_share": 0.5}, *lists):
         with pytest.raises(ValueError, match="are v2 settings"):
             train(TrainSettings(**TINY, **v2_only), tmp_path, make_world(n_people=100), progress=False)
 
