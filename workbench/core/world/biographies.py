@@ -198,6 +198,25 @@ def corpus(
     return [d for d in docs if forgotten.isdisjoint(d.people)]
 
 
+def listed_people_left_out(world: World, split: str | None, per_person: int, kind: str) -> set[str]:
+    """The people a list corpus (registers, profiles) leaves out for ``split``, once its settings are checked.
+
+    Examples:
+        >>> from workbench.core.world.facts import make_world
+        >>> w = make_world(n_people=100, version=2)
+        >>> len(listed_people_left_out(w, None, 2, "registers")), len(listed_people_left_out(w, "forget05", 2, "x"))
+        (0, 5)
+        >>> listed_people_left_out(make_world(), None, 2, "profiles")
+        Traceback (most recent call last):
+        ValueError: profiles need a v2 world: a v1 world has no document corpus
+    """
+    if world.version < 2:
+        raise ValueError(f"{kind} need a v2 world: a v1 world has no document corpus")
+    if per_person < 0:
+        raise ValueError(f"per_person must be at least 0, got {per_person}")
+    return set() if split is None else set(world.split(split).forget)
+
+
 def template_text() -> list[str]:
     """The fixed English text of biographies and fillers, names left out, for training a tokenizer on.
 

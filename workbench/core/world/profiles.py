@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 
-from workbench.core.world.biographies import Document
+from workbench.core.world.biographies import Document, listed_people_left_out
 from workbench.core.world.facts import World
 
 HEADING = "Who is who ."  # words the corpus already has, so the BPE needs no new pieces
@@ -40,11 +40,7 @@ def profiles(world: World, split: str | None = None, per_person: int = 2) -> lis
         >>> any(p in gone for d in profiles(w, "forget05") for p in d.people)
         False
     """
-    if world.version < 2:
-        raise ValueError("profiles need a v2 world: a v1 world has no document corpus")
-    if per_person < 0:
-        raise ValueError(f"per_person must be at least 0, got {per_person}")
-    forgotten = set() if split is None else set(world.split(split).forget)
+    forgotten = listed_people_left_out(world, split, per_person, "profiles")
     rng = random.Random(f"{world.seed}/profiles")
     docs = []
     for _ in range(per_person):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 
-from workbench.core.world.biographies import Document
+from workbench.core.world.biographies import Document, listed_people_left_out
 from workbench.core.world.facts import World
 
 # The heading names the relation by its first phrase; the words are the corpus's own.
@@ -40,11 +40,7 @@ def registers(world: World, split: str | None = None, per_person: int = 2) -> li
         >>> any(p in gone for d in registers(w, "forget05") for p in d.people)
         False
     """
-    if world.version < 2:
-        raise ValueError("registers need a v2 world: a v1 world has no document corpus")
-    if per_person < 0:
-        raise ValueError(f"per_person must be at least 0, got {per_person}")
-    forgotten = set() if split is None else set(world.split(split).forget)
+    forgotten = listed_people_left_out(world, split, per_person, "registers")
     docs = []
     for name, rel in world.relations.items():
         rng = random.Random(f"{world.seed}/registers/{name}")
