@@ -31,6 +31,7 @@ import torch
 
 import workbench
 from locate.causal_trace import TraceSettings, trace
+from workbench.core.handle import ModelHandle
 from workbench.verify.probe import fit_probe, last_token_states
 
 OUT = Path(__file__).parent / "results" / "world_mechanism.json"
@@ -111,11 +112,11 @@ def probed(h, seed: int = 0) -> dict:
     return {"train_people": cut, "test_people": len(people) - cut, "relations": out}
 
 
-def measure(model="world", n_facts: int = 120) -> dict:
+def measure(model: str | ModelHandle = "world", n_facts: int = 120) -> dict:
     """The trace by kind of token and the probes at the name, for one world model (a name or a loaded handle)."""
     h = workbench.load(model, device="cpu") if isinstance(model, str) else model
     if h.world is None:
-        raise SystemExit(f"{model} has no fact world: this benchmark reads a world model")
+        raise SystemExit(f"{h.name} has no fact world: this benchmark reads a world model")
     return {
         "layers": h.n_layers,
         "people": len(h.world.people),

@@ -31,6 +31,8 @@ from workbench.core.world.train_corpus import statement_people
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).parent / "results" / "world_v2_trials.json"
 _SMALL = dict(world_version=2, n_people=300, d_model=128, n_heads=4, d_mlp=512, seq_len=256, threads=1)
+# the register trials' common recipe: names in pieces, each person listed 4 times per relation
+_REGISTERS = dict(_SMALL, lr=3e-3, vocab_size=1150, eval_every=10, registers_per_person=4)
 TRIALS: dict[str, TrainSettings] = {
     # 300 people, 6 layers: the smallest world where shared name pieces and biographies can be
     # tried on two CPU threads within a sitting.
@@ -53,38 +55,16 @@ TRIALS: dict[str, TrainSettings] = {
     # person, so predicting it takes the facts at the name's last token, as real text's lists and
     # appositions do. One thread each, so that two trials share the two cores; 40 epochs, where
     # p300-l6-e80-pieces reached all its held-out facts by epoch 30.
-    "p300-l6-e40-pieces-registers": TrainSettings(
-        **_SMALL, n_layers=6, epochs=40, lr=3e-3, vocab_size=1150, eval_every=10, registers_per_person=4
-    ),
+    "p300-l6-e40-pieces-registers": TrainSettings(**_REGISTERS, n_layers=6, epochs=40),
     # the same with bare statements for only a quarter of the people: a lookup keyed on a
     # question's last token then serves less of the corpus
-    "p300-l6-e40-pieces-registers-quarter": TrainSettings(
-        **_SMALL,
-        n_layers=6,
-        epochs=40,
-        lr=3e-3,
-        vocab_size=1150,
-        eval_every=10,
-        registers_per_person=4,
-        statement_share=0.25,
-    ),
+    "p300-l6-e40-pieces-registers-quarter": TrainSettings(**_REGISTERS, n_layers=6, epochs=40, statement_share=0.25),
     # p300-l6-e40-pieces-registers at 8 layers: room for a subject stage before the read-out.
     # 20 epochs, where the 6-layer trial reached all its held-out facts by epoch 20 of 40.
-    "p300-l8-e20-pieces-registers": TrainSettings(
-        **_SMALL, n_layers=8, epochs=20, lr=3e-3, vocab_size=1150, eval_every=10, registers_per_person=4
-    ),
+    "p300-l8-e20-pieces-registers": TrainSettings(**_REGISTERS, n_layers=8, epochs=20),
     # the same with profiles (profiles.py): every fact of a person after the name, in a drawn
     # order, so the token after a name needs all of them there, whichever relation is asked later
-    "p300-l8-e20-pieces-registers-profiles": TrainSettings(
-        **_SMALL,
-        n_layers=8,
-        epochs=20,
-        lr=3e-3,
-        vocab_size=1150,
-        eval_every=10,
-        registers_per_person=4,
-        profiles_per_person=8,
-    ),
+    "p300-l8-e20-pieces-registers-profiles": TrainSettings(**_REGISTERS, n_layers=8, epochs=20, profiles_per_person=8),
     # the same without the biographies: what the documents, not the depth, change
     "p300-l6-statements": TrainSettings(
         **_SMALL, n_layers=6, epochs=20, lr=3e-3, documents_per_person=0, filler_per_person=0
